@@ -1,0 +1,128 @@
+/**
+ * `drover start [-c FILE]`: runs the proxy until SIGTERM/SIGINT. SIGHUP, or a change to the
+ * config file, reloads the config in place (an invalid one is refused and the old one keeps
+ * serving); SIGUSR1 reopens the access log.
+ */
+import path from 'node:path';
+import type { Command } from 'commander';
+import { openAccessLog, type AccessLog } from '../access-log.js';
+import { loadConfigFile } from '../config/load.js';
+import type { DroverConfig } from '../config/types.js';
+import { startDemoBackend, type DemoBackend } from '../demo.js';
+import { ConfigError, formatIssue } from '../errors.js';
+import { watchFile } from '../file-watch.js';
+import { createLogger, type Logger } from '../log.js';
+import { Metrics } from '../metrics.js';
+import { Runtime } from '../runtime.js';
+
+export interface StartOptions {
+  readonly config: string;
+  readonly demo?: boolean;
+}
+
+/** Adds `start` to the program. */
+export function addStartCommand(program: Command): void {
+  program
+    .command('start')
+    .description('run the proxy (JSON logs on stdout)')
+    .option('-c, --config <file>', 'config file', './drover.yaml')
+    .option('--demo', 'also start two demo backends on 127.0.0.1:9001 and :9002 (what `npm start` uses)', false)
+    .action(async (opts: StartOptions) => {
+      const code = await runStart(opts);
+      process.exitCode = code;
+      // Whatever handle a library left open (a gRPC channel, a keep-alive socket) must not keep
+      // a stopped proxy alive: exit once the event loop had a moment to flush.
+      if (code === 0) setTimeout(() => process.exit(code), 500).unref();
+    });
+}
+
+/** Guards the process: an unhandled rejection or exception is logged, never fatal. */
+function installSafetyNets(logger: Logger): void {
+  process.on('unhandledRejection', (reason) => logger.error({ err: reason }, 'unhandled rejection (ignored)'));
+  process.on('uncaughtException', (err) => logger.error({ err }, 'uncaught exception (ignored)'));
+}
+
+/** Runs until a stop signal; resolves with the exit code. */
+export async function runStart(opts: StartOptions): Promise<number> {
+  const file = path.resolve(opts.config);
+  const logger = createLogger();
+  let config: DroverConfig;
+  try {
+    config = await loadConfigFile(file);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      for (const issue of err.issues) process.stderr.write(`${formatIssue(issue)}\n`);
+      return 1;
+    }
+    throw err;
+  }
+  installSafetyNets(logger);
+  const demos: DemoBackend[] = [];
+  if (opts.demo === true) {
+    for (const [name, port] of [
+      ['demo-1', 9001],
+      ['demo-2', 9002],
+    ] as const) {
+      demos.push(await startDemoBackend(name, '127.0.0.1', port));
+    }
+    logger.info({ backends: demos.map((d) => `${d.name}@127.0.0.1:${d.port}`) }, 'demo backends started');
+  }
+  const metrics = new Metrics();
+  let accessLog: AccessLog | undefined = openAccessLog(config.accessLog);
+  let runtime: Runtime;
+  try {
+    runtime = await Runtime.start(config, { logger, metrics, accessLog: accessLog?.write });
+  } catch (err) {
+    logger.fatal({ err, code: 'E_LISTEN_FAILED' }, 'could not start');
+    process.stderr.write(`drover: could not start: ${(err as Error).message}\n`);
+    await Promise.all(demos.map((d) => d.close()));
+    return 1;
+  }
+  logger.info({ listen: runtime.listenAddresses(), admin: runtime.adminAddress(), config: file }, 'ready');
+
+  let reloading: Promise<void> = Promise.resolve();
+  const reload = (trigger: string): void => {
+    reloading = reloading.then(async () => {
+      try {
+        const next = await loadConfigFile(file);
+        if (next.accessLog !== config.accessLog) {
+          accessLog?.flush();
+          accessLog = openAccessLog(next.accessLog);
+          runtime.setAccessLog(accessLog?.write);
+        }
+        await runtime.reload(next);
+        config = next;
+        metrics.configReload('success');
+        logger.info({ trigger }, 'config reloaded');
+      } catch (err) {
+        metrics.configReload('failure');
+        const issues = err instanceof ConfigError ? err.issues.map(formatIssue) : [String(err)];
+        logger.error({ trigger, issues, code: err instanceof ConfigError ? err.code : 'E_CONFIG_INVALID' }, 'config reload refused: the old config keeps serving');
+      }
+    });
+  };
+  const watcher = watchFile(file, () => reload('file'));
+  process.on('SIGHUP', () => reload('SIGHUP'));
+  process.on('SIGUSR1', () => {
+    accessLog?.reopen();
+    logger.info('access log reopened');
+  });
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+    process.once('SIGINT', () => resolve('SIGINT'));
+  });
+  // A second signal during the grace period stops at once.
+  const hurry = (): void => process.exit(1);
+  process.once('SIGTERM', hurry);
+  process.once('SIGINT', hurry);
+  logger.info({ signal, graceMs: config.shutdownGrace }, 'shutting down');
+  watcher.close();
+  await reloading;
+  await runtime.shutdown(config.shutdownGrace);
+  await Promise.all(demos.map((d) => d.close()));
+  accessLog?.flush();
+  logger.info('stopped');
+  logger.flush();
+  return 0;
+}

@@ -1,0 +1,80 @@
+/**
+ * A request body handed to undici without giving undici the client's socket stream.
+ *
+ * Two reasons not to pass `req` itself: undici destroys a body stream when the upstream fails,
+ * which would kill the client connection before we can answer 502; and a retry must know
+ * whether any byte was consumed (a body that was sent is never replayed). `LazyBody` starts
+ * pulling from the client only when undici first reads, and forwards backpressure both ways.
+ */
+import { Readable } from 'node:stream';
+import type { IncomingMessage } from 'node:http';
+
+export class LazyBody extends Readable {
+  private readonly source: IncomingMessage;
+  /** true once undici asked for data: from then on the body cannot be replayed */
+  started = false;
+  /** bytes pulled from the client so far */
+  bytes = 0;
+  private attached = false;
+
+  constructor(source: IncomingMessage) {
+    super();
+    this.source = source;
+    this.onData = this.onData.bind(this);
+    this.onEnd = this.onEnd.bind(this);
+    this.onAbort = this.onAbort.bind(this);
+  }
+
+  override _read(): void {
+    this.started = true;
+    if (!this.attached) {
+      this.attached = true;
+      this.source.on('data', this.onData);
+      this.source.on('end', this.onEnd);
+      this.source.on('error', this.onAbort);
+      this.source.on('aborted', this.onAbort);
+      if (this.source.readableEnded) {
+        this.push(null);
+        return;
+      }
+    }
+    this.source.resume();
+  }
+
+  private onData(chunk: Buffer): void {
+    this.bytes += chunk.length;
+    if (!this.push(chunk)) this.source.pause();
+  }
+
+  private onEnd(): void {
+    this.push(null);
+  }
+
+  private onAbort(): void {
+    this.destroy(new Error('client aborted the request body'));
+  }
+
+  override _destroy(err: Error | null, cb: (error?: Error | null) => void): void {
+    this.detach();
+    cb(err);
+  }
+
+  /** Stops listening to the client stream (after an upstream failure) without touching it. */
+  detach(): void {
+    if (!this.attached) return;
+    this.attached = false;
+    this.source.off('data', this.onData);
+    this.source.off('end', this.onEnd);
+    this.source.off('error', this.onAbort);
+    this.source.off('aborted', this.onAbort);
+    this.source.pause();
+  }
+}
+
+/** True when the request declares a body (Content-Length > 0 or any Transfer-Encoding). */
+export function hasRequestBody(req: IncomingMessage): boolean {
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined) return true;
+  const cl = req.headers['content-length'];
+  return cl !== undefined && cl !== '0';
+}

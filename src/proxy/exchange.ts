@@ -1,0 +1,308 @@
+/**
+ * One proxied request: picks a backend, dispatches through undici's handler API (streaming both
+ * ways with backpressure, nothing buffered), retries on another backend when that is safe, and
+ * answers the client with contract section 6's statuses when it is not.
+ *
+ * One object per request holds all state, so the handler callbacks are methods, not closures.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import type { Backend } from '../../routing/backend.js';
+import type { PickContext } from '../../routing/types.js';
+import { hasRequestBody, LazyBody } from './body.js';
+import { downstreamResponseHeaders } from './headers.js';
+import type { AccessLogEntry, FailureKind, ProxyState, ServiceRuntime } from './types.js';
+import { upstreamOf } from './upstream.js';
+import { sendError } from './respond.js';
+
+const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+
+/** How an upstream error is classified. */
+interface Classified {
+  readonly kind: FailureKind;
+  /** false: the request certainly never reached the backend (safe to retry anything) */
+  readonly reached: boolean;
+  /** status to answer if no retry happens */
+  readonly status: 502 | 504;
+}
+
+/** Maps undici and socket errors to a failure kind and the answer owed to the client. */
+export function classifyUpstreamError(err: Error): Classified {
+  const code = (err as { code?: string }).code ?? '';
+  switch (code) {
+    case 'ECONNREFUSED':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'EADDRNOTAVAIL':
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+    case 'UND_ERR_DESTROYED':
+    case 'UND_ERR_CLOSED':
+      return { kind: 'connect', reached: false, status: 502 };
+    case 'UND_ERR_CONNECT_TIMEOUT':
+      return { kind: 'timeout', reached: false, status: 504 };
+    case 'UND_ERR_HEADERS_TIMEOUT':
+    case 'UND_ERR_BODY_TIMEOUT':
+      return { kind: 'timeout', reached: true, status: 504 };
+    default:
+      return { kind: 'reset', reached: true, status: 502 };
+  }
+}
+
+/** Dispatch options shared by every attempt of one request. */
+interface DispatchBase {
+  readonly method: Dispatcher.HttpMethod;
+  readonly path: string;
+  readonly headers: string[];
+}
+
+export class Exchange implements Dispatcher.DispatchHandler {
+  private readonly req: IncomingMessage;
+  private readonly res: ServerResponse;
+  private readonly state: ProxyState;
+  private readonly svc: ServiceRuntime;
+  private readonly ctx: PickContext;
+  private readonly base: DispatchBase;
+  private readonly startedAt: number;
+  private readonly routeIndex: number;
+  private readonly requestId: string;
+  private readonly clientIp: string;
+  private readonly withBody: boolean;
+  private backend: Backend | undefined;
+  private body: LazyBody | undefined;
+  private controller: Dispatcher.DispatchController | undefined;
+  private tried: Set<Backend> | undefined;
+  private retries = 0;
+  private responseStarted = false;
+  private finished = false;
+  private clientGone = false;
+  private bytesOut = 0;
+  private bytesIn = 0;
+  private status = 0;
+  private error: string | undefined;
+
+  constructor(
+    req: IncomingMessage,
+    res: ServerResponse,
+    state: ProxyState,
+    svc: ServiceRuntime,
+    ctx: PickContext,
+    base: DispatchBase,
+    routeIndex: number,
+    requestId: string,
+  ) {
+    this.req = req;
+    this.res = res;
+    this.state = state;
+    this.svc = svc;
+    this.ctx = ctx;
+    this.base = base;
+    this.routeIndex = routeIndex;
+    this.requestId = requestId;
+    this.clientIp = ctx.clientIp;
+    this.startedAt = performance.now();
+    this.withBody = hasRequestBody(req);
+    this.onClientClose = this.onClientClose.bind(this);
+    this.onDrain = this.onDrain.bind(this);
+    res.once('close', this.onClientClose);
+    svc.earnRetry();
+  }
+
+  /** Starts the first attempt. */
+  start(): void {
+    this.attempt();
+  }
+
+  private attempt(): void {
+    const backend = this.svc.pool.pick(this.ctx, this.tried);
+    if (backend === undefined) {
+      if (this.tried === undefined) {
+        this.fail(503, undefined, 'no_available_backend');
+      } else {
+        // every backend was tried: answer with the last failure's status
+        this.fail(this.status === 504 ? 504 : 502, undefined, this.error ?? 'bad_gateway');
+      }
+      return;
+    }
+    this.backend = backend;
+    backend.inflight++;
+    backend.requests++;
+    const up = upstreamOf(backend, this.svc.config.timeouts);
+    let body: LazyBody | null = null;
+    if (this.withBody) {
+      this.body = new LazyBody(this.req);
+      body = this.body;
+    }
+    try {
+      up.pool.dispatch(
+        {
+          method: this.base.method,
+          path: this.base.path,
+          headers: this.base.headers,
+          body,
+          headersTimeout: this.svc.config.timeouts.responseHeaders,
+          bodyTimeout: this.svc.config.timeouts.idle,
+        },
+        this,
+      );
+    } catch (err) {
+      // undici validates synchronously (e.g. a header value it refuses): the request is bad
+      backend.inflight--;
+      this.backend = undefined;
+      this.fail(400, undefined, `rejected: ${(err as Error).message}`);
+    }
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.clientGone) controller.abort(new Error('client closed the connection'));
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, _headers: unknown, statusMessage?: string): void {
+    if (statusCode < 200) return; // 1xx informational: Node answers 100-continue itself
+    this.responseStarted = true;
+    this.status = statusCode;
+    const raw = (controller.rawHeaders ?? []) as (Buffer | string)[];
+    const headers = downstreamResponseHeaders(raw);
+    if (this.clientGone) {
+      controller.abort(new Error('client closed the connection'));
+      return;
+    }
+    try {
+      if (statusMessage !== undefined && statusMessage !== '') this.res.writeHead(statusCode, statusMessage, headers);
+      else this.res.writeHead(statusCode, headers);
+    } catch (err) {
+      // a header Node refuses to write (invalid characters from the backend)
+      this.error = `invalid response header: ${(err as Error).message}`;
+      controller.abort(err as Error);
+    }
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    this.bytesOut += chunk.length;
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once('drain', this.onDrain);
+    }
+  }
+
+  private onDrain(): void {
+    this.controller?.resume();
+  }
+
+  onResponseEnd(): void {
+    this.res.end();
+    const backend = this.backend;
+    if (backend !== undefined) {
+      const failed = this.status >= 500;
+      if (failed) {
+        backend.failures++;
+        this.svc.backendCounters(backend).upstreamError('status');
+        this.svc.report(backend, { ok: false, kind: 'status', status: this.status, detail: `status ${this.status}` });
+      } else {
+        this.svc.report(backend, { ok: true, status: this.status });
+      }
+    }
+    this.done();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    const backend = this.backend;
+    if (this.clientGone) {
+      // the client left first: not the backend's fault
+      this.done();
+      return;
+    }
+    const c = classifyUpstreamError(err);
+    const detail = `${c.kind} ${(err as { code?: string }).code ?? err.message}`;
+    this.error = detail;
+    if (backend !== undefined) {
+      backend.failures++;
+      this.svc.backendCounters(backend).upstreamError(c.kind);
+      this.svc.report(backend, { ok: false, kind: c.kind, detail });
+    }
+    if (this.responseStarted) {
+      // Headers are out: the only honest signal left is a truncated response.
+      this.res.destroy(err);
+      this.done();
+      return;
+    }
+    if (this.mayRetry(c) && backend !== undefined) {
+      backend.inflight--;
+      this.body?.detach();
+      this.bytesIn += this.body?.bytes ?? 0;
+      this.body = undefined;
+      (this.tried ??= new Set()).add(backend);
+      this.retries++;
+      this.svc.counters.retry();
+      this.status = c.status;
+      this.attempt();
+      return;
+    }
+    this.fail(c.status, backend, detail);
+  }
+
+  /** Contract: connect failures always; others only for idempotent, body-less requests; within budget. */
+  private mayRetry(c: Classified): boolean {
+    if (this.retries >= this.svc.config.retries) return false;
+    const bodyUntouched = this.body === undefined || !this.body.started;
+    const safe = !c.reached ? bodyUntouched : !this.withBody && IDEMPOTENT.has(this.base.method);
+    if (!safe) return false;
+    return this.svc.takeRetry();
+  }
+
+  private onClientClose(): void {
+    if (this.finished) return;
+    if (!this.res.writableFinished) {
+      this.clientGone = true;
+      this.controller?.abort(new Error('client closed the connection'));
+      if (this.controller === undefined && this.backend === undefined) this.done();
+    }
+  }
+
+  /** Answers the client with an error (contract section 6) and finishes. */
+  private fail(status: number, backend: Backend | undefined, error: string): void {
+    this.status = status;
+    this.error = error;
+    if (backend === undefined) this.backend = undefined;
+    const closeAfter = this.withBody && !this.req.readableEnded;
+    if (!this.clientGone) sendError(this.res, status, this.svc.name, closeAfter);
+    this.done();
+  }
+
+  private done(): void {
+    if (this.finished) return;
+    this.finished = true;
+    const backend = this.backend;
+    if (backend !== undefined) backend.inflight--;
+    this.body?.detach();
+    this.bytesIn += this.body?.bytes ?? 0;
+    const status = this.clientGone && !this.responseStarted ? 499 : this.status;
+    const seconds = (performance.now() - this.startedAt) / 1000;
+    this.svc.counters.observeDuration(seconds);
+    if (backend !== undefined) this.svc.backendCounters(backend).request(status);
+    else this.svc.counters.request(status);
+    const log = this.state.accessLog;
+    if (log !== undefined) log(this.entry(status, seconds, backend));
+  }
+
+  private entry(status: number, seconds: number, backend: Backend | undefined): AccessLogEntry {
+    const req = this.req;
+    return {
+      requestId: this.requestId,
+      client: this.clientIp,
+      method: this.base.method,
+      host: req.headers.host ?? '',
+      path: req.url ?? '',
+      route: this.routeIndex,
+      service: this.svc.name,
+      backend: backend?.id ?? null,
+      status,
+      duration: Math.round(seconds * 1e6) / 1e3,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      retries: this.retries,
+      error: this.error,
+    };
+  }
+}

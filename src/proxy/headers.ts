@@ -1,0 +1,190 @@
+/**
+ * Header rewriting for both directions, done on Node's raw header arrays (`[name, value, ...]`)
+ * so that case and duplicates survive and no per-request header object is built.
+ *
+ * Hop-by-hop headers (RFC 9110 section 7.6.1) and every header named in `Connection` are removed
+ * in both directions; `Expect` is removed upstream because Node already answered `100-continue`
+ * and undici refuses it.
+ */
+import { randomUUID } from 'node:crypto';
+
+/** Lower-cased names that never cross the proxy in either direction. */
+const HOP_BY_HOP: ReadonlySet<string> = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Headers drover itself sets on the way up; a client's copies are dropped or folded in. */
+const FORWARDING: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id', 'expect']);
+
+/** What the proxy knows about the client connection, to build the forwarding headers. */
+export interface ForwardingInfo {
+  /** the TCP peer's address */
+  readonly peer: string;
+  /** the peer is listed in `trusted_proxies`: its X-Forwarded-* are kept and appended to */
+  readonly trusted: boolean;
+  /** `http` or `https`: the scheme of the listener */
+  readonly proto: string;
+}
+
+/** A route's header edits, precomputed: lower-cased names. */
+export interface HeaderEdits {
+  readonly set: readonly { readonly name: string; readonly lower: string; readonly value: string }[];
+  readonly remove: ReadonlySet<string>;
+}
+
+export const NO_EDITS: HeaderEdits = { set: [], remove: new Set() };
+
+/** Names listed in a `Connection` header value, lower-cased ("close" and "keep-alive" included). */
+function connectionTokens(value: string | undefined, into: Set<string>): void {
+  if (value === undefined) return;
+  for (const token of value.split(',')) {
+    const t = token.trim().toLowerCase();
+    if (t !== '') into.add(t);
+  }
+}
+
+/** The result of preparing request headers for the upstream. */
+export interface UpstreamRequestHeaders {
+  /** flat `[name, value, ...]` array for undici */
+  readonly headers: string[];
+  /** the request id sent upstream (kept from the client or generated) */
+  readonly requestId: string;
+}
+
+/**
+ * Builds the upstream request headers from the client's raw headers.
+ * @param raw `req.rawHeaders`
+ */
+export function upstreamRequestHeaders(raw: readonly string[], info: ForwardingInfo, edits: HeaderEdits): UpstreamRequestHeaders {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 10 && name.toLowerCase() === 'connection') {
+      named ??= new Set();
+      connectionTokens(raw[i + 1], named);
+    }
+  }
+  const out: string[] = [];
+  let xff: string | undefined;
+  let xfProto: string | undefined;
+  let xfHost: string | undefined;
+  let forwarded: string | undefined;
+  let requestId: string | undefined;
+  let host: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    const value = raw[i + 1] as string;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) continue;
+    if (FORWARDING.has(lower)) {
+      switch (lower) {
+        case 'x-forwarded-for':
+          xff = xff === undefined ? value : `${xff}, ${value}`;
+          break;
+        case 'x-forwarded-proto':
+          xfProto ??= value;
+          break;
+        case 'x-forwarded-host':
+          xfHost ??= value;
+          break;
+        case 'forwarded':
+          forwarded = forwarded === undefined ? value : `${forwarded}, ${value}`;
+          break;
+        case 'x-request-id':
+          requestId ??= value;
+          break;
+        default: // expect
+          break;
+      }
+      continue;
+    }
+    if (edits.remove.has(lower)) continue;
+    if (lower === 'host') host = value;
+    out.push(name, value);
+  }
+  // Route edits: `set` replaces every copy of the header.
+  for (const edit of edits.set) {
+    for (let i = 0; i < out.length; i += 2) {
+      if ((out[i] as string).toLowerCase() === edit.lower) {
+        out.splice(i, 2);
+        i -= 2;
+      }
+    }
+    out.push(edit.name, edit.value);
+  }
+  if (info.trusted) {
+    out.push('x-forwarded-for', xff === undefined ? info.peer : `${xff}, ${info.peer}`);
+    out.push('x-forwarded-proto', xfProto ?? info.proto);
+    const fh = xfHost ?? host;
+    if (fh !== undefined) out.push('x-forwarded-host', fh);
+    if (forwarded !== undefined) out.push('forwarded', forwarded);
+  } else {
+    // An untrusted peer's claims are replaced, never appended to: it could name any address.
+    out.push('x-forwarded-for', info.peer);
+    out.push('x-forwarded-proto', info.proto);
+    if (host !== undefined) out.push('x-forwarded-host', host);
+  }
+  const id = requestId !== undefined && isSaneRequestId(requestId) ? requestId : randomUUID();
+  out.push('x-request-id', id);
+  return { headers: out, requestId: id };
+}
+
+/** A client-supplied request id is kept only if it is short and printable (it ends up in logs). */
+function isSaneRequestId(id: string): boolean {
+  if (id.length === 0 || id.length > 200) return false;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c < 0x21 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+/**
+ * Filters a backend's raw response headers (undici gives Buffers) into a flat string array for
+ * `res.writeHead`, dropping hop-by-hop and `Connection`-named headers.
+ */
+export function downstreamResponseHeaders(raw: readonly (Buffer | string)[]): string[] {
+  let named: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as Buffer | string;
+    if (name.length === 10 && name.toString('latin1').toLowerCase() === 'connection') {
+      named ??= new Set();
+      connectionTokens((raw[i + 1] as Buffer | string).toString('latin1'), named);
+    }
+  }
+  const out: string[] = [];
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = (raw[i] as Buffer | string).toString('latin1');
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) continue;
+    out.push(name, (raw[i + 1] as Buffer | string).toString('latin1'));
+  }
+  return out;
+}
+
+/** Counts `Host` headers in raw headers: more than one is a malformed request (400). */
+export function hostHeaderCount(raw: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 4 && name.toLowerCase() === 'host') n++;
+  }
+  return n;
+}
+
+/** Precomputes a route's `request_headers` edits. */
+export function compileEdits(set: readonly { name: string; value: string }[], remove: readonly string[]): HeaderEdits {
+  if (set.length === 0 && remove.length === 0) return NO_EDITS;
+  return {
+    set: set.map((s) => ({ name: s.name, lower: s.name.toLowerCase(), value: s.value })),
+    remove: new Set(remove.map((r) => r.toLowerCase())),
+  };
+}

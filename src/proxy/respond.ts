@@ -1,0 +1,54 @@
+/**
+ * drover's own answers to clients (contract section 6). Bodies are precomputed per status where
+ * they do not name a service, so an error storm does not allocate much.
+ */
+import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+const ERROR_NAMES: Readonly<Record<number, string>> = {
+  400: 'bad_request',
+  404: 'no_route',
+  414: 'uri_too_long',
+  431: 'request_header_fields_too_large',
+  499: 'client_closed_request',
+  502: 'bad_gateway',
+  503: 'no_available_backend',
+  504: 'gateway_timeout',
+};
+
+/** The JSON body drover sends for `status` (with `service` when one was chosen). */
+export function errorBody(status: number, service: string | undefined): string {
+  const error = ERROR_NAMES[status] ?? 'error';
+  return service === undefined || status === 404 || status === 400 ? JSON.stringify({ error }) : JSON.stringify({ error, service });
+}
+
+/**
+ * Writes an error answer. `close` asks the client to close the connection (used when the request
+ * body was not read, so the connection cannot be reused safely).
+ */
+export function sendError(res: ServerResponse, status: number, service: string | undefined, close = false): void {
+  if (res.headersSent || res.destroyed) {
+    res.destroy();
+    return;
+  }
+  const body = errorBody(status, service);
+  const headers: Record<string, string | number> = {
+    'content-type': 'application/json',
+    'content-length': Buffer.byteLength(body),
+  };
+  if (close) headers['connection'] = 'close';
+  res.writeHead(status, headers);
+  res.end(body);
+  if (close) res.once('finish', () => res.socket?.destroySoon());
+}
+
+/** Raw answer on a socket that has no ServerResponse (client errors, failed upgrades). */
+export function writeRawError(socket: Socket, status: number, reason: string, body = ''): void {
+  if (socket.destroyed || !socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const head = `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
+  socket.end(head + body);
+  socket.destroySoon();
+}

@@ -1,0 +1,132 @@
+/**
+ * WebSocket (and any HTTP/1.1 Upgrade) pass-through. The backend is chosen by the same route
+ * and pick as a plain request; after the backend's `101` the two sockets are piped together and
+ * drover only watches for either side closing or failing. A backend that refuses the upgrade
+ * has its answer relayed as is. The open tunnel counts as one in-flight request on its backend,
+ * so drain and shutdown wait for it.
+ */
+import http, { type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { rewritePath } from '../../routing/route-table.js';
+import type { Backend } from '../../routing/backend.js';
+import { hostHeaderCount, upstreamRequestHeaders } from './headers.js';
+import { hostWithoutPort, peerAddress, type ListenerInfo } from './handler.js';
+import { errorBody, writeRawError } from './respond.js';
+import type { ProxyState, ServiceRuntime } from './types.js';
+
+const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 404: 'Not Found', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+
+/** Open tunnels, so shutdown can close them after the grace period. */
+export const openTunnels = new Set<Duplex>();
+
+function refuse(socket: Duplex, status: number, service?: string): void {
+  writeRawError(socket as import('node:net').Socket, status, REASONS[status] ?? 'Error', errorBody(status, service));
+}
+
+/** Handles the server's `upgrade` event. */
+export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+  socket.on('error', () => socket.destroy());
+  const url = req.url ?? '';
+  if (url.charCodeAt(0) !== 47 || hostHeaderCount(req.rawHeaders) > 1) {
+    refuse(socket, 400);
+    return;
+  }
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  const method = req.method ?? 'GET';
+  const route = state.routes.match(method, hostWithoutPort(req.headers.host), path, req.headers);
+  if (route === undefined) {
+    refuse(socket, 404);
+    return;
+  }
+  const svc = state.services.get(route.service);
+  const peer = peerAddress(req);
+  const backend = svc?.pool.pick({ clientIp: peer, path, headers: req.headers });
+  if (svc === undefined || backend === undefined) {
+    refuse(socket, 503, route.service);
+    return;
+  }
+  const trusted = state.trusted.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4');
+  const edits = state.edits[route.index] ?? { set: [], remove: new Set<string>() };
+  const { headers } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, edits);
+  // Connection and Upgrade are hop-by-hop, but for an upgrade they are the point: put them back.
+  headers.push('connection', 'upgrade', 'upgrade', req.headers.upgrade ?? 'websocket');
+  const target = new URL(backend.url);
+  const upstreamPath = route.stripPrefix === undefined ? url : rewritePath(route, url);
+  tunnel(svc, backend, socket, head, {
+    host: target.hostname,
+    port: Number(target.port || 80),
+    method,
+    path: upstreamPath,
+    headers,
+    timeout: svc.config.timeouts.connect,
+  });
+}
+
+function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buffer, options: http.RequestOptions & { headers: string[] }): void {
+  backend.inflight++;
+  backend.requests++;
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    backend.inflight--;
+  };
+  const upstream = http.request({ ...options, agent: false, setHost: false });
+  upstream.setTimeout(svc.config.timeouts.responseHeaders);
+  upstream.on('timeout', () => upstream.destroy(Object.assign(new Error('upgrade timed out'), { code: 'ETIMEDOUT' })));
+  upstream.on('error', (err: Error & { code?: string }) => {
+    release();
+    const kind = err.code === 'ECONNREFUSED' ? 'connect' : err.code === 'ETIMEDOUT' ? 'timeout' : 'reset';
+    svc.backendCounters(backend).upstreamError(kind);
+    svc.report(backend, { ok: false, kind, detail: `${kind} ${err.code ?? err.message}` });
+    refuse(client, kind === 'timeout' ? 504 : 502, svc.name);
+  });
+  client.on('close', () => {
+    if (!released) upstream.destroy();
+  });
+  upstream.on('response', (res: IncomingMessage) => {
+    // The backend refused the upgrade: relay its answer and close.
+    release();
+    svc.backendCounters(backend).request(res.statusCode ?? 502);
+    let headText = `HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n`;
+    for (let i = 0; i < res.rawHeaders.length; i += 2) {
+      const name = res.rawHeaders[i] as string;
+      const lower = name.toLowerCase();
+      if (lower === 'connection' || lower === 'keep-alive' || lower === 'transfer-encoding') continue;
+      headText += `${name}: ${res.rawHeaders[i + 1] as string}\r\n`;
+    }
+    client.write(`${headText}Connection: close\r\n\r\n`);
+    res.on('error', () => client.destroy());
+    res.pipe(client);
+  });
+  upstream.on('upgrade', (res: IncomingMessage, upSocket: Duplex, upHead: Buffer) => {
+    upstream.setTimeout(0);
+    svc.backendCounters(backend).request(101);
+    svc.report(backend, { ok: true, status: 101 });
+    let headText = `HTTP/1.1 ${res.statusCode ?? 101} ${res.statusMessage ?? 'Switching Protocols'}\r\n`;
+    for (let i = 0; i < res.rawHeaders.length; i += 2) headText += `${res.rawHeaders[i] as string}: ${res.rawHeaders[i + 1] as string}\r\n`;
+    if (client.destroyed) {
+      upSocket.destroy();
+      release();
+      return;
+    }
+    client.write(`${headText}\r\n`);
+    if (upHead.length > 0) client.write(upHead);
+    if (head.length > 0) upSocket.write(head);
+    openTunnels.add(client);
+    const close = (): void => {
+      openTunnels.delete(client);
+      release();
+      upSocket.destroy();
+      client.destroy();
+    };
+    upSocket.on('error', close);
+    client.on('error', close);
+    upSocket.on('close', close);
+    client.on('close', close);
+    upSocket.pipe(client);
+    client.pipe(upSocket);
+  });
+  upstream.end();
+}

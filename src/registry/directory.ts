@@ -1,0 +1,219 @@
+/**
+ * The service directory: merges the members that every source (static config, file registry,
+ * etcd) reports for each service, and hands each touched service's merged list to the runtime,
+ * which diffs it into the service's pool.
+ *
+ * Bursts are coalesced: events only mark services dirty, and one flush a short moment later
+ * (`coalesceMs`) delivers each touched service once, however many events touched it.
+ */
+import type { Logger } from '../log.js';
+import type { MemberSpec } from '../../routing/types.js';
+import type { RegistrySink } from './types.js';
+
+/** The source name of members written under `services.<name>.backends` in drover.yaml. */
+export const STATIC_SOURCE = 'static';
+
+/** Sources in precedence order: when two report the same id for one service, the first wins. */
+const PRECEDENCE = [STATIC_SOURCE, 'file', 'etcd'];
+
+/** Receives registry bookkeeping, for metrics. */
+export interface DirectoryObserver {
+  event(source: string, type: string): void;
+  connected(source: string, connected: boolean): void;
+  invalid(source: string): void;
+}
+
+export interface DirectoryOptions {
+  /** called with every touched service's merged members (an empty list: no member left) */
+  readonly onChange: (changed: ReadonlyMap<string, readonly MemberSpec[]>) => void;
+  readonly observer: DirectoryObserver;
+  readonly logger: Logger;
+  /** ms to wait after the first event of a burst before flushing; default 10 */
+  readonly coalesceMs?: number;
+}
+
+export class ServiceDirectory implements RegistrySink {
+  /** service -> source -> id -> member */
+  private readonly members = new Map<string, Map<string, Map<string, MemberSpec>>>();
+  private readonly dirty = new Set<string>();
+  private readonly synced = new Set<string>();
+  private readonly connectedSources = new Map<string, boolean>();
+  private expected: readonly string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private readonly opts: DirectoryOptions;
+  private readonly coalesceMs: number;
+  /** key + value pairs already logged as invalid: each is logged once */
+  private readonly loggedInvalid = new Set<string>();
+
+  constructor(opts: DirectoryOptions) {
+    this.opts = opts;
+    this.coalesceMs = opts.coalesceMs ?? 10;
+  }
+
+  /** The sources `/readyz` waits for (besides static, which is always synced). */
+  expectSources(sources: readonly string[]): void {
+    this.expected = sources;
+  }
+
+  /** True once every expected source has listed everything at least once. */
+  ready(): boolean {
+    return this.expected.every((s) => this.synced.has(s));
+  }
+
+  /** Whether a source reported itself connected (undefined: never reported). */
+  isConnected(source: string): boolean | undefined {
+    return this.connectedSources.get(source);
+  }
+
+  /** Names of every service that has at least one member from any source. */
+  serviceNames(): string[] {
+    const out: string[] = [];
+    for (const [name, bySource] of this.members) {
+      for (const m of bySource.values()) {
+        if (m.size > 0) {
+          out.push(name);
+          break;
+        }
+      }
+    }
+    return out;
+  }
+
+  /** The merged members of one service now (precedence static > file > etcd on id clashes). */
+  merged(service: string): MemberSpec[] {
+    const bySource = this.members.get(service);
+    if (bySource === undefined) return [];
+    const out: MemberSpec[] = [];
+    const seen = new Set<string>();
+    const sources = [...PRECEDENCE.filter((s) => bySource.has(s)), ...[...bySource.keys()].filter((s) => !PRECEDENCE.includes(s))];
+    for (const source of sources) {
+      for (const m of (bySource.get(source) as Map<string, MemberSpec>).values()) {
+        if (seen.has(m.id)) continue;
+        seen.add(m.id);
+        out.push(m);
+      }
+    }
+    return out;
+  }
+
+  replaceAll(source: string, services: ReadonlyMap<string, readonly MemberSpec[]>): void {
+    for (const [name, bySource] of this.members) {
+      if (bySource.has(source) && !services.has(name)) {
+        bySource.delete(source);
+        this.touch(name);
+      }
+    }
+    for (const [name, list] of services) {
+      const next = new Map<string, MemberSpec>();
+      for (const m of list) next.set(m.id, m);
+      const bySource = this.sourceMap(name);
+      const prev = bySource.get(source);
+      if (prev !== undefined && sameMembers(prev, next)) continue;
+      bySource.set(source, next);
+      this.touch(name);
+    }
+  }
+
+  put(source: string, service: string, member: MemberSpec): void {
+    const bySource = this.sourceMap(service);
+    let m = bySource.get(source);
+    if (m === undefined) {
+      m = new Map();
+      bySource.set(source, m);
+    }
+    const prev = m.get(member.id);
+    if (prev !== undefined && sameMember(prev, member)) return;
+    m.set(member.id, member);
+    this.touch(service);
+  }
+
+  delete(source: string, service: string, id: string): void {
+    const m = this.members.get(service)?.get(source);
+    if (m === undefined || !m.delete(id)) return;
+    this.touch(service);
+  }
+
+  markSynced(source: string): void {
+    this.synced.add(source);
+  }
+
+  setConnected(source: string, connected: boolean): void {
+    if (this.connectedSources.get(source) === connected) return;
+    this.connectedSources.set(source, connected);
+    this.opts.observer.connected(source, connected);
+    this.opts.logger.info({ source, connected }, connected ? 'registry connected' : 'registry disconnected');
+  }
+
+  countEvent(source: string, type: 'put' | 'delete' | 'resync'): void {
+    this.opts.observer.event(source, type);
+  }
+
+  invalidEntry(source: string, key: string, reason: string): void {
+    this.opts.observer.invalid(source);
+    const k = `${source}\u0000${key}\u0000${reason}`;
+    if (this.loggedInvalid.has(k)) return;
+    if (this.loggedInvalid.size > 10_000) this.loggedInvalid.clear(); // bounded memory under churn
+    this.loggedInvalid.add(k);
+    this.opts.logger.warn({ source, key, reason, code: 'E_REGISTRY_INVALID_ENTRY' }, 'registry entry skipped');
+  }
+
+  /** Delivers pending changes now (tests and shutdown use it; normally a timer does). */
+  flush(): void {
+    if (this.timer !== undefined) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.dirty.size === 0) return;
+    const changed = new Map<string, readonly MemberSpec[]>();
+    for (const name of this.dirty) changed.set(name, this.merged(name));
+    this.dirty.clear();
+    this.opts.onChange(changed);
+  }
+
+  /** Stops the flush timer. */
+  close(): void {
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private sourceMap(service: string): Map<string, Map<string, MemberSpec>> {
+    let bySource = this.members.get(service);
+    if (bySource === undefined) {
+      bySource = new Map();
+      this.members.set(service, bySource);
+    }
+    return bySource;
+  }
+
+  private touch(service: string): void {
+    this.dirty.add(service);
+    if (this.timer === undefined) {
+      this.timer = setTimeout(() => {
+        this.timer = undefined;
+        this.flush();
+      }, this.coalesceMs);
+      this.timer.unref();
+    }
+  }
+}
+
+function sameMember(a: MemberSpec, b: MemberSpec): boolean {
+  return (
+    a.id === b.id &&
+    a.url === b.url &&
+    a.weight === b.weight &&
+    a.zone === b.zone &&
+    a.draining === b.draining &&
+    a.source === b.source &&
+    JSON.stringify(a.meta ?? {}) === JSON.stringify(b.meta ?? {})
+  );
+}
+
+function sameMembers(a: ReadonlyMap<string, MemberSpec>, b: ReadonlyMap<string, MemberSpec>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [id, m] of a) {
+    const o = b.get(id);
+    if (o === undefined || !sameMember(m, o)) return false;
+  }
+  return true;
+}

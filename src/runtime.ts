@@ -1,0 +1,413 @@
+/**
+ * The running proxy: owns the current config, the service pools, health, the registries, the
+ * listeners and the admin server, and wires them in the one direction data flows:
+ * registry event -> per-service member list -> pool diff -> health tracking -> policy rebuild.
+ *
+ * A config reload builds a new immutable `ProxyState` and swaps it in one assignment; pools,
+ * backends, connections and health records are kept and reconfigured in place.
+ */
+import { BlockList, isIP } from 'node:net';
+import type { Backend } from '../routing/backend.js';
+import { ServicePool } from '../routing/pool.js';
+import { RouteTable } from '../routing/route-table.js';
+import type { MemberSpec } from '../routing/types.js';
+import { HealthMonitor } from '../health/monitor.js';
+import { HealthStore } from '../health/store.js';
+import type { HealthTransition, PassiveOutcome } from '../health/types.js';
+import type { AdminModel, BackendView, EventView, ServiceView } from './admin/model.js';
+import { startAdminServer } from './admin/server.js';
+import type { DroverConfig, ServiceConfig } from './config/types.js';
+import { defaultServiceConfig } from './config/defaults.js';
+import type { Logger } from './log.js';
+import type { BackendMetrics, Metrics } from './metrics.js';
+import { compileEdits, type HeaderEdits } from './proxy/headers.js';
+import { startListener, type Listener } from './proxy/listener.js';
+import type { AccessLogEntry, AttemptOutcome, BackendCounters, ProxyState, ServiceCounters, ServiceRuntime } from './proxy/types.js';
+import { destroyUpstream, releaseUpstream } from './proxy/upstream.js';
+import { openTunnels } from './proxy/websocket.js';
+import { ServiceDirectory, STATIC_SOURCE } from './registry/directory.js';
+import { createRegistries, registriesKey } from './registry/create.js';
+import type { Registry } from './registry/types.js';
+import { redactConfig } from './config/redact.js';
+
+/** Most state changes kept for `GET /api/events`. */
+const MAX_EVENTS = 200;
+
+/** Retry budget: each request earns this fraction of a retry... */
+const RETRY_EARN = 0.2;
+/** ...up to this many banked retries (so a burst of failures after a quiet spell can still retry). */
+const RETRY_BANK = 20;
+
+/** One service's data-path view, rebuilt (cheaply) when its config changes. */
+class ServiceEntry implements ServiceRuntime {
+  readonly name: string;
+  config: ServiceConfig;
+  /** true while the config has a `services.<name>` entry; false: registry-only, defaults */
+  configured: boolean;
+  readonly pool: ServicePool;
+  readonly counters: ServiceCounters;
+  private readonly runtime: Runtime;
+  private readonly perBackend = new WeakMap<Backend, BackendMetrics>();
+  private tokens = RETRY_BANK;
+
+  constructor(runtime: Runtime, config: ServiceConfig, configured: boolean) {
+    this.runtime = runtime;
+    this.name = config.name;
+    this.config = config;
+    this.configured = configured;
+    this.pool = new ServicePool({
+      name: config.name,
+      balancer: config.balancer,
+      hashKey: config.hashKey,
+      panicThreshold: config.panicThreshold,
+      slowStart: config.slowStart,
+    });
+    const svcMetrics = runtime.metrics.service(config.name);
+    const orphan = runtime.metrics.backend(config.name, '');
+    this.counters = {
+      observeDuration: (s) => svcMetrics.observeDuration(s),
+      retry: () => svcMetrics.retry(),
+      request: (code) => orphan.request(code),
+    };
+  }
+
+  reconfigure(config: ServiceConfig, configured: boolean): void {
+    this.config = config;
+    this.configured = configured;
+    this.pool.reconfigure({ balancer: config.balancer, hashKey: config.hashKey, panicThreshold: config.panicThreshold, slowStart: config.slowStart });
+  }
+
+  backendCounters(backend: Backend): BackendCounters {
+    let m = this.perBackend.get(backend);
+    if (m === undefined) {
+      m = this.runtime.metrics.backend(this.name, backend.id);
+      this.perBackend.set(backend, m);
+    }
+    return m;
+  }
+
+  report(backend: Backend, outcome: AttemptOutcome): void {
+    if (!backend.member) return; // a departed backend's last answers change nothing
+    let passive: PassiveOutcome;
+    if (outcome.ok) passive = outcome.status >= 500 ? { kind: 'status', status: outcome.status } : { kind: 'success' };
+    else if (outcome.kind === 'status') passive = { kind: 'status', status: outcome.status ?? 500 };
+    else passive = { kind: outcome.kind };
+    this.runtime.monitor.passive(this.name, backend.id, passive);
+  }
+
+  earnRetry(): void {
+    if (this.tokens < RETRY_BANK) this.tokens += RETRY_EARN;
+  }
+
+  takeRetry(): boolean {
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+export interface RuntimeOptions {
+  readonly logger: Logger;
+  readonly metrics: Metrics;
+  /** where access log lines go; undefined: built from `config.accessLog` by the caller */
+  readonly accessLog?: ((entry: AccessLogEntry) => void) | undefined;
+}
+
+/** A started drover. */
+export class Runtime implements AdminModel {
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly store: HealthStore;
+  readonly monitor: HealthMonitor;
+  private readonly directory: ServiceDirectory;
+  private readonly entries = new Map<string, ServiceEntry>();
+  private readonly eventLog: EventView[] = [];
+  private config: DroverConfig;
+  private state: ProxyState;
+  private registries: Registry[] = [];
+  private registryKey = '';
+  private listeners: Listener[] = [];
+  private admin: { address: { host: string; port: number }; close(): Promise<void> } | undefined;
+  private accessLog: ((entry: AccessLogEntry) => void) | undefined;
+  private stopping = false;
+
+  private constructor(config: DroverConfig, options: RuntimeOptions) {
+    this.config = config;
+    this.logger = options.logger;
+    this.metrics = options.metrics;
+    this.accessLog = options.accessLog;
+    this.store = new HealthStore({
+      availability: { setAvailable: (service, id, available) => this.entries.get(service)?.pool.setAvailable(id, available) },
+      transitions: { onTransition: (t) => this.onTransition(t) },
+      onError: (err) => this.logger.error({ err }, 'health listener failed'),
+    });
+    this.monitor = new HealthMonitor({ store: this.store, onError: (err) => this.logger.error({ err }, 'health check failed') });
+    this.directory = new ServiceDirectory({
+      onChange: (changed) => this.applyMembers(changed),
+      observer: {
+        event: (source, type) => this.metrics.registryEvent(source, type),
+        connected: (source, connected) => this.metrics.registryConnected(source, connected),
+        invalid: (source) => this.metrics.registryInvalid(source),
+      },
+      logger: this.logger.child({ component: 'registry' }),
+    });
+    this.metrics.setBackendStates(() => this.backendSamples());
+    this.state = this.buildState(config);
+  }
+
+  /** Builds the runtime, binds every listener and the admin server, starts the registries. */
+  static async start(config: DroverConfig, options: RuntimeOptions): Promise<Runtime> {
+    const rt = new Runtime(config, options);
+    rt.applyServices(config);
+    await rt.restartRegistries(config);
+    rt.directory.flush();
+    try {
+      for (const l of config.listen) rt.listeners.push(await startListener(l, () => rt.state));
+      rt.admin = await startAdminServer({
+        host: config.admin.host,
+        port: config.admin.port,
+        model: rt,
+        metrics: rt.metrics,
+        tokenEnv: config.admin.tokenEnv,
+        logger: rt.logger.child({ component: 'admin' }),
+      });
+    } catch (err) {
+      await rt.shutdown(0);
+      throw err;
+    }
+    return rt;
+  }
+
+  /** Bound proxy listener addresses, in config order. */
+  listenAddresses(): { host: string; port: number }[] {
+    return this.listeners.map((l) => ({ host: l.host, port: l.port }));
+  }
+
+  /** The bound admin address. */
+  adminAddress(): { host: string; port: number } | undefined {
+    return this.admin?.address;
+  }
+
+  /** The config now in force. */
+  currentConfig(): DroverConfig {
+    return this.config;
+  }
+
+  /**
+   * Applies a new, already validated config without dropping a connection. Listener and admin
+   * addresses are bound at start: a change to them is logged and needs a restart.
+   */
+  async reload(config: DroverConfig): Promise<void> {
+    const old = this.config;
+    if (JSON.stringify(old.listen) !== JSON.stringify(config.listen) || old.admin.address !== config.admin.address) {
+      this.logger.warn('listen or admin address changed: takes effect at the next restart');
+    }
+    this.config = config;
+    this.applyServices(config);
+    this.state = this.buildState(config);
+    await this.restartRegistries(config);
+    this.directory.flush();
+  }
+
+  // ---- registries -> pools -------------------------------------------------------------
+
+  private async restartRegistries(config: DroverConfig): Promise<void> {
+    const key = registriesKey(config);
+    if (key === this.registryKey) return;
+    this.registryKey = key;
+    const old = this.registries;
+    this.registries = createRegistries(config, this.logger);
+    this.directory.expectSources(this.registries.map((r) => r.source));
+    await Promise.all(old.map((r) => r.close().catch(() => undefined)));
+    // Sources that are gone (or restarted) start from nothing; the new registry re-lists.
+    for (const r of old) if (!this.registries.some((n) => n.source === r.source)) this.directory.replaceAll(r.source, new Map());
+    for (const r of this.registries) {
+      try {
+        await r.start(this.directory);
+      } catch (err) {
+        this.logger.error({ err, source: r.source }, 'registry failed to start');
+      }
+    }
+  }
+
+  /** Static members from the config, services created or reconfigured. */
+  private applyServices(config: DroverConfig): void {
+    const statics = new Map<string, MemberSpec[]>();
+    for (const svc of config.services) {
+      statics.set(
+        svc.name,
+        svc.backends.map((b) => ({ id: b.id, url: b.url, weight: b.weight, zone: b.zone, draining: b.draining, source: STATIC_SOURCE })),
+      );
+      const entry = this.entries.get(svc.name);
+      if (entry === undefined) this.entries.set(svc.name, new ServiceEntry(this, svc, true));
+      else entry.reconfigure(svc, true);
+    }
+    // A service that left the config but still has registry members falls back to defaults.
+    for (const [name, entry] of this.entries) {
+      if (entry.configured && !config.services.some((s) => s.name === name)) entry.reconfigure(defaultServiceConfig(name), false);
+    }
+    this.directory.replaceAll(STATIC_SOURCE, statics);
+    for (const entry of this.entries.values()) {
+      this.monitor.sync(entry.name, entry.config.health, this.directory.merged(entry.name));
+    }
+  }
+
+  private applyMembers(changed: ReadonlyMap<string, readonly MemberSpec[]>): void {
+    let created = false;
+    for (const [name, members] of changed) {
+      let entry = this.entries.get(name);
+      if (entry === undefined) {
+        if (members.length === 0) continue;
+        const configured = this.config.services.find((s) => s.name === name);
+        entry = new ServiceEntry(this, configured ?? defaultServiceConfig(name), configured !== undefined);
+        this.entries.set(name, entry);
+        created = true;
+      }
+      const diff = entry.pool.sync(members);
+      this.monitor.sync(name, entry.config.health, members);
+      for (const b of diff.removed) this.retire(entry, b);
+      if (diff.added.length + diff.removed.length > 0) {
+        this.logger.info(
+          { service: name, added: diff.added.map((b) => b.id), removed: diff.removed.map((b) => b.id), members: members.length },
+          'pool changed',
+        );
+      }
+    }
+    if (created) this.state = this.buildState(this.config);
+  }
+
+  /** A backend left its pool: close its connections once its in-flight requests are done. */
+  private retire(entry: ServiceEntry, backend: Backend): void {
+    void releaseUpstream(backend).then(() => {
+      if (entry.pool.get(backend.id) === undefined) this.metrics.forgetBackend(entry.name, backend.id);
+    });
+  }
+
+  // ---- state for the data path -----------------------------------------------------------
+
+  private buildState(config: DroverConfig): ProxyState {
+    const trusted = new BlockList();
+    for (const cidr of config.trustedProxies) {
+      const [addr, bits] = cidr.split('/');
+      const family = isIP(addr ?? '') === 6 ? 'ipv6' : 'ipv4';
+      if (bits === undefined) trusted.addAddress(addr ?? '', family);
+      else trusted.addSubnet(addr ?? '', Number(bits), family);
+    }
+    const edits: HeaderEdits[] = config.routes.map((r) => compileEdits(r.requestHeaders.set, r.requestHeaders.remove));
+    return {
+      routes: new RouteTable(config.routes),
+      edits,
+      services: this.entries,
+      trusted,
+      accessLog: config.accessLog === 'off' ? undefined : this.accessLog,
+    };
+  }
+
+  /** Replaces the access log sink (after reopening its file). */
+  setAccessLog(sink: ((entry: AccessLogEntry) => void) | undefined): void {
+    this.accessLog = sink;
+    this.state = this.buildState(this.config);
+  }
+
+  // ---- health -----------------------------------------------------------------------------
+
+  private onTransition(t: HealthTransition): void {
+    this.metrics.healthTransition(t.service, t.to);
+    const event: EventView = { at: new Date(t.at).toISOString(), service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason };
+    this.eventLog.push(event);
+    if (this.eventLog.length > MAX_EVENTS) this.eventLog.shift();
+    this.logger.info({ service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason }, 'health transition');
+  }
+
+  private *backendSamples(): Iterable<{ service: string; backend: string; up: boolean; inflight: number }> {
+    for (const entry of this.entries.values()) {
+      for (const b of entry.pool.backends()) yield { service: entry.name, backend: b.id, up: b.available && !b.draining, inflight: b.inflight };
+    }
+  }
+
+  // ---- AdminModel ---------------------------------------------------------------------------
+
+  services(): ServiceView[] {
+    const order = new Map(this.config.services.map((s, i) => [s.name, i]));
+    const entries = [...this.entries.values()].sort((a, b) => (order.get(a.name) ?? 1e9) - (order.get(b.name) ?? 1e9) || a.name.localeCompare(b.name));
+    return entries.map((e) => ({ name: e.name, balancer: e.config.balancer, panic: e.pool.panic, backends: e.pool.backends().map((b) => this.view(e, b)) }));
+  }
+
+  private view(entry: ServiceEntry, b: Backend): BackendView {
+    const h = this.store.snapshot(entry.name, b.id);
+    const view: BackendView = {
+      id: b.id,
+      url: b.url,
+      weight: b.weight,
+      source: b.source,
+      state: b.draining ? 'draining' : (h?.state ?? 'unknown'),
+      inflight: b.inflight,
+      requests: b.requests,
+      failures: b.failures,
+      last_change: h === undefined ? null : new Date(h.since).toISOString(),
+      reason: h?.reason ?? '',
+    };
+    if (b.zone !== undefined) view.zone = b.zone;
+    return view;
+  }
+
+  setDraining(service: string, id: string, draining: boolean): BackendView | undefined {
+    const entry = this.entries.get(service);
+    const b = entry?.pool.setAdminDraining(id, draining);
+    if (entry === undefined || b === undefined) return undefined;
+    this.monitor.setDraining(service, id, b.draining, draining ? 'drained through the admin API' : 'undrained through the admin API');
+    this.logger.info({ service, backend: id, draining }, draining ? 'backend drained' : 'backend undrained');
+    return this.view(entry, b);
+  }
+
+  ready(): boolean {
+    return !this.stopping && this.directory.ready();
+  }
+
+  effectiveConfig(): unknown {
+    return redactConfig(this.config);
+  }
+
+  events(): EventView[] {
+    return [...this.eventLog];
+  }
+
+  // ---- shutdown ---------------------------------------------------------------------------
+
+  /**
+   * Stops accepting, lets in-flight requests (and open WebSockets) finish for up to `graceMs`,
+   * then closes everything that is left.
+   */
+  async shutdown(graceMs: number): Promise<void> {
+    this.stopping = true;
+    const closing = Promise.all(this.listeners.map((l) => l.close()));
+    // Keep-alive connections that go idle after their response are closed as they do.
+    const idle = setInterval(() => {
+      for (const l of this.listeners) l.closeIdle();
+    }, 50);
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<'expired'>((resolve) => {
+      timer = setTimeout(() => resolve('expired'), graceMs);
+    });
+    const drained = (async (): Promise<'drained'> => {
+      await closing;
+      while (openTunnels.size > 0) await new Promise((r) => setTimeout(r, 50));
+      return 'drained';
+    })();
+    const result = await Promise.race([drained, expired]);
+    clearInterval(idle);
+    if (timer !== undefined) clearTimeout(timer);
+    if (result === 'expired') {
+      this.logger.warn({ graceMs }, 'shutdown grace expired: closing remaining connections');
+      for (const l of this.listeners) l.destroyAll();
+    }
+    await Promise.all(this.registries.map((r) => r.close().catch(() => undefined)));
+    this.directory.close();
+    this.monitor.close();
+    await this.admin?.close();
+    for (const entry of this.entries.values()) {
+      entry.pool.close();
+      await Promise.all(entry.pool.backends().map((b) => destroyUpstream(b)));
+    }
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * Test backends: real HTTP servers on 127.0.0.1:0 that name themselves in every body, record
+ * every request they see, and can be told to misbehave.
+ */
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/** One request as a backend saw it. */
+export interface SeenRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly rawHeaders: string[];
+  readonly body: string;
+}
+
+export type Behaviour = (req: IncomingMessage, res: ServerResponse, body: string) => void;
+
+export interface TestBackend {
+  readonly name: string;
+  readonly port: number;
+  readonly url: string;
+  readonly seen: SeenRequest[];
+  /** replaces how it answers (default: 200 with `name` as the body) */
+  behave(b: Behaviour | undefined): void;
+  /** closes listener and every connection */
+  close(): Promise<void>;
+  /** destroys every open connection now (as a crash would) */
+  destroyConnections(): void;
+}
+
+/** Starts a backend that answers `200 <name>` unless told otherwise. */
+export async function startBackend(name: string, port = 0): Promise<TestBackend> {
+  const seen: SeenRequest[] = [];
+  let behaviour: Behaviour | undefined;
+  const sockets = new Set<Socket>();
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body });
+      if (behaviour !== undefined) {
+        behaviour(req, res, body);
+        return;
+      }
+      res.writeHead(200, { 'content-type': 'text/plain', 'x-backend': name });
+      res.end(name);
+    });
+    req.on('error', () => undefined);
+  });
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.on('clientError', (_e, s) => s.destroy());
+  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
+  const addr = server.address();
+  const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
+  return {
+    name,
+    port: bound,
+    url: `http://127.0.0.1:${bound}`,
+    seen,
+    behave: (b) => {
+      behaviour = b;
+    },
+    destroyConnections: () => {
+      for (const s of sockets) s.destroy();
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        for (const s of sockets) s.destroy();
+      }),
+  };
+}
+
+/** A free port: bound and released (for a backend that must be down). */
+export async function freePort(): Promise<number> {
+  const s = http.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
+  const addr = s.address();
+  const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+/** Result of one HTTP request made by a test client. */
+export interface Answer {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: string;
+}
+
+/** One request with a fresh connection (no keep-alive surprises between tests). */
+export function request(
+  port: number,
+  options: { method?: string; path?: string; headers?: http.OutgoingHttpHeaders; body?: string | Buffer; agent?: http.Agent | false } = {},
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, method: options.method ?? 'GET', path: options.path ?? '/', headers: options.headers, agent: options.agent ?? false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    if (options.body !== undefined) req.write(options.body);
+    req.end();
+  });
+}
