@@ -1,0 +1,516 @@
+/**
+ * The zod schema of `drover.yaml` (snake_case, as users write it): the single source of truth for
+ * validation, defaults and the published JSON Schema (`config/drover.schema.json`). Every object
+ * is strict so a typo is an error, not a silently ignored key. Durations come out in ms; the
+ * camelCase `DroverConfig` is built from this output by `load.ts`.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { BALANCER_NAMES } from '../../routing/policies.js';
+import type { BalancerName, HashKeySpec } from '../../routing/types.js';
+import { DURATION_PATTERN, MAX_DURATION_MS, parseDuration } from './duration.js';
+
+/** Balancer names as written in YAML: owned by the routing layer, re-exported for convenience. */
+export { BALANCER_NAMES };
+// Fails to compile if `BalancerName` gains a member the routing list lacks.
+const allBalancersListed: Exclude<BalancerName, (typeof BALANCER_NAMES)[number]> extends never ? true : false = true;
+void allBalancersListed;
+
+/** Service names end up in etcd keys and admin URLs, hence the conservative alphabet. */
+export const SERVICE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+/** Backend ids end up in admin URLs (`/api/services/S/backends/ID/drain`): no `/`, no spaces. */
+export const BACKEND_ID_PATTERN = /^[^/\s]+$/;
+const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** RFC 9110 token: what a header name or method may contain. */
+const TOKEN_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const HOST_MATCH_PATTERN = /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+const HOSTNAME_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+
+// ---------------------------------------------------------------------------------------------
+// Value parsers shared with registries (etcd values use the same backend URL rules).
+
+/** A `host:port` pair; `host` has no brackets (`::1`, not `[::1]`). */
+export interface HostPort {
+  readonly host: string;
+  readonly port: number;
+}
+
+function parsePort(text: string, min: number): number | undefined {
+  if (!/^\d{1,5}$/.test(text)) return undefined;
+  const port = Number(text);
+  return port >= min && port <= 65535 ? port : undefined;
+}
+
+function parseHost(text: string): string | undefined {
+  if (text.startsWith('[') && text.endsWith(']')) {
+    const inner = text.slice(1, -1);
+    return isIP(inner) === 6 ? inner.toLowerCase() : undefined;
+  }
+  if (isIP(text) === 4) return text;
+  return HOSTNAME_PATTERN.test(text) ? text.toLowerCase() : undefined;
+}
+
+/**
+ * Parses a listen/admin address `host:port` or `[v6]:port`; port 0-65535 (0 = any free port).
+ * Returns an error message instead when it does not parse.
+ */
+export function parseListenAddress(text: string): HostPort | string {
+  const i = text.lastIndexOf(':');
+  if (i <= 0) return `"${text}" is not host:port (e.g. 127.0.0.1:8080, [::1]:8080)`;
+  const host = parseHost(text.slice(0, i));
+  if (host === undefined) return `"${text.slice(0, i)}" is not a valid host (IPv6 needs brackets: [::1]:8080)`;
+  const port = parsePort(text.slice(i + 1), 0);
+  if (port === undefined) return `"${text.slice(i + 1)}" is not a port (0-65535)`;
+  return { host, port };
+}
+
+/** A backend origin, normalised. */
+export interface BackendUrl extends HostPort {
+  /** `http://host:port`, lower-case host, IPv6 in brackets, no path */
+  readonly url: string;
+  /** `host:port` (IPv6 in brackets): the default backend id */
+  readonly id: string;
+}
+
+/**
+ * Parses a backend URL `http://host:port` (a trailing `/` is allowed, nothing else after the
+ * port). The port is required so that ids (`host:port`) are never ambiguous. `https://` is
+ * rejected for now: upstream TLS is not implemented. Returns an error message when invalid.
+ */
+export function parseBackendUrl(text: string): BackendUrl | string {
+  if (/^https:\/\//i.test(text)) return `https backends are not supported yet; use http://host:port`;
+  if (/^http:\/\/[^/?#]*@/i.test(text)) return `"${text}": credentials in a backend URL are not supported`;
+  const m = /^http:\/\/(\[[^\]]*\]|[^/:?#@\s]*)(?::([^/?#]*))?(\/?)(.*)$/i.exec(text);
+  if (m === null) return `"${text}" is not an http://host:port URL`;
+  const [, rawHost = '', rawPort, , rest = ''] = m;
+  if (rest !== '') return `"${text}" has a path, query or fragment; a backend URL is just http://host:port`;
+  const host = parseHost(rawHost);
+  if (host === undefined) return `"${rawHost}" is not a valid host`;
+  if (rawPort === undefined || rawPort === '') return `"${text}" needs an explicit port: http://host:port`;
+  const port = parsePort(rawPort, 1);
+  if (port === undefined) return `"${rawPort}" is not a port (1-65535)`;
+  const hostPart = host.includes(':') ? `[${host}]` : host;
+  return { host, port, url: `http://${hostPart}:${port}`, id: `${hostPart}:${port}` };
+}
+
+/** Checks a trusted-proxy entry: an IPv4/IPv6 address or CIDR. Returns an error message or undefined. */
+export function checkCidr(text: string): string | undefined {
+  const [addr = '', bits, ...extra] = text.split('/');
+  const family = isIP(addr);
+  if (family === 0 || extra.length > 0) return `"${text}" is not an IP address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`;
+  if (bits === undefined) return undefined;
+  const max = family === 4 ? 32 : 128;
+  if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) return `"${text}": prefix length must be 0-${max}`;
+  return undefined;
+}
+
+/** Parses `hash_key` (`ip`, `path`, `header:NAME`, `cookie:NAME`); header names are lower-cased. */
+export function parseHashKey(text: string): HashKeySpec | string {
+  if (text === 'ip') return { kind: 'ip' };
+  if (text === 'path') return { kind: 'path' };
+  const m = /^(header|cookie):(.+)$/.exec(text);
+  if (m !== null && TOKEN_PATTERN.test(m[2] ?? '')) {
+    const name = m[2] ?? '';
+    return m[1] === 'header' ? { kind: 'header', name: name.toLowerCase() } : { kind: 'cookie', name };
+  }
+  return `"${text}" is not a hash key; use ip, path, header:NAME or cookie:NAME`;
+}
+
+/** Parses `expect_status`: a status `200` or an inclusive range `200-399`. */
+export function parseStatusRange(value: number | string): { min: number; max: number } | string {
+  const m = /^(\d{3})(?:-(\d{3}))?$/.exec(String(value));
+  const min = Number(m?.[1]);
+  const max = m?.[2] === undefined ? min : Number(m[2]);
+  if (m === null || min < 100 || max > 599 || min > max) {
+    return `"${String(value)}" is not a status or range of statuses (e.g. 200, 200-399)`;
+  }
+  return { min, max };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks.
+
+/**
+ * zod skips refinements once a field has failed; drover reports every problem at once, so
+ * cross-field checks run whenever the value is at least a map (they read fields defensively).
+ */
+const onAnyMap = { when: (p: { value: unknown }): boolean => typeof p.value === 'object' && p.value !== null && !Array.isArray(p.value) };
+
+/** Turns a parser's string result into a zod issue, its value into the output. */
+function parsedBy<T>(parse: (text: string) => T | string) {
+  return (text: string, ctx: z.RefinementCtx): T => {
+    const r = parse(text);
+    if (typeof r === 'string') {
+      ctx.issues.push({ code: 'custom', message: r, input: text });
+      return z.NEVER;
+    }
+    return r;
+  };
+}
+
+/** A duration string (`250ms`, `5s`, `2m`, `1h`, `1m30s`) that comes out as whole ms. */
+function duration(description: string) {
+  return z
+    .string()
+    .regex(DURATION_PATTERN, {
+      error: (iss) => `"${String(iss.input)}" is not a duration; write e.g. 250ms, 5s, 2m, 1h or 1m30s`,
+    })
+    .transform((text, ctx) => {
+      const ms = parseDuration(text);
+      if (ms === undefined) {
+        ctx.issues.push({ code: 'custom', message: `"${text}" is too long (at most ${MAX_DURATION_MS} ms, about 596h)`, input: text });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .describe(description);
+}
+
+function absPathish(description: string) {
+  return z.string().min(1, { error: 'must not be empty' }).describe(description);
+}
+
+function urlPath(description: string) {
+  return z
+    .string()
+    .regex(/^\/[^\s?#]*$/, { error: (iss) => `"${String(iss.input)}" must start with "/" (no spaces, query or fragment)` })
+    .describe(description);
+}
+
+const envName = (description: string) =>
+  z.string().regex(ENV_NAME_PATTERN, { error: (iss) => `"${String(iss.input)}" is not an environment variable name` }).describe(description);
+
+const headerName = z
+  .string()
+  .regex(TOKEN_PATTERN, { error: (iss) => `"${String(iss.input)}" is not a valid header name` });
+
+/** Header values: YAML turns `2` or `true` into non-strings, which users mean as text. */
+const headerValue = z
+  .union([z.string(), z.number(), z.boolean()], { error: 'expected a header value (text)' })
+  .transform((v) => String(v));
+
+const address = (description: string) =>
+  z
+    .string()
+    .transform(parsedBy(parseListenAddress))
+    .describe(`${description}; host:port, e.g. 127.0.0.1:8080 or [::1]:8080`);
+
+const tlsFiles = z
+  .strictObject({
+    cert: absPathish('certificate chain, PEM (relative to the config file)'),
+    key: absPathish('private key, PEM (relative to the config file)'),
+    ca: absPathish('CA bundle for client certificates, PEM').optional(),
+  })
+  .describe('HTTPS on this listener (not served yet: reserved)');
+
+// ---------------------------------------------------------------------------------------------
+// Services.
+
+const backendSchema = z
+  .strictObject({
+    url: z
+      .string()
+      .transform(parsedBy(parseBackendUrl))
+      .describe('http://host:port of the backend (port required; https not supported yet)'),
+    weight: z.int().min(1).max(1000).default(1).describe('relative share of traffic, 1-1000 (default 1)'),
+    id: z
+      .string()
+      .regex(BACKEND_ID_PATTERN, { error: (iss) => `"${String(iss.input)}" is not a valid id (no "/" or spaces)` })
+      .optional()
+      .describe('unique within the service (default host:port of the url)'),
+    zone: z.string().min(1).optional().describe('locality label, e.g. an availability zone'),
+    draining: z.boolean().default(false).describe('true: finish in-flight requests, send no new ones'),
+  })
+  .describe('one static backend');
+
+const activeHealthSchema = z
+  .strictObject({
+    path: urlPath('HTTP path to GET (e.g. /healthz); or set tcp: true').optional(),
+    tcp: z.boolean().optional().describe('true: a TCP connect is the check (instead of path)'),
+    interval: duration('time between checks (default 2s)').prefault('2s'),
+    timeout: duration('a check slower than this fails (default 1s)').prefault('1s'),
+    rise: z.int().min(1).max(100).default(2).describe('consecutive passes to become healthy (default 2)'),
+    fall: z.int().min(1).max(100).default(3).describe('consecutive failures to become unhealthy (default 3)'),
+    expect_status: z
+      .union([z.int().min(100).max(599), z.string().regex(/^\d{3}(?:-\d{3})?$/)], { error: 'expected a status (200) or a range (200-399)' })
+      .transform((v, ctx) => parsedBy(parseStatusRange)(String(v), ctx))
+      .prefault('200-399')
+      .describe('status or inclusive range that counts as a pass (default 200-399)'),
+  })
+  .superRefine((v, ctx) => {
+    if (v.path !== undefined && v.tcp === true) {
+      ctx.addIssue({ code: 'custom', path: ['tcp'], message: 'use either path or tcp: true, not both' });
+    } else if (v.path === undefined && v.tcp !== true) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'active checks need either path: /healthz or tcp: true' });
+    }
+  }, onAnyMap)
+  .describe('active checks; omit to disable');
+
+const passiveHealthSchema = z
+  .strictObject({
+    consecutive_failures: z
+      .int()
+      .min(1)
+      .max(1000)
+      .default(5)
+      .describe('connect errors, resets, timeouts or 5xx in a row that eject a backend (default 5)'),
+    ejection: duration('base ejection time, grows with repeated ejections (default 30s)').prefault('30s'),
+    max_ejected_percent: z.number().min(0).max(100).default(50).describe('never eject more than this % of a pool (default 50)'),
+  })
+  .describe('passive checks (outlier ejection), on by default');
+
+const timeoutsSchema = z
+  .strictObject({
+    connect: duration('TCP connect to a backend (default 2s)').prefault('2s'),
+    response_headers: duration('wait for the response headers (default 30s)').prefault('30s'),
+    idle: duration('longest silence while streaming a body either way (default 60s)').prefault('60s'),
+  })
+  .describe('per-request timeouts');
+
+/** One entry of `services:`. */
+export const serviceSchema = z
+  .strictObject({
+    balancer: z.enum(BALANCER_NAMES).default('round_robin').describe('balancing policy (default round_robin)'),
+    hash_key: z
+      .string()
+      .transform(parsedBy(parseHashKey))
+      .optional()
+      .describe('balancer: hash only; ip | path | header:NAME | cookie:NAME (default ip)'),
+    health: z
+      .strictObject({
+        active: activeHealthSchema.optional(),
+        passive: passiveHealthSchema.prefault({}),
+      })
+      .prefault({})
+      .describe('active and passive health checking'),
+    slow_start: duration("ramp a new or recovered backend's weight over this window (default 0s: off)").prefault('0s'),
+    panic_threshold: z
+      .number()
+      .min(0)
+      .max(100)
+      .default(50)
+      .describe('% healthy below which all non-draining backends are used (default 50)'),
+    retries: z
+      .int()
+      .min(0)
+      .max(10)
+      .default(2)
+      .describe('retries to a different backend: connect failures always, others only for idempotent body-less requests (default 2)'),
+    timeouts: timeoutsSchema.prefault({}),
+    backends: z.array(backendSchema).default([]).describe('static members, merged with the registries\''),
+  })
+  .superRefine((v, ctx) => {
+    if (v.hash_key !== undefined && v.balancer !== 'hash' && (BALANCER_NAMES as readonly string[]).includes(v.balancer)) {
+      ctx.addIssue({ code: 'custom', path: ['hash_key'], message: `hash_key only applies to balancer: hash (this service uses ${v.balancer})` });
+    }
+    checkUniqueIds(v.backends, ctx);
+  }, onAnyMap)
+  .describe('a service: a pool of backends and how to use them');
+
+// Refinements run even when a field failed to parse (zod 4 keeps going to report everything),
+// so they look at their input defensively.
+function checkUniqueIds(backends: unknown, ctx: z.RefinementCtx): void {
+  if (!Array.isArray(backends)) return;
+  const seen = new Map<string, number>();
+  backends.forEach((b: unknown, i) => {
+    const given = (b as { id?: unknown } | null)?.id;
+    const fromUrl = ((b as { url?: unknown } | null)?.url as { id?: unknown } | undefined)?.id;
+    const id = typeof given === 'string' ? given : fromUrl;
+    if (typeof id !== 'string') return;
+    const first = seen.get(id);
+    if (first === undefined) {
+      seen.set(id, i);
+    } else {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['backends', i, typeof given === 'string' ? 'id' : 'url'],
+        message: `duplicate backend id "${id}" (also backends.${first}); give one an explicit id`,
+      });
+    }
+  });
+}
+
+/** Service name as a map key. */
+export const serviceNameSchema = z
+  .string()
+  .regex(SERVICE_NAME_PATTERN, {
+    error: (iss) => `"${String(iss.input)}" is not a valid service name (letters, digits, ".", "_", "-"; starts with a letter or digit)`,
+  });
+
+// ---------------------------------------------------------------------------------------------
+// Routes.
+
+const routeSchema = z
+  .strictObject({
+    match: z
+      .strictObject({
+        host: z
+          .string()
+          .regex(HOST_MATCH_PATTERN, { error: (iss) => `"${String(iss.input)}" is not a host name or *.suffix pattern` })
+          .optional()
+          .describe('exact host (api.example.com) or *.example.com; case-insensitive, port ignored'),
+        path_prefix: urlPath('request path starts with this').optional(),
+        path: urlPath('request path equals this (query ignored)').optional(),
+        method: z
+          .string()
+          .regex(TOKEN_PATTERN, { error: (iss) => `"${String(iss.input)}" is not an HTTP method` })
+          .optional()
+          .describe('HTTP method, e.g. GET'),
+        headers: z.record(headerName, headerValue).optional().describe('request headers that must have exactly these values'),
+      })
+      .superRefine((v, ctx) => {
+        if (v.path !== undefined && v.path_prefix !== undefined) {
+          ctx.addIssue({ code: 'custom', path: ['path'], message: 'use either path (exact) or path_prefix, not both' });
+        }
+      }, onAnyMap)
+      .describe('all given conditions must hold; {} matches everything'),
+    service: z.string().min(1).describe('the service that handles matching requests'),
+    strip_prefix: urlPath('removed from the start of the path before forwarding').optional(),
+    request_headers: z
+      .strictObject({
+        set: z.record(headerName, headerValue).optional().describe('headers to set (replacing any the client sent)'),
+        remove: z.array(headerName).optional().describe('headers to remove'),
+      })
+      .optional()
+      .describe('request header rewriting'),
+  })
+  .describe('a route; the first match wins');
+
+// ---------------------------------------------------------------------------------------------
+// Registry.
+
+function checkEtcdEndpoint(text: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return `"${text}" is not a URL (e.g. http://127.0.0.1:2379)`;
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `"${text}" must be an http:// or https:// URL`;
+  if (u.pathname !== '/' || u.search !== '' || u.hash !== '') return `"${text}" must not have a path`;
+  return undefined;
+}
+
+const etcdSchema = z
+  .strictObject({
+    endpoints: z
+      .array(
+        z.string().superRefine((s, ctx) => {
+          const err = checkEtcdEndpoint(s);
+          if (err !== undefined) ctx.addIssue({ code: 'custom', message: err });
+        }),
+      )
+      .min(1, { error: 'needs at least one endpoint' })
+      .describe('etcd client URLs, e.g. [http://127.0.0.1:2379]'),
+    prefix: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('key prefix (default /drover/services/ for layout drover, traefik/ for layout traefik); a trailing / is added'),
+    layout: z.enum(['drover', 'traefik']).default('drover').describe('key layout (default drover)'),
+    username_env: envName('environment variable holding the etcd user name').optional(),
+    password_env: envName('environment variable holding the etcd password').optional(),
+    tls: z
+      .strictObject({
+        ca: absPathish('CA bundle, PEM').optional(),
+        cert: absPathish('client certificate, PEM').optional(),
+        key: absPathish('client key, PEM').optional(),
+      })
+      .superRefine((v, ctx) => {
+        if ((v.cert === undefined) !== (v.key === undefined)) {
+          ctx.addIssue({ code: 'custom', path: [], message: 'cert and key go together' });
+        }
+      }, onAnyMap)
+      .optional()
+      .describe('TLS to etcd (paths relative to the config file)'),
+  })
+  .superRefine((v, ctx) => {
+    if ((v.username_env === undefined) !== (v.password_env === undefined)) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'username_env and password_env go together' });
+    }
+  }, onAnyMap)
+  .describe('etcd v3 registry');
+
+// ---------------------------------------------------------------------------------------------
+// The file.
+
+const listenSchema = z
+  .strictObject({
+    address: address('where to accept client connections (port 0: any free port)'),
+    tls: tlsFiles.optional(),
+  })
+  .describe('one listener');
+
+/** The whole `drover.yaml`. */
+export const configSchema = z
+  .strictObject({
+    listen: z
+      .array(listenSchema)
+      .min(1, { error: 'needs at least one listener' })
+      .prefault([{ address: '127.0.0.1:8080' }])
+      .describe('listeners (default one on 127.0.0.1:8080)'),
+    trusted_proxies: z
+      .array(
+        z.string().superRefine((s, ctx) => {
+          const err = checkCidr(s);
+          if (err !== undefined) ctx.addIssue({ code: 'custom', message: err });
+        }),
+      )
+      .default([])
+      .describe('CIDRs whose X-Forwarded-* headers are kept and appended to (default none)'),
+    access_log: z.string().min(1).default('stdout').describe('off | stdout | PATH (JSON lines; default stdout)'),
+    shutdown_grace: duration('on SIGTERM/SIGINT, time to let in-flight requests finish (default 30s)').prefault('30s'),
+    workers: z
+      .union([z.int().min(1).max(1024), z.literal('auto')], { error: 'expected a positive whole number or "auto"' })
+      .default(1)
+      .describe('serving processes: 1 | N | auto (default 1)'),
+    admin: z
+      .strictObject({
+        address: address('admin API, metrics and dashboard (default 127.0.0.1:9901)').prefault('127.0.0.1:9901'),
+        token_env: envName('if this variable is set, POST endpoints need "Authorization: Bearer <token>" (default DROVER_ADMIN_TOKEN)').default(
+          'DROVER_ADMIN_TOKEN',
+        ),
+      })
+      .prefault({})
+      .describe('admin endpoint'),
+    registry: z
+      .strictObject({
+        file: absPathish('YAML file of services and backends, watched (relative to the config file)').optional(),
+        etcd: etcdSchema.optional(),
+      })
+      .prefault({})
+      .describe('where members come from besides services: (any subset; merged per service)'),
+    services: z.record(serviceNameSchema, serviceSchema).default({}).describe('services by name'),
+    routes: z.array(routeSchema).default([]).describe('routes in order; the first match wins'),
+  })
+  .superRefine((v, ctx) => {
+    const seen = new Map<string, number>();
+    if (!Array.isArray(v.listen)) return;
+    v.listen.forEach((l: unknown, i) => {
+      const a = (l as { address?: Partial<HostPort> } | null)?.address;
+      if (typeof a?.host !== 'string' || typeof a.port !== 'number') return;
+      const key = `${a.host}:${a.port}`;
+      const first = seen.get(key);
+      if (a.port !== 0 && first !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['listen', i, 'address'], message: `duplicate listener (also listen.${first})` });
+      }
+      seen.set(key, i);
+    });
+  }, onAnyMap)
+  .meta({ title: 'drover configuration (drover.yaml)' });
+
+/** The parsed, defaulted (but not yet resolved) config: snake_case, durations in ms. */
+export type ParsedConfig = z.output<typeof configSchema>;
+/** What a user may write. */
+export type ConfigInput = z.input<typeof configSchema>;
+
+/** A registry file: `services:` map or directly `service -> {backends: [...]}`; members only. */
+const servicesFileEntrySchema = z
+  .strictObject({ backends: z.array(backendSchema).default([]).describe('members of this service') })
+  .superRefine((v, ctx) => checkUniqueIds(v.backends, ctx), onAnyMap);
+
+/** Schema of the registry file's service map (`service -> {backends}`). */
+export const servicesFileMapSchema = z.record(serviceNameSchema, servicesFileEntrySchema);
+
+/** Keys of `services.NAME` that only make sense in drover.yaml; used for a better message. */
+export const SERVICE_ONLY_KEYS: readonly string[] = Object.keys(serviceSchema.shape).filter((k) => k !== 'backends');
