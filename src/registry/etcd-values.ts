@@ -1,0 +1,340 @@
+/**
+ * Pure parsing of the etcd key space into members: key layouts, value forms and the incremental
+ * model the etcd registry feeds with raw puts and deletes. No I/O here, so every rule is
+ * table-testable (test/etcd-values.test.ts).
+ *
+ * Layouts (contract section 3):
+ * - `drover`: `<prefix><service>/<instance-id>` = JSON `{"url","weight","zone","draining","meta"}`,
+ *   or bare `host:port`, or `http://host:port`.
+ * - `traefik`: `<prefix>http/services/<svc>/loadbalancer/servers/<n>/url` and `.../weight`.
+ *
+ * Invalid values are reported and skipped. An invalid update to a key that had a valid value
+ * removes nothing: the last valid member stays (a registry typo never empties a pool).
+ */
+import type { MemberSpec } from '../../routing/types.js';
+
+/** The `source` of every member the etcd registry reports. */
+export const ETCD_SOURCE = 'etcd';
+
+/** Largest weight accepted from the registry; larger values are treated as typos. */
+export const MAX_WEIGHT = 1_000_000;
+
+/** Result of a parse: a value or the reason it was refused. */
+export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
+
+const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
+const fail = <T>(reason: string): Parsed<T> => ({ ok: false, reason });
+
+/** The fields of a member that come from a value (everything but `id` and `source`). */
+export interface MemberValue {
+  /** normalised origin `http://host:port` */
+  readonly url: string;
+  /** > 0, default 1 */
+  readonly weight: number;
+  readonly zone?: string | undefined;
+  /** default false */
+  readonly draining: boolean;
+  readonly meta?: Readonly<Record<string, unknown>> | undefined;
+}
+
+/** Where a `drover`-layout key points. */
+export interface DroverKey {
+  readonly service: string;
+  readonly id: string;
+}
+
+/** Where a `traefik`-layout key points. */
+export interface TraefikKey {
+  readonly service: string;
+  /** the `<n>` of `servers/<n>/`, used as the member id */
+  readonly server: string;
+  readonly field: 'url' | 'weight';
+}
+
+// Control characters and whitespace in a name segment are almost always a writer's bug.
+const BAD_SEGMENT = /[\s\u0000-\u001f\u007f]/;
+
+/**
+ * Normalises a backend address to the origin `http://host:port`. Accepts `host:port`,
+ * `http://host:port` and `http://host` (port 80), with an optional trailing `/`. Refuses other
+ * schemes, paths, queries, fragments and credentials: a registry value names a backend, not a URL.
+ */
+export function normaliseOrigin(raw: string): Parsed<string> {
+  const text = raw.trim();
+  if (text === '') return fail('empty address');
+  const hasScheme = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(text);
+  let url: URL;
+  try {
+    url = new URL(hasScheme ? text : `http://${text}`);
+  } catch {
+    return fail(`not a host:port or http:// URL: ${JSON.stringify(text)}`);
+  }
+  if (url.protocol !== 'http:') return fail(`unsupported scheme ${url.protocol.replace(/:$/, '')} (only http)`);
+  if (url.hostname === '') return fail('missing host');
+  if (url.username !== '' || url.password !== '') return fail('credentials are not allowed in a backend URL');
+  if (url.pathname !== '/' && url.pathname !== '') return fail(`a backend URL has no path (got ${url.pathname})`);
+  if (url.search !== '' || url.hash !== '') return fail('a backend URL has no query or fragment');
+  // Bare `host:port` must carry its port: registrator writes one, and guessing 80 hides mistakes.
+  if (!hasScheme && url.port === '' && !/:80\/?$/.test(text)) return fail('missing port in host:port');
+  const port = url.port === '' ? '80' : url.port;
+  return ok(`http://${url.hostname}:${port}`);
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Checks a weight: a finite number in (0, MAX_WEIGHT]. */
+export function parseWeight(v: unknown): Parsed<number> {
+  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
+  if (typeof n !== 'number' || !Number.isFinite(n)) return fail(`weight must be a number, got ${JSON.stringify(v)}`);
+  if (n <= 0) return fail(`weight must be > 0 (use "draining": true to stop new traffic), got ${n}`);
+  if (n > MAX_WEIGHT) return fail(`weight must be <= ${MAX_WEIGHT}, got ${n}`);
+  return ok(n);
+}
+
+/**
+ * Parses a `drover`-layout value: JSON object, bare `host:port` or `http://host:port`.
+ * JSON fields other than url/weight/zone/draining/meta are ignored (forward compatibility).
+ */
+export function parseMemberValue(raw: string): Parsed<MemberValue> {
+  const text = raw.trim();
+  if (text === '') return fail('empty value');
+  if (!text.startsWith('{')) {
+    const origin = normaliseOrigin(text);
+    return origin.ok ? ok({ url: origin.value, weight: 1, draining: false }) : origin;
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    return fail(`invalid JSON: ${(err as Error).message}`);
+  }
+  if (!isPlainObject(doc)) return fail('value must be a JSON object');
+  if (typeof doc['url'] !== 'string') return fail('"url" must be a string');
+  const origin = normaliseOrigin(doc['url']);
+  if (!origin.ok) return fail(`"url": ${origin.reason}`);
+  let weight = 1;
+  if (doc['weight'] !== undefined) {
+    if (typeof doc['weight'] !== 'number') return fail('"weight" must be a number');
+    const w = parseWeight(doc['weight']);
+    if (!w.ok) return fail(`"weight": ${w.reason}`);
+    weight = w.value;
+  }
+  const zone = doc['zone'];
+  if (zone !== undefined && zone !== null && typeof zone !== 'string') return fail('"zone" must be a string');
+  const draining = doc['draining'];
+  if (draining !== undefined && typeof draining !== 'boolean') return fail('"draining" must be true or false');
+  const meta = doc['meta'];
+  if (meta !== undefined && meta !== null && !isPlainObject(meta)) return fail('"meta" must be an object');
+  return ok({
+    url: origin.value,
+    weight,
+    zone: typeof zone === 'string' && zone !== '' ? zone : undefined,
+    draining: draining === true,
+    meta: isPlainObject(meta) ? meta : undefined,
+  });
+}
+
+function validSegment(s: string | undefined): s is string {
+  return s !== undefined && s !== '' && !BAD_SEGMENT.test(s);
+}
+
+/**
+ * Splits a `drover`-layout key `<prefix><service>/<instance-id>`. Keys outside the prefix, or
+ * deeper or shallower than service/id, are refused (the registry counts them invalid).
+ */
+export function parseDroverKey(prefix: string, key: string): Parsed<DroverKey> {
+  if (!key.startsWith(prefix)) return fail(`key is outside the prefix ${prefix}`);
+  const parts = key.slice(prefix.length).split('/');
+  if (parts.length !== 2 || !validSegment(parts[0]) || !validSegment(parts[1])) {
+    return fail(`key must be ${prefix}<service>/<instance-id>`);
+  }
+  return ok({ service: parts[0], id: parts[1] });
+}
+
+/**
+ * Recognises `<prefix>http/services/<svc>/loadbalancer/servers/<n>/(url|weight)`. Returns
+ * undefined for every other key: a Traefik tree holds routers, middlewares and options that are
+ * simply not ours, so they are neither members nor invalid.
+ */
+export function parseTraefikKey(prefix: string, key: string): TraefikKey | undefined {
+  if (!key.startsWith(prefix)) return undefined;
+  const p = key.slice(prefix.length).split('/');
+  if (p.length !== 7 || p[0] !== 'http' || p[1] !== 'services' || p[3] !== 'loadbalancer' || p[4] !== 'servers') {
+    return undefined;
+  }
+  const field = p[6];
+  if ((field !== 'url' && field !== 'weight') || !validSegment(p[2]) || !validSegment(p[5])) return undefined;
+  return { service: p[2], server: p[5], field };
+}
+
+/** What applying one raw change did, in order; the registry forwards these to its sink. */
+export type ModelEffect =
+  | { readonly type: 'put'; readonly service: string; readonly member: MemberSpec }
+  | { readonly type: 'delete'; readonly service: string; readonly id: string }
+  | { readonly type: 'invalid'; readonly key: string; readonly reason: string };
+
+/** The incremental view of one prefix: raw puts/deletes in, member effects out. */
+export interface KeyspaceModel {
+  /** Applies a put of `value` at `key` (both decoded as UTF-8). */
+  put(key: string, value: string): ModelEffect[];
+  /** Applies a delete of `key`. */
+  delete(key: string): ModelEffect[];
+  /** Every member currently known, per service (what a full list yields). */
+  snapshot(): Map<string, MemberSpec[]>;
+}
+
+function member(id: string, v: MemberValue, source: string): MemberSpec {
+  return { id, url: v.url, weight: v.weight, zone: v.zone, draining: v.draining, source, meta: v.meta };
+}
+
+/** `drover` layout: one key per member. */
+class DroverModel implements KeyspaceModel {
+  // key -> last valid member; invalid updates leave the entry alone
+  private readonly members = new Map<string, { service: string; member: MemberSpec }>();
+  constructor(
+    private readonly prefix: string,
+    private readonly source: string,
+  ) {}
+
+  put(key: string, value: string): ModelEffect[] {
+    const k = parseDroverKey(this.prefix, key);
+    if (!k.ok) return [{ type: 'invalid', key, reason: k.reason }];
+    const v = parseMemberValue(value);
+    if (!v.ok) return [{ type: 'invalid', key, reason: v.reason }];
+    const m = member(k.value.id, v.value, this.source);
+    this.members.set(key, { service: k.value.service, member: m });
+    return [{ type: 'put', service: k.value.service, member: m }];
+  }
+
+  delete(key: string): ModelEffect[] {
+    const entry = this.members.get(key);
+    if (entry === undefined) return [];
+    this.members.delete(key);
+    return [{ type: 'delete', service: entry.service, id: entry.member.id }];
+  }
+
+  snapshot(): Map<string, MemberSpec[]> {
+    const out = new Map<string, MemberSpec[]>();
+    for (const { service, member: m } of this.members.values()) {
+      const list = out.get(service) ?? [];
+      list.push(m);
+      out.set(service, list);
+    }
+    return out;
+  }
+}
+
+interface TraefikServer {
+  url?: string | undefined;
+  weight?: string | undefined;
+  /** what we last reported for this server */
+  current?: MemberSpec | undefined;
+}
+
+/**
+ * `traefik` layout: a server exists once its `url` key does; `weight` comes from the sibling key
+ * (default 1; an invalid weight is reported and counts as 1).
+ */
+class TraefikModel implements KeyspaceModel {
+  private readonly servers = new Map<string, Map<string, TraefikServer>>();
+  constructor(
+    private readonly prefix: string,
+    private readonly source: string,
+  ) {}
+
+  put(key: string, value: string): ModelEffect[] {
+    const k = parseTraefikKey(this.prefix, key);
+    if (k === undefined) return [];
+    const server = this.server(k.service, k.server);
+    if (k.field === 'url') server.url = value;
+    else server.weight = value;
+    return this.recompute(key, k.service, k.server, server);
+  }
+
+  delete(key: string): ModelEffect[] {
+    const k = parseTraefikKey(this.prefix, key);
+    if (k === undefined) return [];
+    const byId = this.servers.get(k.service);
+    const server = byId?.get(k.server);
+    if (byId === undefined || server === undefined) return [];
+    if (k.field === 'url') {
+      server.url = undefined;
+      const had = server.current !== undefined;
+      server.current = undefined;
+      if (server.weight === undefined) byId.delete(k.server);
+      if (byId.size === 0) this.servers.delete(k.service);
+      return had ? [{ type: 'delete', service: k.service, id: k.server }] : [];
+    }
+    server.weight = undefined;
+    if (server.url === undefined) {
+      byId.delete(k.server);
+      if (byId.size === 0) this.servers.delete(k.service);
+      return [];
+    }
+    return this.recompute(key, k.service, k.server, server);
+  }
+
+  snapshot(): Map<string, MemberSpec[]> {
+    const out = new Map<string, MemberSpec[]>();
+    for (const [service, byId] of this.servers) {
+      const list: MemberSpec[] = [];
+      for (const s of byId.values()) if (s.current !== undefined) list.push(s.current);
+      if (list.length > 0) out.set(service, list);
+    }
+    return out;
+  }
+
+  private server(service: string, id: string): TraefikServer {
+    let byId = this.servers.get(service);
+    if (byId === undefined) this.servers.set(service, (byId = new Map()));
+    let s = byId.get(id);
+    if (s === undefined) byId.set(id, (s = {}));
+    return s;
+  }
+
+  private recompute(key: string, service: string, id: string, s: TraefikServer): ModelEffect[] {
+    if (s.url === undefined) return [];
+    const effects: ModelEffect[] = [];
+    const origin = normaliseOrigin(s.url);
+    if (!origin.ok) {
+      // Report against the url key even when the weight changed: that is what needs fixing.
+      const urlKey = key.replace(/weight$/, 'url');
+      return [{ type: 'invalid', key: urlKey, reason: origin.reason }];
+    }
+    let weight = 1;
+    if (s.weight !== undefined) {
+      const w = parseWeight(s.weight);
+      if (w.ok) weight = w.value;
+      else effects.push({ type: 'invalid', key: key.replace(/url$/, 'weight'), reason: w.reason });
+    }
+    const m: MemberSpec = { id, url: origin.value, weight, draining: false, source: this.source };
+    s.current = m;
+    effects.push({ type: 'put', service, member: m });
+    return effects;
+  }
+}
+
+/** Creates the model for a layout. `prefix` ends with `/` (or is `''` for the whole key space). */
+export function createKeyspaceModel(layout: 'drover' | 'traefik', prefix: string, source: string = ETCD_SOURCE): KeyspaceModel {
+  return layout === 'traefik' ? new TraefikModel(prefix, source) : new DroverModel(prefix, source);
+}
+
+/**
+ * Builds the full member list of a range read (the initial list or a resync): every key is
+ * applied to a fresh model. Returns the members per service and the invalid entries seen.
+ */
+export function assembleKeyspace(
+  layout: 'drover' | 'traefik',
+  prefix: string,
+  kvs: Iterable<readonly [key: string, value: string]>,
+  source: string = ETCD_SOURCE,
+): { model: KeyspaceModel; services: Map<string, MemberSpec[]>; invalid: { key: string; reason: string }[] } {
+  const model = createKeyspaceModel(layout, prefix, source);
+  const invalid: { key: string; reason: string }[] = [];
+  for (const [key, value] of kvs) {
+    for (const e of model.put(key, value)) if (e.type === 'invalid') invalid.push({ key: e.key, reason: e.reason });
+  }
+  return { model, services: model.snapshot(), invalid };
+}

@@ -1,0 +1,467 @@
+/**
+ * The etcd v3 registry: lists the prefix once, then follows it with a watch, and reports members
+ * to a RegistrySink.
+ *
+ * Why the watch is driven by hand (a raw gRPC Watch stream) instead of etcd3's `Watcher`: the
+ * library's watcher reconnects on its own, advances its resume revision from the *creation*
+ * header (events between the two can be lost if the stream drops again), and throws from stream
+ * handlers in some cancel races. Here one loop owns the whole life cycle:
+ *
+ *   list (one range read at revision R) -> replaceAll -> watch from R+1
+ *     stream lost            -> connected=false, nothing removed, resume from last revision + 1
+ *     watch compacted        -> full re-list, replaceAll (the sink diffs), watch again
+ *     store went backwards   -> (revision or raft term lower than seen: etcd wiped/restored) re-list
+ *     re-list fails          -> retry with backoff; replaceAll is never called with a failed list
+ *
+ * Every call carries a deadline (etcd3 ignores `dialTimeout`), gRPC keepalive detects a frozen
+ * peer, and no promise rejection or 'error' event escapes this module.
+ */
+import { readFile } from 'node:fs/promises';
+import { rootCertificates } from 'node:tls';
+import {
+  Etcd3,
+  Range,
+  castGrpcError,
+  isRecoverableError,
+  EtcdInvalidAuthTokenError,
+  type IOptions,
+  type IWatchResponse,
+  type IResponseHeader,
+} from 'etcd3';
+import type { EtcdRegistryConfig } from '../config/types.js';
+import type { Logger } from '../log.js';
+import { DroverError, ErrorCodes } from '../errors.js';
+import type { RandomSource } from '../../routing/types.js';
+import type { Registry, RegistrySink } from './types.js';
+import { Backoff, sleep, type BackoffOptions } from './backoff.js';
+import { ETCD_SOURCE, assembleKeyspace, type KeyspaceModel, type ModelEffect } from './etcd-values.js';
+
+/** How to reach etcd: what `createEtcdClient` needs. */
+export interface EtcdConnectionOptions {
+  /** `http://host:port`, `https://host:port` or `host:port` */
+  readonly endpoints: readonly string[];
+  readonly auth?: { readonly username: string; readonly password: string } | undefined;
+  /** PEM contents; a missing `ca` means the system roots */
+  readonly tls?: { readonly ca?: Buffer | undefined; readonly cert?: Buffer | undefined; readonly key?: Buffer | undefined } | undefined;
+  /** ms, deadline of every unary call (range, put, lease grant, auth); default 5000 */
+  readonly callTimeoutMs?: number;
+  /**
+   * ms between gRPC keepalive pings; default 10000. etcd refuses pings more frequent than its
+   * `--grpc-keepalive-min-time` (default 5s) with GOAWAY, so stay above that in production.
+   */
+  readonly keepaliveTimeMs?: number;
+  /** ms without a ping answer before the connection is declared dead; default 5000 */
+  readonly keepaliveTimeoutMs?: number;
+  /** ms a failed endpoint is skipped before it is tried again; default 1000 */
+  readonly hostRetryMs?: number;
+}
+
+type HostPolicy = ReturnType<NonNullable<NonNullable<IOptions['faultHandling']>['host']>>;
+type PolicyContext = Parameters<Parameters<HostPolicy['execute']>[0]>[0];
+
+const noopDisposable = { dispose(): void {} };
+
+/**
+ * Per-endpoint policy: skip an endpoint for `retryMs` after a connection-level failure. etcd3's
+ * default breaker needs 3 failures and then waits 5 s, which delays recovery of a single-node
+ * etcd; our own loops already back off, so a short skip is all that is needed to fail over.
+ */
+class HostSkipPolicy {
+  declare readonly _altReturn: never;
+  private downUntil = 0;
+  private lastFailure = '';
+  readonly onSuccess = (): typeof noopDisposable => noopDisposable;
+  readonly onFailure = (): typeof noopDisposable => noopDisposable;
+  constructor(
+    private readonly host: string,
+    private readonly retryMs: number,
+  ) {}
+
+  async execute<T>(fn: (context: PolicyContext) => PromiseLike<T> | T, signal?: AbortSignal): Promise<T> {
+    if (Date.now() < this.downUntil) throw new Error(`${this.host}: ${this.lastFailure} (endpoint skipped for ${this.retryMs} ms)`);
+    try {
+      const result = await fn({ signal: signal ?? new AbortController().signal });
+      this.downUntil = 0;
+      return result;
+    } catch (err) {
+      if (err instanceof Error && isRecoverableError(castGrpcError(err))) {
+        this.downUntil = Date.now() + this.retryMs;
+        this.lastFailure = err.message;
+      }
+      throw err;
+    }
+  }
+}
+
+/**
+ * Creates an etcd3 client with deadlines on every unary call, gRPC keepalive, fast channel
+ * reconnects and a short per-endpoint skip policy. The caller closes it.
+ */
+export function createEtcdClient(options: EtcdConnectionOptions): Etcd3 {
+  const callTimeoutMs = options.callTimeoutMs ?? 5000;
+  const retryMs = options.hostRetryMs ?? 1000;
+  const deadline = (): { deadline: number } => ({ deadline: Date.now() + callTimeoutMs });
+  const opts: IOptions = {
+    hosts: [...options.endpoints],
+    defaultCallOptions: (ctx) => (ctx.isStream ? {} : deadline()),
+    grpcOptions: {
+      'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? 10_000,
+      'grpc.keepalive_timeout_ms': options.keepaliveTimeoutMs ?? 5000,
+      'grpc.keepalive_permit_without_calls': 1,
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 2000,
+    },
+    faultHandling: { host: (host: string) => new HostSkipPolicy(host, retryMs) as unknown as HostPolicy },
+  };
+  if (options.auth !== undefined) {
+    opts.auth = { username: options.auth.username, password: options.auth.password, callOptions: () => deadline() };
+  }
+  if (options.tls !== undefined) {
+    opts.credentials = {
+      rootCertificate: options.tls.ca ?? Buffer.from(rootCertificates.join('\n')),
+      privateKey: options.tls.key,
+      certChain: options.tls.cert,
+    };
+  }
+  return new Etcd3(opts);
+}
+
+/**
+ * Turns the config's `registry.etcd` into connection options: reads the TLS files and the
+ * credentials from the environment variables the config names. A named variable that is unset
+ * means "no auth" (logged by the caller). Rejects with E_CONFIG_MISSING_FILE for unreadable files.
+ */
+export async function resolveEtcdConnection(
+  config: EtcdRegistryConfig,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ endpoints: readonly string[]; auth?: { username: string; password: string }; tls?: EtcdConnectionOptions['tls']; warnings: string[] }> {
+  const warnings: string[] = [];
+  let auth: { username: string; password: string } | undefined;
+  if (config.usernameEnv !== undefined) {
+    const username = env[config.usernameEnv];
+    const password = config.passwordEnv !== undefined ? env[config.passwordEnv] : undefined;
+    if (username === undefined || username === '') warnings.push(`${config.usernameEnv} is not set: connecting without auth`);
+    else auth = { username, password: password ?? '' };
+  }
+  let tls: EtcdConnectionOptions['tls'];
+  if (config.tls !== undefined) {
+    const read = async (file: string | undefined): Promise<Buffer | undefined> => {
+      if (file === undefined) return undefined;
+      try {
+        return await readFile(file);
+      } catch (err) {
+        throw new DroverError(ErrorCodes.CONFIG_MISSING_FILE, `registry.etcd.tls: cannot read ${file}: ${(err as Error).message}`, { cause: err });
+      }
+    };
+    tls = { ca: await read(config.tls.ca), cert: await read(config.tls.cert), key: await read(config.tls.key) };
+  }
+  return { endpoints: config.endpoints, ...(auth !== undefined ? { auth } : {}), ...(tls !== undefined ? { tls } : {}), warnings };
+}
+
+/** Tuning knobs of EtcdRegistry; the defaults suit production, tests shorten them. */
+export interface EtcdRegistryOptions {
+  /** reconnect / re-list backoff; default 100 ms doubling to 5 s, with jitter */
+  readonly backoff?: BackoffOptions;
+  /** jitter source; default Math.random */
+  readonly random?: RandomSource;
+  /** ms, deadline of the list and of watch creation; default 5000 */
+  readonly callTimeoutMs?: number;
+  /** ms, gRPC keepalive interval; default 10000 (see EtcdConnectionOptions) */
+  readonly keepaliveTimeMs?: number;
+  /** ms, gRPC keepalive answer timeout; default 5000 */
+  readonly keepaliveTimeoutMs?: number;
+  /** where `usernameEnv` / `passwordEnv` are looked up; default process.env */
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+/** How a watch session ended, and what the loop does next. */
+interface WatchEnd {
+  /** list the prefix again before watching (compaction, store went backwards, cancel) */
+  readonly relist: boolean;
+  readonly reason: string;
+}
+
+/** Resolves like `p`, or rejects after `ms`; `onLate` receives a value that arrives too late. */
+function withTimeout<T>(p: Promise<T>, ms: number, what: string, onLate?: (value: T) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      reject(new DroverError(ErrorCodes.REGISTRY_UNREACHABLE, `${what} timed out after ${ms} ms`));
+    }, ms);
+    p.then(
+      (v) => {
+        clearTimeout(timer);
+        if (timedOut) onLate?.(v);
+        else resolve(v);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        if (!timedOut) reject(err);
+      },
+    );
+  });
+}
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** The etcd v3 registry (contract sections 2, 3 and 5). `source` is `etcd`. */
+export class EtcdRegistry implements Registry {
+  readonly source = ETCD_SOURCE;
+
+  private readonly log: Logger;
+  private readonly backoff: Backoff;
+  private readonly callTimeoutMs: number;
+  private readonly abort = new AbortController();
+  private client: Etcd3 | undefined;
+  private sink: RegistrySink | undefined;
+  private loop: Promise<void> | undefined;
+  private model: KeyspaceModel | undefined;
+  /** highest store revision whose changes under the prefix have all been applied */
+  private lastRevision = 0n;
+  private highestTerm = 0n;
+  private synced = false;
+  private connected: boolean | undefined;
+  private warnedUnreachable = false;
+  private stopWatch: (() => void) | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly config: EtcdRegistryConfig,
+    logger: Logger,
+    private readonly options: EtcdRegistryOptions = {},
+  ) {
+    this.log = logger.child({ component: 'registry', source: ETCD_SOURCE });
+    this.backoff = new Backoff({ ...options.backoff, ...(options.random !== undefined ? { random: options.random } : {}) });
+    this.callTimeoutMs = options.callTimeoutMs ?? 5000;
+  }
+
+  /**
+   * Resolves as soon as the loop is running; the first list may still be retrying. Rejects only
+   * for a local problem (an unreadable TLS file), never because etcd is unreachable.
+   */
+  async start(sink: RegistrySink): Promise<void> {
+    if (this.loop !== undefined) throw new Error('EtcdRegistry already started');
+    this.sink = sink;
+    const conn = await resolveEtcdConnection(this.config, this.options.env);
+    for (const w of conn.warnings) this.log.warn({ code: ErrorCodes.REGISTRY_UNREACHABLE }, w);
+    this.client = createEtcdClient({
+      ...conn,
+      callTimeoutMs: this.callTimeoutMs,
+      ...(this.options.keepaliveTimeMs !== undefined ? { keepaliveTimeMs: this.options.keepaliveTimeMs } : {}),
+      ...(this.options.keepaliveTimeoutMs !== undefined ? { keepaliveTimeoutMs: this.options.keepaliveTimeoutMs } : {}),
+    });
+    this.setConnected(false);
+    this.loop = this.run().catch((err: unknown) => this.log.error({ err }, 'etcd registry loop stopped unexpectedly'));
+  }
+
+  /** Cancels the watch, stops retrying and closes the client. Idempotent. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    this.stopWatch?.();
+    this.client?.close();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let needList = true;
+    while (!this.closed) {
+      try {
+        if (needList) {
+          await this.list();
+          needList = false;
+        }
+        if (this.closed) break;
+        const end = await this.watch();
+        if (this.closed) break;
+        needList = end.relist;
+        this.setConnected(false);
+        this.log.warn({ code: ErrorCodes.REGISTRY_UNREACHABLE, relist: end.relist, revision: String(this.lastRevision) }, `etcd watch ended: ${end.reason}`);
+      } catch (err) {
+        if (this.closed) break;
+        // Warn once per outage (connected -> not), then keep the retries at debug level.
+        const level = this.connected === false && this.warnedUnreachable ? 'debug' : 'warn';
+        this.warnedUnreachable = true;
+        this.setConnected(false);
+        this.log[level]({ code: ErrorCodes.REGISTRY_UNREACHABLE, err: message(err), endpoints: this.config.endpoints }, 'etcd unreachable; retrying');
+        // A token that etcd stopped accepting is only refreshed by a unary call: re-list.
+        if (err instanceof EtcdInvalidAuthTokenError) needList = true;
+      }
+      await sleep(this.backoff.next(), this.abort.signal);
+    }
+  }
+
+  /** One range read of the prefix; replaceAll only after it fully succeeded. */
+  private async list(): Promise<void> {
+    const client = this.requireClient();
+    const res = await withTimeout(
+      client.getAll().prefix(this.config.prefix).exec(),
+      this.callTimeoutMs * 2,
+      'etcd list',
+    );
+    if (this.closed) return;
+    const revision = BigInt(res.header.revision);
+    const kvs = res.kvs.map((kv) => [kv.key.toString('utf8'), kv.value.toString('utf8')] as const);
+    const { model, services, invalid } = assembleKeyspace(this.config.layout, this.config.prefix, kvs, ETCD_SOURCE);
+    const sink = this.requireSink();
+    this.model = model;
+    this.lastRevision = revision;
+    this.highestTerm = BigInt(res.header.raft_term);
+    this.safely(() => {
+      for (const i of invalid) sink.invalidEntry(ETCD_SOURCE, i.key, i.reason);
+      sink.replaceAll(ETCD_SOURCE, services);
+      if (this.synced) sink.countEvent(ETCD_SOURCE, 'resync');
+      else sink.markSynced(ETCD_SOURCE);
+    });
+    const count = [...services.values()].reduce((n, l) => n + l.length, 0);
+    this.log.info({ revision: String(revision), services: services.size, members: count, resync: this.synced }, 'etcd prefix listed');
+    this.synced = true;
+    this.setConnected(true);
+  }
+
+  /** Watches from lastRevision + 1 until the stream ends; never rejects once the stream exists. */
+  private async watch(): Promise<WatchEnd> {
+    const client = this.requireClient();
+    const stream = await withTimeout(client.watchClient.watch(), this.callTimeoutMs, 'etcd watch stream', (late) => late.cancel());
+    const range = Range.prefix(this.config.prefix);
+    return new Promise<WatchEnd>((resolve) => {
+      let settled = false;
+      const finish = (end: WatchEnd): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(createTimer);
+        this.stopWatch = undefined;
+        try {
+          stream.cancel();
+        } catch {
+          // already gone
+        }
+        resolve(end);
+      };
+      this.stopWatch = () => finish({ relist: false, reason: 'closed' });
+      const createTimer = setTimeout(
+        () => finish({ relist: false, reason: `watch not created within ${this.callTimeoutMs} ms` }),
+        this.callTimeoutMs,
+      );
+      stream.on('error', (err: Error) => {
+        const cast = castGrpcError(err);
+        finish({ relist: cast instanceof EtcdInvalidAuthTokenError, reason: cast.message });
+      });
+      stream.on('end', () => finish({ relist: false, reason: 'stream ended by the server' }));
+      stream.on('data', (res: IWatchResponse) => {
+        if (settled) return;
+        try {
+          const end = this.onWatchResponse(res);
+          if (end !== undefined) finish(end);
+        } catch (err) {
+          // A bug in our handling must not leave the pools stale: start over from a full list.
+          this.log.error({ err }, 'etcd watch handling failed; re-listing');
+          finish({ relist: true, reason: message(err) });
+        }
+      });
+      if (this.closed) return finish({ relist: false, reason: 'closed' });
+      stream.write({
+        create_request: {
+          key: range.start,
+          range_end: range.end,
+          start_revision: String(this.lastRevision + 1n),
+          progress_notify: true,
+        },
+      });
+    });
+  }
+
+  /** Handles one watch response; returns how the session ends, or undefined to keep going. */
+  private onWatchResponse(res: IWatchResponse): WatchEnd | undefined {
+    if (res.canceled) {
+      const compact = res.compact_revision !== undefined && res.compact_revision !== '0' && res.compact_revision !== '';
+      return compact
+        ? { relist: true, reason: `revision ${this.lastRevision + 1n} was compacted (oldest kept: ${res.compact_revision})` }
+        : { relist: true, reason: `watch canceled by etcd: ${res.cancel_reason || 'no reason given'}` };
+    }
+    const backwards = this.wentBackwards(res.header);
+    if (backwards !== undefined) return { relist: true, reason: backwards };
+    if (res.created) {
+      this.backoff.reset();
+      this.setConnected(true);
+      this.log.info({ from: String(this.lastRevision + 1n) }, 'etcd watch established');
+      return undefined;
+    }
+    const model = this.requireModel();
+    const sink = this.requireSink();
+    const events = res.events ?? [];
+    for (const ev of events) {
+      const key = ev.kv.key.toString('utf8');
+      const effects: ModelEffect[] =
+        ev.type === 'Delete' ? model.delete(key) : model.put(key, ev.kv.value.toString('utf8'));
+      this.safely(() => {
+        sink.countEvent(ETCD_SOURCE, ev.type === 'Delete' ? 'delete' : 'put');
+        for (const e of effects) {
+          if (e.type === 'put') sink.put(ETCD_SOURCE, e.service, e.member);
+          else if (e.type === 'delete') sink.delete(ETCD_SOURCE, e.service, e.id);
+          else sink.invalidEntry(ETCD_SOURCE, e.key, e.reason);
+        }
+      });
+      const rev = BigInt(ev.kv.mod_revision);
+      if (rev > this.lastRevision) this.lastRevision = rev;
+    }
+    // A response without events is a progress notification: everything up to its header
+    // revision has been delivered. With events, resume after the last one only.
+    if (events.length === 0) {
+      const rev = BigInt(res.header.revision);
+      if (rev > this.lastRevision) this.lastRevision = rev;
+    }
+    return undefined;
+  }
+
+  /**
+   * A store revision or raft term lower than one already seen means etcd was wiped or restored
+   * from a backup: resume points are meaningless, so re-list. (A lagging member can trigger this
+   * too; a re-list is harmless then.)
+   */
+  private wentBackwards(header: IResponseHeader | undefined): string | undefined {
+    if (header === undefined) return undefined;
+    const rev = BigInt(header.revision || '0');
+    const term = BigInt(header.raft_term || '0');
+    if (rev > 0n && rev < this.lastRevision) return `etcd revision went backwards (${rev} < ${this.lastRevision}): store was replaced`;
+    if (term > 0n && term < this.highestTerm) return `etcd raft term went backwards (${term} < ${this.highestTerm}): store was replaced`;
+    if (term > this.highestTerm) this.highestTerm = term;
+    return undefined;
+  }
+
+  private setConnected(connected: boolean): void {
+    if (this.connected === connected) return;
+    this.connected = connected;
+    if (connected) this.warnedUnreachable = false;
+    const sink = this.sink;
+    if (sink !== undefined) this.safely(() => sink.setConnected(ETCD_SOURCE, connected));
+  }
+
+  /** A throwing sink is a bug elsewhere; log it rather than let it stop the registry. */
+  private safely(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.log.error({ err }, 'registry sink threw');
+    }
+  }
+
+  private requireClient(): Etcd3 {
+    if (this.client === undefined) throw new Error('EtcdRegistry not started');
+    return this.client;
+  }
+
+  private requireSink(): RegistrySink {
+    if (this.sink === undefined) throw new Error('EtcdRegistry not started');
+    return this.sink;
+  }
+
+  private requireModel(): KeyspaceModel {
+    if (this.model === undefined) throw new Error('EtcdRegistry has not listed yet');
+    return this.model;
+  }
+}

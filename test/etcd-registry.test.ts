@@ -1,0 +1,389 @@
+/**
+ * EtcdRegistry against real etcd processes (test/helpers/etcd.ts). The sink below is a real
+ * in-memory implementation of our own RegistrySink interface, not a mock of etcd or the network.
+ */
+import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
+import type { Etcd3 } from 'etcd3';
+import { EtcdRegistry, type EtcdRegistryOptions } from '../src/registry/etcd.js';
+import type { EtcdRegistryConfig } from '../src/config/types.js';
+import { silentLogger } from '../src/log.js';
+import { describeEtcd, enableAuth, freePort, startEtcd, startEtcdCluster, type EtcdServer } from './helpers/etcd.js';
+import { startTcpProxy } from './helpers/tcp-proxy.js';
+import type { MemberSpec } from '../routing/types.js';
+import type { RegistrySink } from '../src/registry/types.js';
+
+/** A real in-memory RegistrySink that records every call. */
+class RecordingSink implements RegistrySink {
+  /** source -> service -> id -> member */
+  readonly members = new Map<string, Map<string, Map<string, MemberSpec>>>();
+  readonly synced = new Set<string>();
+  readonly connected = new Map<string, boolean>();
+  readonly connectedHistory: boolean[] = [];
+  readonly events = { put: 0, delete: 0, resync: 0 };
+  readonly invalid: { key: string; reason: string }[] = [];
+  replaceAllCalls = 0;
+
+  replaceAll(source: string, services: ReadonlyMap<string, readonly MemberSpec[]>): void {
+    this.replaceAllCalls++;
+    const bySvc = new Map<string, Map<string, MemberSpec>>();
+    for (const [svc, list] of services) bySvc.set(svc, new Map(list.map((m) => [m.id, m])));
+    this.members.set(source, bySvc);
+  }
+  put(source: string, service: string, member: MemberSpec): void {
+    let bySvc = this.members.get(source);
+    if (bySvc === undefined) this.members.set(source, (bySvc = new Map()));
+    let byId = bySvc.get(service);
+    if (byId === undefined) bySvc.set(service, (byId = new Map()));
+    byId.set(member.id, member);
+  }
+  delete(source: string, service: string, id: string): void {
+    const byId = this.members.get(source)?.get(service);
+    byId?.delete(id);
+    if (byId?.size === 0) this.members.get(source)?.delete(service);
+  }
+  markSynced(source: string): void {
+    this.synced.add(source);
+  }
+  setConnected(source: string, connected: boolean): void {
+    this.connected.set(source, connected);
+    this.connectedHistory.push(connected);
+  }
+  countEvent(_source: string, type: 'put' | 'delete' | 'resync'): void {
+    this.events[type]++;
+  }
+  invalidEntry(_source: string, key: string, reason: string): void {
+    this.invalid.push({ key, reason });
+  }
+
+  /** `{service: {id: url}}` of one source, sorted, for compact assertions. */
+  view(source = 'etcd'): Record<string, Record<string, string>> {
+    const out: Record<string, Record<string, string>> = {};
+    const bySvc = this.members.get(source);
+    if (bySvc === undefined) return out;
+    for (const svc of [...bySvc.keys()].sort()) {
+      const byId = bySvc.get(svc) as Map<string, MemberSpec>;
+      if (byId.size === 0) continue;
+      out[svc] = Object.fromEntries([...byId.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([id, m]) => [id, m.url]));
+    }
+    return out;
+  }
+
+  member(service: string, id: string, source = 'etcd'): MemberSpec | undefined {
+    return this.members.get(source)?.get(service)?.get(id);
+  }
+}
+
+/** Polls `check` until it returns true (or stops throwing), or fails after `timeoutMs`. */
+async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      if (await check()) return;
+      last = undefined;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last !== undefined ? `: ${(last as Error).message}` : ''}`);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+// Short timings so outages are noticed within a couple of seconds.
+const FAST: EtcdRegistryOptions = {
+  backoff: { initialMs: 50, maxMs: 500 },
+  callTimeoutMs: 2000,
+  keepaliveTimeMs: 500,
+  keepaliveTimeoutMs: 1000,
+};
+
+let prefixSeq = 0;
+function nextPrefix(): string {
+  return `/t${process.pid}-${++prefixSeq}/services/`;
+}
+
+const cleanups: (() => Promise<unknown> | unknown)[] = [];
+function later(fn: () => Promise<unknown> | unknown): void {
+  cleanups.push(fn);
+}
+afterEach(async () => {
+  while (cleanups.length > 0) {
+    const fn = cleanups.pop() as () => unknown;
+    try {
+      await fn();
+    } catch {
+      // keep cleaning
+    }
+  }
+});
+
+async function startRegistry(
+  endpoints: string[],
+  prefix: string,
+  extra: Partial<EtcdRegistryConfig> = {},
+  options: EtcdRegistryOptions = FAST,
+): Promise<{ reg: EtcdRegistry; sink: RecordingSink }> {
+  const config: EtcdRegistryConfig = { endpoints, prefix, layout: 'drover', ...extra };
+  const reg = new EtcdRegistry(config, silentLogger(), options);
+  const sink = new RecordingSink();
+  await reg.start(sink);
+  later(() => reg.close());
+  return { reg, sink };
+}
+
+describeEtcd('EtcdRegistry (single etcd)', () => {
+  let etcd: EtcdServer;
+  let kv: Etcd3;
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    kv = etcd.client();
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+  });
+
+  it('lists the prefix, then applies puts and deletes; bare values; invalid values skipped and counted', async () => {
+    const p = nextPrefix();
+    await kv.put(`${p}web/a`).value('{"url":"http://127.0.0.1:9001","weight":2,"zone":"z1","draining":false,"meta":{"v":1}}');
+    await kv.put(`${p}web/b`).value('127.0.0.1:9002');
+    await kv.put(`${p}web/bad`).value('not an address');
+    await kv.put(`${p}api/x`).value('http://127.0.0.1:9100');
+    await kv.put(`${p}web`).value('127.0.0.1:1'); // too shallow
+    await kv.put(`/elsewhere/web/z`).value('127.0.0.1:9999'); // outside the prefix
+    const { sink } = await startRegistry(etcd.endpoints, p);
+    await waitFor(() => sink.synced.has('etcd'), 5000, 'initial sync');
+    expect(sink.view()).toEqual({
+      api: { x: 'http://127.0.0.1:9100' },
+      web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' },
+    });
+    expect(sink.member('web', 'a')).toMatchObject({ weight: 2, zone: 'z1', draining: false, source: 'etcd', meta: { v: 1 } });
+    expect(sink.member('web', 'b')).toMatchObject({ weight: 1, draining: false });
+    expect(sink.invalid.map((i) => i.key).sort()).toEqual([`${p}web`, `${p}web/bad`]);
+    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+
+    await kv.put(`${p}web/c`).value('{"url":"http://127.0.0.1:9003","draining":true}');
+    await kv.delete().key(`${p}web/b`);
+    await kv.put(`${p}web/a`).value('{"url":"http://127.0.0.1:9001","weight":'); // broken update of a valid key
+    await kv.put(`${p}api/y`).value('127.0.0.1:9101');
+    await waitFor(() => sink.member('api', 'y') !== undefined, 5000, 'api/y');
+    expect(sink.view()).toEqual({
+      api: { x: 'http://127.0.0.1:9100', y: 'http://127.0.0.1:9101' },
+      web: { a: 'http://127.0.0.1:9001', c: 'http://127.0.0.1:9003' },
+    });
+    expect(sink.member('web', 'a')?.weight).toBe(2); // the last valid value stays
+    expect(sink.member('web', 'c')?.draining).toBe(true);
+    expect(sink.invalid.map((i) => i.key)).toContain(`${p}web/a`);
+    expect(sink.events).toMatchObject({ put: 3, delete: 1, resync: 0 });
+    expect(sink.replaceAllCalls).toBe(1);
+
+    await kv.delete().prefix(`${p}api/`);
+    await waitFor(() => sink.view()['api'] === undefined, 5000, 'api gone');
+  });
+
+  it('reads the traefik layout', async () => {
+    const p = `traefik${++prefixSeq}/`;
+    const k = (svc: string, n: string, f: string): string => `${p}http/services/${svc}/loadbalancer/servers/${n}/${f}`;
+    await kv.put(k('web', '0', 'url')).value('http://127.0.0.1:9001');
+    await kv.put(k('web', '0', 'weight')).value('4');
+    await kv.put(k('web', '1', 'url')).value('http://127.0.0.1:9002');
+    await kv.put(`${p}http/routers/web/rule`).value('Host(`example.com`)');
+    const { sink } = await startRegistry(etcd.endpoints, p, { layout: 'traefik' });
+    await waitFor(() => sink.synced.has('etcd'), 5000, 'sync');
+    expect(sink.view()).toEqual({ web: { '0': 'http://127.0.0.1:9001', '1': 'http://127.0.0.1:9002' } });
+    expect(sink.member('web', '0')?.weight).toBe(4);
+    expect(sink.member('web', '1')?.weight).toBe(1);
+    expect(sink.invalid).toEqual([]);
+
+    await kv.put(k('web', '1', 'weight')).value('7');
+    await kv.put(k('web', '2', 'url')).value('http://127.0.0.1:9003');
+    await kv.delete().key(k('web', '0', 'url'));
+    await waitFor(() => sink.member('web', '2') !== undefined && sink.member('web', '0') === undefined, 5000, 'traefik events');
+    expect(sink.member('web', '1')?.weight).toBe(7);
+    expect(sink.view()).toEqual({ web: { '1': 'http://127.0.0.1:9002', '2': 'http://127.0.0.1:9003' } });
+  });
+
+  it('starts against an unreachable etcd without hanging, then syncs once it is reachable', async () => {
+    const p = nextPrefix();
+    await kv.put(`${p}web/a`).value('127.0.0.1:9001');
+    const proxy = await startTcpProxy({ port: etcd.clientPort });
+    later(() => proxy.close());
+    proxy.cut();
+    const t0 = Date.now();
+    const { sink } = await startRegistry([proxy.url], p);
+    expect(Date.now() - t0).toBeLessThan(1000);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(sink.synced.has('etcd')).toBe(false);
+    expect(sink.connected.get('etcd')).toBe(false);
+    expect(sink.replaceAllCalls).toBe(0);
+    await kv.put(`${p}web/b`).value('127.0.0.1:9002');
+    proxy.restore();
+    await waitFor(() => sink.synced.has('etcd'), 5000, 'sync after etcd became reachable');
+    expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
+    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    await kv.put(`${p}web/c`).value('127.0.0.1:9003');
+    await waitFor(() => sink.member('web', 'c') !== undefined, 5000, 'watch after late start');
+  });
+
+  it('a dead endpoint never blocks close()', async () => {
+    const port = await freePort();
+    const { reg, sink } = await startRegistry([`http://127.0.0.1:${port}`], nextPrefix());
+    await new Promise((r) => setTimeout(r, 300));
+    const t0 = Date.now();
+    await reg.close();
+    expect(Date.now() - t0).toBeLessThan(1000);
+    expect(sink.synced.size).toBe(0);
+  });
+
+  it('cut off while watching: members kept, connected=false, changes made meanwhile apply on reconnect', async () => {
+    const p = nextPrefix();
+    await kv.put(`${p}web/a`).value('127.0.0.1:9001');
+    await kv.put(`${p}web/b`).value('127.0.0.1:9002');
+    const proxy = await startTcpProxy({ port: etcd.clientPort });
+    later(() => proxy.close());
+    const { sink } = await startRegistry([proxy.url], p);
+    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    proxy.cut();
+    await waitFor(() => sink.connected.get('etcd') === false, 5000, 'disconnect noticed');
+    await kv.put(`${p}web/c`).value('127.0.0.1:9003');
+    await kv.delete().key(`${p}web/a`);
+    await new Promise((r) => setTimeout(r, 500));
+    // nothing removed while disconnected, and no list replaced the pools
+    expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
+    expect(sink.replaceAllCalls).toBe(1);
+    proxy.restore();
+    await waitFor(() => sink.member('web', 'c') !== undefined && sink.member('web', 'a') === undefined, 8000, 'catch-up');
+    expect(sink.view()).toEqual({ web: { b: 'http://127.0.0.1:9002', c: 'http://127.0.0.1:9003' } });
+    expect(sink.connected.get('etcd')).toBe(true);
+    // resumed from the last revision: no full resync was needed
+    expect(sink.events.resync).toBe(0);
+    expect(sink.replaceAllCalls).toBe(1);
+  });
+
+  it('compaction while disconnected: full resync, pools match the store', async () => {
+    const p = nextPrefix();
+    await kv.put(`${p}web/a`).value('127.0.0.1:9001');
+    await kv.put(`${p}web/b`).value('127.0.0.1:9002');
+    const proxy = await startTcpProxy({ port: etcd.clientPort });
+    later(() => proxy.close());
+    const { sink } = await startRegistry([proxy.url], p);
+    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    proxy.cut();
+    await waitFor(() => sink.connected.get('etcd') === false, 5000, 'disconnect noticed');
+    await kv.delete().key(`${p}web/a`);
+    await kv.put(`${p}web/d`).value('127.0.0.1:9004');
+    const res = await kv.put(`${p}web/b`).value('127.0.0.1:9022').exec();
+    await kv.kv.compact({ revision: res.header.revision, physical: true });
+    proxy.restore();
+    await waitFor(() => sink.events.resync === 1, 8000, 'resync after compaction');
+    expect(sink.view()).toEqual({ web: { b: 'http://127.0.0.1:9022', d: 'http://127.0.0.1:9004' } });
+    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    await kv.put(`${p}web/e`).value('127.0.0.1:9005');
+    await waitFor(() => sink.member('web', 'e') !== undefined, 5000, 'watch after resync');
+  });
+});
+
+describeEtcd('EtcdRegistry (etcd process events)', () => {
+  const servers: { stop(): Promise<void> }[] = [];
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+  });
+
+  it('etcd frozen (SIGSTOP): members kept, connected=false; after SIGCONT new changes apply', async () => {
+    const etcd = await startEtcd();
+    servers.push(etcd);
+    const kv = etcd.client();
+    const p = nextPrefix();
+    await kv.put(`${p}web/a`).value('127.0.0.1:9001');
+    const { sink } = await startRegistry(etcd.endpoints, p);
+    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    etcd.pause();
+    try {
+      await waitFor(() => sink.connected.get('etcd') === false, 6000, 'keepalive notices the frozen etcd');
+      expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001' } });
+    } finally {
+      etcd.resume();
+    }
+    await kv.put(`${p}web/b`).value('127.0.0.1:9002');
+    await waitFor(() => sink.member('web', 'b') !== undefined, 10_000, 'change after resume');
+    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'reconnected');
+    expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
+  });
+
+  it('etcd wiped (new data dir): revision goes backwards, full resync, members match the new store', async () => {
+    const etcd = await startEtcd();
+    servers.push(etcd);
+    let kv = etcd.client();
+    const p = nextPrefix();
+    for (let i = 0; i < 10; i++) await kv.put(`${p}noise/n`).value(`127.0.0.1:${9500 + i}`);
+    await kv.put(`${p}web/a`).value('127.0.0.1:9001');
+    await kv.put(`${p}web/b`).value('127.0.0.1:9002');
+    const { sink } = await startRegistry(etcd.endpoints, p);
+    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    expect(Object.keys(sink.view()).sort()).toEqual(['noise', 'web']);
+    await etcd.restart({ wipe: true });
+    kv = etcd.client();
+    await kv.put(`${p}web/z`).value('127.0.0.1:9026');
+    await waitFor(() => sink.events.resync >= 1 && sink.member('web', 'z') !== undefined, 10_000, 'resync after wipe');
+    expect(sink.view()).toEqual({ web: { z: 'http://127.0.0.1:9026' } });
+    await kv.put(`${p}web/y`).value('127.0.0.1:9025');
+    await waitFor(() => sink.member('web', 'y') !== undefined, 5000, 'watch on the new store');
+  });
+
+  it('3-member cluster: stopping any member does not stop updates', async () => {
+    const cluster = await startEtcdCluster(3);
+    servers.push(cluster);
+    const p = nextPrefix();
+    const { sink } = await startRegistry(cluster.endpoints, p);
+    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    // Stop each member in turn, so the one the watch is attached to is certainly among them.
+    for (let i = 0; i < 3; i++) {
+      await cluster.stopMember(i);
+      const other = cluster.members[(i + 1) % 3] as EtcdServer;
+      const kv = other.client();
+      await kv.put(`${p}web/m${i}`).value(`127.0.0.1:${9100 + i}`);
+      await waitFor(() => sink.member('web', `m${i}`) !== undefined, 10_000, `update with member ${i} stopped`);
+      await cluster.startMember(i);
+    }
+    expect(sink.view()).toEqual({ web: { m0: 'http://127.0.0.1:9100', m1: 'http://127.0.0.1:9101', m2: 'http://127.0.0.1:9102' } });
+  }, 45_000);
+
+  it('auth: credentials from the env vars named in the config; a wrong password never syncs', async () => {
+    const etcd = await startEtcd();
+    servers.push(etcd);
+    await enableAuth(etcd.client(), 'rootpw');
+    const { createEtcdClient } = await import('../src/registry/etcd.js');
+    const kv = createEtcdClient({ endpoints: etcd.endpoints, auth: { username: 'root', password: 'rootpw' } });
+    later(() => kv.close());
+    const p = nextPrefix();
+    await kv.put(`${p}web/a`).value('127.0.0.1:9001');
+    const env = { ETCD_U: 'root', ETCD_P: 'rootpw', ETCD_BAD: 'nope' };
+    const auth = { usernameEnv: 'ETCD_U', passwordEnv: 'ETCD_P' };
+    const { sink } = await startRegistry(etcd.endpoints, p, auth, { ...FAST, env });
+    await waitFor(() => sink.synced.has('etcd'), 5000, 'authenticated sync');
+    expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001' } });
+    await kv.put(`${p}web/b`).value('127.0.0.1:9002');
+    await waitFor(() => sink.member('web', 'b') !== undefined, 5000, 'authenticated watch');
+
+    const bad = await startRegistry(etcd.endpoints, p, { usernameEnv: 'ETCD_U', passwordEnv: 'ETCD_BAD' }, { ...FAST, env });
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(bad.sink.synced.size).toBe(0);
+    expect(bad.sink.replaceAllCalls).toBe(0);
+  });
+
+  it('TLS: CA and client certificate from the config', async () => {
+    const etcd = await startEtcd({ tls: true });
+    servers.push(etcd);
+    const tls = etcd.tls;
+    if (tls === undefined) throw new Error('no tls files');
+    const kv = etcd.client();
+    const p = nextPrefix();
+    await kv.put(`${p}web/a`).value('127.0.0.1:9001');
+    const { sink } = await startRegistry(etcd.endpoints, p, { tls: { ca: tls.ca, cert: tls.clientCert, key: tls.clientKey } });
+    await waitFor(() => sink.synced.has('etcd'), 5000, 'TLS sync');
+    expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001' } });
+    await kv.put(`${p}web/b`).value('127.0.0.1:9002');
+    await waitFor(() => sink.member('web', 'b') !== undefined, 5000, 'TLS watch');
+  });
+});
