@@ -1,0 +1,76 @@
+/**
+ * What the admin API reads and acts on. The runtime implements `AdminModel`; the admin server
+ * (`./server.ts`) only serialises it, so the HTTP layer never reaches into pools or health state.
+ * Field names are snake_case where they are JSON the contract fixes (section 4).
+ */
+
+/** A backend's state as users see it (contract section 4). */
+export type BackendState = 'unknown' | 'healthy' | 'unhealthy' | 'ejected' | 'draining';
+
+/** Every `BackendState`, in the order the dashboard and `drover status` sort by severity. */
+export const BACKEND_STATES: readonly BackendState[] = ['unhealthy', 'ejected', 'draining', 'unknown', 'healthy'];
+
+/** One backend, as `GET /api/services` returns it. */
+export interface BackendView {
+  /** unique within its service */
+  id: string;
+  /** origin, `http://host:port` */
+  url: string;
+  /** configured weight (> 0) */
+  weight: number;
+  /** `static`, `file`, `etcd`, ... */
+  source: string;
+  state: BackendState;
+  /** requests in flight now */
+  inflight: number;
+  /** requests sent since the backend joined (a counter: the dashboard derives rates from it) */
+  requests: number;
+  /** failed requests since the backend joined (a counter) */
+  failures: number;
+  /** ISO 8601 time of the last state change; null when it never changed */
+  last_change: string | null;
+  /** why the last change happened (`active check: 3 failures`, `admin drain`, ...); `` when none */
+  reason: string;
+  zone?: string;
+}
+
+/** One service and its pool. */
+export interface ServiceView {
+  name: string;
+  /** balancing policy name, e.g. `round_robin` */
+  balancer: string;
+  /** true while fewer than `panic_threshold`% of backends are healthy and all non-draining ones are used */
+  panic?: boolean;
+  backends: BackendView[];
+}
+
+/** One backend state change, for the events list. */
+export interface EventView {
+  /** ISO 8601 */
+  at: string;
+  service: string;
+  backend: string;
+  /** previous state */
+  from: string;
+  /** new state */
+  to: string;
+  reason: string;
+}
+
+/** The runtime side of the admin API. Every method is synchronous and must not throw. */
+export interface AdminModel {
+  /** Every service, in config order, with its current backends. */
+  services(): ServiceView[];
+  /**
+   * Drains (`true`) or undrains (`false`) one backend: it keeps its in-flight requests and gets
+   * no new ones. Returns the backend's new view, or `undefined` when the service or id is
+   * unknown (the server answers 404).
+   */
+  setDraining(service: string, id: string, draining: boolean): BackendView | undefined;
+  /** `/readyz`: true once config is loaded and every registry has synced once. */
+  ready(): boolean;
+  /** For `GET /api/config`: the effective config, secrets already removed (the server redacts again). */
+  effectiveConfig(): unknown;
+  /** Recent state changes, oldest first, newest last, at most 200. */
+  events(): EventView[];
+}

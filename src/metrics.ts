@@ -1,0 +1,330 @@
+/**
+ * Prometheus metrics (contract section 5). One `Metrics` object owns its own prom-client
+ * `Registry`, never the global one, so tests and several instances in one process do not clash.
+ *
+ * The proxy's hot path only touches pre-bound children cached per service, per backend and per
+ * status code: no label objects are built per request. Gauges that mirror live state
+ * (`drover_backend_up`, `drover_backend_inflight`) are filled at scrape time from a source the
+ * runtime registers, so the data path never updates a gauge.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Kinds of upstream failure, the `kind` label of `drover_upstream_errors_total`. */
+export type UpstreamErrorKind = 'connect' | 'timeout' | 'reset' | 'status';
+
+const UPSTREAM_ERROR_KINDS: readonly UpstreamErrorKind[] = ['connect', 'timeout', 'reset', 'status'];
+
+/**
+ * Buckets of `drover_request_duration_seconds`, in seconds: 1 ms to 10 s, dense where a proxy's
+ * latencies usually are (a few ms to a few hundred ms).
+ */
+export const DURATION_BUCKETS_SECONDS: readonly number[] = [
+  0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
+/** Per-service hot-path handles; obtained once from `Metrics.service(name)` and kept. */
+export interface ServiceMetrics {
+  /** Records one request's total time as the client saw it, in seconds. */
+  observeDuration(seconds: number): void;
+  /** Counts one retry to another backend. */
+  retry(): void;
+}
+
+/** Per-backend hot-path handles; obtained once from `Metrics.backend(service, id)` and kept. */
+export interface BackendMetrics {
+  /** Counts one request answered by this backend; `code` is the status sent to the client. */
+  request(code: number): void;
+  /** Counts one upstream failure of this backend. */
+  upstreamError(kind: UpstreamErrorKind): void;
+}
+
+/** One backend's live state, read at scrape time for the `up` and `inflight` gauges. */
+export interface BackendStateSample {
+  readonly service: string;
+  readonly backend: string;
+  /** true while the backend may receive new requests */
+  readonly up: boolean;
+  /** requests currently in flight */
+  readonly inflight: number;
+}
+
+/** Options of `new Metrics()`. */
+export interface MetricsOptions {
+  /** register prom-client's default process metrics; default true (tests turn it off) */
+  readonly defaultMetrics?: boolean;
+}
+
+type Inc = () => void;
+
+class BackendHandles implements BackendMetrics {
+  /** `code` -> bound increment; a handful of codes per backend, so a Map stays tiny */
+  readonly byCode = new Map<number, Inc>();
+  private readonly errors: Record<UpstreamErrorKind, Inc>;
+
+  constructor(
+    private readonly requests: Counter<'service' | 'backend' | 'code'>,
+    upstreamErrors: Counter<'service' | 'backend' | 'kind'>,
+    readonly service: string,
+    readonly id: string,
+  ) {
+    const bind = (kind: UpstreamErrorKind): Inc => {
+      const child = upstreamErrors.labels(service, id, kind);
+      // Exported at 0 from the start, so `rate()` and alerts see the very first error.
+      child.inc(0);
+      return () => child.inc();
+    };
+    this.errors = { connect: bind('connect'), timeout: bind('timeout'), reset: bind('reset'), status: bind('status') };
+  }
+
+  request(code: number): void {
+    let inc = this.byCode.get(code);
+    if (inc === undefined) {
+      const child = this.requests.labels(this.service, this.id, String(code));
+      inc = () => child.inc();
+      this.byCode.set(code, inc);
+    }
+    inc();
+  }
+
+  upstreamError(kind: UpstreamErrorKind): void {
+    // An unknown kind (a caller bug) is dropped rather than creating an unbounded label.
+    const inc = this.errors[kind] as Inc | undefined;
+    if (inc !== undefined) inc();
+  }
+}
+
+/** The metrics of one drover process. */
+export class Metrics {
+  /** the registry `/metrics` serves; not prom-client's global registry */
+  readonly registry: Registry;
+
+  private readonly requests: Counter<'service' | 'backend' | 'code'>;
+  private readonly duration: Histogram<'service'>;
+  private readonly upstreamErrors: Counter<'service' | 'backend' | 'kind'>;
+  private readonly backendUp: Gauge<'service' | 'backend'>;
+  private readonly backendInflight: Gauge<'service' | 'backend'>;
+  private readonly retries: Counter<'service'>;
+  private readonly healthTransitions: Counter<'service' | 'to'>;
+  private readonly registryEvents: Counter<'source' | 'type'>;
+  private readonly registryConnectedGauge: Gauge<'source'>;
+  private readonly invalidEntries: Counter<'source'>;
+  private readonly configReloads: Counter<'result'>;
+
+  private readonly services = new Map<string, ServiceMetrics>();
+  /** service -> backend id -> handles */
+  private readonly backends = new Map<string, Map<string, BackendHandles>>();
+  /** service -> `to` values seen, so `forgetService` can remove those series */
+  private readonly transitionsSeen = new Map<string, Set<string>>();
+  private stateSource: (() => Iterable<BackendStateSample>) | undefined;
+
+  constructor(options: MetricsOptions = {}) {
+    const registry = new Registry();
+    this.registry = registry;
+    const registers = [registry];
+    // Scrape-time gauges read the source through `self`, since prom-client calls collect() with
+    // `this` bound to the gauge.
+    const self = this;
+
+    this.requests = new Counter({
+      name: 'drover_requests_total',
+      help: 'Requests proxied, by service, backend and the status code sent to the client.',
+      labelNames: ['service', 'backend', 'code'] as const,
+      registers,
+    });
+    this.duration = new Histogram({
+      name: 'drover_request_duration_seconds',
+      help: 'Time from request received to response finished, in seconds, by service.',
+      labelNames: ['service'] as const,
+      buckets: [...DURATION_BUCKETS_SECONDS],
+      registers,
+    });
+    this.upstreamErrors = new Counter({
+      name: 'drover_upstream_errors_total',
+      help: 'Upstream failures by service, backend and kind (connect, timeout, reset, status).',
+      labelNames: ['service', 'backend', 'kind'] as const,
+      registers,
+    });
+    this.backendUp = new Gauge({
+      name: 'drover_backend_up',
+      help: '1 while the backend may receive new requests, else 0.',
+      labelNames: ['service', 'backend'] as const,
+      registers,
+      collect() {
+        self.fillStateGauge(this, (s) => (s.up ? 1 : 0));
+      },
+    });
+    this.backendInflight = new Gauge({
+      name: 'drover_backend_inflight',
+      help: 'Requests currently in flight to the backend.',
+      labelNames: ['service', 'backend'] as const,
+      registers,
+      collect() {
+        self.fillStateGauge(this, (s) => s.inflight);
+      },
+    });
+    this.retries = new Counter({
+      name: 'drover_retries_total',
+      help: 'Retries to a different backend, by service.',
+      labelNames: ['service'] as const,
+      registers,
+    });
+    this.healthTransitions = new Counter({
+      name: 'drover_health_transitions_total',
+      help: 'Backend health state changes, by service and new state.',
+      labelNames: ['service', 'to'] as const,
+      registers,
+    });
+    this.registryEvents = new Counter({
+      name: 'drover_registry_events_total',
+      help: 'Registry events seen, by source and type (put, delete, resync).',
+      labelNames: ['source', 'type'] as const,
+      registers,
+    });
+    this.registryConnectedGauge = new Gauge({
+      name: 'drover_registry_connected',
+      help: '1 while the registry source is connected, else 0.',
+      labelNames: ['source'] as const,
+      registers,
+    });
+    this.invalidEntries = new Counter({
+      name: 'drover_registry_invalid_entries_total',
+      help: 'Registry values that did not parse and were skipped, by source.',
+      labelNames: ['source'] as const,
+      registers,
+    });
+    this.configReloads = new Counter({
+      name: 'drover_config_reloads_total',
+      help: 'Config reloads, by result (success, failure).',
+      labelNames: ['result'] as const,
+      registers,
+    });
+    // Both results exist from the start so `increase()` and alerts see the first failure.
+    this.configReloads.labels('success').inc(0);
+    this.configReloads.labels('failure').inc(0);
+
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  }
+
+  /** Content-Type of `metricsText()` (Prometheus text format 0.0.4). */
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The exposition text for `GET /metrics`. */
+  metricsText(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  /** Hot-path handles of one service; cached, so call it once per service and keep the result. */
+  service(name: string): ServiceMetrics {
+    let handles = this.services.get(name);
+    if (handles === undefined) {
+      const duration = this.duration.labels(name);
+      const retries = this.retries.labels(name);
+      handles = {
+        observeDuration: (seconds: number) => duration.observe(seconds),
+        retry: () => retries.inc(),
+      };
+      this.services.set(name, handles);
+    }
+    return handles;
+  }
+
+  /** Hot-path handles of one backend; cached per (service, id). */
+  backend(service: string, id: string): BackendMetrics {
+    let byId = this.backends.get(service);
+    if (byId === undefined) {
+      byId = new Map();
+      this.backends.set(service, byId);
+    }
+    let handles = byId.get(id);
+    if (handles === undefined) {
+      handles = new BackendHandles(this.requests, this.upstreamErrors, service, id);
+      byId.set(id, handles);
+    }
+    return handles;
+  }
+
+  /**
+   * Deletes every series labelled with this backend (requests, upstream errors, up, inflight) and
+   * drops the cached handles. Call it when a backend leaves its pool for good, so a churning
+   * registry does not grow the exposition without bound. Handles obtained before stay usable but
+   * would recreate their series: take fresh ones if the backend comes back.
+   */
+  forgetBackend(service: string, id: string): void {
+    const byId = this.backends.get(service);
+    const handles = byId?.get(id);
+    if (handles !== undefined) {
+      for (const code of handles.byCode.keys()) this.requests.remove(service, id, String(code));
+      byId?.delete(id);
+      if (byId?.size === 0) this.backends.delete(service);
+    }
+    for (const kind of UPSTREAM_ERROR_KINDS) this.upstreamErrors.remove(service, id, kind);
+    this.backendUp.remove(service, id);
+    this.backendInflight.remove(service, id);
+  }
+
+  /** Deletes every series of a service (and of all its backends); for a service removed from config. */
+  forgetService(name: string): void {
+    const byId = this.backends.get(name);
+    if (byId !== undefined) for (const id of [...byId.keys()]) this.forgetBackend(name, id);
+    this.duration.remove(name);
+    this.retries.remove(name);
+    this.services.delete(name);
+    const seen = this.transitionsSeen.get(name);
+    if (seen !== undefined) for (const to of seen) this.healthTransitions.remove(name, to);
+    this.transitionsSeen.delete(name);
+  }
+
+  /** Counts one backend health change of `service` to state `to` (e.g. healthy, unhealthy, ejected). */
+  healthTransition(service: string, to: string): void {
+    let seen = this.transitionsSeen.get(service);
+    if (seen === undefined) {
+      seen = new Set();
+      this.transitionsSeen.set(service, seen);
+    }
+    seen.add(to);
+    this.healthTransitions.labels(service, to).inc();
+  }
+
+  /** Counts one registry event (`type`: put, delete, resync) from `source` (file, etcd). */
+  registryEvent(source: string, type: string): void {
+    this.registryEvents.labels(source, type).inc();
+  }
+
+  /** Sets `drover_registry_connected{source}` to 1 or 0. */
+  registryConnected(source: string, connected: boolean): void {
+    this.registryConnectedGauge.labels(source).set(connected ? 1 : 0);
+  }
+
+  /** Counts one registry value that did not parse. */
+  registryInvalid(source: string): void {
+    this.invalidEntries.labels(source).inc();
+  }
+
+  /** Counts one config reload attempt. */
+  configReload(result: 'success' | 'failure'): void {
+    this.configReloads.labels(result).inc();
+  }
+
+  /**
+   * Registers where `drover_backend_up` and `drover_backend_inflight` come from. The source is
+   * called at scrape time (twice per scrape, once per gauge); it must be cheap and must not throw.
+   * Backends it no longer yields vanish from those two gauges at the next scrape.
+   */
+  setBackendStates(source: () => Iterable<BackendStateSample>): void {
+    this.stateSource = source;
+  }
+
+  private fillStateGauge(gauge: Gauge<'service' | 'backend'>, value: (s: BackendStateSample) => number): void {
+    gauge.reset();
+    const source = this.stateSource;
+    if (source === undefined) return;
+    try {
+      for (const s of source()) gauge.set({ service: s.service, backend: s.backend }, value(s));
+    } catch {
+      // A failing source must not break the whole scrape: the gauge is left empty this time.
+      gauge.reset();
+    }
+  }
+}
