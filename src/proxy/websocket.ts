@@ -121,6 +121,14 @@ function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buf
       upSocket.destroy();
       client.destroy();
     };
+    // The client side is half-open capable (Node's HTTP server allows it): when either side
+    // ends, end both, or a tunnel whose peer closed would linger until shutdown.
+    const finish = (): void => {
+      upSocket.end();
+      (client as import('node:net').Socket).end();
+    };
+    upSocket.on('end', finish);
+    client.on('end', finish);
     upSocket.on('error', close);
     client.on('error', close);
     upSocket.on('close', close);
