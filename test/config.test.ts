@@ -354,9 +354,9 @@ describe('errors are located and all reported', () => {
       ],
     },
     {
-      name: 'hash_key without balancer hash',
-      text: ['services:', '  web:', '    balancer: random', '    hash_key: ip'],
-      want: [{ line: 4, token: 'ip', path: 'services.web.hash_key', message: /only applies to balancer: hash/ }],
+      name: 'hash_key with a bad form',
+      text: ['services:', '  web:', '    balancer: random', '    hash_key: body'],
+      want: [{ line: 4, token: 'body', path: 'services.web.hash_key', message: /"body" is not a hash key/ }],
     },
     {
       name: 'route to an unknown service',
@@ -659,5 +659,64 @@ describe('JSON Schema', () => {
     expect(s.properties['shutdown_grace']).toMatchObject({ default: '30s' });
     expect(s.properties['shutdown_grace']?.description).toMatch(/SIGTERM/);
     expect(new RegExp(s.properties['shutdown_grace']?.pattern ?? '^$').test('1m30s')).toBe(true);
+  });
+});
+
+describe('the contract example', () => {
+  // Section 2 of the contract, verbatim: users copy it, outside tests load it.
+  const example = `
+listen:
+  - address: 127.0.0.1:8080
+trusted_proxies: []
+access_log: stdout
+shutdown_grace: 30s
+workers: 1
+admin:
+  address: 127.0.0.1:9901
+  token_env: DROVER_ADMIN_TOKEN
+registry:
+  etcd:
+    endpoints: [http://127.0.0.1:2379]
+    prefix: /drover/services/
+    layout: drover
+    username_env: ETCD_USER
+    password_env: ETCD_PASSWORD
+services:
+  web:
+    balancer: round_robin
+    hash_key: header:x-user-id
+    health:
+      active:
+        path: /healthz
+        interval: 2s
+        timeout: 1s
+        rise: 2
+        fall: 3
+        expect_status: 200-399
+      passive:
+        consecutive_failures: 5
+        ejection: 30s
+        max_ejected_percent: 50
+    slow_start: 0s
+    panic_threshold: 50
+    retries: 2
+    timeouts: {connect: 2s, response_headers: 30s, idle: 60s}
+    backends:
+      - {url: http://127.0.0.1:9001, weight: 1}
+routes:
+  - match: {host: api.example.com, path_prefix: /v1}
+    service: web
+    strip_prefix: /v1
+    request_headers: {set: {X-Env: prod}, remove: [X-Debug]}
+  - match: {path_prefix: /}
+    service: web
+`;
+  it('loads, with hash_key kept out of a round_robin service', () => {
+    const c = parseConfig(example, 'drover.yaml');
+    const web = c.services[0];
+    expect(web?.balancer).toBe('round_robin');
+    expect(web?.hashKey).toBeUndefined();
+    expect(c.routes.map((r) => r.service)).toEqual(['web', 'web']);
+    expect(c.routes[0]?.stripPrefix).toBe('/v1');
   });
 });

@@ -300,9 +300,8 @@ export const serviceSchema = z
     backends: z.array(backendSchema).default([]).describe('static members, merged with the registries\''),
   })
   .superRefine((v, ctx) => {
-    if (v.hash_key !== undefined && v.balancer !== 'hash' && (BALANCER_NAMES as readonly string[]).includes(v.balancer)) {
-      ctx.addIssue({ code: 'custom', path: ['hash_key'], message: `hash_key only applies to balancer: hash (this service uses ${v.balancer})` });
-    }
+    // hash_key with another balancer is accepted and ignored: the contract's own example
+    // writes it under round_robin, and keeping it lets an operator flip `balancer` alone.
     checkUniqueIds(v.backends, ctx);
   }, onAnyMap)
   .describe('a service: a pool of backends and how to use them');
