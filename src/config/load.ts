@@ -11,7 +11,7 @@ import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Docum
 import type { z } from 'zod';
 import { ConfigError, ErrorCodes, type ConfigIssue, type ErrorCode } from '../errors.js';
 import type { MemberSpec } from '../../routing/types.js';
-import type { DroverConfig, ListenConfig, RouteConfig, ServiceConfig, StaticBackendConfig } from './types.js';
+import type { DroverConfig, ListenConfig, ListenerLimits, RouteConfig, ServiceConfig, StaticBackendConfig } from './types.js';
 import {
   configSchema,
   servicesFileMapSchema,
@@ -554,6 +554,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
       host: l.address.host,
       port: l.address.port,
       ...(l.tls === undefined ? {} : { tls: { cert: abs(l.tls.cert), key: abs(l.tls.key), ...(l.tls.ca === undefined ? {} : { ca: abs(l.tls.ca) }) } }),
+      limits: resolveLimits(p.limits, l.limits),
     }),
   );
   const names = Object.keys(p.services).sort((a, b) => rank(serviceOrder, a) - rank(serviceOrder, b));
@@ -645,6 +646,21 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
     },
     services,
     routes,
+  };
+}
+
+/** The top-level `limits` with one listener's overrides applied, in camelCase. */
+function resolveLimits(top: ParsedConfig['limits'], own: ParsedConfig['listen'][number]['limits']): ListenerLimits {
+  const m = { ...top, ...Object.fromEntries(Object.entries(own ?? {}).filter(([, v]) => v !== undefined)) } as ParsedConfig['limits'];
+  return {
+    maxHeaderBytes: m.max_header_bytes,
+    maxHeaders: m.max_headers,
+    maxUrlBytes: m.max_url_bytes,
+    headersTimeout: m.headers_timeout,
+    requestTimeout: m.request_timeout,
+    sendTimeout: m.send_timeout,
+    keepAliveTimeout: m.keep_alive_timeout,
+    maxConnections: m.max_connections,
   };
 }
 

@@ -433,10 +433,41 @@ const etcdSchema = z
 // ---------------------------------------------------------------------------------------------
 // The file.
 
+/** Limits on client connections and requests (`limits:` and `listen[].limits:`), without defaults. */
+const limitFields = {
+  max_header_bytes: z.int().min(1024).max(1024 * 1024).describe('request line + headers, bytes; larger heads get 431 (default 16384)'),
+  max_headers: z.int().min(1).max(10_000).describe('most header fields in one request; more get 431 (default 100)'),
+  max_url_bytes: z.int().min(64).max(1024 * 1024).describe('longest request target, bytes; longer get 414 (default 8192)'),
+  headers_timeout: duration('time to receive the complete request head; slower clients get 408 (default 10s)'),
+  request_timeout: duration('time to receive the complete request, body included; slower clients get 408 (default 5m)'),
+  send_timeout: duration('a client that takes no byte of a pending response for this long is disconnected: slow readers (default 60s)'),
+  keep_alive_timeout: duration('an idle keep-alive client connection is closed after this (default 60s)'),
+  max_connections: z.int().min(1).max(1_000_000).describe('concurrent client connections per listener; more are closed at once (default 10000)'),
+};
+
+const limitsSchema = z
+  .strictObject({
+    max_header_bytes: limitFields.max_header_bytes.default(16 * 1024),
+    max_headers: limitFields.max_headers.default(100),
+    max_url_bytes: limitFields.max_url_bytes.default(8192),
+    headers_timeout: limitFields.headers_timeout.prefault('10s'),
+    request_timeout: limitFields.request_timeout.prefault('5m'),
+    send_timeout: limitFields.send_timeout.prefault('60s'),
+    keep_alive_timeout: limitFields.keep_alive_timeout.prefault('60s'),
+    max_connections: limitFields.max_connections.default(10_000),
+  })
+  .describe('limits on client connections and requests, for every listener (each listener may override any of them)');
+
+const listenLimitsSchema = z
+  .strictObject(limitFields)
+  .partial()
+  .describe("this listener's limits; unset keys come from the top-level limits");
+
 const listenSchema = z
   .strictObject({
     address: address('where to accept client connections (port 0: any free port)'),
     tls: tlsFiles.optional(),
+    limits: listenLimitsSchema.optional(),
   })
   .describe('one listener');
 
@@ -448,6 +479,7 @@ export const configSchema = z
       .min(1, { error: 'needs at least one listener' })
       .prefault([{ address: '127.0.0.1:8080' }])
       .describe('listeners (default one on 127.0.0.1:8080)'),
+    limits: limitsSchema.prefault({}),
     trusted_proxies: z
       .array(
         z.string().superRefine((s, ctx) => {

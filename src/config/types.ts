@@ -14,12 +14,38 @@ export interface TlsFiles {
   readonly ca?: string | undefined;
 }
 
+/**
+ * Limits on one listener's client connections (`limits:` merged with `listen[].limits:`).
+ * Node's own defaults (60 s for the head, 5 min for the request, no cap on connections, no idle
+ * timeout) are too lax for an edge proxy.
+ */
+export interface ListenerLimits {
+  /** bytes of request line + headers; larger: 431. Default 16384 */
+  readonly maxHeaderBytes: number;
+  /** header fields in one request; more: 431. Default 100 */
+  readonly maxHeaders: number;
+  /** bytes of the request target; longer: 414. Default 8192 */
+  readonly maxUrlBytes: number;
+  /** ms to receive the whole request head; slower: 408. Default 10000 */
+  readonly headersTimeout: number;
+  /** ms to receive the whole request, body included; slower: 408. Default 300000 */
+  readonly requestTimeout: number;
+  /** ms a client may take no byte of a pending response before it is disconnected (slow readers). Default 60000 */
+  readonly sendTimeout: number;
+  /** ms an idle keep-alive client connection is kept. Default 60000 */
+  readonly keepAliveTimeout: number;
+  /** concurrent client connections; more are closed on accept. Default 10000 */
+  readonly maxConnections: number;
+}
+
 export interface ListenConfig {
   /** `host:port`; port 0 picks a free port. */
   readonly address: string;
   readonly host: string;
   readonly port: number;
   readonly tls?: TlsFiles | undefined;
+  /** top-level `limits` with this listener's overrides applied */
+  readonly limits: ListenerLimits;
 }
 
 export interface ActiveHealthConfig {

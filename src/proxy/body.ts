@@ -15,6 +15,8 @@ export class LazyBody extends Readable {
   started = false;
   /** bytes pulled from the client so far */
   bytes = 0;
+  /** true when the client side failed (aborted, or a body framing error from the parser) */
+  clientFailed = false;
   private attached = false;
 
   constructor(source: IncomingMessage) {
@@ -51,6 +53,7 @@ export class LazyBody extends Readable {
   }
 
   private onAbort(): void {
+    this.clientFailed = true;
     this.destroy(new Error('client aborted the request body'));
   }
 

@@ -15,6 +15,9 @@ import type { AccessLogEntry, FailureKind, ProxyState, ServiceRuntime } from './
 import { upstreamOf } from './upstream.js';
 import { sendError } from './respond.js';
 
+/** Most replays of one request after stale keep-alive connections (see `isStaleSocket`). */
+const MAX_STALE_REPLAYS = 4;
+
 const IDEMPOTENT: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 
 /** How an upstream error is classified. */
@@ -56,6 +59,17 @@ interface DispatchBase {
   readonly headers: string[];
 }
 
+const EXCHANGE = Symbol('drover.exchange');
+type TaggedResponse = ServerResponse & { [EXCHANGE]?: Exchange };
+
+function onResponseClose(this: TaggedResponse): void {
+  this[EXCHANGE]?.clientClosed();
+}
+
+function onResponseDrain(this: TaggedResponse): void {
+  this[EXCHANGE]?.resumeUpstream();
+}
+
 export class Exchange implements Dispatcher.DispatchHandler {
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
@@ -73,6 +87,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private controller: Dispatcher.DispatchController | undefined;
   private tried: Set<Backend> | undefined;
   private retries = 0;
+  /** replays after stale keep-alive connections so far (at most MAX_STALE_REPLAYS) */
+  private staleReplays = 0;
   private responseStarted = false;
   private finished = false;
   private clientGone = false;
@@ -102,9 +118,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.clientIp = ctx.clientIp;
     this.startedAt = performance.now();
     this.withBody = hasRequestBody(req);
-    this.onClientClose = this.onClientClose.bind(this);
-    this.onDrain = this.onDrain.bind(this);
-    res.once('close', this.onClientClose);
+    // Shared listener functions find this exchange through a symbol on the response: no
+    // per-request closures or bound functions.
+    (res as TaggedResponse)[EXCHANGE] = this;
+    res.once('close', onResponseClose);
     svc.earnRetry();
   }
 
@@ -113,8 +130,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.attempt();
   }
 
-  private attempt(): void {
-    const backend = this.svc.pool.pick(this.ctx, this.tried);
+  private attempt(same?: Backend): void {
+    const backend = same ?? this.svc.pool.pick(this.ctx, this.tried);
     if (backend === undefined) {
       if (this.tried === undefined) {
         this.fail(503, undefined, 'no_available_backend');
@@ -182,11 +199,12 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.bytesOut += chunk.length;
     if (!this.res.write(chunk)) {
       controller.pause();
-      this.res.once('drain', this.onDrain);
+      this.res.once('drain', onResponseDrain);
     }
   }
 
-  private onDrain(): void {
+  /** The client's socket drained: let undici read from the backend again. */
+  resumeUpstream(): void {
     this.controller?.resume();
   }
 
@@ -208,9 +226,20 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
     const backend = this.backend;
-    if (this.clientGone) {
-      // the client left first: not the backend's fault
+    if (this.clientGone || this.body?.clientFailed === true) {
+      // the client left first (or sent a body the parser refused): not the backend's fault
+      this.clientGone = true;
       this.done();
+      return;
+    }
+    if (backend !== undefined && this.isStaleSocket(err)) {
+      // A kept-alive connection the backend closed just as this request went out on it: not
+      // the backend's fault and nothing was answered. Replayed to the same backend, uncounted.
+      this.staleReplays++;
+      backend.inflight--;
+      this.body = undefined;
+      this.svc.counters.retry();
+      this.attempt(backend);
       return;
     }
     const c = classifyUpstreamError(err);
@@ -242,16 +271,35 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.fail(c.status, backend, detail);
   }
 
-  /** Contract: connect failures always; others only for idempotent, body-less requests; within budget. */
+  /**
+   * True for an idempotent, body-less request whose reused upstream connection was closed by
+   * the backend before any answer (undici's "other side closed" on a socket that had already
+   * read earlier responses): the classic keep-alive race, safe to replay. Each replay may land on
+   * another idle connection the backend also closed (they tend to expire together), and each
+   * such failure removes one from the pool, so replays are few; a small cap bounds them anyway.
+   */
+  private isStaleSocket(err: Error): boolean {
+    if (this.staleReplays >= MAX_STALE_REPLAYS || this.responseStarted || this.withBody || !IDEMPOTENT.has(this.base.method)) return false;
+    const e = err as Error & { code?: string; socket?: { bytesRead?: number } };
+    return e.code === 'UND_ERR_SOCKET' && (e.message === 'other side closed' || e.message === 'closed') && (e.socket?.bytesRead ?? 0) > 0;
+  }
+
+  /**
+   * Contract: a request that never reached the backend (connect refused, pool closed) is always
+   * retried, up to `retries`; it costs no retry budget, since the failed backend never saw it and
+   * the retry adds no load anywhere (the budget exists to keep retries from multiplying an
+   * overload). Resets and timeouts are retried only for idempotent, body-less requests, and only
+   * within the budget. A body that was sent is never replayed.
+   */
   private mayRetry(c: Classified): boolean {
     if (this.retries >= this.svc.config.retries) return false;
-    const bodyUntouched = this.body === undefined || !this.body.started;
-    const safe = !c.reached ? bodyUntouched : !this.withBody && IDEMPOTENT.has(this.base.method);
-    if (!safe) return false;
+    if (!c.reached) return this.body === undefined || !this.body.started;
+    if (this.withBody || !IDEMPOTENT.has(this.base.method)) return false;
     return this.svc.takeRetry();
   }
 
-  private onClientClose(): void {
+  /** The client's response closed (finished, or the client went away). */
+  clientClosed(): void {
     if (this.finished) return;
     if (!this.res.writableFinished) {
       this.clientGone = true;

@@ -6,12 +6,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { rewritePath } from '../../routing/route-table.js';
 import { Exchange } from './exchange.js';
-import { hostHeaderCount, upstreamRequestHeaders } from './headers.js';
+import { clientAddress, upstreamRequestHeaders } from './headers.js';
 import { sendError } from './respond.js';
 import type { ProxyState } from './types.js';
-
-/** Longest request target accepted, in bytes; longer ones get 414 (NGINX's large buffer is 8 KiB). */
-export const MAX_URL_LENGTH = 8192;
+import { requestProblem, type HeadLimits } from './validate.js';
 
 /** The client's address with an IPv4-mapped IPv6 prefix removed (`::ffff:1.2.3.4` -> `1.2.3.4`). */
 export function peerAddress(req: IncomingMessage): string {
@@ -34,7 +32,7 @@ export function hostWithoutPort(host: string | undefined): string {
 }
 
 /** What the handler needs to know about its listener. */
-export interface ListenerInfo {
+export interface ListenerInfo extends HeadLimits {
   /** `http` or `https` */
   readonly proto: string;
 }
@@ -46,12 +44,10 @@ export interface ListenerInfo {
  */
 export function handleRequest(state: ProxyState, listener: ListenerInfo, req: IncomingMessage, res: ServerResponse): void {
   const url = req.url ?? '';
-  if (url.length > MAX_URL_LENGTH) {
-    sendError(res, 414, undefined, true);
-    return;
-  }
-  if (url.charCodeAt(0) !== 47 /* '/' */ || hostHeaderCount(req.rawHeaders) > 1 || (req.httpVersionMajor === 1 && req.httpVersionMinor === 1 && req.headers.host === undefined)) {
-    sendError(res, 400, undefined, true);
+  const problem = requestProblem(req, listener);
+  if (problem !== 0) {
+    sendError(res, problem, undefined, true);
+    logUnproxied(state, req, problem, null, null);
     return;
   }
   const q = url.indexOf('?');
@@ -61,27 +57,94 @@ export function handleRequest(state: ProxyState, listener: ListenerInfo, req: In
   const route = state.routes.match(method, host, path, req.headers);
   if (route === undefined) {
     sendError(res, 404, undefined);
+    logUnproxied(state, req, 404, null, null);
     return;
   }
   const svc = state.services.get(route.service);
   if (svc === undefined) {
     sendError(res, 503, route.service);
+    logUnproxied(state, req, 503, route.index, route.service);
     return;
   }
   const peer = peerAddress(req);
-  const trusted = state.trusted.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4');
+  const trusted = isTrusted(state, peer);
   const edits = state.edits[route.index];
   const { headers, requestId } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, edits ?? { set: [], remove: new Set() });
   const upstreamPath = route.stripPrefix === undefined ? url : rewritePath(route, url);
-  const exchange = new Exchange(
-    req,
-    res,
-    state,
-    svc,
-    { clientIp: peer, path, headers: req.headers },
-    { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers },
-    route.index,
-    requestId,
-  );
-  exchange.start();
+  // `hash: ip` and the access log use the real client: the peer, or (behind a trusted proxy)
+  // the nearest address in X-Forwarded-For that is not itself a trusted proxy.
+  const clientIp = trusted ? clientAddress(peer, req.rawHeaders, (a) => isTrusted(state, a)) : peer;
+  const start = (): void => {
+    new Exchange(
+      req,
+      res,
+      state,
+      svc,
+      { clientIp, path, headers: req.headers },
+      { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers },
+      route.index,
+      requestId,
+    ).start();
+  };
+  if (req.headers['transfer-encoding'] !== undefined && !req.readableEnded) afterFirstChunk(req, start);
+  else start();
+}
+
+/** True when `addr` is in `trusted_proxies`. */
+function isTrusted(state: ProxyState, addr: string): boolean {
+  if (!state.anyTrusted) return false;
+  return state.trusted.check(addr, addr.includes(':') ? 'ipv6' : 'ipv4');
+}
+
+/**
+ * Runs `start` once the parser has accepted the first chunk of a chunked body (or its end).
+ * Node hands over the request as soon as its head parses, but chunk framing is checked only as
+ * the body arrives: waiting for the first chunk means a request whose body framing is broken
+ * from the start (an invalid chunk size) is answered 400 with no byte sent to any backend. The
+ * chunk stays buffered in `req` for the exchange to read; nothing is added to latency, since
+ * the backend could not have been sent the body any earlier.
+ */
+function afterFirstChunk(req: IncomingMessage, start: () => void): void {
+  const ready = (): void => {
+    cleanup();
+    // The parser may refuse the bytes right after that chunk, from the same read; Node reports
+    // that (clientError: 400, connection ended) after 'readable', so look one turn later.
+    setImmediate(() => {
+      if (!req.socket.writableEnded && !req.socket.destroyed) start();
+    });
+  };
+  const gone = (): void => cleanup();
+  const cleanup = (): void => {
+    req.off('readable', ready);
+    req.off('error', gone);
+    req.off('close', gone);
+  };
+  req.on('readable', ready);
+  req.on('error', gone);
+  req.on('close', gone);
+}
+
+/**
+ * The access log line of a request drover answered itself before any backend was involved (no
+ * route, malformed, unknown service): the access log has one line per request, these included.
+ */
+function logUnproxied(state: ProxyState, req: IncomingMessage, status: number, route: number | null, service: string | null): void {
+  const log = state.accessLog;
+  if (log === undefined) return;
+  const id = req.headers['x-request-id'];
+  log({
+    requestId: typeof id === 'string' ? id : '',
+    client: peerAddress(req),
+    method: req.method ?? '',
+    host: req.headers.host ?? '',
+    path: req.url ?? '',
+    route,
+    service,
+    backend: null,
+    status,
+    duration: 0,
+    bytesIn: 0,
+    bytesOut: 0,
+    retries: 0,
+  });
 }

@@ -7,6 +7,7 @@
  * and undici refuses it.
  */
 import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 
 /** Lower-cased names that never cross the proxy in either direction. */
 const HOP_BY_HOP: ReadonlySet<string> = new Set([
@@ -187,4 +188,33 @@ export function compileEdits(set: readonly { name: string; value: string }[], re
     set: set.map((s) => ({ name: s.name, lower: s.name.toLowerCase(), value: s.value })),
     remove: new Set(remove.map((r) => r.toLowerCase())),
   };
+}
+
+/**
+ * The real client address behind trusted proxies: walking `X-Forwarded-For` from the right
+ * (the entry the trusted peer appended), the first address that is not itself a trusted proxy
+ * (what NGINX's `real_ip_recursive on` does). Entries that are not IP addresses stop the walk:
+ * anything left of them is unverifiable. Falls back to `peer` when there is no usable entry.
+ * @param peer the TCP peer, already known to be trusted
+ * @param raw `req.rawHeaders`
+ */
+export function clientAddress(peer: string, raw: readonly string[], trusted: (addr: string) => boolean): string {
+  let list: string[] | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    if (name.length === 15 && name.toLowerCase() === 'x-forwarded-for') (list ??= []).push(...(raw[i + 1] as string).split(','));
+  }
+  if (list === undefined) return peer;
+  let client = peer;
+  for (let i = list.length - 1; i >= 0; i--) {
+    const addr = stripMappedPrefix((list[i] as string).trim());
+    if (isIP(addr) === 0) break;
+    client = addr;
+    if (!trusted(addr)) break;
+  }
+  return client;
+}
+
+function stripMappedPrefix(a: string): string {
+  return a.startsWith('::ffff:') && isIP(a.slice(7)) === 4 ? a.slice(7) : a;
 }

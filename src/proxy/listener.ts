@@ -6,33 +6,11 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { ListenConfig } from '../config/types.js';
+import type { ListenConfig, ListenerLimits } from '../config/types.js';
 import { handleRequest, type ListenerInfo } from './handler.js';
 import { writeRawError } from './respond.js';
 import type { ProxyState } from './types.js';
 import { handleUpgrade, openTunnels } from './websocket.js';
-
-/** Limits on client connections; defaults are what an edge proxy should have (Node's are too lax). */
-export interface ListenerLimits {
-  /** bytes of request line + headers; default 16 KiB */
-  readonly maxHeaderSize: number;
-  /** ms to receive the complete request head; default 10 s (Node: 60 s) */
-  readonly headersTimeout: number;
-  /** ms to receive the complete request; default 5 min (Node: 5 min) */
-  readonly requestTimeout: number;
-  /** ms an idle keep-alive connection is kept; default 60 s */
-  readonly keepAliveTimeout: number;
-  /** most headers in one request; default 100 */
-  readonly maxHeadersCount: number;
-}
-
-export const DEFAULT_LIMITS: ListenerLimits = {
-  maxHeaderSize: 16 * 1024,
-  headersTimeout: 10_000,
-  requestTimeout: 300_000,
-  keepAliveTimeout: 60_000,
-  maxHeadersCount: 100,
-};
 
 /** A bound listener. */
 export interface Listener {
@@ -49,8 +27,9 @@ export interface Listener {
 }
 
 function onClientError(err: Error & { code?: string }, socket: Duplex): void {
-  const s = socket as Socket;
-  if (err.code === 'ECONNRESET' || !s.writable) {
+  const s = socket as Socket & { _httpMessage?: { headersSent?: boolean } | null };
+  // Once a response has started on this connection, an error answer would corrupt it.
+  if (err.code === 'ECONNRESET' || !s.writable || s._httpMessage?.headersSent === true) {
     s.destroy();
     return;
   }
@@ -63,19 +42,47 @@ function onClientError(err: Error & { code?: string }, socket: Duplex): void {
   }
 }
 
+/**
+ * A client connection saw no byte either way for `send_timeout`. It is closed when response bytes
+ * are waiting for it (a slow or stuck reader) or when no request is in flight; a connection whose
+ * request is waiting on its backend is left alone (the upstream timeouts govern that wait).
+ */
+function onSocketTimeout(socket: Socket): void {
+  const s = socket as Socket & { _httpMessage?: unknown };
+  if (socket.writableLength > 0 || s._httpMessage === null || s._httpMessage === undefined) socket.destroy();
+}
+
+/**
+ * How often Node checks the header and request timeouts: its default (30 s) would let a
+ * slowloris connection outlive a 10 s `headers_timeout` threefold.
+ */
+function checkingInterval(limits: ListenerLimits): number {
+  return Math.min(5_000, Math.max(100, Math.floor(Math.min(limits.headersTimeout, limits.requestTimeout) / 4)));
+}
+
 /** Starts one listener reading the current state through `getState` on every request. */
-export async function startListener(cfg: ListenConfig, getState: () => ProxyState, limits: ListenerLimits = DEFAULT_LIMITS): Promise<Listener> {
-  const info: ListenerInfo = { proto: cfg.tls === undefined ? 'http' : 'https' };
+export async function startListener(cfg: ListenConfig, getState: () => ProxyState): Promise<Listener> {
+  const limits = cfg.limits;
+  const info: ListenerInfo = { proto: cfg.tls === undefined ? 'http' : 'https', maxUrlBytes: limits.maxUrlBytes, maxHeaders: limits.maxHeaders };
   const server = http.createServer({
-    maxHeaderSize: limits.maxHeaderSize,
+    maxHeaderSize: limits.maxHeaderBytes,
     insecureHTTPParser: false,
     requestTimeout: limits.requestTimeout,
-    headersTimeout: limits.headersTimeout,
+    // Node refuses a head timeout longer than the whole-request one
+    headersTimeout: Math.min(limits.headersTimeout, limits.requestTimeout),
+    connectionsCheckingInterval: checkingInterval(limits),
     keepAliveTimeout: limits.keepAliveTimeout,
     joinDuplicateHeaders: false,
     noDelay: true,
   });
-  server.maxHeadersCount = limits.maxHeadersCount;
+  // Node silently drops headers past maxHeadersCount; keeping one more lets the handler see
+  // that the limit was passed and answer 431 instead of forwarding a truncated head.
+  server.maxHeadersCount = limits.maxHeaders + 1;
+  // Beyond the cap Node closes a new connection on accept (before reading a byte).
+  server.maxConnections = limits.maxConnections;
+  // Socket inactivity timer: what it means is decided in onSocketTimeout. Tunnels turn it off.
+  server.timeout = limits.sendTimeout;
+  server.on('timeout', onSocketTimeout);
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     try {
       handleRequest(getState(), info, req, res);

@@ -73,6 +73,8 @@ export interface ProxyState {
   readonly services: ReadonlyMap<string, ServiceRuntime>;
   /** `trusted_proxies` */
   readonly trusted: BlockList;
+  /** false when `trusted_proxies` is empty: the per-request address check is skipped */
+  readonly anyTrusted: boolean;
   /** undefined when `access_log: off` */
   readonly accessLog: ((entry: AccessLogEntry) => void) | undefined;
 }

@@ -9,12 +9,13 @@ import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { rewritePath } from '../../routing/route-table.js';
 import type { Backend } from '../../routing/backend.js';
-import { hostHeaderCount, upstreamRequestHeaders } from './headers.js';
+import { clientAddress, upstreamRequestHeaders } from './headers.js';
+import { requestProblem } from './validate.js';
 import { hostWithoutPort, peerAddress, type ListenerInfo } from './handler.js';
 import { errorBody, writeRawError } from './respond.js';
 import type { ProxyState, ServiceRuntime } from './types.js';
 
-const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 404: 'Not Found', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 404: 'Not Found', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
 /** Open tunnels, so shutdown can close them after the grace period. */
 export const openTunnels = new Set<Duplex>();
@@ -26,9 +27,12 @@ function refuse(socket: Duplex, status: number, service?: string): void {
 /** Handles the server's `upgrade` event. */
 export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   socket.on('error', () => socket.destroy());
+  // The listener's send timeout is for HTTP exchanges; a tunnel may be quiet for hours.
+  (socket as import('node:net').Socket).setTimeout(0);
   const url = req.url ?? '';
-  if (url.charCodeAt(0) !== 47 || hostHeaderCount(req.rawHeaders) > 1) {
-    refuse(socket, 400);
+  const problem = requestProblem(req, listener);
+  if (problem !== 0) {
+    refuse(socket, problem);
     return;
   }
   const q = url.indexOf('?');
@@ -41,12 +45,14 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
   }
   const svc = state.services.get(route.service);
   const peer = peerAddress(req);
-  const backend = svc?.pool.pick({ clientIp: peer, path, headers: req.headers });
+  const isTrusted = (a: string): boolean => state.anyTrusted && state.trusted.check(a, a.includes(':') ? 'ipv6' : 'ipv4');
+  const trusted = isTrusted(peer);
+  const clientIp = trusted ? clientAddress(peer, req.rawHeaders, isTrusted) : peer;
+  const backend = svc?.pool.pick({ clientIp, path, headers: req.headers });
   if (svc === undefined || backend === undefined) {
     refuse(socket, 503, route.service);
     return;
   }
-  const trusted = state.trusted.check(peer, peer.includes(':') ? 'ipv6' : 'ipv4');
   const edits = state.edits[route.index] ?? { set: [], remove: new Set<string>() };
   const { headers } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, edits);
   // Connection and Upgrade are hop-by-hop, but for an upgrade they are the point: put them back.

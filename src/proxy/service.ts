@@ -1,0 +1,120 @@
+/**
+ * One service as the data path sees it, and the immutable snapshot the listeners read. Shared by
+ * the single-process runtime and by cluster workers: the only difference between the two is
+ * where passive-health outcomes go (the local health monitor, or the primary over IPC).
+ */
+import { BlockList, isIP } from 'node:net';
+import type { Backend } from '../../routing/backend.js';
+import { ServicePool } from '../../routing/pool.js';
+import { RouteTable } from '../../routing/route-table.js';
+import type { PassiveOutcome } from '../../health/types.js';
+import type { DroverConfig, ServiceConfig } from '../config/types.js';
+import type { Metrics } from '../metrics.js';
+import { compileEdits } from './headers.js';
+import type { AccessLogEntry, AttemptOutcome, BackendCounters, ProxyState, ServiceCounters, ServiceRuntime } from './types.js';
+
+/** Retry budget: each request earns this fraction of a retry... */
+const RETRY_EARN = 0.2;
+/** ...up to this many banked retries (so a burst of failures after a quiet spell can still retry). */
+const RETRY_BANK = 20;
+
+/** Where one service's passive-health outcomes go. */
+export type PassiveReporter = (service: string, id: string, outcome: PassiveOutcome) => void;
+
+const SUCCESS: PassiveOutcome = { kind: 'success' };
+
+/** Maps one attempt's outcome to what passive ejection counts (5xx fail, 4xx succeed). */
+export function toPassive(outcome: AttemptOutcome): PassiveOutcome {
+  if (outcome.ok) return outcome.status >= 500 ? { kind: 'status', status: outcome.status } : SUCCESS;
+  if (outcome.kind === 'status') return { kind: 'status', status: outcome.status ?? 500 };
+  return { kind: outcome.kind };
+}
+
+/** One service's pool, counters and retry budget; reconfigured in place on reload. */
+export class ServiceEntry implements ServiceRuntime {
+  readonly name: string;
+  config: ServiceConfig;
+  /** true while the config has a `services.<name>` entry; false: registry-only, defaults */
+  configured: boolean;
+  readonly pool: ServicePool;
+  readonly counters: ServiceCounters;
+  private readonly metrics: Metrics;
+  private readonly reporter: PassiveReporter;
+  private readonly perBackend = new WeakMap<Backend, BackendCounters>();
+  private tokens = RETRY_BANK;
+
+  constructor(config: ServiceConfig, metrics: Metrics, reporter: PassiveReporter, configured = true) {
+    this.name = config.name;
+    this.config = config;
+    this.configured = configured;
+    this.metrics = metrics;
+    this.reporter = reporter;
+    this.pool = new ServicePool({
+      name: config.name,
+      balancer: config.balancer,
+      hashKey: config.hashKey,
+      panicThreshold: config.panicThreshold,
+      slowStart: config.slowStart,
+    });
+    const svc = metrics.service(config.name);
+    const orphan = metrics.backend(config.name, '');
+    this.counters = {
+      observeDuration: (s) => svc.observeDuration(s),
+      retry: () => svc.retry(),
+      request: (code) => orphan.request(code),
+    };
+  }
+
+  reconfigure(config: ServiceConfig, configured = true): void {
+    this.config = config;
+    this.configured = configured;
+    this.pool.reconfigure({ balancer: config.balancer, hashKey: config.hashKey, panicThreshold: config.panicThreshold, slowStart: config.slowStart });
+  }
+
+  backendCounters(backend: Backend): BackendCounters {
+    let m = this.perBackend.get(backend);
+    if (m === undefined) {
+      m = this.metrics.backend(this.name, backend.id);
+      this.perBackend.set(backend, m);
+    }
+    return m;
+  }
+
+  report(backend: Backend, outcome: AttemptOutcome): void {
+    if (!backend.member) return; // a departed backend's last answers change nothing
+    this.reporter(this.name, backend.id, toPassive(outcome));
+  }
+
+  earnRetry(): void {
+    if (this.tokens < RETRY_BANK) this.tokens += RETRY_EARN;
+  }
+
+  takeRetry(): boolean {
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/** Builds the snapshot the listeners read: route table, header edits, trusted proxies. */
+export function buildProxyState(
+  config: DroverConfig,
+  services: ReadonlyMap<string, ServiceRuntime>,
+  accessLog: ((entry: AccessLogEntry) => void) | undefined,
+): ProxyState {
+  const trusted = new BlockList();
+  for (const cidr of config.trustedProxies) {
+    const [addr, bits] = cidr.split('/');
+    const family = isIP(addr ?? '') === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) trusted.addAddress(addr ?? '', family);
+    else trusted.addSubnet(addr ?? '', Number(bits), family);
+  }
+  return {
+    routes: new RouteTable(config.routes),
+    edits: config.routes.map((r) => compileEdits(r.requestHeaders.set, r.requestHeaders.remove)),
+    services,
+    trusted,
+    anyTrusted: config.trustedProxies.length > 0,
+    accessLog: config.accessLog === 'off' ? undefined : accessLog,
+  };
+}

@@ -1,0 +1,39 @@
+/**
+ * The checks a request head must pass before drover routes it, beyond what Node's strict parser
+ * (llhttp, lenient flags off) already refuses. llhttp rejects bad request lines, bare LF, NUL and
+ * other control characters, obs-fold, whitespace before the colon, CL+TE, duplicate or invalid
+ * Content-Length and any Transfer-Encoding other than a final `chunked`; it lets through the
+ * cases below, which an edge proxy must not forward (RFC 9112 sections 3.2 and 3.3, RFC 9110 7.2).
+ */
+import type { IncomingMessage } from 'node:http';
+import { hostHeaderCount } from './headers.js';
+
+/** The per-listener limits the handler enforces itself (Node enforces the others). */
+export interface HeadLimits {
+  /** bytes of the request target; longer: 414 */
+  readonly maxUrlBytes: number;
+  /** header fields; more: 431 */
+  readonly maxHeaders: number;
+}
+
+/** A Host value: reg-name, IPv4 or [IPv6], with an optional port. */
+const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]{0,5})?$/;
+
+/**
+ * The status a malformed request gets (400, 414 or 431), or 0 when the head is acceptable.
+ * Refused: HTTP/0.9 and anything but 1.0/1.1; a target that is not origin-form (absolute-form
+ * and `*` are not proxied) or carries a fragment; more than one Host, a missing Host on 1.1, or
+ * a Host value that is not an authority; too long a target; too many header fields.
+ */
+export function requestProblem(req: IncomingMessage, limits: HeadLimits): 0 | 400 | 414 | 431 {
+  if (req.rawHeaders.length / 2 > limits.maxHeaders) return 431;
+  const url = req.url ?? '';
+  if (url.length > limits.maxUrlBytes) return 414;
+  if (req.httpVersionMajor !== 1 || (req.httpVersionMinor !== 0 && req.httpVersionMinor !== 1)) return 400;
+  if (url.charCodeAt(0) !== 47 /* '/' */ || url.includes('#')) return 400;
+  const hosts = hostHeaderCount(req.rawHeaders);
+  if (hosts > 1 || (hosts === 0 && req.httpVersionMinor === 1)) return 400;
+  const host = req.headers.host;
+  if (host !== undefined && !HOST_VALUE.test(host)) return 400;
+  return 0;
+}

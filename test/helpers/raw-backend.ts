@@ -1,0 +1,134 @@
+/**
+ * A backend at the TCP level, for tests where the bytes matter: it counts every connection and
+ * every byte it receives, and answers with whatever the test scripts (well-formed or not).
+ */
+import net from 'node:net';
+import fs from 'node:fs';
+
+/** Called for each complete request head (`\r\n\r\n`) seen on a connection; bodies are not parsed. */
+export type RawResponder = (socket: net.Socket, head: string, index: number) => void;
+
+export interface RawBackend {
+  readonly port: number;
+  readonly url: string;
+  /** connections accepted so far */
+  readonly connections: number;
+  /** bytes received so far, over every connection */
+  readonly bytes: number;
+  /** request heads seen, in order */
+  readonly heads: string[];
+  respond(r: RawResponder): void;
+  reset(): void;
+  /** destroys every open connection (as a crash would) */
+  dropConnections(): void;
+  close(): Promise<void>;
+}
+
+/** `HTTP/1.1 200` with a body of `text`, keep-alive. */
+export function ok(text: string): string {
+  return `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(text)}\r\n\r\n${text}`;
+}
+
+/** Starts a raw backend answering `200 <name>` to every head unless told otherwise. */
+export async function startRawBackend(name: string): Promise<RawBackend> {
+  let responder: RawResponder = (s) => s.write(ok(name));
+  let connections = 0;
+  let bytes = 0;
+  const heads: string[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    connections++;
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => undefined);
+    let buf = '';
+    let index = 0;
+    s.on('data', (d: Buffer) => {
+      bytes += d.length;
+      buf += d.toString('latin1');
+      let end: number;
+      while ((end = buf.indexOf('\r\n\r\n')) !== -1) {
+        const head = buf.slice(0, end);
+        buf = buf.slice(end + 4);
+        heads.push(head);
+        responder(s, head, index++);
+      }
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+  return {
+    port,
+    url: `http://127.0.0.1:${port}`,
+    get connections() {
+      return connections;
+    },
+    get bytes() {
+      return bytes;
+    },
+    heads,
+    respond: (r) => {
+      responder = r;
+    },
+    dropConnections: () => {
+      for (const s of sockets) s.destroy();
+    },
+    reset: () => {
+      connections = 0;
+      bytes = 0;
+      heads.length = 0;
+    },
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/** Sends raw bytes on a fresh connection; resolves with all bytes received once the server closes (or after `waitMs`). */
+export function rawExchange(port: number, data: string | Buffer, waitMs = 2000): Promise<{ text: string; closedByServer: boolean }> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    let closedByServer = false;
+    const timer = setTimeout(() => s.destroy(), waitMs);
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('end', () => {
+      closedByServer = true;
+    });
+    s.on('error', () => {
+      closedByServer = true;
+    });
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve({ text: Buffer.concat(chunks).toString('latin1'), closedByServer });
+    });
+    s.write(typeof data === 'string' ? Buffer.from(data, 'latin1') : data);
+  });
+}
+
+/** Resident set size and its peak (VmRSS, VmHWM) of a process, in bytes (Linux). */
+export function memoryOf(pid: number): { rss: number; peak: number } {
+  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
+  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
+}
+
+/** Every backend of every service from the admin API. */
+export async function adminBackends(adminPort: number): Promise<{ service: string; id: string; inflight: number; requests: number; failures: number; state: string }[]> {
+  const r = await fetch(`http://127.0.0.1:${adminPort}/api/services`);
+  const j = (await r.json()) as { services: { name: string; backends: { id: string; inflight: number; requests: number; failures: number; state: string }[] }[] };
+  return j.services.flatMap((s) => s.backends.map((b) => ({ service: s.name, id: b.id, inflight: b.inflight, requests: b.requests, failures: b.failures, state: b.state })));
+}
+
+/** Polls `check` every 50 ms until it returns true or `timeoutMs` passes; returns the last result. */
+export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<boolean> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    if (await check()) return true;
+    if (Date.now() > until) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
