@@ -1,31 +1,122 @@
 /**
- * The access log: one JSON line per request (`access_log: stdout | PATH`), written by pino's
- * asynchronous destination so the data path never waits on the disk. SIGUSR1 reopens the file
- * (for logrotate's `postrotate`).
+ * The access log (`access_log: off | stdout | PATH`): one JSON object per line per request,
+ * written through pino's asynchronous destination (sonic-boom) so the data path never waits on
+ * the disk; lines are batched and reach the file within `FLUSH_MS` (100 ms) of the request. SIGUSR1 reopens the file (for logrotate's `postrotate`, after a `mv`).
+ *
+ * The line is built by hand rather than through a pino logger: the field set is fixed, so a
+ * template with `JSON.stringify` only on the free-text values is cheaper, and the line carries no
+ * logger noise (`level`, `msg`, `pid`). Fields, in this order:
+ *
+ * | field        | type           | meaning                                                          |
+ * |--------------|----------------|------------------------------------------------------------------|
+ * | `time`       | string         | ISO 8601 UTC time the response finished (or failed)              |
+ * | `request_id` | string         | `X-Request-Id` sent upstream (the client's, or generated); for answers drover gave itself before routing to a service (404, 400), the client's or `""` |
+ * | `client`     | string         | peer IP address of the client connection                        |
+ * | `method`     | string         | request method                                                   |
+ * | `host`       | string         | `Host` header as sent by the client (may include a port)         |
+ * | `path`       | string         | request target as received, query string included                |
+ * | `route`      | number / null  | index of the matching route in `routes:` (0-based, file order); null: no route matched |
+ * | `service`    | string / null  | service chosen by the route                                     |
+ * | `backend`    | string / null  | id of the backend that answered (the last one tried); null: none |
+ * | `status`     | number         | status sent to the client; 499 when the client left first        |
+ * | `duration_ms`| number         | milliseconds from request received to response finished (µs precision) |
+ * | `bytes_in`   | number         | request body bytes read from the client                          |
+ * | `bytes_out`  | number         | response body bytes relayed to the client                        |
+ * | `retries`    | number         | retries to other backends                                        |
+ * | `error`      | string         | present only when the request failed: what went wrong            |
  */
 import { pino } from 'pino';
 import type { AccessLogEntry } from './proxy/types.js';
 
+/** An open access log. */
 export interface AccessLog {
+  /** Appends one line for `entry`; never throws, never blocks on I/O. */
   readonly write: (entry: AccessLogEntry) => void;
-  /** reopens the file after rotation; a no-op for stdout */
+  /** Reopens the file after rotation (the next lines go to a new file at PATH); a no-op for stdout. */
   reopen(): void;
-  /** flushes what is buffered */
+  /** Writes out what is buffered, synchronously (at shutdown or before switching files). */
   flush(): void;
 }
 
-/** Opens the access log named by `target` (`stdout` or an absolute path); undefined for `off`. */
+/**
+ * Characters of lines collected before they are handed to the file writer as one string (about
+ * 30 lines). Measured: handing sonic-boom one line at a time costs about 8 µs of CPU per line (it
+ * re-measures its growing buffer on every write, and issues a write per line when idle enough);
+ * one string per batch costs a fraction of that.
+ */
+export const BATCH_CHARS = 8192;
+
+/** ms between flushes of a partly filled batch: the longest a line waits before it is written. */
+export const FLUSH_MS = 100;
+
+/** Where the lines go; the sonic-boom destination satisfies it. */
+export interface LineSink {
+  write(line: string): unknown;
+}
+
+/** `JSON.stringify` for a value that may be null. */
+function str(v: string | null): string {
+  return v === null ? 'null' : JSON.stringify(v);
+}
+
+/** Renders one access log line (with its trailing newline); `now` is ms since the epoch. */
+export function formatAccessLine(e: AccessLogEntry, now: number): string {
+  let line =
+    `{"time":"${new Date(now).toISOString()}","request_id":${JSON.stringify(e.requestId)},"client":${JSON.stringify(e.client)},` +
+    `"method":${JSON.stringify(e.method)},"host":${JSON.stringify(e.host)},"path":${JSON.stringify(e.path)},` +
+    `"route":${e.route === null ? 'null' : e.route},"service":${str(e.service)},"backend":${str(e.backend)},` +
+    `"status":${e.status},"duration_ms":${e.duration},"bytes_in":${e.bytesIn},"bytes_out":${e.bytesOut},"retries":${e.retries}`;
+  if (e.error !== undefined) line += `,"error":${JSON.stringify(e.error)}`;
+  return `${line}}\n`;
+}
+
+/** An access log writing to `sink` (for tests and benchmarks that want the lines in memory). */
+export function accessLogTo(sink: LineSink, clock: () => number = Date.now): (entry: AccessLogEntry) => void {
+  return (entry) => {
+    sink.write(formatAccessLine(entry, clock()));
+  };
+}
+
+/**
+ * Opens the access log named by `target` (`stdout` or an absolute path, whose directory is
+ * created when missing); undefined for `off`.
+ */
 export function openAccessLog(target: string): AccessLog | undefined {
   if (target === 'off') return undefined;
+  // Asynchronous: the data path never waits on the disk; while a write is in flight, the next
+  // batches queue in sonic-boom's buffer.
   const dest = pino.destination({ dest: target === 'stdout' ? 1 : target, sync: false, mkdir: true });
   dest.on('error', () => undefined); // a full disk must not take the proxy down
-  const logger = pino({ base: undefined, timestamp: pino.stdTimeFunctions.isoTime, messageKey: 'msg' }, dest);
+  let pending = '';
+  const drain = (): void => {
+    if (pending === '') return;
+    const batch = pending;
+    pending = '';
+    try {
+      dest.write(batch);
+    } catch {
+      // sonic-boom throws when written to while closed (shutdown race): the batch is lost
+    }
+  };
+  const timer = setInterval(drain, FLUSH_MS);
+  timer.unref(); // an idle access log must not keep a stopping process alive
   return {
-    write: (entry) => logger.info(entry, 'access'),
+    write: (entry) => {
+      pending += formatAccessLine(entry, Date.now());
+      if (pending.length >= BATCH_CHARS) drain();
+    },
     reopen: () => {
-      if (target !== 'stdout') dest.reopen();
+      if (target === 'stdout') return;
+      // Lines of requests finished before the signal belong to the old file.
+      drain();
+      try {
+        dest.reopen();
+      } catch {
+        // not open yet: the first open creates the file at PATH anyway
+      }
     },
     flush: () => {
+      drain();
       try {
         dest.flushSync();
       } catch {

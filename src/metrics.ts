@@ -14,6 +14,9 @@ export type UpstreamErrorKind = 'connect' | 'timeout' | 'reset' | 'status';
 
 const UPSTREAM_ERROR_KINDS: readonly UpstreamErrorKind[] = ['connect', 'timeout', 'reset', 'status'];
 
+/** The `type` values of `drover_registry_events_total`. */
+const REGISTRY_EVENT_TYPES: readonly string[] = ['put', 'delete', 'resync'];
+
 /**
  * Buckets of `drover_request_duration_seconds`, in seconds: 1 ms to 10 s, dense where a proxy's
  * latencies usually are (a few ms to a few hundred ms).
@@ -69,8 +72,10 @@ class BackendHandles implements BackendMetrics {
   ) {
     const bind = (kind: UpstreamErrorKind): Inc => {
       const child = upstreamErrors.labels(service, id, kind);
-      // Exported at 0 from the start, so `rate()` and alerts see the very first error.
-      child.inc(0);
+      // Exported at 0 from the start, so `rate()` and alerts see the very first error. Not for
+      // the service-level pseudo backend `""` (answers given without any backend): no upstream
+      // is involved there, so zero series would only be noise.
+      if (id !== '') child.inc(0);
       return () => child.inc();
     };
     this.errors = { connect: bind('connect'), timeout: bind('timeout'), reset: bind('reset'), status: bind('status') };
@@ -108,6 +113,7 @@ export class Metrics {
   private readonly registryEvents: Counter<'source' | 'type'>;
   private readonly registryConnectedGauge: Gauge<'source'>;
   private readonly invalidEntries: Counter<'source'>;
+  private readonly poolUpdates: Counter<'service'>;
   private readonly configReloads: Counter<'result'>;
 
   private readonly services = new Map<string, ServiceMetrics>();
@@ -116,6 +122,8 @@ export class Metrics {
   /** service -> `to` values seen, so `forgetService` can remove those series */
   private readonly transitionsSeen = new Map<string, Set<string>>();
   private stateSource: (() => Iterable<BackendStateSample>) | undefined;
+  /** registry sources seen (a handful: file, etcd) */
+  private readonly sources = new Set<string>();
 
   constructor(options: MetricsOptions = {}) {
     const registry = new Registry();
@@ -192,6 +200,12 @@ export class Metrics {
       labelNames: ['source'] as const,
       registers,
     });
+    this.poolUpdates = new Counter({
+      name: 'drover_pool_updates_total',
+      help: 'Member lists applied to a service pool (one per coalesced registry flush that touched the service).',
+      labelNames: ['service'] as const,
+      registers,
+    });
     this.configReloads = new Counter({
       name: 'drover_config_reloads_total',
       help: 'Config reloads, by result (success, failure).',
@@ -221,6 +235,7 @@ export class Metrics {
     if (handles === undefined) {
       const duration = this.duration.labels(name);
       const retries = this.retries.labels(name);
+      retries.inc(0); // exported from the start, like the other counters
       handles = {
         observeDuration: (seconds: number) => duration.observe(seconds),
         retry: () => retries.inc(),
@@ -270,6 +285,7 @@ export class Metrics {
     if (byId !== undefined) for (const id of [...byId.keys()]) this.forgetBackend(name, id);
     this.duration.remove(name);
     this.retries.remove(name);
+    this.poolUpdates.remove(name);
     this.services.delete(name);
     const seen = this.transitionsSeen.get(name);
     if (seen !== undefined) for (const to of seen) this.healthTransitions.remove(name, to);
@@ -289,17 +305,36 @@ export class Metrics {
 
   /** Counts one registry event (`type`: put, delete, resync) from `source` (file, etcd). */
   registryEvent(source: string, type: string): void {
+    this.knownSource(source);
     this.registryEvents.labels(source, type).inc();
   }
 
   /** Sets `drover_registry_connected{source}` to 1 or 0. */
   registryConnected(source: string, connected: boolean): void {
+    this.knownSource(source);
     this.registryConnectedGauge.labels(source).set(connected ? 1 : 0);
   }
 
   /** Counts one registry value that did not parse. */
   registryInvalid(source: string): void {
+    this.knownSource(source);
     this.invalidEntries.labels(source).inc();
+  }
+
+  /**
+   * The first time a source is heard of, its counters are exported at 0 (invalid entries, and
+   * every event type), so an alert on `increase(...) > 0` fires on the very first one.
+   */
+  private knownSource(source: string): void {
+    if (this.sources.has(source)) return;
+    this.sources.add(source);
+    this.invalidEntries.labels(source).inc(0);
+    for (const type of REGISTRY_EVENT_TYPES) this.registryEvents.labels(source, type).inc(0);
+  }
+
+  /** Counts one member list applied to `service`'s pool (`drover_pool_updates_total`). */
+  poolUpdate(service: string): void {
+    this.poolUpdates.labels(service).inc();
   }
 
   /** Counts one config reload attempt. */

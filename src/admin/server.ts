@@ -30,6 +30,10 @@ export interface AdminServerOptions {
    * when set and non-empty, POST endpoints need `Authorization: Bearer <token>`.
    */
   readonly tokenEnv: string;
+  /**
+   * Where the server logs. Used as given: the caller tags it (drover passes
+   * `logger.child({ component: 'admin' })`), so the field is not added twice.
+   */
   readonly logger: Logger;
   /** ms between `/api/stream` pushes; default 1000 */
   readonly streamIntervalMs?: number;
@@ -50,7 +54,7 @@ const JSON_TYPE = 'application/json; charset=utf-8';
 
 /** Starts the admin server; rejects with `E_LISTEN_FAILED` when the address cannot be bound. */
 export async function startAdminServer(opts: AdminServerOptions): Promise<AdminServer> {
-  const log = opts.logger.child({ component: 'admin' });
+  const log = opts.logger;
   const streams = new Set<ServerResponse>();
   const intervalMs = opts.streamIntervalMs ?? 1000;
   let timer: NodeJS.Timeout | undefined;
@@ -314,6 +318,9 @@ function authorized(req: IncomingMessage, tokenEnv: string): boolean {
  */
 const SECRET_KEY = /(pass(word|wd)?|secret|token|credentials?|authorization|api[_-]?key|private[_-]?key|cookie)$/i;
 
+/** Header names whose values are credentials (besides those `SECRET_KEY` matches). */
+const SECRET_HEADER = /^(proxy-authorization|set-cookie|x-api-key|x-auth-.*|.*-key)$/i;
+
 /** The placeholder that replaces a redacted value. */
 export const REDACTED = '[redacted]';
 
@@ -337,8 +344,13 @@ export function redact(value: unknown, seen: WeakSet<object> = new WeakSet()): u
     if (value instanceof Map) return redact(Object.fromEntries(value), seen);
     if (value instanceof Set) return redact([...value], seen);
     const out: Record<string, unknown> = {};
+    // A header as config holds it, `{name: "Authorization", value: "Bearer ..."}` (route
+    // `request_headers.set`, `match.headers`): the secret is in `value`, named by `name`.
+    const pairName = (value as { name?: unknown }).name;
+    const secretPair = typeof pairName === 'string' && 'value' in value && (SECRET_KEY.test(pairName) || SECRET_HEADER.test(pairName));
     for (const [k, v] of Object.entries(value)) {
-      out[k] = SECRET_KEY.test(k) && v !== null && v !== undefined && v !== '' ? REDACTED : redact(v, seen);
+      const secret = SECRET_KEY.test(k) || (secretPair && k === 'value');
+      out[k] = secret && v !== null && v !== undefined && v !== '' ? REDACTED : redact(v, seen);
     }
     return out;
   } finally {
