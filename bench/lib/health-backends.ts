@@ -1,0 +1,77 @@
+/**
+ * Benchmark backends for the health benchmarks, run as a child process (so the load generator's
+ * event loop and the backends' never compete, and so `kill -9` can take one down).
+ *
+ * `node dist/bench/lib/health-backends.js NAME:SERVICE_MS:WORKERS ...` starts one HTTP server per
+ * argument on 127.0.0.1:0 and prints one JSON line per server, `{"name","port"}`. Each server
+ * models a machine with `WORKERS` request slots and a `SERVICE_MS` service time: a request waits
+ * for a free slot (FIFO), holds it for `SERVICE_MS`, then answers `200 NAME`. A backend with a
+ * ten times longer service time therefore has a tenth of the capacity, and queues when it is
+ * sent more than that: the hot spot a load balancer has to route around. `/healthz` answers at
+ * once. The process exits when its stdin closes (its parent died) or on SIGTERM.
+ */
+import http from 'node:http';
+
+interface Spec {
+  readonly name: string;
+  /** ms a request holds a worker slot */
+  readonly serviceMs: number;
+  /** concurrent request slots */
+  readonly workers: number;
+}
+
+function parseSpec(arg: string): Spec {
+  const [name, ms, workers] = arg.split(':');
+  if (name === undefined || name === '') throw new Error(`bad backend spec ${arg}: NAME:SERVICE_MS:WORKERS`);
+  return { name, serviceMs: Number(ms ?? '0'), workers: Math.max(1, Number(workers ?? '1')) };
+}
+
+function serve(spec: Spec): Promise<number> {
+  let busy = 0;
+  const queue: (() => void)[] = [];
+  const release = (): void => {
+    const next = queue.shift();
+    if (next !== undefined) next();
+    else busy--;
+  };
+  const server = http.createServer((req, res) => {
+    req.resume();
+    if (req.url === '/healthz') {
+      res.end('ok');
+      return;
+    }
+    const run = (): void => {
+      setTimeout(() => {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end(spec.name);
+        release();
+      }, spec.serviceMs);
+    };
+    if (busy < spec.workers) {
+      busy++;
+      run();
+    } else queue.push(run);
+  });
+  server.keepAliveTimeout = 60_000;
+  server.on('clientError', (_err, socket) => socket.destroy());
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      const addr = server.address();
+      resolve(typeof addr === 'object' && addr !== null ? addr.port : 0);
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const specs = process.argv.slice(2).map(parseSpec);
+  for (const spec of specs) {
+    const port = await serve(spec);
+    process.stdout.write(`${JSON.stringify({ name: spec.name, port })}\n`);
+  }
+  process.stdin.on('end', () => process.exit(0));
+  process.stdin.on('error', () => process.exit(0));
+  process.stdin.resume();
+  process.on('SIGTERM', () => process.exit(0));
+}
+
+void main();
