@@ -6,23 +6,20 @@
  * A config reload builds a new immutable `ProxyState` and swaps it in one assignment; pools,
  * backends, connections and health records are kept and reconfigured in place.
  */
-import { BlockList, isIP } from 'node:net';
 import type { Backend } from '../routing/backend.js';
-import { ServicePool } from '../routing/pool.js';
-import { RouteTable } from '../routing/route-table.js';
 import type { MemberSpec } from '../routing/types.js';
 import { HealthMonitor } from '../health/monitor.js';
 import { HealthStore } from '../health/store.js';
-import type { HealthTransition, PassiveOutcome } from '../health/types.js';
+import type { HealthTransition } from '../health/types.js';
 import type { AdminModel, BackendView, EventView, ServiceView } from './admin/model.js';
 import { startAdminServer } from './admin/server.js';
 import type { DroverConfig, ServiceConfig } from './config/types.js';
 import { defaultServiceConfig } from './config/defaults.js';
 import type { Logger } from './log.js';
-import type { BackendMetrics, Metrics } from './metrics.js';
-import { compileEdits, type HeaderEdits } from './proxy/headers.js';
+import type { Metrics } from './metrics.js';
 import { startListener, type Listener } from './proxy/listener.js';
-import type { AccessLogEntry, AttemptOutcome, BackendCounters, ProxyState, ServiceCounters, ServiceRuntime } from './proxy/types.js';
+import { buildProxyState, ServiceEntry } from './proxy/service.js';
+import type { AccessLogEntry, ProxyState, ServiceRuntime } from './proxy/types.js';
 import { destroyUpstream, releaseUpstream } from './proxy/upstream.js';
 import { openTunnels } from './proxy/websocket.js';
 import { ServiceDirectory, STATIC_SOURCE } from './registry/directory.js';
@@ -33,84 +30,15 @@ import { redactConfig } from './config/redact.js';
 /** Most state changes kept for `GET /api/events`. */
 const MAX_EVENTS = 200;
 
-/** Retry budget: each request earns this fraction of a retry... */
-const RETRY_EARN = 0.2;
-/** ...up to this many banked retries (so a burst of failures after a quiet spell can still retry). */
-const RETRY_BANK = 20;
-
-/** One service's data-path view, rebuilt (cheaply) when its config changes. */
-class ServiceEntry implements ServiceRuntime {
-  readonly name: string;
-  config: ServiceConfig;
-  /** true while the config has a `services.<name>` entry; false: registry-only, defaults */
-  configured: boolean;
-  readonly pool: ServicePool;
-  readonly counters: ServiceCounters;
-  private readonly runtime: Runtime;
-  private readonly perBackend = new WeakMap<Backend, BackendMetrics>();
-  private tokens = RETRY_BANK;
-
-  constructor(runtime: Runtime, config: ServiceConfig, configured: boolean) {
-    this.runtime = runtime;
-    this.name = config.name;
-    this.config = config;
-    this.configured = configured;
-    this.pool = new ServicePool({
-      name: config.name,
-      balancer: config.balancer,
-      hashKey: config.hashKey,
-      panicThreshold: config.panicThreshold,
-      slowStart: config.slowStart,
-    });
-    const svcMetrics = runtime.metrics.service(config.name);
-    const orphan = runtime.metrics.backend(config.name, '');
-    this.counters = {
-      observeDuration: (s) => svcMetrics.observeDuration(s),
-      retry: () => svcMetrics.retry(),
-      request: (code) => orphan.request(code),
-    };
-  }
-
-  reconfigure(config: ServiceConfig, configured: boolean): void {
-    this.config = config;
-    this.configured = configured;
-    this.pool.reconfigure({ balancer: config.balancer, hashKey: config.hashKey, panicThreshold: config.panicThreshold, slowStart: config.slowStart });
-  }
-
-  backendCounters(backend: Backend): BackendCounters {
-    let m = this.perBackend.get(backend);
-    if (m === undefined) {
-      m = this.runtime.metrics.backend(this.name, backend.id);
-      this.perBackend.set(backend, m);
-    }
-    return m;
-  }
-
-  report(backend: Backend, outcome: AttemptOutcome): void {
-    if (!backend.member) return; // a departed backend's last answers change nothing
-    let passive: PassiveOutcome;
-    if (outcome.ok) passive = outcome.status >= 500 ? { kind: 'status', status: outcome.status } : { kind: 'success' };
-    else if (outcome.kind === 'status') passive = { kind: 'status', status: outcome.status ?? 500 };
-    else passive = { kind: outcome.kind };
-    this.runtime.monitor.passive(this.name, backend.id, passive);
-  }
-
-  earnRetry(): void {
-    if (this.tokens < RETRY_BANK) this.tokens += RETRY_EARN;
-  }
-
-  takeRetry(): boolean {
-    if (this.tokens < 1) return false;
-    this.tokens -= 1;
-    return true;
-  }
-}
-
 export interface RuntimeOptions {
   readonly logger: Logger;
   readonly metrics: Metrics;
   /** where access log lines go; undefined: built from `config.accessLog` by the caller */
   readonly accessLog?: ((entry: AccessLogEntry) => void) | undefined;
+  /** false: bind no proxy listener (the cluster primary: workers serve); default true */
+  readonly serve?: boolean | undefined;
+  /** called after any pool's members, availability, draining or weights changed (cluster primary) */
+  readonly onPoolChange?: (() => void) | undefined;
 }
 
 /** A started drover. */
@@ -119,6 +47,8 @@ export class Runtime implements AdminModel {
   readonly logger: Logger;
   readonly store: HealthStore;
   readonly monitor: HealthMonitor;
+  readonly onPoolChange: (() => void) | undefined;
+  private readonly serve: boolean;
   private readonly directory: ServiceDirectory;
   private readonly entries = new Map<string, ServiceEntry>();
   private readonly eventLog: EventView[] = [];
@@ -136,6 +66,8 @@ export class Runtime implements AdminModel {
     this.logger = options.logger;
     this.metrics = options.metrics;
     this.accessLog = options.accessLog;
+    this.serve = options.serve ?? true;
+    this.onPoolChange = options.onPoolChange;
     this.store = new HealthStore({
       availability: { setAvailable: (service, id, available) => this.entries.get(service)?.pool.setAvailable(id, available) },
       transitions: { onTransition: (t) => this.onTransition(t) },
@@ -162,7 +94,7 @@ export class Runtime implements AdminModel {
     await rt.restartRegistries(config);
     rt.directory.flush();
     try {
-      for (const l of config.listen) rt.listeners.push(await startListener(l, () => rt.state));
+      if (rt.serve) for (const l of config.listen) rt.listeners.push(await startListener(l, () => rt.state));
       rt.admin = await startAdminServer({
         host: config.admin.host,
         port: config.admin.port,
@@ -186,6 +118,11 @@ export class Runtime implements AdminModel {
   /** The bound admin address. */
   adminAddress(): { host: string; port: number } | undefined {
     return this.admin?.address;
+  }
+
+  /** Every service by name (the cluster primary snapshots their pools for its workers). */
+  pools(): ReadonlyMap<string, ServiceRuntime> {
+    return this.entries;
   }
 
   /** The config now in force. */
@@ -216,7 +153,7 @@ export class Runtime implements AdminModel {
     if (key === this.registryKey) return;
     this.registryKey = key;
     const old = this.registries;
-    this.registries = createRegistries(config, this.logger);
+    this.registries = await createRegistries(config, this.logger);
     this.directory.expectSources(this.registries.map((r) => r.source));
     await Promise.all(old.map((r) => r.close().catch(() => undefined)));
     // Sources that are gone (or restarted) start from nothing; the new registry re-lists.
@@ -239,7 +176,7 @@ export class Runtime implements AdminModel {
         svc.backends.map((b) => ({ id: b.id, url: b.url, weight: b.weight, zone: b.zone, draining: b.draining, source: STATIC_SOURCE })),
       );
       const entry = this.entries.get(svc.name);
-      if (entry === undefined) this.entries.set(svc.name, new ServiceEntry(this, svc, true));
+      if (entry === undefined) this.entries.set(svc.name, this.newEntry(svc, true));
       else entry.reconfigure(svc, true);
     }
     // A service that left the config but still has registry members falls back to defaults.
@@ -259,12 +196,19 @@ export class Runtime implements AdminModel {
       if (entry === undefined) {
         if (members.length === 0) continue;
         const configured = this.config.services.find((s) => s.name === name);
-        entry = new ServiceEntry(this, configured ?? defaultServiceConfig(name), configured !== undefined);
+        entry = this.newEntry(configured ?? defaultServiceConfig(name), configured !== undefined);
         this.entries.set(name, entry);
         created = true;
       }
       const diff = entry.pool.sync(members);
+      this.metrics.poolUpdate(name);
       this.monitor.sync(name, entry.config.health, members);
+      // A Backend starts available. Its health record may predate it (applyServices tracks
+      // static members before the directory flush creates them in the pool, and the
+      // availability reported then found no pool entry): copy the verdict now, or a backend
+      // that has not passed its active checks yet would get traffic.
+      const health = this.store.get(name);
+      for (const b of diff.added) entry.pool.setAvailable(b.id, health?.isAvailable(b.id) ?? true);
       for (const b of diff.removed) this.retire(entry, b);
       if (diff.added.length + diff.removed.length > 0) {
         this.logger.info(
@@ -283,25 +227,18 @@ export class Runtime implements AdminModel {
     });
   }
 
+  private newEntry(config: ServiceConfig, configured: boolean): ServiceEntry {
+    const entry = new ServiceEntry(config, this.metrics, (service, id, outcome) => this.monitor.passive(service, id, outcome), configured);
+    if (this.onPoolChange !== undefined) entry.pool.onChange = this.onPoolChange;
+    return entry;
+  }
+
   // ---- state for the data path -----------------------------------------------------------
 
   private buildState(config: DroverConfig): ProxyState {
-    const trusted = new BlockList();
-    for (const cidr of config.trustedProxies) {
-      const [addr, bits] = cidr.split('/');
-      const family = isIP(addr ?? '') === 6 ? 'ipv6' : 'ipv4';
-      if (bits === undefined) trusted.addAddress(addr ?? '', family);
-      else trusted.addSubnet(addr ?? '', Number(bits), family);
-    }
-    const edits: HeaderEdits[] = config.routes.map((r) => compileEdits(r.requestHeaders.set, r.requestHeaders.remove));
-    return {
-      routes: new RouteTable(config.routes),
-      edits,
-      services: this.entries,
-      trusted,
-      accessLog: config.accessLog === 'off' ? undefined : this.accessLog,
-    };
+    return buildProxyState(config, this.entries, this.accessLog);
   }
+
 
   /** Replaces the access log sink (after reopening its file). */
   setAccessLog(sink: ((entry: AccessLogEntry) => void) | undefined): void {

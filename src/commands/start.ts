@@ -14,6 +14,7 @@ import { watchFile } from '../file-watch.js';
 import { createLogger, type Logger } from '../log.js';
 import { Metrics } from '../metrics.js';
 import { Runtime } from '../runtime.js';
+import { ClusterPrimary, workerCount } from '../cluster/primary.js';
 
 export interface StartOptions {
   readonly config: string;
@@ -70,15 +71,30 @@ export async function runStart(opts: StartOptions): Promise<number> {
   const metrics = new Metrics();
   let accessLog: AccessLog | undefined = openAccessLog(config.accessLog);
   let runtime: Runtime;
+  // workers > 1: this process keeps registries, health and admin; workers serve (src/cluster/).
+  const workers = workerCount(config.workers);
+  let cluster: ClusterPrimary | undefined;
   try {
-    runtime = await Runtime.start(config, { logger, metrics, accessLog: accessLog?.write });
+    runtime = await Runtime.start(config, {
+      logger,
+      metrics,
+      accessLog: accessLog?.write,
+      ...(workers > 1 ? { serve: false, onPoolChange: () => cluster?.poolsChanged() } : {}),
+    });
+    if (workers > 1) {
+      const rt = runtime;
+      cluster = await ClusterPrimary.start({ runtime: rt, config, workers, logger, metrics }).catch(async (err: unknown) => {
+        await rt.shutdown(0);
+        throw err;
+      });
+    }
   } catch (err) {
     logger.fatal({ err, code: 'E_LISTEN_FAILED' }, 'could not start');
     process.stderr.write(`drover: could not start: ${(err as Error).message}\n`);
     await Promise.all(demos.map((d) => d.close()));
     return 1;
   }
-  logger.info({ listen: runtime.listenAddresses(), admin: runtime.adminAddress(), config: file }, 'ready');
+  logger.info({ listen: cluster?.listenAddresses() ?? runtime.listenAddresses(), admin: runtime.adminAddress(), config: file, workers }, 'ready');
 
   let reloading: Promise<void> = Promise.resolve();
   const reload = (trigger: string): void => {
@@ -91,6 +107,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
           runtime.setAccessLog(accessLog?.write);
         }
         await runtime.reload(next);
+        cluster?.reload(next);
         config = next;
         metrics.configReload('success');
         logger.info({ trigger }, 'config reloaded');
@@ -105,6 +122,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
   process.on('SIGHUP', () => reload('SIGHUP'));
   process.on('SIGUSR1', () => {
     accessLog?.reopen();
+    cluster?.reopenAccessLog();
     logger.info('access log reopened');
   });
 
@@ -119,6 +137,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
   logger.info({ signal, graceMs: config.shutdownGrace }, 'shutting down');
   watcher.close();
   await reloading;
+  await cluster?.shutdown(config.shutdownGrace);
   await runtime.shutdown(config.shutdownGrace);
   await Promise.all(demos.map((d) => d.close()));
   accessLog?.flush();

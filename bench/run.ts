@@ -1,0 +1,295 @@
+/**
+ * `npm run bench`: drover side by side with the proxies people compare it with, on loopback.
+ *
+ *   node dist/bench/run.js [--rounds 3] [--duration 8] [--wrk-duration 5] [--quick]
+ *                          [--targets direct,drover,...] [--idle 10000] [--out bench/results]
+ *
+ * Two fast backends (NGINX `return 200`, or Node when NGINX is absent), then every target on the
+ * same backends: `direct` (no proxy), `drover` (workers: 1), `drover-2w` (workers: 2),
+ * `http-proxy`, `undici-bare`, and `nginx` / `haproxy` when installed. Rounds are interleaved
+ * (A B C ... A B C ...) and medians reported: requests/s, p50/p99 latency, CPU microseconds per
+ * request of the target's whole process tree (from /proc), peak RSS. Then: latency added at a
+ * low rate (200 requests/s, minus direct's), RSS per idle keep-alive connection, and 1 MiB
+ * responses. Writes bench/results/<date>.json and .svg and prints a markdown table.
+ * Loopback only; the load generator shares the machine's cores with the targets.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { idleConnections, lowLoadLatency, runAutocannon, runWrk, type LoadResult } from './lib/perf-load.js';
+import { processTree, rssPeakSampler, treeCpuMicros, treeRssBytes } from './lib/perf-proc.js';
+import { installed, ONE_MIB, startBackends, startDrover, startHaproxy, startNginxProxy, startNodeTarget, stopAll, type Running } from './lib/perf-servers.js';
+import { renderChart, type Panel } from './lib/perf-svg.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+interface Options {
+  rounds: number;
+  /** s per autocannon run */
+  duration: number;
+  /** s per wrk run; 0: no wrk */
+  wrkDuration: number;
+  /** s of the low-rate latency run */
+  lowDuration: number;
+  /** s of the 1 MiB run */
+  bigDuration: number;
+  idle: number;
+  targets: string[] | undefined;
+  out: string;
+}
+
+function parseArgs(argv: readonly string[]): Options {
+  const o: Options = { rounds: 3, duration: 8, wrkDuration: 5, lowDuration: 4, bigDuration: 4, idle: 10_000, targets: undefined, out: path.join(ROOT, 'bench', 'results') };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const v = (): string => {
+      const x = argv[++i];
+      if (x === undefined) throw new Error(`${a} needs a value`);
+      return x;
+    };
+    switch (a) {
+      case '--rounds':
+        o.rounds = Math.max(1, Number(v()));
+        break;
+      case '--duration':
+        o.duration = Math.max(1, Number(v()));
+        break;
+      case '--wrk-duration':
+        o.wrkDuration = Math.max(0, Number(v()));
+        break;
+      case '--idle':
+        o.idle = Math.max(0, Number(v()));
+        break;
+      case '--targets':
+        o.targets = v().split(',');
+        break;
+      case '--out':
+        o.out = path.resolve(v());
+        break;
+      case '--quick':
+        Object.assign(o, { rounds: 3, duration: 2, wrkDuration: 0, lowDuration: 2, bigDuration: 2, idle: 2_000 });
+        break;
+      case '--help':
+      case '-h':
+        process.stdout.write('usage: node dist/bench/run.js [--rounds N] [--duration S] [--wrk-duration S (0: off)] [--idle N] [--targets a,b] [--quick] [--out DIR]\n');
+        process.exit(0);
+        break;
+      default:
+        throw new Error(`unknown flag ${a}`);
+    }
+  }
+  return o;
+}
+
+const median = (xs: readonly number[]): number => {
+  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+
+interface RunFigures extends LoadResult {
+  /** CPU microseconds of the target's process tree per request */
+  readonly cpuPerReq: number;
+  /** bytes */
+  readonly rssPeak: number;
+}
+
+interface TargetSummary {
+  name: string;
+  runs: RunFigures[];
+  wrk: { rps: number; p50: number; p99: number }[];
+  rps: number;
+  p50: number;
+  p99: number;
+  cpuPerReq: number;
+  rssPeak: number;
+  wrkRps?: number;
+  wrkP50?: number;
+  wrkP99?: number;
+  lowP50?: number;
+  lowP99?: number;
+  addedP50?: number;
+  addedP99?: number;
+  idlePerConn?: number;
+  idleOpen?: number;
+  bigRps?: number;
+  bigMiBps?: number;
+  lost: number;
+}
+
+function fmt(n: number | undefined, digits = 0): string {
+  return n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits);
+}
+
+class Progress {
+  private readonly start = Date.now();
+  private done = 0;
+  constructor(private readonly total: number) {}
+  step(seconds: number, label: string): void {
+    const elapsed = (Date.now() - this.start) / 1000;
+    const left = Math.max(0, this.total - this.done);
+    const mm = (s: number): string => `${Math.floor(s / 60)}:${String(Math.round(s % 60)).padStart(2, '0')}`;
+    process.stdout.write(`[${mm(elapsed)} elapsed, ~${mm(left)} left] ${label}\n`);
+    this.done += seconds;
+  }
+}
+
+async function measure(t: Running, seconds: number): Promise<RunFigures> {
+  const pids = processTree(t.pid);
+  const cpu0 = treeCpuMicros(pids);
+  const rss = rssPeakSampler(pids);
+  const r = await runAutocannon(`${t.url}/`, seconds);
+  const cpu1 = treeCpuMicros(processTree(t.pid));
+  return { ...r, cpuPerReq: r.total > 0 ? (cpu1 - cpu0) / r.total : NaN, rssPeak: rss.stop() };
+}
+
+async function main(): Promise<void> {
+  const o = parseArgs(process.argv.slice(2));
+  const started = new Date();
+  const be = await startBackends();
+  process.stdout.write(`backends: ${be.kind} on 127.0.0.1:${be.ports[0]} and :${be.ports[1]}\n`);
+  const wanted = (name: string): boolean => o.targets === undefined || o.targets.includes(name);
+  const targets: Running[] = [];
+  try {
+    if (wanted('direct')) targets.push({ name: 'direct', pid: be.running.pid, url: `http://127.0.0.1:${be.ports[0]}` });
+    if (wanted('drover')) targets.push(await startDrover(ROOT, 'drover', be.ports, 1));
+    if (wanted('drover-2w')) targets.push(await startDrover(ROOT, 'drover-2w', be.ports, 2));
+    if (wanted('http-proxy')) targets.push(await startNodeTarget(ROOT, 'http-proxy', 'http-proxy', be.ports));
+    if (wanted('undici-bare')) targets.push(await startNodeTarget(ROOT, 'undici-bare', 'undici-bare', be.ports));
+    if (wanted('nginx') && installed('nginx')) targets.push(await startNginxProxy(be.ports));
+    if (wanted('haproxy') && installed('haproxy')) targets.push(await startHaproxy(be.ports));
+    process.stdout.write(`targets: ${targets.map((t) => t.name).join(', ')}; ${o.rounds} interleaved rounds of ${o.duration} s autocannon${o.wrkDuration > 0 && installed('wrk') ? ` + ${o.wrkDuration} s wrk` : ''}, 50 connections\n`);
+    const useWrk = o.wrkDuration > 0 && installed('wrk');
+    const idleTargets = targets.filter((t) => ['drover', 'nginx', 'undici-bare', 'haproxy'].includes(t.name));
+    const perRun = o.duration + (useWrk ? o.wrkDuration : 0) + 1;
+    const total = targets.length * 2 + o.rounds * targets.length * perRun + targets.length * (o.lowDuration + o.bigDuration + 1) + idleTargets.length * 8;
+    const progress = new Progress(total);
+    const sums = new Map<string, TargetSummary>(targets.map((t) => [t.name, { name: t.name, runs: [], wrk: [], rps: 0, p50: 0, p99: 0, cpuPerReq: 0, rssPeak: 0, lost: 0 }]));
+
+    for (const [k, t] of targets.entries()) {
+      progress.step(2, `warm-up ${k + 1}/${targets.length}: ${t.name}`);
+      await runAutocannon(`${t.url}/`, 2);
+    }
+    for (let round = 1; round <= o.rounds; round++) {
+      for (const [k, t] of targets.entries()) {
+        progress.step(perRun, `round ${round}/${o.rounds}, target ${k + 1}/${targets.length}: ${t.name}`);
+        const s = sums.get(t.name) as TargetSummary;
+        const f = await measure(t, o.duration);
+        s.runs.push(f);
+        // autocannon stops with one request in flight per connection: those are not lost
+        s.lost += Math.max(0, f.sent - f.total - 50) + f.bad;
+        if (useWrk) {
+          const w = await runWrk(`${t.url}/`, o.wrkDuration);
+          if (w !== undefined) s.wrk.push(w);
+        }
+      }
+    }
+    for (const s of sums.values()) {
+      s.rps = median(s.runs.map((r) => r.rps));
+      s.p50 = median(s.runs.map((r) => r.p50));
+      s.p99 = median(s.runs.map((r) => r.p99));
+      s.cpuPerReq = median(s.runs.map((r) => r.cpuPerReq));
+      s.rssPeak = Math.max(...s.runs.map((r) => r.rssPeak));
+      if (s.wrk.length > 0) {
+        s.wrkRps = median(s.wrk.map((w) => w.rps));
+        s.wrkP50 = median(s.wrk.map((w) => w.p50));
+        s.wrkP99 = median(s.wrk.map((w) => w.p99));
+      }
+    }
+
+    // latency added at a low rate
+    for (const [k, t] of targets.entries()) {
+      progress.step(o.lowDuration + 0.5, `low load (200 req/s) ${k + 1}/${targets.length}: ${t.name}`);
+      const l = await lowLoadLatency(`${t.url}/`, 200, o.lowDuration);
+      const s = sums.get(t.name) as TargetSummary;
+      s.lowP50 = l.p50;
+      s.lowP99 = l.p99;
+    }
+    const direct = sums.get('direct');
+    for (const s of sums.values()) {
+      if (direct?.lowP50 !== undefined && s.lowP50 !== undefined) s.addedP50 = s.lowP50 - direct.lowP50;
+      if (direct?.lowP99 !== undefined && s.lowP99 !== undefined) s.addedP99 = s.lowP99 - direct.lowP99;
+    }
+
+    // 1 MiB responses
+    for (const [k, t] of targets.entries()) {
+      progress.step(o.bigDuration + 0.5, `1 MiB responses ${k + 1}/${targets.length}: ${t.name}`);
+      const r = await runAutocannon(`${t.url}/1m`, o.bigDuration, 10);
+      const s = sums.get(t.name) as TargetSummary;
+      s.bigRps = r.rps;
+      s.bigMiBps = r.bytesPerSec / ONE_MIB;
+    }
+
+    // RSS per idle keep-alive connection
+    for (const [k, t] of idleTargets.entries()) {
+      if (o.idle === 0) break;
+      progress.step(8, `${o.idle} idle connections ${k + 1}/${idleTargets.length}: ${t.name}`);
+      const pids = processTree(t.pid);
+      await new Promise((r) => setTimeout(r, 1_000));
+      const before = treeRssBytes(pids);
+      const idle = await idleConnections(t.url, o.idle);
+      await new Promise((r) => setTimeout(r, 1_500));
+      const after = treeRssBytes(processTree(t.pid));
+      idle.close();
+      const s = sums.get(t.name) as TargetSummary;
+      s.idleOpen = idle.open;
+      s.idlePerConn = idle.open > 0 ? (after - before) / idle.open : NaN;
+      await new Promise((r) => setTimeout(r, 1_000));
+    }
+
+    report(o, started, be.kind, [...sums.values()]);
+  } finally {
+    await stopAll();
+  }
+}
+
+function report(o: Options, started: Date, backendKind: string, all: TargetSummary[]): void {
+  const get = (n: string): TargetSummary | undefined => all.find((s) => s.name === n);
+  const drover = get('drover');
+  const lines: string[] = [];
+  lines.push(`| target | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | wrk req/s | wrk p99 ms | added p50 / p99 ms @200 req/s | RSS/idle conn KiB | 1 MiB req/s |`);
+  lines.push(`|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`);
+  for (const s of all) {
+    lines.push(
+      `| ${s.name} | ${fmt(s.rps)} | ${fmt(s.p50, 2)} | ${fmt(s.p99, 2)} | ${fmt(s.cpuPerReq, 1)} | ${fmt(s.rssPeak / ONE_MIB, 1)} | ${fmt(s.wrkRps)} | ${fmt(s.wrkP99, 2)} | ${s.name === 'direct' ? `(${fmt(s.lowP50, 3)} / ${fmt(s.lowP99, 3)} abs)` : `${fmt(s.addedP50, 3)} / ${fmt(s.addedP99, 3)}`} | ${fmt(s.idlePerConn === undefined ? undefined : s.idlePerConn / 1024, 1)} | ${fmt(s.bigRps)} |`,
+    );
+  }
+  const ratios: Record<string, { rps: number; cpuPerReq: number; idlePerConn?: number }> = {};
+  const ratioLines: string[] = [];
+  if (drover !== undefined) {
+    for (const s of all) {
+      if (s.name === 'drover' || s.name === 'direct') continue;
+      const r = { rps: drover.rps / s.rps, cpuPerReq: drover.cpuPerReq / s.cpuPerReq, ...(drover.idlePerConn !== undefined && s.idlePerConn !== undefined ? { idlePerConn: drover.idlePerConn / s.idlePerConn } : {}) };
+      ratios[s.name] = r;
+      ratioLines.push(`| drover / ${s.name} | ${fmt(r.rps, 2)}x | ${fmt(r.cpuPerReq, 2)}x | ${r.idlePerConn === undefined ? '-' : `${fmt(r.idlePerConn, 2)}x`} |`);
+    }
+  }
+  const lost = all.reduce((a, s) => a + s.lost, 0);
+  const cmd = `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim();
+  const header = `${started.toISOString()} · ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'} · Node ${process.version} · backends: ${backendKind} · ${o.rounds} interleaved rounds, ${o.duration} s each, 50 connections, medians`;
+  const md = [`### drover benchmark`, '', `\`${cmd}\` — ${header}`, '', ...lines, '', '| ratio | req/s | CPU/req | RSS/idle conn |', '|---|---:|---:|---:|', ...ratioLines, '', `requests lost or not answered 2xx (all targets, all runs; sent - answered - 50 in flight at the stop, plus non-2xx and errors): ${lost}`].join('\n');
+  process.stdout.write(`\n${md}\n`);
+  fs.mkdirSync(o.out, { recursive: true });
+  const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*$/, '');
+  const json = path.join(o.out, `${stamp}.json`);
+  fs.writeFileSync(json, `${JSON.stringify({ command: cmd, started: started.toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version }, backends: backendKind, options: o, targets: all, ratios, markdown: md }, null, 2)}\n`);
+  const panels: Panel[] = [
+    { title: 'requests/s (autocannon, 50 conns, median)', format: (v) => v.toFixed(0), values: all.map((s) => ({ label: s.name, value: s.rps })) },
+    { title: 'CPU µs per request (process tree)', format: (v) => v.toFixed(1), values: all.filter((s) => s.name !== 'direct').map((s) => ({ label: s.name, value: s.cpuPerReq })) },
+    { title: 'p99 latency ms under load', format: (v) => v.toFixed(2), values: all.map((s) => ({ label: s.name, value: s.p99 })) },
+    { title: 'added p50 latency ms at 200 req/s', format: (v) => v.toFixed(3), values: all.filter((s) => s.name !== 'direct').map((s) => ({ label: s.name, value: Math.max(0, s.addedP50 ?? 0) })) },
+    { title: 'peak RSS MiB under load', format: (v) => v.toFixed(1), values: all.filter((s) => s.name !== 'direct').map((s) => ({ label: s.name, value: s.rssPeak / ONE_MIB })) },
+    { title: '1 MiB responses/s (10 conns)', format: (v) => v.toFixed(0), values: all.map((s) => ({ label: s.name, value: s.bigRps ?? 0 })) },
+  ];
+  const svg = path.join(o.out, `${stamp}.svg`);
+  fs.writeFileSync(svg, renderChart('drover vs. peers on loopback', `${cmd} · ${header}`.slice(0, 150), panels));
+  process.stdout.write(`\nwrote ${path.relative(ROOT, json)} and ${path.relative(ROOT, svg)}\n`);
+}
+
+main().catch(async (err: unknown) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  await stopAll();
+  process.exit(1);
+});

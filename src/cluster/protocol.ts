@@ -1,0 +1,67 @@
+/**
+ * Messages between the cluster primary and its serving workers (over the cluster IPC channel,
+ * `serialization: 'advanced'`, so plain objects, arrays and Maps travel as they are).
+ *
+ * Primary -> worker: `init` (config and the first snapshot), `snapshot` (pools changed),
+ * `config` (a reload), `reopen` (SIGUSR1), `metrics` (a /metrics scrape), `stop` (graceful shutdown).
+ * Worker -> primary: `hello` (ready for `init`), `listening`, `stats` (per-backend counter deltas
+ * and in-flight counts, plus passive-health outcomes in order), `metrics` (the answer).
+ */
+import type { DroverConfig } from '../config/types.js';
+import type { MemberSpec } from '../../routing/types.js';
+import type { PassiveOutcome } from '../../health/types.js';
+
+/** One service's pool as the primary sees it: members (draining = registry or admin) and availability. */
+export interface ServiceSnapshot {
+  readonly name: string;
+  /** current members; `draining` is the registry's or the admin API's drain */
+  readonly members: readonly MemberSpec[];
+  /** ids the primary's health store considers unavailable */
+  readonly unavailable: readonly string[];
+}
+
+/** Every pool, pushed whole on each (coalesced) change: a few services of a few backends each. */
+export interface PoolsSnapshot {
+  /** increases with every snapshot; a worker ignores an older one */
+  readonly seq: number;
+  readonly services: readonly ServiceSnapshot[];
+}
+
+export type PrimaryMessage =
+  | { readonly drover: 'init'; readonly config: DroverConfig; readonly snapshot: PoolsSnapshot }
+  | { readonly drover: 'snapshot'; readonly snapshot: PoolsSnapshot }
+  | { readonly drover: 'config'; readonly config: DroverConfig; readonly snapshot: PoolsSnapshot }
+  | { readonly drover: 'reopen' }
+  | { readonly drover: 'metrics'; readonly id: number }
+  | { readonly drover: 'stop'; readonly graceMs: number };
+
+/** Per-backend counter changes since the worker's previous `stats` message. */
+export interface BackendStats {
+  readonly service: string;
+  readonly id: string;
+  /** requests sent since the last message */
+  readonly requests: number;
+  /** failures since the last message */
+  readonly failures: number;
+  /** requests in flight now (absolute) */
+  readonly inflight: number;
+}
+
+/** One passive-health outcome, run-length encoded: consecutive successes collapse into one. */
+export interface PassiveReport {
+  readonly service: string;
+  readonly id: string;
+  readonly outcome: PassiveOutcome;
+}
+
+export type WorkerMessage =
+  | { readonly drover: 'hello' }
+  | { readonly drover: 'listening'; readonly listen: readonly { host: string; port: number }[] }
+  | { readonly drover: 'stats'; readonly backends: readonly BackendStats[]; readonly passive: readonly PassiveReport[] }
+  /** answer to `metrics`: the worker registry's `getMetricsAsJSON()` */
+  | { readonly drover: 'metrics'; readonly id: number; readonly metrics: readonly object[] };
+
+/** True for a drover cluster message (node:cluster's own messages share the channel). */
+export function isDroverMessage(m: unknown): m is { drover: string } {
+  return typeof m === 'object' && m !== null && typeof (m as { drover?: unknown }).drover === 'string';
+}

@@ -1,0 +1,150 @@
+/**
+ * A serving worker's view of the proxy: the same `ProxyState` the single-process runtime builds,
+ * but its pools are fed by the primary's snapshots instead of registries and health checks.
+ * Per-request work is the same as in one process; what crosses to the primary is batched
+ * (counter deltas and passive outcomes, see `WorkerStats`).
+ */
+import type { Backend } from '../../routing/backend.js';
+import type { PassiveOutcome } from '../../health/types.js';
+import { defaultServiceConfig } from '../config/defaults.js';
+import type { DroverConfig, ServiceConfig } from '../config/types.js';
+import type { Metrics } from '../metrics.js';
+import { buildProxyState, ServiceEntry } from '../proxy/service.js';
+import type { AccessLogEntry, ProxyState } from '../proxy/types.js';
+import { releaseUpstream } from '../proxy/upstream.js';
+import type { BackendStats, PassiveReport, PoolsSnapshot } from './protocol.js';
+
+/** Where a worker's passive outcomes go (batched to the primary). */
+export interface PassiveSink {
+  passive(service: string, id: string, outcome: PassiveOutcome): void;
+}
+
+/** Per-backend counters already reported, to send deltas. */
+interface Reported {
+  requests: number;
+  failures: number;
+  inflight: number;
+}
+
+/** The worker's services, routes and state; `state` is what the listeners read. */
+export class WorkerProxy implements PassiveSink {
+  state: ProxyState;
+  private config: DroverConfig;
+  private readonly metrics: Metrics;
+  private readonly services = new Map<string, ServiceEntry>();
+  private accessLog: ((entry: AccessLogEntry) => void) | undefined;
+  private seq = -1;
+  private readonly reported = new WeakMap<Backend, Reported>();
+  /** passive outcomes not yet sent, in order; successes collapsed per backend */
+  private pending: PassiveReport[] = [];
+  /** backends whose last pending outcome is a success (a further success adds nothing) */
+  private readonly lastWasSuccess = new Set<string>();
+  /** called when a failure is queued, so it reaches the primary promptly */
+  onFailureQueued: (() => void) | undefined;
+
+  constructor(config: DroverConfig, metrics: Metrics, accessLog: ((entry: AccessLogEntry) => void) | undefined) {
+    this.config = config;
+    this.metrics = metrics;
+    this.accessLog = accessLog;
+    this.state = this.build();
+  }
+
+  /** A config reload from the primary. */
+  setConfig(config: DroverConfig): void {
+    this.config = config;
+    for (const svc of this.services.values()) svc.reconfigure(this.serviceConfig(svc.name));
+    this.state = this.build();
+  }
+
+  setAccessLog(sink: ((entry: AccessLogEntry) => void) | undefined): void {
+    this.accessLog = sink;
+    this.state = this.build();
+  }
+
+  /** Applies the primary's pools: members, then availability. */
+  apply(snapshot: PoolsSnapshot): void {
+    if (snapshot.seq <= this.seq) return;
+    this.seq = snapshot.seq;
+    let created = false;
+    const seen = new Set<string>();
+    for (const s of snapshot.services) {
+      seen.add(s.name);
+      let svc = this.services.get(s.name);
+      if (svc === undefined) {
+        svc = new ServiceEntry(this.serviceConfig(s.name), this.metrics, (service, id, outcome) => this.passive(service, id, outcome));
+        this.services.set(s.name, svc);
+        created = true;
+      }
+      const diff = svc.pool.sync(s.members);
+      for (const b of diff.removed) void releaseUpstream(b);
+      const down = new Set(s.unavailable);
+      for (const m of s.members) svc.pool.setAvailable(m.id, !down.has(m.id));
+    }
+    for (const [name, svc] of this.services) {
+      if (!seen.has(name)) for (const b of svc.pool.sync([]).removed) void releaseUpstream(b);
+    }
+    if (created) this.state = this.build();
+  }
+
+  passive(service: string, id: string, outcome: PassiveOutcome): void {
+    const key = `${service}\u0000${id}`;
+    if (outcome.kind === 'success') {
+      // Any success resets a failure run; a second one in a row tells the primary nothing new.
+      if (this.lastWasSuccess.has(key)) return;
+      this.lastWasSuccess.add(key);
+      this.pending.push({ service, id, outcome });
+      return;
+    }
+    this.lastWasSuccess.delete(key);
+    this.pending.push({ service, id, outcome });
+    this.onFailureQueued?.();
+  }
+
+  /** Takes the queued passive outcomes. */
+  takePassive(): PassiveReport[] {
+    const out = this.pending;
+    this.pending = [];
+    // The next success after a flush is sent again: the primary may have seen failures meanwhile
+    // from another worker, and one message per backend per flush is cheap.
+    this.lastWasSuccess.clear();
+    return out;
+  }
+
+  /** Counter deltas and in-flight counts of backends that changed since the last call. */
+  takeStats(): BackendStats[] {
+    const out: BackendStats[] = [];
+    for (const svc of this.services.values()) {
+      for (const b of svc.pool.backends()) {
+        let r = this.reported.get(b);
+        if (r === undefined) {
+          r = { requests: 0, failures: 0, inflight: 0 };
+          this.reported.set(b, r);
+        }
+        if (b.requests === r.requests && b.failures === r.failures && b.inflight === r.inflight) continue;
+        out.push({ service: svc.name, id: b.id, requests: b.requests - r.requests, failures: b.failures - r.failures, inflight: b.inflight });
+        r.requests = b.requests;
+        r.failures = b.failures;
+        r.inflight = b.inflight;
+      }
+    }
+    return out;
+  }
+
+  /** Every backend of every pool (for shutdown). */
+  *backends(): Iterable<Backend> {
+    for (const svc of this.services.values()) yield* svc.pool.backends();
+  }
+
+  close(): void {
+    for (const svc of this.services.values()) svc.pool.close();
+  }
+
+  private serviceConfig(name: string): ServiceConfig {
+    return this.config.services.find((s) => s.name === name) ?? defaultServiceConfig(name);
+  }
+
+  private build(): ProxyState {
+    return buildProxyState(this.config, this.services, this.accessLog);
+  }
+
+}
