@@ -4,15 +4,20 @@
  */
 import type { DroverConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
-import { EtcdRegistry } from './etcd.js';
 import { FileRegistry } from './file.js';
 import type { Registry } from './types.js';
 
-/** The registries `config.registry` describes (file first, then etcd). */
-export function createRegistries(config: DroverConfig, logger: Logger): Registry[] {
+/**
+ * The registries `config.registry` describes (file first, then etcd). The etcd client (gRPC and
+ * protobufs) is loaded only when a config names etcd: it is most of drover's start-up time.
+ */
+export async function createRegistries(config: DroverConfig, logger: Logger): Promise<Registry[]> {
   const out: Registry[] = [];
   if (config.registry.file !== undefined) out.push(new FileRegistry(config.registry.file, logger));
-  if (config.registry.etcd !== undefined) out.push(new EtcdRegistry(config.registry.etcd, logger.child({ component: 'etcd' })));
+  if (config.registry.etcd !== undefined) {
+    const { EtcdRegistry } = await import('./etcd.js');
+    out.push(new EtcdRegistry(config.registry.etcd, logger.child({ component: 'etcd' })));
+  }
   return out;
 }
 
