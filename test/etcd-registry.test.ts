@@ -182,6 +182,20 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     await waitFor(() => sink.view()['api'] === undefined, 5000, 'api gone');
   });
 
+  it('an established watch outlives the call deadline: no reconnect, a put long after creation lands at once', async () => {
+    const p = nextPrefix();
+    const { sink } = await startRegistry(etcd.endpoints, p, {}, { ...FAST, callTimeoutMs: 400 });
+    await waitFor(() => sink.synced.has('etcd'), 5000, 'initial sync');
+    await new Promise((r) => setTimeout(r, 1500)); // more than 3 creation deadlines
+    const t0 = Date.now();
+    await kv.put(`${p}web/late`).value('127.0.0.1:9001');
+    await waitFor(() => sink.view()['web']?.['late'] !== undefined, 1000, 'the late put');
+    expect(Date.now() - t0).toBeLessThan(1000);
+    // One connect, never a flap: the watch was not torn down by its creation timer.
+    expect(sink.connectedHistory).toEqual([false, true]);
+    expect(sink.events.resync).toBe(0);
+  });
+
   it('reads the traefik layout', async () => {
     const p = `traefik${++prefixSeq}/`;
     const k = (svc: string, n: string, f: string): string => `${p}http/services/${svc}/loadbalancer/servers/${n}/${f}`;

@@ -3,8 +3,12 @@
  * etcd) reports for each service, and hands each touched service's merged list to the runtime,
  * which diffs it into the service's pool.
  *
- * Bursts are coalesced: events only mark services dirty, and one flush a short moment later
- * (`coalesceMs`) delivers each touched service once, however many events touched it.
+ * Bursts are coalesced: events only mark services dirty, and one flush delivers each touched
+ * service once, however many events touched it. The flush is a debounce with a cap: it happens
+ * once no event arrived for `coalesceMs` (10 ms), or `maxWaitMs` (250 ms) after the first
+ * pending event, whichever comes first. A lone change therefore reaches its pool ~10 ms after
+ * etcd sent it, while a storm (a deploy writing 1 000 keys in a second) costs a handful of pool
+ * rebuilds per touched service instead of one per event, and no change waits longer than the cap.
  */
 import type { Logger } from '../log.js';
 import type { MemberSpec } from '../../routing/types.js';
@@ -28,9 +32,18 @@ export interface DirectoryOptions {
   readonly onChange: (changed: ReadonlyMap<string, readonly MemberSpec[]>) => void;
   readonly observer: DirectoryObserver;
   readonly logger: Logger;
-  /** ms to wait after the first event of a burst before flushing; default 10 */
+  /** ms without a new event after which pending changes are flushed (debounce); default 10 */
   readonly coalesceMs?: number;
+  /** ms after the first pending event by which a flush happens even if events keep coming; default 250 */
+  readonly maxWaitMs?: number;
+  /** injected clock (ms) for deterministic tests; default Date.now */
+  readonly now?: () => number;
 }
+
+/** Default debounce of the directory, ms. */
+export const DEFAULT_COALESCE_MS = 10;
+/** Default cap on how long a pending change waits during a storm, ms. */
+export const DEFAULT_MAX_WAIT_MS = 250;
 
 export class ServiceDirectory implements RegistrySink {
   /** service -> source -> id -> member */
@@ -40,14 +53,22 @@ export class ServiceDirectory implements RegistrySink {
   private readonly connectedSources = new Map<string, boolean>();
   private expected: readonly string[] = [];
   private timer: NodeJS.Timeout | undefined;
+  /** when the timer fires (ms, `now()` clock) */
+  private timerDue = 0;
+  /** when the oldest pending change arrived (ms); meaningful while `dirty` is not empty */
+  private firstPendingAt = 0;
   private readonly opts: DirectoryOptions;
   private readonly coalesceMs: number;
+  private readonly maxWaitMs: number;
+  private readonly now: () => number;
   /** key + value pairs already logged as invalid: each is logged once */
   private readonly loggedInvalid = new Set<string>();
 
   constructor(opts: DirectoryOptions) {
     this.opts = opts;
-    this.coalesceMs = opts.coalesceMs ?? 10;
+    this.coalesceMs = opts.coalesceMs ?? DEFAULT_COALESCE_MS;
+    this.maxWaitMs = Math.max(opts.maxWaitMs ?? DEFAULT_MAX_WAIT_MS, this.coalesceMs);
+    this.now = opts.now ?? Date.now;
   }
 
   /** The sources `/readyz` waits for (besides static, which is always synced). */
@@ -134,7 +155,11 @@ export class ServiceDirectory implements RegistrySink {
   }
 
   markSynced(source: string): void {
+    const first = !this.synced.has(source);
     this.synced.add(source);
+    // The first full list goes to the pools now, not after the debounce: `/readyz` turns 200 as
+    // soon as every source is synced, and a ready drover must already route to those members.
+    if (first) this.flush();
   }
 
   setConnected(source: string, connected: boolean): void {
@@ -186,14 +211,23 @@ export class ServiceDirectory implements RegistrySink {
   }
 
   private touch(service: string): void {
+    const now = this.now();
+    if (this.dirty.size === 0) this.firstPendingAt = now;
     this.dirty.add(service);
-    if (this.timer === undefined) {
-      this.timer = setTimeout(() => {
-        this.timer = undefined;
-        this.flush();
-      }, this.coalesceMs);
-      this.timer.unref();
-    }
+    // Never earlier than now (a fake or stepped clock); only ever moves later within one burst.
+    this.timerDue = Math.max(now, Math.min(now + this.coalesceMs, this.firstPendingAt + this.maxWaitMs));
+    // One timer per burst, not one per event: the timer re-arms itself if the due time moved.
+    if (this.timer === undefined) this.arm(now);
+  }
+
+  private arm(now: number): void {
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const t = this.now();
+      if (this.dirty.size > 0 && this.timerDue > t) this.arm(t);
+      else this.flush();
+    }, Math.max(0, this.timerDue - now));
+    this.timer.unref();
   }
 }
 

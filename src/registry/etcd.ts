@@ -20,6 +20,7 @@ import { readFile } from 'node:fs/promises';
 import { rootCertificates } from 'node:tls';
 import {
   Etcd3,
+  GRPCCancelledError,
   Range,
   castGrpcError,
   isRecoverableError,
@@ -84,9 +85,11 @@ class HostSkipPolicy {
       this.downUntil = 0;
       return result;
     } catch (err) {
-      if (err instanceof Error && isRecoverableError(castGrpcError(err))) {
+      const cast = err instanceof Error ? castGrpcError(err) : undefined;
+      // A call we cancelled ourselves (a watch stream we ended) says nothing about the endpoint.
+      if (cast !== undefined && !(cast instanceof GRPCCancelledError) && isRecoverableError(cast)) {
         this.downUntil = Date.now() + this.retryMs;
-        this.lastFailure = err.message;
+        this.lastFailure = cast.message;
       }
       throw err;
     }
@@ -354,6 +357,8 @@ export class EtcdRegistry implements Registry {
       stream.on('end', () => finish({ relist: false, reason: 'stream ended by the server' }));
       stream.on('data', (res: IWatchResponse) => {
         if (settled) return;
+        // Created: the creation deadline no longer applies (the stream then lives as long as etcd does).
+        if (res.created) clearTimeout(createTimer);
         try {
           const end = this.onWatchResponse(res);
           if (end !== undefined) finish(end);

@@ -1,0 +1,189 @@
+/**
+ * Coalescing in the ServiceDirectory (src/registry/directory.ts): a debounce of `coalesceMs`
+ * capped at `maxWaitMs`. Unit part: vitest's fake timers (deterministic). Real part: 1 000 puts
+ * through a real etcd and the real EtcdRegistry, counting `onChange` deliveries per service.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { Etcd3 } from 'etcd3';
+import { DEFAULT_COALESCE_MS, DEFAULT_MAX_WAIT_MS, ServiceDirectory } from '../src/registry/directory.js';
+import { EtcdRegistry } from '../src/registry/etcd.js';
+import { silentLogger } from '../src/log.js';
+import type { MemberSpec } from '../routing/types.js';
+import { describeEtcd, startEtcd, type EtcdServer } from './helpers/etcd.js';
+
+interface Delivery {
+  readonly at: number;
+  readonly service: string;
+  readonly ids: string[];
+}
+
+function directory(opts: { coalesceMs?: number; maxWaitMs?: number } = {}): { dir: ServiceDirectory; deliveries: Delivery[] } {
+  const deliveries: Delivery[] = [];
+  const dir = new ServiceDirectory({
+    ...opts,
+    onChange: (changed) => {
+      for (const [service, members] of changed) deliveries.push({ at: Date.now(), service, ids: members.map((m) => m.id).sort() });
+    },
+    observer: { event: () => undefined, connected: () => undefined, invalid: () => undefined },
+    logger: silentLogger(),
+  });
+  return { dir, deliveries };
+}
+
+const member = (id: string, port = 9000): MemberSpec => ({ id, url: `http://127.0.0.1:${port}`, weight: 1, draining: false, source: 'etcd' });
+
+function perService(deliveries: readonly Delivery[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const d of deliveries) out[d.service] = (out[d.service] ?? 0) + 1;
+  return out;
+}
+
+describe('ServiceDirectory coalescing (fake timers)', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('defaults are a 10 ms debounce capped at 250 ms', () => {
+    expect([DEFAULT_COALESCE_MS, DEFAULT_MAX_WAIT_MS]).toEqual([10, 250]);
+  });
+
+  it('a lone change is delivered 10 ms after it arrived, not before', () => {
+    vi.useFakeTimers({ now: 0 });
+    const { dir, deliveries } = directory();
+    dir.put('etcd', 'web', member('a'));
+    vi.advanceTimersByTime(9);
+    expect(deliveries).toEqual([]);
+    vi.advanceTimersByTime(1);
+    expect(deliveries).toEqual([{ at: 10, service: 'web', ids: ['a'] }]);
+  });
+
+  // Each row: events at the given spacing (ms; 0 = same tick) spread over services; expected
+  // deliveries per service and the longest any change waited.
+  const rows = [
+    { name: '1 000 events in one tick, 4 services', events: 1000, spacingMs: 0, services: 4, perService: 1, maxWait: 10 },
+    { name: '1 000 events 1 ms apart (1 s), 4 services', events: 1000, spacingMs: 1, services: 4, perService: 4, maxWait: 250 },
+    { name: '100 events 5 ms apart (0.5 s), 1 service', events: 100, spacingMs: 5, services: 1, perService: 2, maxWait: 250 },
+    { name: '10 events 20 ms apart: no burst, each delivered on its own', events: 10, spacingMs: 20, services: 1, perService: 10, maxWait: 10 },
+  ];
+  it.each(rows)('$name', (row) => {
+    vi.useFakeTimers({ now: 0 });
+    const { dir, deliveries } = directory();
+    const arrived: { at: number; service: string; id: string }[] = [];
+    for (let i = 0; i < row.events; i++) {
+      const service = `s${i % row.services}`;
+      const id = `m${i}`;
+      dir.put('etcd', service, member(id));
+      arrived.push({ at: Date.now(), service, id });
+      if (row.spacingMs > 0) vi.advanceTimersByTime(row.spacingMs);
+    }
+    vi.advanceTimersByTime(1000);
+    const counts = perService(deliveries);
+    for (let s = 0; s < row.services; s++) expect(counts[`s${s}`]).toBe(row.perService);
+    // Every member arrives in the first delivery after its event, within the cap.
+    let longest = 0;
+    for (const a of arrived) {
+      const d = deliveries.find((x) => x.service === a.service && x.at >= a.at && x.ids.includes(a.id));
+      expect(d, `member ${a.id} delivered`).toBeDefined();
+      longest = Math.max(longest, (d as Delivery).at - a.at);
+    }
+    expect(longest).toBe(row.maxWait);
+    // The last delivery of each service holds its whole final member list.
+    for (let s = 0; s < row.services; s++) {
+      const last = deliveries.filter((d) => d.service === `s${s}`).at(-1) as Delivery;
+      expect(last.ids.length).toBe(Math.ceil((row.events - s) / row.services));
+    }
+  });
+
+  it('a service touched only once in a storm is delivered once, with the storm', () => {
+    vi.useFakeTimers({ now: 0 });
+    const { dir, deliveries } = directory();
+    dir.put('etcd', 'quiet', member('q'));
+    for (let i = 0; i < 200; i++) {
+      dir.put('etcd', 'busy', member(`b${i}`));
+      vi.advanceTimersByTime(1);
+    }
+    vi.advanceTimersByTime(100);
+    expect(perService(deliveries)).toEqual({ quiet: 1, busy: 1 });
+    expect(deliveries.map((d) => d.at)).toEqual([209, 209]);
+  });
+
+  it('the first full list of a source is delivered at once by markSynced: ready means routable', () => {
+    vi.useFakeTimers({ now: 0 });
+    const { dir, deliveries } = directory();
+    dir.expectSources(['etcd']);
+    dir.replaceAll('etcd', new Map([['web', [member('a')]]]));
+    expect(dir.ready()).toBe(false);
+    dir.markSynced('etcd');
+    expect(dir.ready()).toBe(true);
+    expect(deliveries).toEqual([{ at: 0, service: 'web', ids: ['a'] }]);
+    // Later re-lists (resyncs) are coalesced as usual.
+    dir.replaceAll('etcd', new Map([['web', [member('a'), member('b')]]]));
+    dir.markSynced('etcd');
+    expect(deliveries.length).toBe(1);
+    vi.advanceTimersByTime(10);
+    expect(deliveries.at(-1)).toEqual({ at: 10, service: 'web', ids: ['a', 'b'] });
+  });
+
+    it('puts that change nothing deliver nothing', () => {
+    vi.useFakeTimers({ now: 0 });
+    const { dir, deliveries } = directory();
+    dir.put('etcd', 'web', member('a'));
+    vi.advanceTimersByTime(20);
+    for (let i = 0; i < 50; i++) dir.put('etcd', 'web', member('a'));
+    vi.advanceTimersByTime(500);
+    expect(deliveries.length).toBe(1);
+  });
+});
+
+describeEtcd('ServiceDirectory coalescing with a real etcd burst', () => {
+  let etcd: EtcdServer;
+  let kv: Etcd3;
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    kv = etcd.client();
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+  });
+
+  it('1 000 puts to 10 services at once: a few deliveries per service, not hundreds; a later lone put lands fast', async () => {
+    const prefix = `/coalesce${process.pid}/`;
+    const { dir, deliveries } = directory();
+    const reg = new EtcdRegistry({ endpoints: etcd.endpoints, prefix, layout: 'drover' }, silentLogger(), { backoff: { initialMs: 20, maxMs: 200 } });
+    await reg.start(dir);
+    try {
+      const deadline = Date.now() + 10_000;
+      while (!dir.ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      dir.expectSources(['etcd']);
+      await new Promise((r) => setTimeout(r, 50));
+      deliveries.length = 0;
+      const t0 = Date.now();
+      // 1 000 puts at once, as a deploy script or a registrator resync writes them.
+      await Promise.all(Array.from({ length: 1000 }, (_, i) => kv.put(`${prefix}svc${i % 10}/m${i}`).value(`127.0.0.1:${10_000 + i}`)));
+      const writeMs = Date.now() - t0;
+      const end = Date.now() + 5000;
+      while (Date.now() < end && dir.merged('svc9').length < 100) await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, DEFAULT_MAX_WAIT_MS + 50));
+      const counts = perService(deliveries);
+      process.stdout.write(`[coalesce] 1000 puts written in ${writeMs} ms; deliveries per service: ${JSON.stringify(counts)}\n`);
+      expect(Object.keys(counts).sort()).toEqual(Array.from({ length: 10 }, (_, i) => `svc${i}`).sort());
+      for (let s = 0; s < 10; s++) {
+        expect(dir.merged(`svc${s}`).length).toBe(100);
+        // at most one per started 250 ms of writing, plus the trailing one: never one per event
+        expect(counts[`svc${s}`]).toBeLessThanOrEqual(Math.ceil(writeMs / DEFAULT_MAX_WAIT_MS) + 1);
+      }
+      // After the storm, one lone put reaches onChange within a few debounce periods.
+      deliveries.length = 0;
+      const t1 = Date.now();
+      await kv.put(`${prefix}svc0/late`).value('127.0.0.1:9');
+      const until = Date.now() + 2000;
+      while (deliveries.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 1));
+      expect(deliveries.map((d) => d.service)).toEqual(['svc0']);
+      expect(Date.now() - t1).toBeLessThan(DEFAULT_MAX_WAIT_MS);
+    } finally {
+      await reg.close();
+      dir.close();
+      await kv.delete().prefix(prefix);
+    }
+  });
+});
