@@ -318,6 +318,8 @@ export class Runtime implements AdminModel {
   async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
     const closing = Promise.all(this.listeners.map((l) => l.close()));
+    // server.close() stops accepting at once: from here new connections are refused.
+    this.logger.info({ listeners: this.listeners.length }, 'listeners closed');
     // Keep-alive connections that go idle after their response are closed as they do.
     const idle = setInterval(() => {
       for (const l of this.listeners) l.closeIdle();

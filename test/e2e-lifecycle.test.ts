@@ -193,7 +193,7 @@ describe('graceful shutdown', () => {
     const inflight = request(d.port);
     await new Promise((r) => setTimeout(r, 200));
     d.child.kill('SIGTERM');
-    await d.waitForLog((l) => l['msg'] === 'shutting down');
+    await d.waitForLog((l) => l['msg'] === 'listeners closed');
     // new connections are refused while the old request finishes
     const refused = await new Promise<boolean>((resolve) => {
       const s = net.connect(d.port, '127.0.0.1');

@@ -44,12 +44,19 @@ export interface HeaderEdits {
 export const NO_EDITS: HeaderEdits = { set: [], remove: new Set() };
 
 /** Names listed in a `Connection` header value, lower-cased ("close" and "keep-alive" included). */
-function connectionTokens(value: string | undefined, into: Set<string>): void {
-  if (value === undefined) return;
+function connectionTokens(value: string | undefined, named: Set<string> | undefined): Set<string> | undefined {
+  if (value === undefined) return named;
+  // Nearly every message says just `keep-alive` or `close`: both are hop-by-hop already, so
+  // the common case allocates nothing.
+  if (value.length <= 10) {
+    const v = value.toLowerCase();
+    if (v === 'keep-alive' || v === 'close') return named;
+  }
   for (const token of value.split(',')) {
     const t = token.trim().toLowerCase();
-    if (t !== '') into.add(t);
+    if (t !== '' && !HOP_BY_HOP.has(t)) (named ??= new Set()).add(t);
   }
+  return named;
 }
 
 /** The result of preparing request headers for the upstream. */
@@ -68,10 +75,7 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardingI
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
-    if (name.length === 10 && name.toLowerCase() === 'connection') {
-      named ??= new Set();
-      connectionTokens(raw[i + 1], named);
-    }
+    if (name.length === 10 && name.toLowerCase() === 'connection') named = connectionTokens(raw[i + 1], named);
   }
   const out: string[] = [];
   let xff: string | undefined;
@@ -157,8 +161,7 @@ export function downstreamResponseHeaders(raw: readonly (Buffer | string)[]): st
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as Buffer | string;
     if (name.length === 10 && name.toString('latin1').toLowerCase() === 'connection') {
-      named ??= new Set();
-      connectionTokens((raw[i + 1] as Buffer | string).toString('latin1'), named);
+      named = connectionTokens((raw[i + 1] as Buffer | string).toString('latin1'), named);
     }
   }
   const out: string[] = [];
