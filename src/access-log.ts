@@ -11,7 +11,7 @@
  * |--------------|----------------|------------------------------------------------------------------|
  * | `time`       | string         | ISO 8601 UTC time the response finished (or failed)              |
  * | `request_id` | string         | `X-Request-Id` sent upstream (the client's, or generated); for answers drover gave itself before routing to a service (404, 400), the client's or `""` |
- * | `client`     | string         | peer IP address of the client connection                        |
+ * | `client`     | string         | the client's address: the peer, or behind a `trusted_proxies` peer the nearest untrusted address in X-Forwarded-For |
  * | `method`     | string         | request method                                                   |
  * | `host`       | string         | `Host` header as sent by the client (may include a port)         |
  * | `path`       | string         | request target as received, query string included                |
