@@ -7,7 +7,7 @@
  * (`drover_backend_up`, `drover_backend_inflight`) are filled at scrape time from a source the
  * runtime registers, so the data path never updates a gauge.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 
 /** Kinds of upstream failure, the `kind` label of `drover_upstream_errors_total`. */
 export type UpstreamErrorKind = 'connect' | 'timeout' | 'reset' | 'status';
@@ -57,44 +57,133 @@ export interface MetricsOptions {
   readonly defaultMetrics?: boolean;
 }
 
-type Inc = () => void;
+/**
+ * A hot-path count: a plain number bumped per request, folded into its prom-client counter at
+ * scrape time. prom-client's bound children still validate and hash their labels on every
+ * `inc()`, which measurably costs on a proxy's per-request path; a field increment does not.
+ */
+class Tally {
+  n = 0;
+  private flushed = 0;
+  constructor(readonly labels: Readonly<Record<string, string>>) {}
+
+  /** Adds what was counted since the last scrape to `counter`. */
+  flushTo(counter: Counter<string>): void {
+    const delta = this.n - this.flushed;
+    if (delta > 0) {
+      counter.inc(this.labels, delta);
+      this.flushed = this.n;
+    }
+  }
+}
 
 class BackendHandles implements BackendMetrics {
-  /** `code` -> bound increment; a handful of codes per backend, so a Map stays tiny */
-  readonly byCode = new Map<number, Inc>();
-  private readonly errors: Record<UpstreamErrorKind, Inc>;
+  /** `code` -> tally; a handful of codes per backend, so a Map stays tiny */
+  readonly byCode = new Map<number, Tally>();
+  readonly errors: Record<UpstreamErrorKind, Tally>;
 
   constructor(
-    private readonly requests: Counter<'service' | 'backend' | 'code'>,
     upstreamErrors: Counter<'service' | 'backend' | 'kind'>,
     readonly service: string,
     readonly id: string,
   ) {
-    const bind = (kind: UpstreamErrorKind): Inc => {
-      const child = upstreamErrors.labels(service, id, kind);
+    const tally = (kind: UpstreamErrorKind): Tally => {
+      const labels = { service, backend: id, kind };
       // Exported at 0 from the start, so `rate()` and alerts see the very first error. Not for
       // the service-level pseudo backend `""` (answers given without any backend): no upstream
       // is involved there, so zero series would only be noise.
-      if (id !== '') child.inc(0);
-      return () => child.inc();
+      if (id !== '') upstreamErrors.inc(labels, 0);
+      return new Tally(labels);
     };
-    this.errors = { connect: bind('connect'), timeout: bind('timeout'), reset: bind('reset'), status: bind('status') };
+    this.errors = { connect: tally('connect'), timeout: tally('timeout'), reset: tally('reset'), status: tally('status') };
   }
 
   request(code: number): void {
-    let inc = this.byCode.get(code);
-    if (inc === undefined) {
-      const child = this.requests.labels(this.service, this.id, String(code));
-      inc = () => child.inc();
-      this.byCode.set(code, inc);
+    let t = this.byCode.get(code);
+    if (t === undefined) {
+      t = new Tally({ service: this.service, backend: this.id, code: String(code) });
+      this.byCode.set(code, t);
     }
-    inc();
+    t.n++;
   }
 
   upstreamError(kind: UpstreamErrorKind): void {
     // An unknown kind (a caller bug) is dropped rather than creating an unbounded label.
-    const inc = this.errors[kind] as Inc | undefined;
-    if (inc !== undefined) inc();
+    const t = this.errors[kind] as Tally | undefined;
+    if (t !== undefined) t.n++;
+  }
+}
+
+/** One service's request-duration histogram, kept as plain bucket counts. */
+class DurationCells {
+  /** per bucket (not cumulative); the last cell is +Inf */
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+  constructor(bounds: number) {
+    this.counts = new Float64Array(bounds + 1);
+  }
+}
+
+/**
+ * `drover_request_duration_seconds` as a custom prom-client metric: `observe` is a bucket search
+ * and three additions on plain numbers; the exposition is built from them at scrape time in the
+ * shape prom-client's own histograms produce (so registries and cluster aggregation treat it the
+ * same).
+ */
+class DurationHistogram {
+  readonly name = 'drover_request_duration_seconds';
+  readonly help = 'Time from request received to response finished, in seconds, by service.';
+  readonly type = 'histogram';
+  readonly aggregator = 'sum';
+  private readonly bounds: readonly number[];
+  private readonly cells = new Map<string, DurationCells>();
+
+  constructor(bounds: readonly number[]) {
+    this.bounds = bounds;
+  }
+
+  /** The cells of one service (created on first use). */
+  cellsOf(service: string): DurationCells {
+    let c = this.cells.get(service);
+    if (c === undefined) {
+      c = new DurationCells(this.bounds.length);
+      this.cells.set(service, c);
+    }
+    return c;
+  }
+
+  observe(c: DurationCells, seconds: number): void {
+    const bounds = this.bounds;
+    let i = 0;
+    while (i < bounds.length && seconds > (bounds[i] as number)) i++;
+    c.counts[i] = (c.counts[i] as number) + 1;
+    c.sum += seconds;
+    c.count++;
+  }
+
+  remove(service: string): void {
+    this.cells.delete(service);
+  }
+
+  reset(): void {
+    this.cells.clear();
+  }
+
+  get(): { name: string; help: string; type: string; aggregator: string; values: { labels: Record<string, string | number>; value: number; metricName: string }[] } {
+    const values: { labels: Record<string, string | number>; value: number; metricName: string }[] = [];
+    const bucket = `${this.name}_bucket`;
+    for (const [service, c] of this.cells) {
+      let acc = 0;
+      for (let i = 0; i < this.bounds.length; i++) {
+        acc += c.counts[i] as number;
+        values.push({ labels: { le: this.bounds[i] as number, service }, value: acc, metricName: bucket });
+      }
+      values.push({ labels: { le: '+Inf', service }, value: c.count, metricName: bucket });
+      values.push({ labels: { service }, value: c.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: { service }, value: c.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 }
 
@@ -104,7 +193,7 @@ export class Metrics {
   readonly registry: Registry;
 
   private readonly requests: Counter<'service' | 'backend' | 'code'>;
-  private readonly duration: Histogram<'service'>;
+  private readonly duration: DurationHistogram;
   private readonly upstreamErrors: Counter<'service' | 'backend' | 'kind'>;
   private readonly backendUp: Gauge<'service' | 'backend'>;
   private readonly backendInflight: Gauge<'service' | 'backend'>;
@@ -117,6 +206,8 @@ export class Metrics {
   private readonly configReloads: Counter<'result'>;
 
   private readonly services = new Map<string, ServiceMetrics>();
+  /** service -> retries counted on the hot path, folded in at scrape time */
+  private readonly retryTallies = new Map<string, Tally>();
   /** service -> backend id -> handles */
   private readonly backends = new Map<string, Map<string, BackendHandles>>();
   /** service -> `to` values seen, so `forgetService` can remove those series */
@@ -138,19 +229,20 @@ export class Metrics {
       help: 'Requests proxied, by service, backend and the status code sent to the client.',
       labelNames: ['service', 'backend', 'code'] as const,
       registers,
+      collect() {
+        for (const byId of self.backends.values()) for (const h of byId.values()) for (const t of h.byCode.values()) t.flushTo(this);
+      },
     });
-    this.duration = new Histogram({
-      name: 'drover_request_duration_seconds',
-      help: 'Time from request received to response finished, in seconds, by service.',
-      labelNames: ['service'] as const,
-      buckets: [...DURATION_BUCKETS_SECONDS],
-      registers,
-    });
+    this.duration = new DurationHistogram(DURATION_BUCKETS_SECONDS);
+    registry.registerMetric(this.duration as unknown as Metric);
     this.upstreamErrors = new Counter({
       name: 'drover_upstream_errors_total',
       help: 'Upstream failures by service, backend and kind (connect, timeout, reset, status).',
       labelNames: ['service', 'backend', 'kind'] as const,
       registers,
+      collect() {
+        for (const byId of self.backends.values()) for (const h of byId.values()) for (const t of Object.values(h.errors)) t.flushTo(this);
+      },
     });
     this.backendUp = new Gauge({
       name: 'drover_backend_up',
@@ -175,6 +267,9 @@ export class Metrics {
       help: 'Retries to a different backend, by service.',
       labelNames: ['service'] as const,
       registers,
+      collect() {
+        for (const t of self.retryTallies.values()) t.flushTo(this);
+      },
     });
     this.healthTransitions = new Counter({
       name: 'drover_health_transitions_total',
@@ -233,12 +328,16 @@ export class Metrics {
   service(name: string): ServiceMetrics {
     let handles = this.services.get(name);
     if (handles === undefined) {
-      const duration = this.duration.labels(name);
-      const retries = this.retries.labels(name);
-      retries.inc(0); // exported from the start, like the other counters
+      const hist = this.duration;
+      const cells = hist.cellsOf(name);
+      this.retries.inc({ service: name }, 0); // exported from the start, like the other counters
+      const retries = new Tally({ service: name });
+      this.retryTallies.set(name, retries);
       handles = {
-        observeDuration: (seconds: number) => duration.observe(seconds),
-        retry: () => retries.inc(),
+        observeDuration: (seconds: number) => hist.observe(cells, seconds),
+        retry: () => {
+          retries.n++;
+        },
       };
       this.services.set(name, handles);
     }
@@ -254,7 +353,7 @@ export class Metrics {
     }
     let handles = byId.get(id);
     if (handles === undefined) {
-      handles = new BackendHandles(this.requests, this.upstreamErrors, service, id);
+      handles = new BackendHandles(this.upstreamErrors, service, id);
       byId.set(id, handles);
     }
     return handles;
@@ -285,6 +384,7 @@ export class Metrics {
     if (byId !== undefined) for (const id of [...byId.keys()]) this.forgetBackend(name, id);
     this.duration.remove(name);
     this.retries.remove(name);
+    this.retryTallies.delete(name);
     this.poolUpdates.remove(name);
     this.services.delete(name);
     const seen = this.transitionsSeen.get(name);
