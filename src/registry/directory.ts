@@ -5,10 +5,11 @@
  *
  * Bursts are coalesced: events only mark services dirty, and one flush delivers each touched
  * service once, however many events touched it. The flush is a debounce with a cap: it happens
- * once no event arrived for `coalesceMs` (10 ms), or `maxWaitMs` (250 ms) after the first
+ * once no event arrived for `coalesceMs` (10 ms), or `maxWaitMs` (1 s) after the first
  * pending event, whichever comes first. A lone change therefore reaches its pool ~10 ms after
- * etcd sent it, while a storm (a deploy writing 1 000 keys in a second) costs a handful of pool
- * rebuilds per touched service instead of one per event, and no change waits longer than the cap.
+ * etcd sent it, while a storm (a deploy writing 1 000 keys in a second) costs one pool rebuild
+ * per touched service instead of one per event. The price: under an uninterrupted stream of
+ * events (less than 10 ms apart for a whole second), a change waits up to the 1 s cap.
  */
 import type { Logger } from '../log.js';
 import type { MemberSpec } from '../../routing/types.js';
@@ -34,7 +35,7 @@ export interface DirectoryOptions {
   readonly logger: Logger;
   /** ms without a new event after which pending changes are flushed (debounce); default 10 */
   readonly coalesceMs?: number;
-  /** ms after the first pending event by which a flush happens even if events keep coming; default 250 */
+  /** ms after the first pending event by which a flush happens even if events keep coming; default 1000 */
   readonly maxWaitMs?: number;
   /** injected clock (ms) for deterministic tests; default Date.now */
   readonly now?: () => number;
@@ -43,7 +44,7 @@ export interface DirectoryOptions {
 /** Default debounce of the directory, ms. */
 export const DEFAULT_COALESCE_MS = 10;
 /** Default cap on how long a pending change waits during a storm, ms. */
-export const DEFAULT_MAX_WAIT_MS = 250;
+export const DEFAULT_MAX_WAIT_MS = 1000;
 
 export class ServiceDirectory implements RegistrySink {
   /** service -> source -> id -> member */
