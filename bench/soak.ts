@@ -88,7 +88,10 @@ interface Sample {
   readonly at: number;
   readonly rss: number;
   readonly fds: number;
+  /** drover's own series (`drover_*`): what must not grow with churn */
   readonly series: number;
+  /** every series, prom-client's process metrics included (GC kinds appear as they first occur) */
+  readonly allSeries: number;
   readonly lagMean: number;
   readonly lagP99: number;
 }
@@ -100,7 +103,7 @@ async function sample(pid: number, adminPort: number, t0: number): Promise<Sampl
   const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
   const lines = text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
   const metric = (name: string): number => Number(lines.find((l) => l.startsWith(`${name} `))?.split(' ')[1] ?? NaN);
-  return { at: (Date.now() - t0) / 1000, rss, fds, series: lines.length, lagMean: metric('nodejs_eventloop_lag_mean_seconds'), lagP99: metric('nodejs_eventloop_lag_p99_seconds') };
+  return { at: (Date.now() - t0) / 1000, rss, fds, series: lines.filter((l) => l.startsWith('drover_')).length, allSeries: lines.length, lagMean: metric('nodejs_eventloop_lag_mean_seconds'), lagP99: metric('nodejs_eventloop_lag_p99_seconds') };
 }
 
 function config(etcdUrl: string, generation: number): string {
@@ -158,6 +161,13 @@ async function main(): Promise<void> {
     child.once('exit', () => reject(new Error('drover exited')));
   });
   const pid = child.pid ?? 0;
+  // Load starts once drover is ready (etcd listed, pools built), as a load balancer in front
+  // of it would wait for /readyz: before that, 503 is the right answer.
+  for (let i = 0; i < 200; i++) {
+    const r = await fetch(`http://127.0.0.1:${ready.admin}/readyz`).catch(() => undefined);
+    if (r?.status === 200) break;
+    await new Promise((res) => setTimeout(res, 50));
+  }
   const t0 = Date.now();
   const end = t0 + MINUTES * 60_000;
   const warmupEnd = t0 + Math.min(30_000, MINUTES * 6_000);
@@ -241,7 +251,7 @@ async function main(): Promise<void> {
   const sampleTimer = setInterval(() => {
     void sample(pid, ready.admin, t0).then((s) => {
       samples.push(s);
-      process.stdout.write(`t=${s.at.toFixed(0)}s rss=${(s.rss / 2 ** 20).toFixed(1)}MiB fds=${s.fds} series=${s.series} lag_p99=${(s.lagP99 * 1000).toFixed(2)}ms sent=${sent} ok=${ok}\n`);
+      process.stdout.write(`t=${s.at.toFixed(0)}s rss=${(s.rss / 2 ** 20).toFixed(1)}MiB fds=${s.fds} series=${s.series} (all ${s.allSeries}) lag_p99=${(s.lagP99 * 1000).toFixed(2)}ms sent=${sent} ok=${ok}\n`);
     });
   }, 60_000);
 
@@ -272,7 +282,8 @@ async function main(): Promise<void> {
   const rows = [
     ['RSS (MiB)', (first.rss / 2 ** 20).toFixed(1), (last.rss / 2 ** 20).toFixed(1), pct(first.rss, last.rss), within(first.rss, last.rss)],
     ['open fds', String(first.fds), String(last.fds), pct(first.fds, last.fds), within(first.fds, last.fds)],
-    ['metric series', String(first.series), String(last.series), pct(first.series, last.series), within(first.series, last.series)],
+    ['drover_* metric series', String(first.series), String(last.series), pct(first.series, last.series), within(first.series, last.series)],
+    ['all metric series (incl. process metrics)', String(first.allSeries), String(last.allSeries), pct(first.allSeries, last.allSeries), within(first.allSeries, last.allSeries)],
     ['event loop lag mean (ms)', (first.lagMean * 1000).toFixed(2), (last.lagMean * 1000).toFixed(2), pct(first.lagMean, last.lagMean), within(first.lagMean, last.lagMean)],
     ['event loop lag p99 (ms)', (first.lagP99 * 1000).toFixed(2), (last.lagP99 * 1000).toFixed(2), pct(first.lagP99, last.lagP99), within(first.lagP99, last.lagP99)],
   ] as const;
