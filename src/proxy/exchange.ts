@@ -121,7 +121,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     // Shared listener functions find this exchange through a symbol on the response: no
     // per-request closures or bound functions.
     (res as TaggedResponse)[EXCHANGE] = this;
-    res.once('close', onResponseClose);
+    // 'close' fires once per response; `on` spares the wrapper `once` allocates per request.
+    res.on('close', onResponseClose);
     svc.earnRetry();
   }
 

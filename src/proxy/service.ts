@@ -41,6 +41,8 @@ export class ServiceEntry implements ServiceRuntime {
   private readonly metrics: Metrics;
   private readonly reporter: PassiveReporter;
   private readonly perBackend = new WeakMap<Backend, BackendCounters>();
+  /** backends whose last reported outcome was a failure (a success must reset their streak) */
+  private readonly failing = new WeakSet<Backend>();
   private tokens = RETRY_BANK;
 
   constructor(config: ServiceConfig, metrics: Metrics, reporter: PassiveReporter, configured = true) {
@@ -82,7 +84,16 @@ export class ServiceEntry implements ServiceRuntime {
 
   report(backend: Backend, outcome: AttemptOutcome): void {
     if (!backend.member) return; // a departed backend's last answers change nothing
-    this.reporter(this.name, backend.id, toPassive(outcome));
+    const passive = toPassive(outcome);
+    if (passive.kind === 'success') {
+      // A success only resets a failure streak (ejections end on the store's own timer), so
+      // the common case, a success after a success, needs no trip to the health store.
+      if (!this.failing.has(backend)) return;
+      this.failing.delete(backend);
+    } else {
+      this.failing.add(backend);
+    }
+    this.reporter(this.name, backend.id, passive);
   }
 
   earnRetry(): void {
