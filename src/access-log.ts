@@ -40,11 +40,13 @@ export interface AccessLog {
 
 /**
  * Characters of lines collected before they are handed to the file writer as one string (about
- * 30 lines). Measured: handing sonic-boom one line at a time costs about 8 µs of CPU per line (it
+ * 250 lines). Measured: handing sonic-boom one line at a time costs about 8 µs of CPU per line (it
  * re-measures its growing buffer on every write, and issues a write per line when idle enough);
- * one string per batch costs a fraction of that.
+ * one string per batch costs a fraction of that, and 64 KiB batches cost less than 8 KiB ones
+ * (access log on vs off, 15 interleaved rounds: 15.5 % of throughput lost with 8 KiB, 12.5 % with
+ * 64 KiB), because each batch is one write system call.
  */
-export const BATCH_CHARS = 8192;
+export const BATCH_CHARS = 65536;
 
 /** ms between flushes of a partly filled batch: the longest a line waits before it is written. */
 export const FLUSH_MS = 100;
