@@ -96,7 +96,7 @@ export interface Answer {
 /** One request with a fresh connection (no keep-alive surprises between tests). */
 export function request(
   port: number,
-  options: { method?: string; path?: string; headers?: http.OutgoingHttpHeaders; body?: string | Buffer; agent?: http.Agent | false } = {},
+  options: { method?: string; path?: string; headers?: http.OutgoingHttpHeaders; body?: string | Buffer; agent?: http.Agent | false; timeoutMs?: number } = {},
 ): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = http.request(
@@ -109,6 +109,9 @@ export function request(
       },
     );
     req.on('error', reject);
+    if (options.timeoutMs !== undefined) {
+      req.setTimeout(options.timeoutMs, () => req.destroy(new Error(`no answer within ${options.timeoutMs} ms`)));
+    }
     if (options.body !== undefined) req.write(options.body);
     req.end();
   });
