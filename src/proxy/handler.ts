@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { rewritePath } from '../../routing/route-table.js';
 import { Exchange } from './exchange.js';
-import { clientAddress, upstreamRequestHeaders } from './headers.js';
+import { clientAddress, NO_EDITS, upstreamRequestHeaders } from './headers.js';
 import { sendError } from './respond.js';
 import type { ProxyState } from './types.js';
 import { requestProblem, type HeadLimits } from './validate.js';
@@ -66,14 +66,9 @@ export function handleRequest(state: ProxyState, listener: ListenerInfo, req: In
     logUnproxied(state, req, 503, route.index, route.service);
     return;
   }
-  const peer = peerAddress(req);
-  const trusted = isTrusted(state, peer);
-  const edits = state.edits[route.index];
-  const { headers, requestId } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, edits ?? { set: [], remove: new Set() });
+  const { peer, trusted, clientIp } = clientOf(state, req);
+  const { headers, requestId } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
   const upstreamPath = route.stripPrefix === undefined ? url : rewritePath(route, url);
-  // `hash: ip` and the access log use the real client: the peer, or (behind a trusted proxy)
-  // the nearest address in X-Forwarded-For that is not itself a trusted proxy.
-  const clientIp = trusted ? clientAddress(peer, req.rawHeaders, (a) => isTrusted(state, a)) : peer;
   const start = (): void => {
     new Exchange(
       req,
@@ -94,6 +89,27 @@ export function handleRequest(state: ProxyState, listener: ListenerInfo, req: In
 function isTrusted(state: ProxyState, addr: string): boolean {
   if (!state.anyTrusted) return false;
   return state.trusted.check(addr, addr.includes(':') ? 'ipv6' : 'ipv4');
+}
+
+/** Who sent a request, as plain requests and upgrades both need it. */
+export interface ClientOf {
+  /** the TCP peer */
+  readonly peer: string;
+  /** the peer is in `trusted_proxies` */
+  readonly trusted: boolean;
+  /**
+   * The real client, used by `hash: ip` and the access log: the peer, or (behind a trusted
+   * proxy) the nearest address in X-Forwarded-For that is not itself a trusted proxy.
+   */
+  readonly clientIp: string;
+}
+
+/** Works out the peer, whether it is trusted, and the real client address of `req`. */
+export function clientOf(state: ProxyState, req: IncomingMessage): ClientOf {
+  const peer = peerAddress(req);
+  const trusted = isTrusted(state, peer);
+  const clientIp = trusted ? clientAddress(peer, req.rawHeaders, (a) => isTrusted(state, a)) : peer;
+  return { peer, trusted, clientIp };
 }
 
 /**

@@ -9,9 +9,9 @@ import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { rewritePath } from '../../routing/route-table.js';
 import type { Backend } from '../../routing/backend.js';
-import { clientAddress, upstreamRequestHeaders } from './headers.js';
+import { NO_EDITS, upstreamRequestHeaders } from './headers.js';
 import { requestProblem } from './validate.js';
-import { hostWithoutPort, peerAddress, type ListenerInfo } from './handler.js';
+import { clientOf, hostWithoutPort, type ListenerInfo } from './handler.js';
 import { errorBody, writeRawError } from './respond.js';
 import type { ProxyState, ServiceRuntime } from './types.js';
 
@@ -44,17 +44,13 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
     return;
   }
   const svc = state.services.get(route.service);
-  const peer = peerAddress(req);
-  const isTrusted = (a: string): boolean => state.anyTrusted && state.trusted.check(a, a.includes(':') ? 'ipv6' : 'ipv4');
-  const trusted = isTrusted(peer);
-  const clientIp = trusted ? clientAddress(peer, req.rawHeaders, isTrusted) : peer;
+  const { peer, trusted, clientIp } = clientOf(state, req);
   const backend = svc?.pool.pick({ clientIp, path, headers: req.headers });
   if (svc === undefined || backend === undefined) {
     refuse(socket, 503, route.service);
     return;
   }
-  const edits = state.edits[route.index] ?? { set: [], remove: new Set<string>() };
-  const { headers } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, edits);
+  const { headers } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
   // Connection and Upgrade are hop-by-hop, but for an upgrade they are the point: put them back.
   headers.push('connection', 'upgrade', 'upgrade', req.headers.upgrade ?? 'websocket');
   const target = new URL(backend.url);
