@@ -3,13 +3,12 @@
  * capped at `maxWaitMs`. Unit part: vitest's fake timers (deterministic). Real part: 1 000 puts
  * through a real etcd and the real EtcdRegistry, counting `onChange` deliveries per service.
  */
-import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { Etcd3 } from 'etcd3';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_COALESCE_MS, DEFAULT_MAX_WAIT_MS, ServiceDirectory } from '../src/registry/directory.js';
 import { EtcdRegistry } from '../src/registry/etcd.js';
 import { silentLogger } from '../src/log.js';
 import type { MemberSpec } from '../routing/types.js';
-import { describeEtcd, startEtcd, type EtcdServer } from './helpers/etcd.js';
+import { describeEtcd, useSharedEtcd } from './helpers/etcd.js';
 
 interface Delivery {
   readonly at: number;
@@ -163,15 +162,7 @@ describe('ServiceDirectory coalescing (fake timers)', () => {
 });
 
 describeEtcd('ServiceDirectory coalescing with a real etcd burst', () => {
-  let etcd: EtcdServer;
-  let kv: Etcd3;
-  beforeAll(async () => {
-    etcd = await startEtcd();
-    kv = etcd.client();
-  });
-  afterAll(async () => {
-    await etcd?.stop();
-  });
+  const shared = useSharedEtcd();
 
   it('1 000 puts to 10 services at once: a few deliveries per service, not hundreds; a later lone put lands fast', async () => {
     const prefix = `/coalesce${process.pid}/`;
@@ -186,7 +177,7 @@ describeEtcd('ServiceDirectory coalescing with a real etcd burst', () => {
       arrivals.push({ at: performance.now(), service });
       put(source, service, m);
     };
-    const reg = new EtcdRegistry({ endpoints: etcd.endpoints, prefix, layout: 'drover' }, silentLogger(), { backoff: { initialMs: 20, maxMs: 200 } });
+    const reg = new EtcdRegistry({ endpoints: shared.etcd.endpoints, prefix, layout: 'drover' }, silentLogger(), { backoff: { initialMs: 20, maxMs: 200 } });
     await reg.start(dir);
     try {
       const deadline = Date.now() + 10_000;
@@ -197,7 +188,7 @@ describeEtcd('ServiceDirectory coalescing with a real etcd burst', () => {
       arrivals.length = 0;
       const t0 = Date.now();
       // 1 000 puts at once, as a deploy script or a registrator resync writes them.
-      await Promise.all(Array.from({ length: 1000 }, (_, i) => kv.put(`${prefix}svc${i % 10}/m${i}`).value(`127.0.0.1:${10_000 + i}`)));
+      await Promise.all(Array.from({ length: 1000 }, (_, i) => shared.kv.put(`${prefix}svc${i % 10}/m${i}`).value(`127.0.0.1:${10_000 + i}`)));
       const writeMs = Date.now() - t0;
       const end = Date.now() + 5000;
       while (Date.now() < end && dir.merged('svc9').length < 100) await new Promise((r) => setTimeout(r, 20));
@@ -219,7 +210,7 @@ describeEtcd('ServiceDirectory coalescing with a real etcd burst', () => {
       // After the storm, one lone put reaches onChange within a few debounce periods.
       deliveries.length = 0;
       const t1 = Date.now();
-      await kv.put(`${prefix}svc0/late`).value('127.0.0.1:9');
+      await shared.kv.put(`${prefix}svc0/late`).value('127.0.0.1:9');
       const until = Date.now() + 2000;
       while (deliveries.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 1));
       expect(deliveries.map((d) => d.service)).toEqual(['svc0']);
@@ -227,7 +218,7 @@ describeEtcd('ServiceDirectory coalescing with a real etcd burst', () => {
     } finally {
       await reg.close();
       dir.close();
-      await kv.delete().prefix(prefix);
+      await shared.kv.delete().prefix(prefix);
     }
   });
 });

@@ -4,12 +4,11 @@
  * that the tests cut and restore. Nothing on the path is mocked.
  */
 import http from 'node:http';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import type { Etcd3 } from 'etcd3';
-import { describeEtcd, startEtcd, type EtcdServer } from './helpers/etcd.js';
+import { afterEach, expect, it } from 'vitest';
+import { describeEtcd, useSharedEtcd } from './helpers/etcd.js';
 import { startBackend, request, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
+import { startTcpProxy } from './helpers/tcp-proxy.js';
 
 const cleanups: (() => Promise<unknown> | unknown)[] = [];
 function later(fn: () => Promise<unknown> | unknown): void {
@@ -126,21 +125,13 @@ async function pendingOn(port: number, path: string, slowOne: TestBackend): Prom
 }
 
 describeEtcd('drover with etcd, end to end', () => {
-  let etcd: EtcdServer;
-  let kv: Etcd3;
-  beforeAll(async () => {
-    etcd = await startEtcd();
-    kv = etcd.client();
-  });
-  afterAll(async () => {
-    await etcd?.stop();
-  });
+  const shared = useSharedEtcd();
 
   it('merges static, file and etcd members; a registry-only service is routable; invalid values are counted and skipped', async () => {
     const prefix = nextPrefix();
     const [s1, f1, e1, e2, r1] = await backends('static-1', 'file-1', 'etcd-1', 'etcd-2', 'reg-1');
-    await kv.put(`${prefix}web/etcd-1`).value(JSON.stringify({ url: e1.url, weight: 1, zone: 'a', meta: { v: 1 } }));
-    await kv.put(`${prefix}regonly/r1`).value(r1.url.replace('http://', '')); // bare host:port
+    await shared.kv.put(`${prefix}web/etcd-1`).value(JSON.stringify({ url: e1.url, weight: 1, zone: 'a', meta: { v: 1 } }));
+    await shared.kv.put(`${prefix}regonly/r1`).value(r1.url.replace('http://', '')); // bare host:port
     const d = await drover(
       `
 listen: [{address: 127.0.0.1:0}]
@@ -148,7 +139,7 @@ admin: {address: 127.0.0.1:0}
 access_log: off
 registry:
   file: services.yaml
-  etcd: {endpoints: [${etcd.endpoints[0]}], prefix: ${prefix}}
+  etcd: {endpoints: [${shared.etcd.endpoints[0]}], prefix: ${prefix}}
 services:
   web:
     backends: [{url: ${s1.url}, id: static-1}]
@@ -168,21 +159,21 @@ routes:
     expect(await metric(d, 'drover_registry_connected', 'source="etcd"')).toBe(1);
 
     // A watched put adds a member in place.
-    await kv.put(`${prefix}web/etcd-2`).value(e2.url);
+    await shared.kv.put(`${prefix}web/etcd-2`).value(e2.url);
     await waitFor(async () => (await poolIds(d, 'web')).includes('etcd-2'), 'etcd-2 in the pool');
     expect(uniq(await bodies(d.port, '/', 12))).toEqual(['etcd-1', 'etcd-2', 'file-1', 'static-1']);
     expect(await metric(d, 'drover_registry_events_total', 'source="etcd",type="put"')).toBeGreaterThanOrEqual(1);
 
     // An invalid value: counted, skipped; an invalid update of a valid key keeps its last value.
     const invalidBefore = await metric(d, 'drover_registry_invalid_entries_total', 'source="etcd"');
-    await kv.put(`${prefix}web/broken`).value('{"url": 12}');
-    await kv.put(`${prefix}web/etcd-2`).value('not a url at all');
+    await shared.kv.put(`${prefix}web/broken`).value('{"url": 12}');
+    await shared.kv.put(`${prefix}web/etcd-2`).value('not a url at all');
     await waitFor(async () => (await metric(d, 'drover_registry_invalid_entries_total', 'source="etcd"')) >= invalidBefore + 2, 'invalid entries counted');
     expect(await poolIds(d, 'web')).toBe('etcd-1:unknown,etcd-2:unknown,file-1:unknown,static-1:unknown');
     const after = await bodies(d.port, '/', 12);
     expect(uniq(after)).toEqual(['etcd-1', 'etcd-2', 'file-1', 'static-1']);
     // Deleting the etcd member of the registry-only service leaves it with no backend.
-    await kv.delete().key(`${prefix}regonly/r1`);
+    await shared.kv.delete().key(`${prefix}regonly/r1`);
     await waitFor(async () => (await request(d.port, { path: '/reg' })).status === 503, '503 once regonly is empty');
     expect(JSON.parse((await request(d.port, { path: '/reg' })).body)).toEqual({ error: 'no_available_backend', service: 'regonly' });
     expect(await metric(d, 'drover_registry_events_total', 'source="etcd",type="delete"')).toBe(1);
@@ -196,10 +187,10 @@ routes:
       res.writeHead(200);
       res.end(req.url === '/healthz' ? 'ok' : 'old');
     });
-    await kv.put(`${prefix}act/old`).value(old.url);
+    await shared.kv.put(`${prefix}act/old`).value(old.url);
     const d = await drover(
       baseYaml(
-        etcd.endpoints[0] as string,
+        shared.etcd.endpoints[0] as string,
         prefix,
         `
 services:
@@ -238,7 +229,7 @@ routes:
     })();
     await new Promise((r) => setTimeout(r, 100));
     const putAt = Date.now();
-    await kv.put(`${prefix}act/fresh`).value(fresh.url);
+    await shared.kv.put(`${prefix}act/fresh`).value(fresh.url);
     await waitFor(() => timeline.some((t) => t.what === 'request'), 'first request on the new member', 4000);
     stop = true;
     await client;
@@ -258,8 +249,8 @@ routes:
   it('deleted, lease-expired and draining members finish their in-flight request and get no new ones', async () => {
     const prefix = nextPrefix();
     const keep = await backend('keep');
-    await kv.put(`${prefix}svc/keep`).value(keep.url);
-    const d = await drover(baseYaml(etcd.endpoints[0] as string, prefix, `routes:\n  - match: {path_prefix: /}\n    service: svc\n`));
+    await shared.kv.put(`${prefix}svc/keep`).value(keep.url);
+    const d = await drover(baseYaml(shared.etcd.endpoints[0] as string, prefix, `routes:\n  - match: {path_prefix: /}\n    service: svc\n`));
     await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
 
     const cases: { name: string; holdMs: number; add: (url: string) => Promise<() => void>; remove: (release: () => void) => Promise<void>; gone: (ids: string) => boolean }[] = [
@@ -267,11 +258,11 @@ routes:
         name: 'deleted',
         holdMs: 1200,
         add: async (url) => {
-          await kv.put(`${prefix}svc/victim`).value(url);
+          await shared.kv.put(`${prefix}svc/victim`).value(url);
           return () => undefined;
         },
         remove: async () => {
-          await kv.delete().key(`${prefix}svc/victim`);
+          await shared.kv.delete().key(`${prefix}svc/victim`);
         },
         gone: (ids) => !ids.includes('victim'),
       },
@@ -279,7 +270,7 @@ routes:
         name: 'lease-expired',
         holdMs: 4500,
         add: async (url) => {
-          const lease = kv.lease(2, { autoKeepAlive: false });
+          const lease = shared.kv.lease(2, { autoKeepAlive: false });
           lease.on('lost', () => undefined);
           await lease.put(`${prefix}svc/victim`).value(url);
           return () => lease.release();
@@ -293,11 +284,11 @@ routes:
         name: 'draining',
         holdMs: 1200,
         add: async (url) => {
-          await kv.put(`${prefix}svc/victim`).value(url);
+          await shared.kv.put(`${prefix}svc/victim`).value(url);
           return () => undefined;
         },
         remove: async () => {
-          await kv.put(`${prefix}svc/victim`).value(JSON.stringify({ url: victimUrl, draining: true }));
+          await shared.kv.put(`${prefix}svc/victim`).value(JSON.stringify({ url: victimUrl, draining: true }));
         },
         gone: (ids) => ids.includes('victim:draining'),
       },
@@ -329,7 +320,7 @@ routes:
       const answer = await inflight;
       expect({ status: answer.status, body: answer.body }, c.name).toEqual({ status: 200, body: `${victim.name}-slow-done` });
       release();
-      await kv.delete().key(`${prefix}svc/victim`);
+      await shared.kv.delete().key(`${prefix}svc/victim`);
       await waitFor(async () => !(await poolIds(d, 'svc')).includes('victim'), `${c.name}: cleaned up`);
     }
   }, 60_000);
@@ -337,8 +328,8 @@ routes:
   it('etcd unreachable at start: static and file members serve, /readyz is 503 until etcd syncs, then 200', async () => {
     const prefix = nextPrefix();
     const [s1, f1, e1] = await backends('static-1', 'file-1', 'etcd-1');
-    await kv.put(`${prefix}web/etcd-1`).value(e1.url);
-    const proxy = await startTcpProxy({ port: etcd.clientPort });
+    await shared.kv.put(`${prefix}web/etcd-1`).value(e1.url);
+    const proxy = await startTcpProxy({ port: shared.etcd.clientPort });
     later(() => proxy.close());
     proxy.cut();
     const d = await drover(
@@ -375,9 +366,9 @@ routes:
   it('etcd lost while serving: the last known pool keeps serving; changes made meanwhile apply after reconnect', async () => {
     const prefix = nextPrefix();
     const [e1, e2, e3] = await backends('etcd-1', 'etcd-2', 'etcd-3');
-    await kv.put(`${prefix}web/etcd-1`).value(e1.url);
-    await kv.put(`${prefix}web/etcd-2`).value(e2.url);
-    const proxy = await startTcpProxy({ port: etcd.clientPort });
+    await shared.kv.put(`${prefix}web/etcd-1`).value(e1.url);
+    await shared.kv.put(`${prefix}web/etcd-2`).value(e2.url);
+    const proxy = await startTcpProxy({ port: shared.etcd.clientPort });
     later(() => proxy.close());
     const d = await drover(baseYaml(proxy.url, prefix, `routes:\n  - match: {path_prefix: /}\n    service: web\n`));
     await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
@@ -387,8 +378,8 @@ routes:
     proxy.cut();
     await waitFor(async () => (await metric(d, 'drover_registry_connected', 'source="etcd"')) === 0, 'connected=0 after the cut');
     // Changes while drover cannot see them.
-    await kv.put(`${prefix}web/etcd-3`).value(e3.url);
-    await kv.delete().key(`${prefix}web/etcd-1`);
+    await shared.kv.put(`${prefix}web/etcd-3`).value(e3.url);
+    await shared.kv.delete().key(`${prefix}web/etcd-1`);
     await new Promise((r) => setTimeout(r, 500));
     // Untouched: both members keep serving, nothing emptied, nothing applied.
     expect(await poolIds(d, 'web')).toBe('etcd-1:unknown,etcd-2:unknown');
@@ -412,8 +403,8 @@ routes:
   it('rolling replacement of every member through etcd under load: zero failed requests', async () => {
     const prefix = nextPrefix();
     const olds = await backends('old-0', 'old-1', 'old-2');
-    for (const [i, b] of olds.entries()) await kv.put(`${prefix}roll/m${i}`).value(b.url);
-    const d = await drover(baseYaml(etcd.endpoints[0] as string, prefix, `services:\n  roll: {retries: 2}\nroutes:\n  - match: {path_prefix: /}\n    service: roll\n`));
+    for (const [i, b] of olds.entries()) await shared.kv.put(`${prefix}roll/m${i}`).value(b.url);
+    const d = await drover(baseYaml(shared.etcd.endpoints[0] as string, prefix, `services:\n  roll: {retries: 2}\nroutes:\n  - match: {path_prefix: /}\n    service: roll\n`));
     await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
     await waitFor(async () => (await poolIds(d, 'roll')).split(',').length === 3, 'three members');
 
@@ -448,9 +439,9 @@ routes:
     for (let i = 0; i < olds.length; i++) {
       const fresh = await backend(`new-${i}`);
       news.push(fresh);
-      await kv.put(`${prefix}roll/n${i}`).value(fresh.url); // new instance registers
+      await shared.kv.put(`${prefix}roll/n${i}`).value(fresh.url); // new instance registers
       await new Promise((r) => setTimeout(r, 200));
-      await kv.delete().key(`${prefix}roll/m${i}`); // old one deregisters...
+      await shared.kv.delete().key(`${prefix}roll/m${i}`); // old one deregisters...
       await new Promise((r) => setTimeout(r, 300));
       await (olds[i] as TestBackend).close(); // ...and then stops, as a deploy does
     }

@@ -211,7 +211,7 @@ describe('forwarding headers', () => {
 describe('streaming', () => {
   it('streams a 32 MiB upload and a 32 MiB download byte for byte', async () => {
     const size = 32 * 1024 * 1024;
-    a.behave((req, res, body) => {
+    a.behave((_req, res, body) => {
       res.writeHead(200, { 'content-type': 'application/octet-stream' });
       // echo the body length, then send `size` bytes in chunks, respecting backpressure
       let sent = 0;
@@ -228,7 +228,7 @@ describe('streaming', () => {
       };
       pump();
     });
-    b.behave(a.seen ? (req, res, body) => res.end(`beta|${body.length}`) : undefined);
+    b.behave(a.seen ? (_req, res, body) => res.end(`beta|${body.length}`) : undefined);
     const result = await new Promise<{ bytes: number; tail: string }>((resolve, reject) => {
       const req = http.request({ host: '127.0.0.1', port: drover.port, method: 'POST', path: '/pair/up', agent: false }, (res) => {
         let bytes = 0;

@@ -2,12 +2,11 @@
  * EtcdRegistry against real etcd processes (test/helpers/etcd.ts). The sink below is a real
  * in-memory implementation of our own RegistrySink interface, not a mock of etcd or the network.
  */
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import type { Etcd3 } from 'etcd3';
+import { afterAll, afterEach, expect, it } from 'vitest';
 import { EtcdRegistry, type EtcdRegistryOptions } from '../src/registry/etcd.js';
 import type { EtcdRegistryConfig } from '../src/config/types.js';
 import { silentLogger } from '../src/log.js';
-import { describeEtcd, enableAuth, freePort, startEtcd, startEtcdCluster, type EtcdServer } from './helpers/etcd.js';
+import { describeEtcd, enableAuth, freePort, startEtcd, startEtcdCluster, useSharedEtcd, type EtcdServer } from './helpers/etcd.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
 import type { MemberSpec } from '../routing/types.js';
 import type { RegistrySink } from '../src/registry/types.js';
@@ -134,25 +133,17 @@ async function startRegistry(
 }
 
 describeEtcd('EtcdRegistry (single etcd)', () => {
-  let etcd: EtcdServer;
-  let kv: Etcd3;
-  beforeAll(async () => {
-    etcd = await startEtcd();
-    kv = etcd.client();
-  });
-  afterAll(async () => {
-    await etcd?.stop();
-  });
+  const shared = useSharedEtcd();
 
   it('lists the prefix, then applies puts and deletes; bare values; invalid values skipped and counted', async () => {
     const p = nextPrefix();
-    await kv.put(`${p}web/a`).value('{"url":"http://127.0.0.1:9001","weight":2,"zone":"z1","draining":false,"meta":{"v":1}}');
-    await kv.put(`${p}web/b`).value('127.0.0.1:9002');
-    await kv.put(`${p}web/bad`).value('not an address');
-    await kv.put(`${p}api/x`).value('http://127.0.0.1:9100');
-    await kv.put(`${p}web`).value('127.0.0.1:1'); // too shallow
-    await kv.put(`/elsewhere/web/z`).value('127.0.0.1:9999'); // outside the prefix
-    const { sink } = await startRegistry(etcd.endpoints, p);
+    await shared.kv.put(`${p}web/a`).value('{"url":"http://127.0.0.1:9001","weight":2,"zone":"z1","draining":false,"meta":{"v":1}}');
+    await shared.kv.put(`${p}web/b`).value('127.0.0.1:9002');
+    await shared.kv.put(`${p}web/bad`).value('not an address');
+    await shared.kv.put(`${p}api/x`).value('http://127.0.0.1:9100');
+    await shared.kv.put(`${p}web`).value('127.0.0.1:1'); // too shallow
+    await shared.kv.put(`/elsewhere/web/z`).value('127.0.0.1:9999'); // outside the prefix
+    const { sink } = await startRegistry(shared.etcd.endpoints, p);
     await waitFor(() => sink.synced.has('etcd'), 5000, 'initial sync');
     expect(sink.view()).toEqual({
       api: { x: 'http://127.0.0.1:9100' },
@@ -163,10 +154,10 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     expect(sink.invalid.map((i) => i.key).sort()).toEqual([`${p}web`, `${p}web/bad`]);
     await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
 
-    await kv.put(`${p}web/c`).value('{"url":"http://127.0.0.1:9003","draining":true}');
-    await kv.delete().key(`${p}web/b`);
-    await kv.put(`${p}web/a`).value('{"url":"http://127.0.0.1:9001","weight":'); // broken update of a valid key
-    await kv.put(`${p}api/y`).value('127.0.0.1:9101');
+    await shared.kv.put(`${p}web/c`).value('{"url":"http://127.0.0.1:9003","draining":true}');
+    await shared.kv.delete().key(`${p}web/b`);
+    await shared.kv.put(`${p}web/a`).value('{"url":"http://127.0.0.1:9001","weight":'); // broken update of a valid key
+    await shared.kv.put(`${p}api/y`).value('127.0.0.1:9101');
     await waitFor(() => sink.member('api', 'y') !== undefined, 5000, 'api/y');
     expect(sink.view()).toEqual({
       api: { x: 'http://127.0.0.1:9100', y: 'http://127.0.0.1:9101' },
@@ -178,17 +169,17 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     expect(sink.events).toMatchObject({ put: 3, delete: 1, resync: 0 });
     expect(sink.replaceAllCalls).toBe(1);
 
-    await kv.delete().prefix(`${p}api/`);
+    await shared.kv.delete().prefix(`${p}api/`);
     await waitFor(() => sink.view()['api'] === undefined, 5000, 'api gone');
   });
 
   it('an established watch outlives the call deadline: no reconnect, a put long after creation lands at once', async () => {
     const p = nextPrefix();
-    const { sink } = await startRegistry(etcd.endpoints, p, {}, { ...FAST, callTimeoutMs: 400 });
+    const { sink } = await startRegistry(shared.etcd.endpoints, p, {}, { ...FAST, callTimeoutMs: 400 });
     await waitFor(() => sink.synced.has('etcd'), 5000, 'initial sync');
     await new Promise((r) => setTimeout(r, 1500)); // more than 3 creation deadlines
     const t0 = Date.now();
-    await kv.put(`${p}web/late`).value('127.0.0.1:9001');
+    await shared.kv.put(`${p}web/late`).value('127.0.0.1:9001');
     await waitFor(() => sink.view()['web']?.['late'] !== undefined, 1000, 'the late put');
     expect(Date.now() - t0).toBeLessThan(1000);
     // One connect, never a flap: the watch was not torn down by its creation timer.
@@ -199,20 +190,20 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
   it('reads the traefik layout', async () => {
     const p = `traefik${++prefixSeq}/`;
     const k = (svc: string, n: string, f: string): string => `${p}http/services/${svc}/loadbalancer/servers/${n}/${f}`;
-    await kv.put(k('web', '0', 'url')).value('http://127.0.0.1:9001');
-    await kv.put(k('web', '0', 'weight')).value('4');
-    await kv.put(k('web', '1', 'url')).value('http://127.0.0.1:9002');
-    await kv.put(`${p}http/routers/web/rule`).value('Host(`example.com`)');
-    const { sink } = await startRegistry(etcd.endpoints, p, { layout: 'traefik' });
+    await shared.kv.put(k('web', '0', 'url')).value('http://127.0.0.1:9001');
+    await shared.kv.put(k('web', '0', 'weight')).value('4');
+    await shared.kv.put(k('web', '1', 'url')).value('http://127.0.0.1:9002');
+    await shared.kv.put(`${p}http/routers/web/rule`).value('Host(`example.com`)');
+    const { sink } = await startRegistry(shared.etcd.endpoints, p, { layout: 'traefik' });
     await waitFor(() => sink.synced.has('etcd'), 5000, 'sync');
     expect(sink.view()).toEqual({ web: { '0': 'http://127.0.0.1:9001', '1': 'http://127.0.0.1:9002' } });
     expect(sink.member('web', '0')?.weight).toBe(4);
     expect(sink.member('web', '1')?.weight).toBe(1);
     expect(sink.invalid).toEqual([]);
 
-    await kv.put(k('web', '1', 'weight')).value('7');
-    await kv.put(k('web', '2', 'url')).value('http://127.0.0.1:9003');
-    await kv.delete().key(k('web', '0', 'url'));
+    await shared.kv.put(k('web', '1', 'weight')).value('7');
+    await shared.kv.put(k('web', '2', 'url')).value('http://127.0.0.1:9003');
+    await shared.kv.delete().key(k('web', '0', 'url'));
     await waitFor(() => sink.member('web', '2') !== undefined && sink.member('web', '0') === undefined, 5000, 'traefik events');
     expect(sink.member('web', '1')?.weight).toBe(7);
     expect(sink.view()).toEqual({ web: { '1': 'http://127.0.0.1:9002', '2': 'http://127.0.0.1:9003' } });
@@ -220,8 +211,8 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
 
   it('starts against an unreachable etcd without hanging, then syncs once it is reachable', async () => {
     const p = nextPrefix();
-    await kv.put(`${p}web/a`).value('127.0.0.1:9001');
-    const proxy = await startTcpProxy({ port: etcd.clientPort });
+    await shared.kv.put(`${p}web/a`).value('127.0.0.1:9001');
+    const proxy = await startTcpProxy({ port: shared.etcd.clientPort });
     later(() => proxy.close());
     proxy.cut();
     const t0 = Date.now();
@@ -231,12 +222,12 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     expect(sink.synced.has('etcd')).toBe(false);
     expect(sink.connected.get('etcd')).toBe(false);
     expect(sink.replaceAllCalls).toBe(0);
-    await kv.put(`${p}web/b`).value('127.0.0.1:9002');
+    await shared.kv.put(`${p}web/b`).value('127.0.0.1:9002');
     proxy.restore();
     await waitFor(() => sink.synced.has('etcd'), 5000, 'sync after etcd became reachable');
     expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
     await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
-    await kv.put(`${p}web/c`).value('127.0.0.1:9003');
+    await shared.kv.put(`${p}web/c`).value('127.0.0.1:9003');
     await waitFor(() => sink.member('web', 'c') !== undefined, 5000, 'watch after late start');
   });
 
@@ -252,16 +243,16 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
 
   it('cut off while watching: members kept, connected=false, changes made meanwhile apply on reconnect', async () => {
     const p = nextPrefix();
-    await kv.put(`${p}web/a`).value('127.0.0.1:9001');
-    await kv.put(`${p}web/b`).value('127.0.0.1:9002');
-    const proxy = await startTcpProxy({ port: etcd.clientPort });
+    await shared.kv.put(`${p}web/a`).value('127.0.0.1:9001');
+    await shared.kv.put(`${p}web/b`).value('127.0.0.1:9002');
+    const proxy = await startTcpProxy({ port: shared.etcd.clientPort });
     later(() => proxy.close());
     const { sink } = await startRegistry([proxy.url], p);
     await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
     proxy.cut();
     await waitFor(() => sink.connected.get('etcd') === false, 5000, 'disconnect noticed');
-    await kv.put(`${p}web/c`).value('127.0.0.1:9003');
-    await kv.delete().key(`${p}web/a`);
+    await shared.kv.put(`${p}web/c`).value('127.0.0.1:9003');
+    await shared.kv.delete().key(`${p}web/a`);
     await new Promise((r) => setTimeout(r, 500));
     // nothing removed while disconnected, and no list replaced the pools
     expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
@@ -277,23 +268,23 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
 
   it('compaction while disconnected: full resync, pools match the store', async () => {
     const p = nextPrefix();
-    await kv.put(`${p}web/a`).value('127.0.0.1:9001');
-    await kv.put(`${p}web/b`).value('127.0.0.1:9002');
-    const proxy = await startTcpProxy({ port: etcd.clientPort });
+    await shared.kv.put(`${p}web/a`).value('127.0.0.1:9001');
+    await shared.kv.put(`${p}web/b`).value('127.0.0.1:9002');
+    const proxy = await startTcpProxy({ port: shared.etcd.clientPort });
     later(() => proxy.close());
     const { sink } = await startRegistry([proxy.url], p);
     await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
     proxy.cut();
     await waitFor(() => sink.connected.get('etcd') === false, 5000, 'disconnect noticed');
-    await kv.delete().key(`${p}web/a`);
-    await kv.put(`${p}web/d`).value('127.0.0.1:9004');
-    const res = await kv.put(`${p}web/b`).value('127.0.0.1:9022').exec();
-    await kv.kv.compact({ revision: res.header.revision, physical: true });
+    await shared.kv.delete().key(`${p}web/a`);
+    await shared.kv.put(`${p}web/d`).value('127.0.0.1:9004');
+    const res = await shared.kv.put(`${p}web/b`).value('127.0.0.1:9022').exec();
+    await shared.kv.kv.compact({ revision: res.header.revision, physical: true });
     proxy.restore();
     await waitFor(() => sink.events.resync === 1, 8000, 'resync after compaction');
     expect(sink.view()).toEqual({ web: { b: 'http://127.0.0.1:9022', d: 'http://127.0.0.1:9004' } });
     await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
-    await kv.put(`${p}web/e`).value('127.0.0.1:9005');
+    await shared.kv.put(`${p}web/e`).value('127.0.0.1:9005');
     await waitFor(() => sink.member('web', 'e') !== undefined, 5000, 'watch after resync');
   });
 });

@@ -4,7 +4,6 @@
  * `bin/drover`.
  */
 import { createHash } from 'node:crypto';
-import net from 'node:net';
 import { WebSocket } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { request } from './helpers/backends.js';

@@ -12,7 +12,7 @@ import { accessSync, constants, createWriteStream, mkdtempSync, mkdirSync, readF
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { describe } from 'vitest';
+import { afterAll, beforeAll, describe } from 'vitest';
 import type { Etcd3 } from 'etcd3';
 import { createEtcdClient } from '../../src/registry/etcd.js';
 
@@ -408,4 +408,39 @@ export async function enableAuth(client: Etcd3, password: string): Promise<void>
   await client.user('root').create(password);
   await client.user('root').addRole('root');
   await client.auth.authEnable();
+}
+
+/** One etcd member shared by the tests of a describe block, with a client to it. */
+export interface SharedEtcd {
+  /** the member; set once `beforeAll` has run */
+  readonly etcd: EtcdServer;
+  /** a client to it (closed with the member) */
+  readonly kv: Etcd3;
+}
+
+/**
+ * Starts one etcd member before the tests of the calling describe block and stops it after
+ * them. Read `etcd` and `kv` inside tests, not at collection time (they are set by `beforeAll`).
+ */
+export function useSharedEtcd(): SharedEtcd {
+  let etcd: EtcdServer | undefined;
+  let kv: Etcd3 | undefined;
+  beforeAll(async () => {
+    etcd = await startEtcd();
+    kv = etcd.client();
+  });
+  afterAll(async () => {
+    await etcd?.stop();
+  });
+  const unset = (): never => {
+    throw new Error('useSharedEtcd: read inside a test, after beforeAll');
+  };
+  return {
+    get etcd(): EtcdServer {
+      return etcd ?? unset();
+    },
+    get kv(): Etcd3 {
+      return kv ?? unset();
+    },
+  };
 }
