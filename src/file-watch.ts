@@ -3,7 +3,7 @@
  * (write a temp file, rename it over), which a watch on the file itself loses, so the directory
  * is watched and events are filtered by name. A slow poll backs it up where inotify events are
  * missed (network filesystems, some containers). Bursts are debounced; the callback runs only
- * when the content's bytes actually changed.
+ * when the content's bytes actually changed and have stayed the same for one more debounce period.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -34,13 +34,28 @@ export function watchFile(file: string, onChange: () => void, options: WatchOpti
   const dir = path.dirname(file);
   const base = path.basename(file);
   let last = digest(file);
+  // The new content seen by the previous check, not yet delivered: a change is delivered only
+  // once two checks `debounceMs` apart read the same bytes. A tool that truncates and then
+  // writes (most do) can be caught between the two by a busy machine's scheduler; the half
+  // file would otherwise be applied (an empty registry file removes every member) and the
+  // whole file a moment later.
+  let candidate: string | undefined;
   let timer: NodeJS.Timeout | undefined;
   let closed = false;
   const check = (): void => {
     timer = undefined;
     if (closed) return;
     const now = digest(file);
-    if (now === undefined || now === last) return;
+    if (now === undefined || now === last) {
+      candidate = undefined;
+      return;
+    }
+    if (now !== candidate) {
+      candidate = now;
+      schedule();
+      return;
+    }
+    candidate = undefined;
     last = now;
     try {
       onChange();

@@ -122,7 +122,8 @@ access_log: access.log
 registry: {file: services.yaml}
 services:
   web:
-    health: {active: {path: /, interval: 150ms, timeout: 500ms, rise: 1, fall: 1}}
+    # generous timeout and fall: a loaded CI machine must not flap these (the test counts transitions)
+    health: {active: {path: /, interval: 150ms, timeout: 2s, rise: 1, fall: 3}}
     backends: [{url: ${a.url}, id: a}, {url: ${b.url}, id: b}]
   flaky:
     retries: 1
