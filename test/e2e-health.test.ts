@@ -439,7 +439,9 @@ routes: [{match: {path_prefix: /}, service: web}]
     const counts = { sent: 0, ok: 0, failed: [] as string[] };
     const byBackend = new Map<string, number>();
     const victim = kids[1] as { name: string; child: ChildProcess };
-    const deadline = Date.now() + 3000;
+    // Load runs until 2 s after the kill; the kill comes once the victim has served its share
+    // (at least 1 s and 15 requests: on a busy CI machine a second may hold few requests).
+    let deadline = Infinity;
     const worker = async (): Promise<void> => {
       while (Date.now() < deadline) {
         counts.sent++;
@@ -456,7 +458,10 @@ routes: [{match: {path_prefix: /}, service: web}]
     };
     const killer = (async () => {
       await new Promise((r) => setTimeout(r, 1000));
+      const latest = Date.now() + 10_000;
+      while ((byBackend.get(victim.name) ?? 0) < 15 && Date.now() < latest) await new Promise((r) => setTimeout(r, 10));
       victim.child.kill('SIGKILL');
+      deadline = Date.now() + 2000;
     })();
     await Promise.all([killer, ...Array.from({ length: 16 }, () => worker())]);
     agent.destroy();
