@@ -2,6 +2,7 @@
  * `npm run bench`: drover side by side with the proxies people compare it with, on loopback.
  *
  *   node dist/bench/run.js [--rounds 3] [--duration 8] [--wrk-duration 5] [--quick]
+ *                          [--paired-rounds 7] [--paired-rate 2500]
  *                          [--targets direct,drover,...] [--idle 10000] [--out bench/results]
  *
  * Two fast backends (NGINX `return 200`, or Node when NGINX is absent), then every target on the
@@ -10,14 +11,18 @@
  * (A B C ... A B C ...) and medians reported: requests/s, p50/p99 latency, CPU microseconds per
  * request of the target's whole process tree (from /proc), peak RSS. Then: latency added at a
  * low rate (200 requests/s, minus direct's), RSS per idle keep-alive connection, and 1 MiB
- * responses. Writes bench/results/<date>.json and .svg and prints a markdown table.
+ * responses. Then the paired CPU comparison: drover and one peer loaded at the same time, each at
+ * the same fixed rate, CPU per request of both read over the same seconds; the per-round
+ * ratios' median. Host noise on a shared VM moves both sides alike, so this ratio varies far
+ * less than one taken from runs made at different moments.
+ * Writes bench/results/<date>.json and .svg and prints a markdown table.
  * Loopback only; the load generator shares the machine's cores with the targets.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { idleConnections, lowLoadLatency, runAutocannon, runWrk, type LoadResult } from './lib/perf-load.js';
+import { idleConnections, lowLoadLatency, runAutocannon, runFixedRate, runWrk, type LoadResult } from './lib/perf-load.js';
 import { processTree, rssPeakSampler, treeCpuMicros, treeRssBytes } from './lib/perf-proc.js';
 import { installed, ONE_MIB, startBackends, startDrover, startHaproxy, startNginxProxy, startNodeTarget, stopAll, type Running } from './lib/perf-servers.js';
 import { renderChart, type Panel } from './lib/perf-svg.js';
@@ -34,13 +39,19 @@ interface Options {
   lowDuration: number;
   /** s of the 1 MiB run */
   bigDuration: number;
+  /** rounds of the paired CPU comparison (0: off) */
+  pairedRounds: number;
+  /** s per paired round */
+  pairedDuration: number;
+  /** requests/s offered to each of the pair */
+  pairedRate: number;
   idle: number;
   targets: string[] | undefined;
   out: string;
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { rounds: 3, duration: 8, wrkDuration: 5, lowDuration: 4, bigDuration: 4, idle: 10_000, targets: undefined, out: path.join(ROOT, 'bench', 'results') };
+  const o: Options = { rounds: 3, duration: 8, wrkDuration: 5, lowDuration: 4, bigDuration: 4, pairedRounds: 7, pairedDuration: 4, pairedRate: 2500, idle: 10_000, targets: undefined, out: path.join(ROOT, 'bench', 'results') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = (): string => {
@@ -58,6 +69,12 @@ function parseArgs(argv: readonly string[]): Options {
       case '--wrk-duration':
         o.wrkDuration = Math.max(0, Number(v()));
         break;
+      case '--paired-rounds':
+        o.pairedRounds = Math.max(0, Number(v()));
+        break;
+      case '--paired-rate':
+        o.pairedRate = Math.max(100, Number(v()));
+        break;
       case '--idle':
         o.idle = Math.max(0, Number(v()));
         break;
@@ -68,11 +85,11 @@ function parseArgs(argv: readonly string[]): Options {
         o.out = path.resolve(v());
         break;
       case '--quick':
-        Object.assign(o, { rounds: 3, duration: 2, wrkDuration: 0, lowDuration: 2, bigDuration: 2, idle: 2_000 });
+        Object.assign(o, { rounds: 3, duration: 2, wrkDuration: 0, lowDuration: 2, bigDuration: 2, pairedRounds: 3, pairedDuration: 2, idle: 2_000 });
         break;
       case '--help':
       case '-h':
-        process.stdout.write('usage: node dist/bench/run.js [--rounds N] [--duration S] [--wrk-duration S (0: off)] [--idle N] [--targets a,b] [--quick] [--out DIR]\n');
+        process.stdout.write('usage: node dist/bench/run.js [--rounds N] [--duration S] [--wrk-duration S (0: off)] [--paired-rounds N (0: off)] [--paired-rate R] [--idle N] [--targets a,b] [--quick] [--out DIR]\n');
         process.exit(0);
         break;
       default:
@@ -116,6 +133,9 @@ interface TargetSummary {
   idleOpen?: number;
   bigRps?: number;
   bigMiBps?: number;
+  /** drover's CPU per request / this target's, loaded at the same time (median of rounds) */
+  pairedCpuRatio?: number;
+  pairedCpuRatios?: number[];
   lost: number;
 }
 
@@ -164,7 +184,10 @@ async function main(): Promise<void> {
     const useWrk = o.wrkDuration > 0 && installed('wrk');
     const idleTargets = targets.filter((t) => ['drover', 'nginx', 'undici-bare', 'haproxy'].includes(t.name));
     const perRun = o.duration + (useWrk ? o.wrkDuration : 0) + 1;
-    const total = targets.length * 2 + o.rounds * targets.length * perRun + targets.length * (o.lowDuration + o.bigDuration + 1) + idleTargets.length * 8;
+    const droverTarget = targets.find((t) => t.name === 'drover');
+    const peers = droverTarget === undefined ? [] : targets.filter((t) => ['undici-bare', 'http-proxy', 'nginx', 'haproxy'].includes(t.name));
+    const total =
+      targets.length * 2 + o.rounds * targets.length * perRun + targets.length * (o.lowDuration + o.bigDuration + 1) + peers.length * o.pairedRounds * (o.pairedDuration + 0.2) + idleTargets.length * 8;
     const progress = new Progress(total);
     const sums = new Map<string, TargetSummary>(targets.map((t) => [t.name, { name: t.name, runs: [], wrk: [], rps: 0, p50: 0, p99: 0, cpuPerReq: 0, rssPeak: 0, lost: 0 }]));
 
@@ -222,6 +245,28 @@ async function main(): Promise<void> {
       s.bigMiBps = r.bytesPerSec / ONE_MIB;
     }
 
+    // Paired CPU: drover and one peer at the same fixed rate, at the same time
+    for (const [k, peer] of peers.entries()) {
+      const d = droverTarget as Running;
+      const ratios: number[] = [];
+      for (let round = 1; round <= o.pairedRounds; round++) {
+        progress.step(o.pairedDuration + 0.2, `paired CPU ${k + 1}/${peers.length}: drover + ${peer.name} at ${o.pairedRate} req/s each, round ${round}/${o.pairedRounds}`);
+        const dPids = processTree(d.pid);
+        const pPids = processTree(peer.pid);
+        const d0 = treeCpuMicros(dPids);
+        const p0 = treeCpuMicros(pPids);
+        const [rd, rp] = await Promise.all([runFixedRate(`${d.url}/`, o.pairedRate, o.pairedDuration), runFixedRate(`${peer.url}/`, o.pairedRate, o.pairedDuration)]);
+        const dUs = treeCpuMicros(dPids) - d0;
+        const pUs = treeCpuMicros(pPids) - p0;
+        // Under `overallRate` autocannon's `sent` runs ahead of what it wrote (measured: +2 500
+        // over 2 s at 2 500/s against NGINX directly, nothing lost), so only failures count here.
+        for (const [t, r] of [[d, rd], [peer, rp]] as const) (sums.get(t.name) as TargetSummary).lost += r.bad;
+        if (rd.total > 0 && rp.total > 0 && pUs > 0) ratios.push(dUs / rd.total / (pUs / rp.total));
+      }
+      (sums.get(peer.name) as TargetSummary).pairedCpuRatio = ratios.length > 0 ? median(ratios) : undefined;
+      (sums.get(peer.name) as TargetSummary).pairedCpuRatios = ratios;
+    }
+
     // RSS per idle keep-alive connection
     for (const [k, t] of idleTargets.entries()) {
       if (o.idle === 0) break;
@@ -256,20 +301,25 @@ function report(o: Options, started: Date, backendKind: string, all: TargetSumma
       `| ${s.name} | ${fmt(s.rps)} | ${fmt(s.p50, 2)} | ${fmt(s.p99, 2)} | ${fmt(s.cpuPerReq, 1)} | ${fmt(s.rssPeak / ONE_MIB, 1)} | ${fmt(s.wrkRps)} | ${fmt(s.wrkP99, 2)} | ${s.name === 'direct' ? `(${fmt(s.lowP50, 3)} / ${fmt(s.lowP99, 3)} abs)` : `${fmt(s.addedP50, 3)} / ${fmt(s.addedP99, 3)}`} | ${fmt(s.idlePerConn === undefined ? undefined : s.idlePerConn / 1024, 1)} | ${fmt(s.bigRps)} |`,
     );
   }
-  const ratios: Record<string, { rps: number; cpuPerReq: number; idlePerConn?: number }> = {};
+  const ratios: Record<string, { rps: number; cpuPerReq: number; pairedCpuPerReq?: number; idlePerConn?: number }> = {};
   const ratioLines: string[] = [];
   if (drover !== undefined) {
     for (const s of all) {
       if (s.name === 'drover' || s.name === 'direct') continue;
-      const r = { rps: drover.rps / s.rps, cpuPerReq: drover.cpuPerReq / s.cpuPerReq, ...(drover.idlePerConn !== undefined && s.idlePerConn !== undefined ? { idlePerConn: drover.idlePerConn / s.idlePerConn } : {}) };
+      const r = {
+        rps: drover.rps / s.rps,
+        cpuPerReq: drover.cpuPerReq / s.cpuPerReq,
+        ...(s.pairedCpuRatio !== undefined ? { pairedCpuPerReq: s.pairedCpuRatio } : {}),
+        ...(drover.idlePerConn !== undefined && s.idlePerConn !== undefined ? { idlePerConn: drover.idlePerConn / s.idlePerConn } : {}) };
       ratios[s.name] = r;
-      ratioLines.push(`| drover / ${s.name} | ${fmt(r.rps, 2)}x | ${fmt(r.cpuPerReq, 2)}x | ${r.idlePerConn === undefined ? '-' : `${fmt(r.idlePerConn, 2)}x`} |`);
+      const paired = r.pairedCpuPerReq === undefined ? '-' : `${fmt(r.pairedCpuPerReq, 2)}x (${(s.pairedCpuRatios ?? []).map((x) => x.toFixed(2)).join(' ')})`;
+      ratioLines.push(`| drover / ${s.name} | ${fmt(r.rps, 2)}x | ${fmt(r.cpuPerReq, 2)}x | ${paired} | ${r.idlePerConn === undefined ? '-' : `${fmt(r.idlePerConn, 2)}x`} |`);
     }
   }
   const lost = all.reduce((a, s) => a + s.lost, 0);
   const cmd = `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim();
   const header = `${started.toISOString()} · ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'} · Node ${process.version} · backends: ${backendKind} · ${o.rounds} interleaved rounds, ${o.duration} s each, 50 connections, medians`;
-  const md = [`### drover benchmark`, '', `\`${cmd}\` — ${header}`, '', ...lines, '', '| ratio | req/s | CPU/req | RSS/idle conn |', '|---|---:|---:|---:|', ...ratioLines, '', `requests lost or not answered 2xx (all targets, all runs; sent - answered - 50 in flight at the stop, plus non-2xx and errors): ${lost}`].join('\n');
+  const md = [`### drover benchmark`, '', `\`${cmd}\` — ${header}`, '', ...lines, '', `| ratio | req/s | CPU/req | CPU/req paired (${o.pairedRate} req/s each, same seconds; median of rounds) | RSS/idle conn |`, '|---|---:|---:|---:|---:|', ...ratioLines, '', `requests lost or not answered 2xx (all targets, all runs; sent - answered - 50 in flight at the stop, plus non-2xx and errors): ${lost}`].join('\n');
   process.stdout.write(`\n${md}\n`);
   fs.mkdirSync(o.out, { recursive: true });
   const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*$/, '');

@@ -39,6 +39,25 @@ export async function runAutocannon(url: string, seconds: number, connections = 
   };
 }
 
+/**
+ * autocannon at a fixed total rate (`rate` requests/s over `connections` connections): an open
+ * load the target can keep up with, for comparing CPU per request of two targets loaded at
+ * the same time. Its `sent` is not a count of requests written (autocannon counts ahead under a
+ * rate limit); compare `total` with rate x seconds instead.
+ */
+export async function runFixedRate(url: string, rate: number, seconds: number, connections = 20): Promise<LoadResult> {
+  const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, overallRate: rate });
+  return {
+    rps: r.requests.total / r.duration,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    total: r.requests.total,
+    sent: r.requests.sent,
+    bad: r.non2xx + r.errors + r.timeouts,
+    bytesPerSec: r.throughput.average,
+  };
+}
+
 function toMs(v: string): number {
   const m = /^([\d.]+)(us|ms|s|m)$/.exec(v.trim());
   if (m === null) return NaN;

@@ -69,20 +69,14 @@ export function handleRequest(state: ProxyState, listener: ListenerInfo, req: In
   const { peer, trusted, clientIp } = clientOf(state, req);
   const { headers, requestId } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
   const upstreamPath = route.stripPrefix === undefined ? url : rewritePath(route, url);
-  const start = (): void => {
-    new Exchange(
-      req,
-      res,
-      state,
-      svc,
-      { clientIp, path, headers: req.headers },
-      { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers },
-      route.index,
-      requestId,
-    ).start();
-  };
-  if (req.headers['transfer-encoding'] !== undefined && !req.readableEnded) afterFirstChunk(req, start);
-  else start();
+  const ctx = { clientIp, path, headers: req.headers };
+  const base = { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers };
+  if (req.headers['transfer-encoding'] !== undefined && !req.readableEnded) {
+    // the closure only on this rare path: most requests have no chunked body
+    afterFirstChunk(req, () => new Exchange(req, res, state, svc, ctx, base, route.index, requestId).start());
+  } else {
+    new Exchange(req, res, state, svc, ctx, base, route.index, requestId).start();
+  }
 }
 
 /** True when `addr` is in `trusted_proxies`. */
