@@ -7,7 +7,8 @@
  *
  * Two fast backends (NGINX `return 200`, or Node when NGINX is absent), then every target on the
  * same backends: `direct` (no proxy), `drover` (workers: 1), `drover-2w` (workers: 2),
- * `http-proxy`, `undici-bare`, and `nginx` / `haproxy` when installed. Rounds are interleaved
+ * `http-proxy`, `undici-bare`, and `nginx` / `haproxy` when installed (`undici-fwd`, bare undici
+ * plus the contract's forwarding headers, only when named in --targets). Rounds are interleaved
  * (A B C ... A B C ...) and medians reported: requests/s, p50/p99 latency, CPU microseconds per
  * request of the target's whole process tree (from /proc), peak RSS. Then: latency added at a
  * low rate (200 requests/s, minus direct's), RSS per idle keep-alive connection, and 1 MiB
@@ -178,6 +179,8 @@ async function main(): Promise<void> {
     if (wanted('drover-2w')) targets.push(await startDrover(ROOT, 'drover-2w', be.ports, 2));
     if (wanted('http-proxy')) targets.push(await startNodeTarget(ROOT, 'http-proxy', 'http-proxy', be.ports));
     if (wanted('undici-bare')) targets.push(await startNodeTarget(ROOT, 'undici-bare', 'undici-bare', be.ports));
+    // only when asked for by name: bare undici plus the contract's forwarding headers
+    if (o.targets?.includes('undici-fwd') === true) targets.push(await startNodeTarget(ROOT, 'undici-fwd', 'undici-bare', be.ports, ['--forwarding']));
     if (wanted('nginx') && installed('nginx')) targets.push(await startNginxProxy(be.ports));
     if (wanted('haproxy') && installed('haproxy')) targets.push(await startHaproxy(be.ports));
     process.stdout.write(`targets: ${targets.map((t) => t.name).join(', ')}; ${o.rounds} interleaved rounds of ${o.duration} s autocannon${o.wrkDuration > 0 && installed('wrk') ? ` + ${o.wrkDuration} s wrk` : ''}, 50 connections\n`);
@@ -185,7 +188,7 @@ async function main(): Promise<void> {
     const idleTargets = targets.filter((t) => ['drover', 'nginx', 'undici-bare', 'haproxy'].includes(t.name));
     const perRun = o.duration + (useWrk ? o.wrkDuration : 0) + 1;
     const droverTarget = targets.find((t) => t.name === 'drover');
-    const peers = droverTarget === undefined ? [] : targets.filter((t) => ['undici-bare', 'http-proxy', 'nginx', 'haproxy'].includes(t.name));
+    const peers = droverTarget === undefined ? [] : targets.filter((t) => ['undici-bare', 'undici-fwd', 'http-proxy', 'nginx', 'haproxy'].includes(t.name));
     const total =
       targets.length * 2 + o.rounds * targets.length * perRun + targets.length * (o.lowDuration + o.bigDuration + 1) + peers.length * o.pairedRounds * (o.pairedDuration + 0.2) + idleTargets.length * 8;
     const progress = new Progress(total);

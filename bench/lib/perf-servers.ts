@@ -165,11 +165,11 @@ routes:
   return { name, pid: child.pid ?? 0, url };
 }
 
-/** A Node baseline from dist/bench/targets/<script>.js. */
-export async function startNodeTarget(root: string, name: string, script: string, backends: readonly number[]): Promise<Running> {
+/** A Node baseline from dist/bench/targets/<script>.js; `flags` go before the port. */
+export async function startNodeTarget(root: string, name: string, script: string, backends: readonly number[], flags: readonly string[] = []): Promise<Running> {
   const port = await freePort();
   const child = track(
-    spawn(process.execPath, [path.join(root, 'dist', 'bench', 'targets', `${script}.js`), String(port), ...backends.map((p) => `http://127.0.0.1:${p}`)], {
+    spawn(process.execPath, [path.join(root, 'dist', 'bench', 'targets', `${script}.js`), ...flags, String(port), ...backends.map((p) => `http://127.0.0.1:${p}`)], {
       stdio: ['ignore', 'pipe', 'pipe'],
     }),
     name,

@@ -3,8 +3,13 @@
  * round-robin pass-through on undici's dispatch API with backpressure both ways, and nothing
  * else (no routing, no health, no metrics, no header rewriting beyond dropping hop-by-hop ones).
  *
- * Usage: node dist/bench/targets/undici-bare.js PORT BACKEND_URL...   (prints `listening PORT`)
+ * With `--forwarding` it also adds the headers the contract makes every drover request carry
+ * (X-Forwarded-For, -Proto, -Host and a generated X-Request-Id): the floor for a proxy that
+ * must send them (bench target `undici-fwd`).
+ *
+ * Usage: node dist/bench/targets/undici-bare.js [--forwarding] PORT BACKEND_URL...   (prints `listening PORT`)
  */
+import { randomUUID } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 
@@ -47,8 +52,11 @@ class Handler implements Dispatcher.DispatchHandler {
   }
 }
 
-const port = Number(process.argv[2]);
-const pools = process.argv.slice(3).map((u) => new Pool(u, { pipelining: 1, keepAliveTimeout: 4_000 }));
+const args = process.argv.slice(2);
+const forwarding = args[0] === '--forwarding';
+if (forwarding) args.shift();
+const port = Number(args[0]);
+const pools = args.slice(1).map((u) => new Pool(u, { pipelining: 1, keepAliveTimeout: 4_000 }));
 let next = 0;
 
 const server = http.createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -58,6 +66,12 @@ const server = http.createServer((req: IncomingMessage, res: ServerResponse) => 
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     if (!HOP.has(name.toLowerCase())) headers.push(name, raw[i + 1] as string);
+  }
+  if (forwarding) {
+    const host = req.headers.host;
+    headers.push('x-forwarded-for', req.socket.remoteAddress ?? '', 'x-forwarded-proto', 'http');
+    if (host !== undefined) headers.push('x-forwarded-host', host);
+    headers.push('x-request-id', randomUUID());
   }
   const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
   pool.dispatch({ method: req.method as Dispatcher.HttpMethod, path: req.url ?? '/', headers, body: hasBody ? req : null }, new Handler(res));
