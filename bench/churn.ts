@@ -13,7 +13,7 @@
  * Run: `npm run build && node dist/bench/churn.js` (ROUNDS=8 PERIOD=2.5 MEMBERS=3 CONNECTIONS=32).
  */
 import os from 'node:os';
-import { cleanup, getBody, hostInfo, nginxAvailable, runLoad, sleep, startBackendFarm, startDrover, startEtcd, startNginx, table, waitFor, writeResult, type BackendFarm, type LoadCount } from './lib/etcd-env.js';
+import { cleanup, getBody, hostInfo, nginxAvailable, runLoad, sleep, startBackendFarm, startEtcdDrover, startEtcd, startNginx, table, waitFor, writeResult, type BackendFarm, type LoadCount } from './lib/etcd-env.js';
 
 const ROUNDS = Number(process.env['ROUNDS'] ?? 8);
 const PERIOD_MS = Number(process.env['PERIOD'] ?? 2.5) * 1000;
@@ -57,17 +57,7 @@ async function main(): Promise<void> {
   const first = await farm.start(Array.from({ length: MEMBERS }, (_, i) => `d-init-m${i}`));
   const key = (p: number): string => `${prefix}churn/m${p}`;
   for (const p of first) await etcd.client.put(key(p)).value(`127.0.0.1:${p}`);
-  const drover = await startDrover(`
-listen: [{address: 127.0.0.1:0}]
-admin: {address: 127.0.0.1:0}
-access_log: off
-registry:
-  etcd: {endpoints: [${etcd.endpoint}], prefix: ${prefix}}
-routes:
-  - match: {path_prefix: /}
-    service: churn
-`);
-  await waitFor(async () => (await getBody(drover.adminPort, '/readyz')).status === 200, 'drover ready');
+  const drover = await startEtcdDrover(etcd, prefix, 'churn');
   const dr = await churnUnderLoad(drover.port, farm, first, {
     announce: async (ports) => {
       await Promise.all(ports.map((p) => etcd.client.put(key(p)).value(`127.0.0.1:${p}`).exec()));

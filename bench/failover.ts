@@ -11,7 +11,7 @@
  * Writes bench/results/failover.json and bench/results/failover.md. Loopback only; about
  * 2 x (duration + 2) s in all.
  */
-import { adminBackends, machine, sleep, startBackends, startDrover, writeResults, type BackendProcess } from './lib/health-harness.js';
+import { adminBackends, machine, sleep, startBackends, startDrover, positiveFlag, writeResults, type BackendProcess } from './lib/health-harness.js';
 import { percentile, runLoad } from './lib/health-load.js';
 
 interface Options {
@@ -22,11 +22,7 @@ interface Options {
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const get = (flag: string, dflt: number): number => {
-    const i = argv.indexOf(flag);
-    const v = i === -1 ? undefined : Number(argv[i + 1]);
-    return v === undefined || !Number.isFinite(v) || v <= 0 ? dflt : v;
-  };
+  const get = (flag: string, dflt: number): number => positiveFlag(argv, flag, dflt);
   return { duration: Math.min(get('--duration', 6), 60), concurrency: Math.min(get('--concurrency', 32), 512) };
 }
 

@@ -19,7 +19,7 @@
  * `duration` per balancer (about 3 x (duration + 2) s in all).
  */
 import autocannon from 'autocannon';
-import { adminBackends, machine, sleep, startBackends, startDrover, writeResults } from './lib/health-harness.js';
+import { adminBackends, machine, sleep, startBackends, startDrover, positiveFlag, writeResults } from './lib/health-harness.js';
 import { percentile, runLoad } from './lib/health-load.js';
 
 const BALANCERS = ['round_robin', 'least_conn', 'p2c'] as const;
@@ -41,11 +41,7 @@ interface Options {
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const get = (flag: string, dflt: number): number => {
-    const i = argv.indexOf(flag);
-    const v = i === -1 ? undefined : Number(argv[i + 1]);
-    return v === undefined || !Number.isFinite(v) || v <= 0 ? dflt : v;
-  };
+  const get = (flag: string, dflt: number): number => positiveFlag(argv, flag, dflt);
   return { duration: Math.min(get('--duration', 5), 60), rate: get('--rate', 450), connections: get('--connections', 48) };
 }
 

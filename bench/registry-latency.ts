@@ -12,7 +12,7 @@
  */
 import http from 'node:http';
 import os from 'node:os';
-import { cleanup, getBody, hostInfo, nginxAvailable, percentile, sleep, startBackendFarm, startDrover, startEtcd, startNginx, table, waitFor, writeResult } from './lib/etcd-env.js';
+import { cleanup, getBody, hostInfo, nginxAvailable, percentile, sleep, startBackendFarm, startEtcdDrover, startEtcd, startNginx, table, waitFor, writeResult } from './lib/etcd-env.js';
 
 const TRIALS = Number(process.env['TRIALS'] ?? 100);
 /** Longest a single trial may take before it counts as failed (ms). */
@@ -51,17 +51,7 @@ async function main(): Promise<void> {
   await etcd.client.put(`${prefix}lat/base`).value(`127.0.0.1:${basePort}`);
 
   // ---- drover
-  const drover = await startDrover(`
-listen: [{address: 127.0.0.1:0}]
-admin: {address: 127.0.0.1:0}
-access_log: off
-registry:
-  etcd: {endpoints: [${etcd.endpoint}], prefix: ${prefix}}
-routes:
-  - match: {path_prefix: /}
-    service: lat
-`);
-  await waitFor(async () => (await getBody(drover.adminPort, '/readyz')).status === 200, 'drover ready');
+  const drover = await startEtcdDrover(etcd, prefix, 'lat');
   await waitFor(async () => (await getBody(drover.port)).body === 'base', 'drover serving base');
   const drSamples: number[] = [];
   const commitSamples: number[] = [];

@@ -211,6 +211,25 @@ export async function startDrover(yaml: string): Promise<BenchDrover> {
   };
 }
 
+/**
+ * `startDrover` with etcd as the only registry and one catch-all route to `service`, waiting
+ * until `/readyz` is 200 (the first list of the prefix has been applied).
+ */
+export async function startEtcdDrover(etcd: BenchEtcd, prefix: string, service: string): Promise<BenchDrover> {
+  const drover = await startDrover(`
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0}
+access_log: off
+registry:
+  etcd: {endpoints: [${etcd.endpoint}], prefix: ${prefix}}
+routes:
+  - match: {path_prefix: /}
+    service: ${service}
+`);
+  await waitFor(async () => (await getBody(drover.adminPort, '/readyz')).status === 200, 'drover ready');
+  return drover;
+}
+
 // ---- nginx -----------------------------------------------------------------------------------
 
 export interface BenchNginx {

@@ -178,3 +178,10 @@ export function machine(): { node: string; cpus: number; cpuModel: string; date:
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** The positive number after `flag` in `argv`, or `dflt` when absent or not a positive number. */
+export function positiveFlag(argv: readonly string[], flag: string, dflt: number): number {
+  const i = argv.indexOf(flag);
+  const v = i === -1 ? undefined : Number(argv[i + 1]);
+  return v === undefined || !Number.isFinite(v) || v <= 0 ? dflt : v;
+}

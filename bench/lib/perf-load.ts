@@ -27,7 +27,10 @@ export interface LoadResult {
 
 /** autocannon for `seconds` with `connections` keep-alive connections. */
 export async function runAutocannon(url: string, seconds: number, connections = 50): Promise<LoadResult> {
-  const r = await autocannon({ url, connections, duration: seconds, pipelining: 1 });
+  return toLoadResult(await autocannon({ url, connections, duration: seconds, pipelining: 1 }));
+}
+
+function toLoadResult(r: autocannon.Result): LoadResult {
   return {
     rps: r.requests.total / r.duration,
     p50: r.latency.p50,
@@ -46,16 +49,7 @@ export async function runAutocannon(url: string, seconds: number, connections = 
  * rate limit); compare `total` with rate x seconds instead.
  */
 export async function runFixedRate(url: string, rate: number, seconds: number, connections = 20): Promise<LoadResult> {
-  const r = await autocannon({ url, connections, duration: seconds, pipelining: 1, overallRate: rate });
-  return {
-    rps: r.requests.total / r.duration,
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-    total: r.requests.total,
-    sent: r.requests.sent,
-    bad: r.non2xx + r.errors + r.timeouts,
-    bytesPerSec: r.throughput.average,
-  };
+  return toLoadResult(await autocannon({ url, connections, duration: seconds, pipelining: 1, overallRate: rate }));
 }
 
 function toMs(v: string): number {
