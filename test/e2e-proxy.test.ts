@@ -265,9 +265,13 @@ describe('streaming', () => {
 });
 
 describe('WebSocket upgrade', () => {
-  it('tunnels bytes both ways after the backend answers 101', async () => {
+  it('tunnels bytes both ways after the backend answers 101; each upgrade request gets one access log line', async () => {
     const wsBackend = http.createServer();
     wsBackend.on('upgrade', (req, socket) => {
+      if (req.url === '/refused') {
+        socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno');
+        return;
+      }
       socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Backend: ws-echo\r\n\r\n`);
       socket.on('data', (d: Buffer) => socket.write(`echo:${d.toString()}|${req.headers['x-forwarded-for'] ?? ''}`));
       socket.on('error', () => undefined);
@@ -277,11 +281,23 @@ describe('WebSocket upgrade', () => {
     const ws = await startDrover(`
 listen: [{address: 127.0.0.1:0}]
 admin: {address: 127.0.0.1:0}
-access_log: off
+access_log: stdout
 services:
-  ws: {backends: [{url: http://127.0.0.1:${port}}]}
-routes: [{match: {path_prefix: /}, service: ws}]
+  ws: {backends: [{url: http://127.0.0.1:${port}, id: w1}]}
+routes: [{match: {path_prefix: /, headers: {X-Ok: yes}}, service: ws}]
 `);
+    const upgradeHead = (p: string, ok = true): string =>
+      `GET ${p} HTTP/1.1\r\nHost: x\r\n${ok ? 'X-Ok: yes\r\n' : ''}X-Request-Id: rid-${p.slice(1)}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    /** Sends an upgrade that the backend refuses or no route matches; resolves with what came back. */
+    const refused = (p: string, ok: boolean): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const s = net.connect(ws.port, '127.0.0.1', () => s.write(upgradeHead(p, ok)));
+        let got = '';
+        s.setEncoding('utf8');
+        s.on('data', (d: string) => (got += d));
+        s.on('error', reject);
+        s.on('close', () => resolve(got));
+      });
     try {
       const reply = await new Promise<string>((resolve, reject) => {
         const s = net.connect(ws.port, '127.0.0.1');
@@ -303,9 +319,21 @@ routes: [{match: {path_prefix: /}, service: ws}]
             resolve(got);
           }
         });
-        s.write('GET /chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+        s.write(upgradeHead('/chat'));
       });
       expect(reply).toBe('echo:hello|127.0.0.1');
+      expect((await refused('/refused', true)).startsWith('HTTP/1.1 403')).toBe(true);
+      expect((await refused('/nowhere', false)).startsWith('HTTP/1.1 404')).toBe(true);
+      const access = (): Record<string, unknown>[] => ws.logs.filter((l) => 'request_id' in l);
+      const deadline = Date.now() + 5000;
+      while (access().length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const pick = (l: Record<string, unknown>) => [l['request_id'], l['method'], l['path'], l['route'], l['service'], l['backend'], l['status'], l['bytes_in'], l['bytes_out']];
+      // one line each, whatever order they ended in (the tunnel's ends when its socket closes)
+      expect(access().map(pick).sort((x, y) => String(x[0]).localeCompare(String(y[0])))).toEqual([
+        ['rid-chat', 'GET', '/chat', 0, 'ws', 'w1', 101, 5, 'echo:hello|127.0.0.1'.length],
+        ['rid-nowhere', 'GET', '/nowhere', null, null, null, 404, 0, 0],
+        ['rid-refused', 'GET', '/refused', 0, 'ws', 'w1', 403, 0, 2],
+      ]);
     } finally {
       await ws.stop();
       wsBackend.close();

@@ -3,7 +3,9 @@
  * and pick as a plain request; after the backend's `101` the two sockets are piped together and
  * drover only watches for either side closing or failing. A backend that refuses the upgrade
  * has its answer relayed as is. The open tunnel counts as one in-flight request on its backend,
- * so drain and shutdown wait for it.
+ * so drain and shutdown wait for it. Every upgrade request gets one access log line when it is
+ * over: status 101 with the bytes relayed each way once the tunnel closes, or the answer given
+ * instead (the backend's refusal, 4xx/5xx from drover, 499 when the client left first).
  */
 import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -13,7 +15,7 @@ import { NO_EDITS, upstreamRequestHeaders } from './headers.js';
 import { requestProblem } from './validate.js';
 import { clientOf, hostWithoutPort, type ListenerInfo } from './handler.js';
 import { errorBody, writeRawError } from './respond.js';
-import type { ProxyState, ServiceRuntime } from './types.js';
+import type { AccessLogEntry, ProxyState, ServiceRuntime } from './types.js';
 
 const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 404: 'Not Found', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
@@ -24,15 +26,66 @@ function refuse(socket: Duplex, status: number, service?: string): void {
   writeRawError(socket as import('node:net').Socket, status, REASONS[status] ?? 'Error', errorBody(status, service));
 }
 
+/** What the access log line of one upgrade request needs, filled in as it goes. */
+class UpgradeRecord {
+  private readonly startedAt = performance.now();
+  private written = false;
+  requestId = '';
+  route: number | null = null;
+  service: string | null = null;
+  backend: string | null = null;
+  /** tunnel bytes from the client to the backend */
+  bytesIn = 0;
+  /** bytes to the client after the response head */
+  bytesOut = 0;
+
+  constructor(
+    private readonly state: ProxyState,
+    private readonly req: IncomingMessage,
+    private readonly clientIp: string,
+  ) {
+    const id = req.headers['x-request-id'];
+    if (typeof id === 'string') this.requestId = id;
+  }
+
+  /** Writes the line once; later calls do nothing. */
+  finish(status: number, error?: string): void {
+    if (this.written) return;
+    this.written = true;
+    const log = this.state.accessLog;
+    if (log === undefined) return;
+    const entry: AccessLogEntry = {
+      requestId: this.requestId,
+      client: this.clientIp,
+      method: this.req.method ?? '',
+      host: this.req.headers.host ?? '',
+      path: this.req.url ?? '',
+      route: this.route,
+      service: this.service,
+      backend: this.backend,
+      status,
+      duration: Math.round((performance.now() - this.startedAt) * 1e3) / 1e3,
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      retries: 0,
+      error,
+    };
+    log(entry);
+  }
+}
+
 /** Handles the server's `upgrade` event. */
 export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   socket.on('error', () => socket.destroy());
   // The listener's send timeout is for HTTP exchanges; a tunnel may be quiet for hours.
   (socket as import('node:net').Socket).setTimeout(0);
   const url = req.url ?? '';
+  const { peer, trusted, clientIp } = clientOf(state, req);
+  const record = new UpgradeRecord(state, req, clientIp);
   const problem = requestProblem(req, listener);
   if (problem !== 0) {
     refuse(socket, problem);
+    record.finish(problem);
     return;
   }
   const q = url.indexOf('?');
@@ -41,21 +94,26 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
   const route = state.routes.match(method, hostWithoutPort(req.headers.host), path, req.headers);
   if (route === undefined) {
     refuse(socket, 404);
+    record.finish(404);
     return;
   }
+  record.route = route.index;
+  record.service = route.service;
   const svc = state.services.get(route.service);
-  const { peer, trusted, clientIp } = clientOf(state, req);
   const backend = svc?.pool.pick({ clientIp, path, headers: req.headers });
   if (svc === undefined || backend === undefined) {
     refuse(socket, 503, route.service);
+    record.finish(503, svc === undefined ? undefined : 'no_available_backend');
     return;
   }
-  const { headers } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
+  record.backend = backend.id;
+  const { headers, requestId } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
+  record.requestId = requestId;
   // Connection and Upgrade are hop-by-hop, but for an upgrade they are the point: put them back.
   headers.push('connection', 'upgrade', 'upgrade', req.headers.upgrade ?? 'websocket');
   const target = new URL(backend.url);
   const upstreamPath = route.stripPrefix === undefined ? url : rewritePath(route, url);
-  tunnel(svc, backend, socket, head, {
+  tunnel(svc, backend, socket, head, record, {
     host: target.hostname,
     port: Number(target.port || 80),
     method,
@@ -65,7 +123,7 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
   });
 }
 
-function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buffer, options: http.RequestOptions & { headers: string[] }): void {
+function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buffer, record: UpgradeRecord, options: http.RequestOptions & { headers: string[] }): void {
   backend.inflight++;
   backend.requests++;
   let released = false;
@@ -78,17 +136,28 @@ function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buf
   upstream.setTimeout(svc.config.timeouts.responseHeaders);
   upstream.on('timeout', () => upstream.destroy(Object.assign(new Error('upgrade timed out'), { code: 'ETIMEDOUT' })));
   upstream.on('error', (err: Error & { code?: string }) => {
+    answered = true;
     release();
     const kind = err.code === 'ECONNREFUSED' ? 'connect' : err.code === 'ETIMEDOUT' ? 'timeout' : 'reset';
     svc.backendCounters(backend).upstreamError(kind);
     svc.report(backend, { ok: false, kind, detail: `${kind} ${err.code ?? err.message}` });
-    refuse(client, kind === 'timeout' ? 504 : 502, svc.name);
+    if (client.destroyed) {
+      record.finish(499);
+      return;
+    }
+    const status = kind === 'timeout' ? 504 : 502;
+    refuse(client, status, svc.name);
+    record.finish(status, `${kind} ${err.code ?? err.message}`);
   });
+  // set once the backend answered (101 or a refusal) or failed: from then on that path logs
+  let answered = false;
   client.on('close', () => {
     if (!released) upstream.destroy();
+    if (!answered) record.finish(499); // the client left before any answer
   });
   upstream.on('response', (res: IncomingMessage) => {
     // The backend refused the upgrade: relay its answer and close.
+    answered = true;
     release();
     svc.backendCounters(backend).request(res.statusCode ?? 502);
     let headText = `HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n`;
@@ -99,10 +168,18 @@ function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buf
       headText += `${name}: ${res.rawHeaders[i + 1] as string}\r\n`;
     }
     client.write(`${headText}Connection: close\r\n\r\n`);
-    res.on('error', () => client.destroy());
+    const status = res.statusCode ?? 502;
+    res.on('data', (d: Buffer) => (record.bytesOut += d.length));
+    res.on('end', () => record.finish(status));
+    res.on('error', () => {
+      record.finish(status, 'reset while relaying the refusal');
+      client.destroy();
+    });
+    client.on('close', () => record.finish(status)); // the client may not wait for the end
     res.pipe(client);
   });
   upstream.on('upgrade', (res: IncomingMessage, upSocket: Duplex, upHead: Buffer) => {
+    answered = true;
     upstream.setTimeout(0);
     svc.backendCounters(backend).request(101);
     svc.report(backend, { ok: true, status: 101 });
@@ -111,18 +188,25 @@ function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buf
     if (client.destroyed) {
       upSocket.destroy();
       release();
+      record.finish(499);
       return;
     }
     client.write(`${headText}\r\n`);
     if (upHead.length > 0) client.write(upHead);
     if (head.length > 0) upSocket.write(head);
+    record.bytesOut += upHead.length;
+    record.bytesIn += head.length;
     openTunnels.add(client);
     const close = (): void => {
       openTunnels.delete(client);
       release();
       upSocket.destroy();
       client.destroy();
+      record.finish(101);
     };
+    // counted beside the pipes: an extra 'data' listener does not change the flow
+    upSocket.on('data', (d: Buffer) => (record.bytesOut += d.length));
+    client.on('data', (d: Buffer) => (record.bytesIn += d.length));
     // The client side is half-open capable (Node's HTTP server allows it): when either side
     // ends, end both, or a tunnel whose peer closed would linger until shutdown.
     const finish = (): void => {
