@@ -20,8 +20,8 @@
  * | `backend`    | string / null  | id of the backend that answered (the last one tried); null: none |
  * | `status`     | number         | status sent to the client; 499 when the client left first        |
  * | `duration_ms`| number         | milliseconds from request received to response finished (µs precision) |
- * | `bytes_in`   | number         | request body bytes read from the client                          |
- * | `bytes_out`  | number         | response body bytes relayed to the client                        |
+ * | `bytes_in`   | number         | request body bytes read from the client (upgrades: tunnel bytes up) |
+ * | `bytes_out`  | number         | response body bytes relayed to the client (upgrades: tunnel bytes down) |
  * | `retries`    | number         | retries to other backends                                        |
  * | `error`      | string         | present only when the request failed: what went wrong            |
  */
