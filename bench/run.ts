@@ -7,8 +7,9 @@
  *
  * Two fast backends (NGINX `return 200`, or Node when NGINX is absent), then every target on the
  * same backends: `direct` (no proxy), `drover` (workers: 1), `drover-2w` (workers: 2),
- * `http-proxy`, `undici-bare`, and `nginx` / `haproxy` when installed (`undici-fwd`, bare undici
- * plus the contract's forwarding headers, only when named in --targets). Rounds are interleaved
+ * `http-proxy`, `undici-bare`, and `nginx` / `haproxy` when installed. Only when named in
+ * --targets: `undici-fwd` (bare undici plus the contract's forwarding headers) and `raw-undici`
+ * (an experiment: undici behind a minimal raw-socket HTTP front end instead of node:http). Rounds are interleaved
  * (A B C ... A B C ...) and medians reported: requests/s, p50/p99 latency, CPU microseconds per
  * request of the target's whole process tree (from /proc), peak RSS. Then: latency added at a
  * low rate (200 requests/s, minus direct's), RSS per idle keep-alive connection, and 1 MiB
@@ -181,6 +182,8 @@ async function main(): Promise<void> {
     if (wanted('undici-bare')) targets.push(await startNodeTarget(ROOT, 'undici-bare', 'undici-bare', be.ports));
     // only when asked for by name: bare undici plus the contract's forwarding headers
     if (o.targets?.includes('undici-fwd') === true) targets.push(await startNodeTarget(ROOT, 'undici-fwd', 'undici-bare', be.ports, ['--forwarding']));
+    // only when asked for by name: the experiment measuring node:http's server-side cost
+    if (o.targets?.includes('raw-undici') === true) targets.push(await startNodeTarget(ROOT, 'raw-undici', 'raw-undici', be.ports));
     if (wanted('nginx') && installed('nginx')) targets.push(await startNginxProxy(be.ports));
     if (wanted('haproxy') && installed('haproxy')) targets.push(await startHaproxy(be.ports));
     process.stdout.write(`targets: ${targets.map((t) => t.name).join(', ')}; ${o.rounds} interleaved rounds of ${o.duration} s autocannon${o.wrkDuration > 0 && installed('wrk') ? ` + ${o.wrkDuration} s wrk` : ''}, 50 connections\n`);
@@ -188,7 +191,7 @@ async function main(): Promise<void> {
     const idleTargets = targets.filter((t) => ['drover', 'nginx', 'undici-bare', 'haproxy'].includes(t.name));
     const perRun = o.duration + (useWrk ? o.wrkDuration : 0) + 1;
     const droverTarget = targets.find((t) => t.name === 'drover');
-    const peers = droverTarget === undefined ? [] : targets.filter((t) => ['undici-bare', 'undici-fwd', 'http-proxy', 'nginx', 'haproxy'].includes(t.name));
+    const peers = droverTarget === undefined ? [] : targets.filter((t) => ['undici-bare', 'undici-fwd', 'raw-undici', 'http-proxy', 'nginx', 'haproxy'].includes(t.name));
     const total =
       targets.length * 2 + o.rounds * targets.length * perRun + targets.length * (o.lowDuration + o.bigDuration + 1) + peers.length * o.pairedRounds * (o.pairedDuration + 0.2) + idleTargets.length * 8;
     const progress = new Progress(total);
