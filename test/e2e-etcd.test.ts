@@ -4,26 +4,14 @@
  * that the tests cut and restore. Nothing on the path is mocked.
  */
 import http from 'node:http';
-import { afterEach, expect, it } from 'vitest';
+import { expect, it } from 'vitest';
 import { describeEtcd, useSharedEtcd } from './helpers/etcd.js';
 import { startBackend, request, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
+import { cleanupAfterEach } from './helpers/cleanup.js';
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-function later(fn: () => Promise<unknown> | unknown): void {
-  cleanups.push(fn);
-}
-afterEach(async () => {
-  while (cleanups.length > 0) {
-    const fn = cleanups.pop() as () => unknown;
-    try {
-      await fn();
-    } catch {
-      // keep cleaning
-    }
-  }
-});
+const later = cleanupAfterEach();
 
 let seq = 0;
 function nextPrefix(): string {

@@ -8,24 +8,22 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { cleanupAfterEach } from './helpers/cleanup.js';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { BIN, ROOT, startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const later = cleanupAfterEach();
 
 async function backends(...names: string[]): Promise<TestBackend[]> {
   const out = await Promise.all(names.map((n) => startBackend(n)));
-  cleanups.push(() => Promise.all(out.map((b) => b.close())));
+  later(() => Promise.all(out.map((b) => b.close())));
   return out;
 }
 
 async function drover(yaml: string, files?: Record<string, string>): Promise<DroverProcess> {
   const d = await startDrover(yaml, { files });
-  cleanups.push(() => d.stop());
+  later(() => d.stop());
   return d;
 }
 
@@ -249,7 +247,7 @@ describe('npm start (the newcomer path)', () => {
     expect(taken, `ports already in use on this machine: ${taken.join(', ')}`).toEqual([]);
     const child = spawn(process.execPath, [BIN, 'start', '-c', path.join(ROOT, 'config', 'drover.yaml'), '--demo'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const exited = new Promise<number | null>((resolve) => child.on('exit', resolve));
-    cleanups.push(async () => {
+    later(async () => {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;
     });

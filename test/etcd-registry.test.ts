@@ -2,12 +2,13 @@
  * EtcdRegistry against real etcd processes (test/helpers/etcd.ts). The sink below is a real
  * in-memory implementation of our own RegistrySink interface, not a mock of etcd or the network.
  */
-import { afterAll, afterEach, expect, it } from 'vitest';
+import { afterAll, expect, it } from 'vitest';
 import { EtcdRegistry, type EtcdRegistryOptions } from '../src/registry/etcd.js';
 import type { EtcdRegistryConfig } from '../src/config/types.js';
 import { silentLogger } from '../src/log.js';
 import { describeEtcd, enableAuth, freePort, startEtcd, startEtcdCluster, useSharedEtcd, type EtcdServer } from './helpers/etcd.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
+import { cleanupAfterEach } from './helpers/cleanup.js';
 import type { MemberSpec } from '../routing/types.js';
 import type { RegistrySink } from '../src/registry/types.js';
 
@@ -103,20 +104,7 @@ function nextPrefix(): string {
   return `/t${process.pid}-${++prefixSeq}/services/`;
 }
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-function later(fn: () => Promise<unknown> | unknown): void {
-  cleanups.push(fn);
-}
-afterEach(async () => {
-  while (cleanups.length > 0) {
-    const fn = cleanups.pop() as () => unknown;
-    try {
-      await fn();
-    } catch {
-      // keep cleaning
-    }
-  }
-});
+const later = cleanupAfterEach();
 
 async function startRegistry(
   endpoints: string[],

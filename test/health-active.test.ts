@@ -1,4 +1,5 @@
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
+import { cleanupAfterEach } from './helpers/cleanup.js';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -36,10 +37,7 @@ interface Backend {
   close(): Promise<void>;
 }
 
-const cleanups: (() => Promise<void> | void)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const later = cleanupAfterEach();
 
 async function backend(name: string): Promise<Backend> {
   const b = { name, status: 200, paths: [] as string[], open: 0, maxOpen: 0, hang: false } as Backend;
@@ -64,7 +62,7 @@ async function backend(name: string): Promise<Backend> {
       b.server.closeAllConnections();
       b.server.close(() => resolve());
     });
-  cleanups.push(() => (b.server.listening ? b.close() : undefined));
+  later(() => (b.server.listening ? b.close() : undefined));
   return b;
 }
 
@@ -93,7 +91,7 @@ function setup(cfg: ServiceHealthConfig): { store: HealthStore; sh: ServiceHealt
   const sh = store.service('web', cfg);
   if (cfg.active === undefined) throw new Error('needs active');
   const checker = new ActiveChecker({ service: 'web', sink: sh, config: cfg.active });
-  cleanups.push(() => {
+  later(() => {
     checker.close();
     store.close();
   });
@@ -165,7 +163,7 @@ describe('active HTTP checks against real servers', () => {
         return running;
       },
     });
-    cleanups.push(() => {
+    later(() => {
       checker.close();
       store.close();
     });
@@ -248,7 +246,7 @@ describe('active TCP checks', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const port = (server.address() as AddressInfo).port;
-    cleanups.push(() => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve())));
+    later(() => new Promise<void>((resolve) => (server.listening ? server.close(() => resolve()) : resolve())));
     const { sh, checker } = setup({ active: { ...ACTIVE, tcp: true, path: undefined }, passive: PASSIVE });
     sh.add('t', Date.now());
     checker.add('t', `http://127.0.0.1:${port}`);
@@ -285,7 +283,7 @@ describe('startProbe', () => {
       s.once('data', () => s.resetAndDestroy());
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanups.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
+    later(() => new Promise<void>((resolve) => server.close(() => resolve())));
     const port = (server.address() as AddressInfo).port;
     const r = await startProbe({ url: `http://127.0.0.1:${port}`, path: '/', tcp: false, timeout: 1000, expectStatus: { min: 200, max: 399 } }).result;
     expect(r).toEqual({ ok: false, detail: 'reset ECONNRESET' });
@@ -299,7 +297,7 @@ describe('HealthMonitor (wiring glue)', () => {
     const avail = new Map<string, boolean>();
     const store = new HealthStore({ availability: { setAvailable: (_s, id, v) => avail.set(id, v) } });
     const monitor = new HealthMonitor({ store });
-    cleanups.push(() => monitor.close());
+    later(() => monitor.close());
     const cfg: ServiceHealthConfig = { active: ACTIVE, passive: PASSIVE };
     monitor.sync('web', cfg, [
       { id: 'a', url: a.url, draining: false },
