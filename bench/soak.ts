@@ -14,6 +14,7 @@ import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { Etcd3 } from 'etcd3';
 import { Agent, request } from 'undici';
@@ -140,22 +141,14 @@ async function main(): Promise<void> {
   let reloadsOk = 0;
   let reloadsFailed = 0;
   const ready = await new Promise<{ port: number; admin: number }>((resolve, reject) => {
-    let buf = '';
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const j = JSON.parse(line) as { msg?: string; listen?: { port: number }[]; admin?: { port: number } };
-          if (j.msg === 'ready') resolve({ port: j.listen?.[0]?.port ?? 0, admin: j.admin?.port ?? 0 });
-          if (j.msg === 'config reloaded') reloadsOk++;
-          if (j.msg?.startsWith('config reload refused') === true) reloadsFailed++;
-        } catch {
-          // not JSON
-        }
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+      try {
+        const j = JSON.parse(line) as { msg?: string; listen?: { port: number }[]; admin?: { port: number } };
+        if (j.msg === 'ready') resolve({ port: j.listen?.[0]?.port ?? 0, admin: j.admin?.port ?? 0 });
+        if (j.msg === 'config reloaded') reloadsOk++;
+        if (j.msg?.startsWith('config reload refused') === true) reloadsFailed++;
+      } catch {
+        // not JSON
       }
     });
     child.once('exit', () => reject(new Error('drover exited')));

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 /** The repository root (this file runs as dist/bench/lib/health-harness.js). */
@@ -54,17 +55,10 @@ export async function startBackends(specs: readonly string[]): Promise<BackendPr
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const backends = await new Promise<BenchBackend[]>((resolve, reject) => {
     const out: BenchBackend[] = [];
-    let buf = '';
-    child.stdout?.setEncoding('utf8');
-    child.stdout?.on('data', (d: string) => {
-      buf += d;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        const line = JSON.parse(buf.slice(0, nl)) as { name: string; port: number };
-        buf = buf.slice(nl + 1);
-        out.push({ name: line.name, port: line.port, url: `http://127.0.0.1:${line.port}` });
-        if (out.length === specs.length) resolve(out);
-      }
+    createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (text) => {
+      const line = JSON.parse(text) as { name: string; port: number };
+      out.push({ name: line.name, port: line.port, url: `http://127.0.0.1:${line.port}` });
+      if (out.length === specs.length) resolve(out);
     });
     void exited.then(() => reject(new Error('backend process exited before it was ready')));
   });

@@ -7,6 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -52,28 +53,20 @@ export async function startDrover(yaml: string, options: { files?: Record<string
   });
   const logs: Record<string, unknown>[] = [];
   const waiters: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
-  let buf = '';
   let err = '';
-  child.stdout?.setEncoding('utf8');
-  child.stdout?.on('data', (d: string) => {
-    buf += d;
-    let nl: number;
-    while ((nl = buf.indexOf('\n')) !== -1) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      let parsed: Record<string, unknown>;
-      try {
-        parsed = JSON.parse(line) as Record<string, unknown>;
-      } catch {
-        continue;
-      }
-      logs.push(parsed);
-      for (let i = waiters.length - 1; i >= 0; i--) {
-        const w = waiters[i];
-        if (w !== undefined && w.pred(parsed)) {
-          waiters.splice(i, 1);
-          w.resolve(parsed);
-        }
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    let parsed: Record<string, unknown>;
+    try {
+      parsed = JSON.parse(line) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    logs.push(parsed);
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      const w = waiters[i];
+      if (w !== undefined && w.pred(parsed)) {
+        waiters.splice(i, 1);
+        w.resolve(parsed);
       }
     }
   });
