@@ -10,7 +10,7 @@ export type HealthState = 'unknown' | 'healthy' | 'unhealthy' | 'ejected' | 'dra
 /** Every state, in a stable order (for metric label pre-registration and docs). */
 export const HEALTH_STATES: readonly HealthState[] = ['unknown', 'healthy', 'unhealthy', 'ejected', 'draining'];
 
-/** Active checks of one service; same shape as `ActiveHealthConfig` in `src/config/types.ts`. */
+/** Active checks of one service (the config loader builds these: `ServiceConfig['health']` is this type). */
 export interface ActiveCheckConfig {
   /** HTTP path to GET (e.g. `/healthz`); absent when `tcp` is true */
   readonly path?: string | undefined;
@@ -28,7 +28,7 @@ export interface ActiveCheckConfig {
   readonly expectStatus: { readonly min: number; readonly max: number };
 }
 
-/** Passive (outlier) ejection of one service; same shape as `PassiveHealthConfig` in `src/config/types.ts`. */
+/** Passive (outlier) ejection of one service. */
 export interface PassiveCheckConfig {
   /** consecutive failed requests that eject a backend, default 5; 0 turns ejection off */
   readonly consecutiveFailures: number;
@@ -38,7 +38,7 @@ export interface PassiveCheckConfig {
   readonly maxEjectedPercent: number;
 }
 
-/** The health section of one service; same shape as `ServiceConfig['health']`. */
+/** The health section of one service: `ServiceConfig['health']` in `src/config/types.ts`. */
 export interface ServiceHealthConfig {
   /** absent: no active checks (backends are available until passive ejection says otherwise) */
   readonly active?: ActiveCheckConfig | undefined;

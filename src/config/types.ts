@@ -5,6 +5,7 @@
  * `../shared/contract.md` section 2; this is their in-memory form (camelCase).
  */
 import type { BalancerName, HashKeySpec, RouteConfig, HeaderMatch } from '../../routing/types.js';
+import type { ServiceHealthConfig } from '../../health/types.js';
 
 export type { BalancerName, HashKeySpec, RouteConfig, HeaderMatch };
 
@@ -48,31 +49,6 @@ export interface ListenConfig {
   readonly limits: ListenerLimits;
 }
 
-export interface ActiveHealthConfig {
-  /** HTTP path to GET; absent when `tcp` is true. */
-  readonly path?: string | undefined;
-  readonly tcp: boolean;
-  /** ms, default 2000 */
-  readonly interval: number;
-  /** ms, default 1000 */
-  readonly timeout: number;
-  /** default 2 */
-  readonly rise: number;
-  /** default 3 */
-  readonly fall: number;
-  /** inclusive status range, default 200-399 */
-  readonly expectStatus: { readonly min: number; readonly max: number };
-}
-
-export interface PassiveHealthConfig {
-  /** default 5 */
-  readonly consecutiveFailures: number;
-  /** ms, base ejection time, default 30000 */
-  readonly ejection: number;
-  /** percent 0-100, default 50 */
-  readonly maxEjectedPercent: number;
-}
-
 export interface TimeoutsConfig {
   /** ms, default 2000 */
   readonly connect: number;
@@ -99,11 +75,8 @@ export interface ServiceConfig {
   readonly balancer: BalancerName;
   /** only when balancer is hash; default `{kind:'ip'}` for hash */
   readonly hashKey?: HashKeySpec | undefined;
-  readonly health: {
-    readonly active?: ActiveHealthConfig | undefined;
-    /** always present: passive checks are on by default */
-    readonly passive: PassiveHealthConfig;
-  };
+  /** passive checks are always present (on by default); active ones only when configured */
+  readonly health: ServiceHealthConfig;
   /** ms, default 0 (off) */
   readonly slowStart: number;
   /** percent 0-100, default 50 */
