@@ -13,7 +13,7 @@
  * Run: `npm run build && node dist/bench/churn.js` (ROUNDS=8 PERIOD=2.5 MEMBERS=3 CONNECTIONS=32).
  */
 import os from 'node:os';
-import { cleanup, getBody, hostInfo, nginxAvailable, runLoad, sleep, startBackendFarm, startEtcdDrover, startEtcd, startNginx, table, waitFor, writeResult, type BackendFarm, type LoadCount } from './lib/etcd-env.js';
+import { getBody, hostInfo, nginxAvailable, runBench, runLoad, sleep, startBackendFarm, startEtcd, startEtcdDrover, startNginx, table, waitFor, writeResult, type BackendFarm, type LoadCount } from './lib/etcd-env.js';
 
 const ROUNDS = Number(process.env['ROUNDS'] ?? 8);
 const PERIOD_MS = Number(process.env['PERIOD'] ?? 2.5) * 1000;
@@ -96,9 +96,4 @@ async function main(): Promise<void> {
   process.stdout.write(`load average (1 min) before/after: ${loadBefore.toFixed(2)} / ${host.loadavg1m.toFixed(2)} on ${host.cpus} CPUs\nresults: ${file}\n`);
 }
 
-main()
-  .catch((err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  })
-  .finally(() => cleanup().then(() => process.exit()));
+runBench(main);

@@ -12,7 +12,7 @@
  */
 import http from 'node:http';
 import os from 'node:os';
-import { cleanup, getBody, hostInfo, nginxAvailable, percentile, sleep, startBackendFarm, startEtcdDrover, startEtcd, startNginx, table, waitFor, writeResult } from './lib/etcd-env.js';
+import { getBody, hostInfo, nginxAvailable, percentile, runBench, sleep, startBackendFarm, startEtcd, startEtcdDrover, startNginx, table, waitFor, writeResult } from './lib/etcd-env.js';
 
 const TRIALS = Number(process.env['TRIALS'] ?? 100);
 /** Longest a single trial may take before it counts as failed (ms). */
@@ -128,9 +128,4 @@ async function main(): Promise<void> {
   process.stdout.write(`results: ${file}\n`);
 }
 
-main()
-  .catch((err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  })
-  .finally(() => cleanup().then(() => process.exit()));
+runBench(main);

@@ -13,7 +13,7 @@ import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import type { Etcd3 } from 'etcd3';
-import { ROOT, cleanup, cpuSeconds, getBody, hostInfo, rssMiB, runLoad, sleep, startBackendFarm, startDrover, startEtcd, table, waitFor, writeResult, type BenchDrover, type LoadCount } from './lib/etcd-env.js';
+import { cpuSeconds, getBody, hostInfo, ROOT, rssMiB, runBench, runLoad, sleep, startBackendFarm, startDrover, startEtcd, table, waitFor, writeResult, type BenchDrover, type LoadCount } from './lib/etcd-env.js';
 
 const SERVICES = Number(process.env['SERVICES'] ?? 1000);
 const MEMBERS = Number(process.env['MEMBERS'] ?? 10);
@@ -165,9 +165,4 @@ async function main(): Promise<void> {
   process.stdout.write(`load average (1 min) before/after: ${loadBefore.toFixed(2)} / ${host.loadavg1m.toFixed(2)} on ${host.cpus} CPUs\nresults: ${file}\n`);
 }
 
-main()
-  .catch((err: unknown) => {
-    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exitCode = 1;
-  })
-  .finally(() => cleanup().then(() => process.exit()));
+runBench(main);

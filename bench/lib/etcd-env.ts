@@ -43,6 +43,16 @@ process.once('exit', () => {
   for (const c of children) c.kill('SIGKILL');
 });
 
+/** Runs a benchmark's `main`: a failure is printed and exits 1; children and temp dirs are cleaned up either way. */
+export function runBench(main: () => Promise<void>): void {
+  main()
+    .catch((err: unknown) => {
+      process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exitCode = 1;
+    })
+    .finally(() => cleanup().then(() => process.exit()));
+}
+
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
