@@ -6,8 +6,8 @@ import { afterAll, expect, it } from 'vitest';
 import { EtcdRegistry, type EtcdRegistryOptions } from '../src/registry/etcd.js';
 import type { EtcdRegistryConfig } from '../src/config/types.js';
 import { silentLogger } from '../src/log.js';
-import { describeEtcd, enableAuth, freePort, startEtcd, startEtcdCluster, useSharedEtcd, type EtcdServer } from './helpers/etcd.js';
-import { startTcpProxy } from './helpers/tcp-proxy.js';
+import { describeEtcd, enableAuth, freePort, startEtcd, startEtcdCluster, useSharedEtcd, type EtcdServer, type SharedEtcd } from './helpers/etcd.js';
+import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
 import type { MemberSpec } from '../routing/types.js';
 import type { RegistrySink } from '../src/registry/types.js';
@@ -118,6 +118,22 @@ async function startRegistry(
   await reg.start(sink);
   later(() => reg.close());
   return { reg, sink };
+}
+
+/**
+ * Members a and b under `p`, a registry watching them through a TCP proxy, then the proxy cut:
+ * returns once the registry has noticed (connected=false).
+ */
+async function cutOffRegistry(shared: SharedEtcd, p: string): Promise<{ sink: RecordingSink; proxy: TcpProxy }> {
+  await shared.kv.put(`${p}web/a`).value('127.0.0.1:9001');
+  await shared.kv.put(`${p}web/b`).value('127.0.0.1:9002');
+  const proxy = await startTcpProxy({ port: shared.etcd.clientPort });
+  later(() => proxy.close());
+  const { sink } = await startRegistry([proxy.url], p);
+  await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+  proxy.cut();
+  await waitFor(() => sink.connected.get('etcd') === false, 5000, 'disconnect noticed');
+  return { sink, proxy };
 }
 
 describeEtcd('EtcdRegistry (single etcd)', () => {
@@ -231,14 +247,7 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
 
   it('cut off while watching: members kept, connected=false, changes made meanwhile apply on reconnect', async () => {
     const p = nextPrefix();
-    await shared.kv.put(`${p}web/a`).value('127.0.0.1:9001');
-    await shared.kv.put(`${p}web/b`).value('127.0.0.1:9002');
-    const proxy = await startTcpProxy({ port: shared.etcd.clientPort });
-    later(() => proxy.close());
-    const { sink } = await startRegistry([proxy.url], p);
-    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
-    proxy.cut();
-    await waitFor(() => sink.connected.get('etcd') === false, 5000, 'disconnect noticed');
+    const { sink, proxy } = await cutOffRegistry(shared, p);
     await shared.kv.put(`${p}web/c`).value('127.0.0.1:9003');
     await shared.kv.delete().key(`${p}web/a`);
     await new Promise((r) => setTimeout(r, 500));
@@ -256,14 +265,7 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
 
   it('compaction while disconnected: full resync, pools match the store', async () => {
     const p = nextPrefix();
-    await shared.kv.put(`${p}web/a`).value('127.0.0.1:9001');
-    await shared.kv.put(`${p}web/b`).value('127.0.0.1:9002');
-    const proxy = await startTcpProxy({ port: shared.etcd.clientPort });
-    later(() => proxy.close());
-    const { sink } = await startRegistry([proxy.url], p);
-    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
-    proxy.cut();
-    await waitFor(() => sink.connected.get('etcd') === false, 5000, 'disconnect noticed');
+    const { sink, proxy } = await cutOffRegistry(shared, p);
     await shared.kv.delete().key(`${p}web/a`);
     await shared.kv.put(`${p}web/d`).value('127.0.0.1:9004');
     const res = await shared.kv.put(`${p}web/b`).value('127.0.0.1:9022').exec();
