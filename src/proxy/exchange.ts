@@ -5,15 +5,14 @@
  *
  * One object per request holds all state, so the handler callbacks are methods, not closures.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Backend } from '../../routing/backend.js';
 import type { PickContext } from '../../routing/types.js';
-import { hasRequestBody, LazyBody } from './body.js';
+import type { LazyBody } from './body.js';
+import type { Downstream, ExchangeSink } from './downstream.js';
 import { downstreamResponseHeaders } from './headers.js';
 import type { AccessLogEntry, FailureKind, ProxyState, ServiceRuntime } from './types.js';
 import { upstreamOf } from './upstream.js';
-import { sendError } from './respond.js';
 
 /** Most replays of one request after stale keep-alive connections (see `isStaleSocket`). */
 const MAX_STALE_REPLAYS = 4;
@@ -59,20 +58,8 @@ interface DispatchBase {
   readonly headers: string[];
 }
 
-const EXCHANGE = Symbol('drover.exchange');
-type TaggedResponse = ServerResponse & { [EXCHANGE]?: Exchange };
-
-function onResponseClose(this: TaggedResponse): void {
-  this[EXCHANGE]?.clientClosed();
-}
-
-function onResponseDrain(this: TaggedResponse): void {
-  this[EXCHANGE]?.resumeUpstream();
-}
-
-export class Exchange implements Dispatcher.DispatchHandler {
-  private readonly req: IncomingMessage;
-  private readonly res: ServerResponse;
+export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
+  private readonly down: Downstream;
   private readonly state: ProxyState;
   private readonly svc: ServiceRuntime;
   private readonly ctx: PickContext;
@@ -98,8 +85,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   private error: string | undefined;
 
   constructor(
-    req: IncomingMessage,
-    res: ServerResponse,
+    down: Downstream,
     state: ProxyState,
     svc: ServiceRuntime,
     ctx: PickContext,
@@ -107,8 +93,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     routeIndex: number,
     requestId: string,
   ) {
-    this.req = req;
-    this.res = res;
+    this.down = down;
     this.state = state;
     this.svc = svc;
     this.ctx = ctx;
@@ -117,12 +102,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.requestId = requestId;
     this.clientIp = ctx.clientIp;
     this.startedAt = performance.now();
-    this.withBody = hasRequestBody(req);
-    // Shared listener functions find this exchange through a symbol on the response: no
-    // per-request closures or bound functions.
-    (res as TaggedResponse)[EXCHANGE] = this;
-    // 'close' fires once per response; `on` spares the wrapper `once` allocates per request.
-    res.on('close', onResponseClose);
+    this.withBody = down.hasBody;
+    down.attach(this);
     svc.earnRetry();
   }
 
@@ -148,8 +129,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const up = upstreamOf(backend, this.svc.config.timeouts);
     let body: LazyBody | null = null;
     if (this.withBody) {
-      this.body = new LazyBody(this.req);
-      body = this.body;
+      this.body = this.down.openBody();
+      body = this.body ?? null;
     }
     try {
       up.pool.dispatch(
@@ -187,8 +168,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       return;
     }
     try {
-      if (statusMessage !== undefined && statusMessage !== '') this.res.writeHead(statusCode, statusMessage, headers);
-      else this.res.writeHead(statusCode, headers);
+      this.down.writeHead(statusCode, statusMessage, headers);
     } catch (err) {
       // a header Node refuses to write (invalid characters from the backend)
       this.error = `invalid response header: ${(err as Error).message}`;
@@ -198,9 +178,9 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     this.bytesOut += chunk.length;
-    if (!this.res.write(chunk)) {
+    if (!this.down.write(chunk)) {
       controller.pause();
-      this.res.once('drain', onResponseDrain);
+      this.down.waitDrain();
     }
   }
 
@@ -210,7 +190,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
-    this.res.end();
+    this.down.end();
     const backend = this.backend;
     if (backend !== undefined) {
       const failed = this.status >= 500;
@@ -253,7 +233,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
     if (this.responseStarted) {
       // Headers are out: the only honest signal left is a truncated response.
-      this.res.destroy(err);
+      this.down.destroy(err);
       this.done();
       return;
     }
@@ -302,7 +282,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** The client's response closed (finished, or the client went away). */
   clientClosed(): void {
     if (this.finished) return;
-    if (!this.res.writableFinished) {
+    if (!this.down.finished) {
       this.clientGone = true;
       this.controller?.abort(new Error('client closed the connection'));
       if (this.controller === undefined && this.backend === undefined) this.done();
@@ -314,8 +294,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
     this.status = status;
     this.error = error;
     if (backend === undefined) this.backend = undefined;
-    const closeAfter = this.withBody && !this.req.readableEnded;
-    if (!this.clientGone) sendError(this.res, status, this.svc.name, closeAfter);
+    if (!this.clientGone) this.down.sendError(status, this.svc.name, this.withBody);
     this.done();
   }
 
@@ -336,13 +315,13 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   private entry(status: number, seconds: number, backend: Backend | undefined): AccessLogEntry {
-    const req = this.req;
+    const down = this.down;
     return {
       requestId: this.requestId,
       client: this.clientIp,
       method: this.base.method,
-      host: req.headers.host ?? '',
-      path: req.url ?? '',
+      host: down.host ?? '',
+      path: down.url,
       route: this.routeIndex,
       service: this.svc.name,
       backend: backend?.id ?? null,

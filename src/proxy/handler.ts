@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { rewritePath } from '../../routing/route-table.js';
+import { NodeDownstream, type Downstream, type RequestHead } from './downstream.js';
 import { Exchange } from './exchange.js';
 import { clientAddress, NO_EDITS, upstreamRequestHeaders } from './headers.js';
 import { sendError } from './respond.js';
@@ -12,7 +13,7 @@ import type { ProxyState } from './types.js';
 import { requestProblem, type HeadLimits } from './validate.js';
 
 /** The client's address with an IPv4-mapped IPv6 prefix removed (`::ffff:1.2.3.4` -> `1.2.3.4`). */
-export function peerAddress(req: IncomingMessage): string {
+export function peerAddress(req: RequestHead): string {
   const a = req.socket.remoteAddress ?? '';
   return a.startsWith('::ffff:') ? a.slice(7) : a;
 }
@@ -38,31 +39,41 @@ export interface ListenerInfo extends HeadLimits {
 }
 
 /**
- * Validates and routes one request, then starts its exchange. Malformed requests that Node's
- * strict parser let through (duplicate Host, a target that is not origin-form) get 400 here,
- * before any backend is involved.
+ * Validates and routes one request node:http parsed, then starts its exchange. Malformed
+ * requests that Node's strict parser let through (duplicate Host, a target that is not
+ * origin-form) get 400 here, before any backend is involved.
  */
 export function handleRequest(state: ProxyState, listener: ListenerInfo, req: IncomingMessage, res: ServerResponse): void {
-  const url = req.url ?? '';
   const problem = requestProblem(req, listener);
   if (problem !== 0) {
     sendError(res, problem, undefined, true);
     logUnproxied(state, req, problem, null, null);
     return;
   }
+  const chunked = req.headers['transfer-encoding'] !== undefined && !req.readableEnded;
+  proxyRequest(state, listener, req, new NodeDownstream(req, res), chunked ? req : undefined);
+}
+
+/**
+ * Routes one valid request head and starts its exchange, answering 404/503 itself.
+ * @param waitFor a request whose chunked body must show its first chunk before any backend is
+ *   involved (see `afterFirstChunk`); undefined for everything else
+ */
+export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: RequestHead, down: Downstream, waitFor?: IncomingMessage): void {
+  const url = req.url ?? '';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const host = hostWithoutPort(req.headers.host);
   const method = req.method ?? 'GET';
   const route = state.routes.match(method, host, path, req.headers);
   if (route === undefined) {
-    sendError(res, 404, undefined);
+    down.sendError(404, undefined, false);
     logUnproxied(state, req, 404, null, null);
     return;
   }
   const svc = state.services.get(route.service);
   if (svc === undefined) {
-    sendError(res, 503, route.service);
+    down.sendError(503, route.service, false);
     logUnproxied(state, req, 503, route.index, route.service);
     return;
   }
@@ -71,11 +82,11 @@ export function handleRequest(state: ProxyState, listener: ListenerInfo, req: In
   const upstreamPath = route.stripPrefix === undefined ? url : rewritePath(route, url);
   const ctx = { clientIp, path, headers: req.headers };
   const base = { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers };
-  if (req.headers['transfer-encoding'] !== undefined && !req.readableEnded) {
+  if (waitFor !== undefined) {
     // the closure only on this rare path: most requests have no chunked body
-    afterFirstChunk(req, () => new Exchange(req, res, state, svc, ctx, base, route.index, requestId).start());
+    afterFirstChunk(waitFor, () => new Exchange(down, state, svc, ctx, base, route.index, requestId).start());
   } else {
-    new Exchange(req, res, state, svc, ctx, base, route.index, requestId).start();
+    new Exchange(down, state, svc, ctx, base, route.index, requestId).start();
   }
 }
 
@@ -99,7 +110,7 @@ export interface ClientOf {
 }
 
 /** Works out the peer, whether it is trusted, and the real client address of `req`. */
-export function clientOf(state: ProxyState, req: IncomingMessage): ClientOf {
+export function clientOf(state: ProxyState, req: RequestHead): ClientOf {
   const peer = peerAddress(req);
   const trusted = isTrusted(state, peer);
   const clientIp = trusted ? clientAddress(peer, req.rawHeaders, (a) => isTrusted(state, a)) : peer;
@@ -138,7 +149,7 @@ function afterFirstChunk(req: IncomingMessage, start: () => void): void {
  * The access log line of a request drover answered itself before any backend was involved (no
  * route, malformed, unknown service): the access log has one line per request, these included.
  */
-function logUnproxied(state: ProxyState, req: IncomingMessage, status: number, route: number | null, service: string | null): void {
+function logUnproxied(state: ProxyState, req: RequestHead, status: number, route: number | null, service: string | null): void {
   const log = state.accessLog;
   if (log === undefined) return;
   const id = req.headers['x-request-id'];

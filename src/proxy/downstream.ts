@@ -1,0 +1,136 @@
+/**
+ * The client side of one exchange, behind one small interface so that the exchange does not care
+ * which front end read the request: node:http (`NodeDownstream`, every request Node parsed) or
+ * the fast path (`fast-path.ts`, plain body-less requests read straight off the socket).
+ */
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { hasRequestBody, LazyBody } from './body.js';
+import { sendError } from './respond.js';
+
+/** The parts of a request head that routing and the forwarding headers read. */
+export interface RequestHead {
+  readonly method?: string | undefined;
+  /** the request target as sent (origin-form) */
+  readonly url?: string | undefined;
+  /** lower-cased names; repeated fields as Node folds them */
+  readonly headers: IncomingHttpHeaders;
+  /** `[name, value, ...]` as sent */
+  readonly rawHeaders: string[];
+  readonly socket: { readonly remoteAddress?: string | undefined };
+}
+
+/** What an exchange calls back into when it answers: status, headers, body, errors. */
+export interface ExchangeSink {
+  /** the client's socket drained: upstream reading may resume */
+  resumeUpstream(): void;
+  /** the client went away (or the response closed) */
+  clientClosed(): void;
+}
+
+/** Where an exchange writes its answer. */
+export interface Downstream {
+  /** the request declares a body (only node:http requests can) */
+  readonly hasBody: boolean;
+  /** true once the status line is out (an error answer is no longer possible) */
+  readonly headersSent: boolean;
+  /** true once the whole response was handed to the socket */
+  readonly finished: boolean;
+  /** the client's Host header, as sent */
+  readonly host: string | undefined;
+  /** the request target, as sent */
+  readonly url: string;
+  /** Routes `resumeUpstream` and `clientClosed` to `sink` for the life of this response. */
+  attach(sink: ExchangeSink): void;
+  /** A fresh lazily-read request body (undefined when there is none). */
+  openBody(): LazyBody | undefined;
+  /** Writes the response head. Throws (as node:http does) on a header it refuses to write. */
+  writeHead(status: number, message: string | undefined, headers: string[]): void;
+  /** Writes body bytes; false: wait for the sink's `resumeUpstream` before writing more. */
+  write(chunk: Buffer): boolean;
+  /** Arranges one `resumeUpstream` call on the sink when the socket drains. */
+  waitDrain(): void;
+  /** Finishes the response. */
+  end(): void;
+  /** Aborts the response (truncated: the only honest signal once headers are out). */
+  destroy(err?: Error): void;
+  /** Answers with drover's JSON error body; `closeAfter` closes the connection afterwards. */
+  sendError(status: number, service: string | undefined, closeAfter: boolean): void;
+}
+
+const SINK = Symbol('drover.sink');
+type TaggedResponse = ServerResponse & { [SINK]?: ExchangeSink };
+
+function onResponseClose(this: TaggedResponse): void {
+  this[SINK]?.clientClosed();
+}
+
+function onResponseDrain(this: TaggedResponse): void {
+  this[SINK]?.resumeUpstream();
+}
+
+/** A request node:http parsed, answered through its ServerResponse. */
+export class NodeDownstream implements Downstream {
+  private readonly req: IncomingMessage;
+  private readonly res: ServerResponse;
+  readonly hasBody: boolean;
+
+  constructor(req: IncomingMessage, res: ServerResponse) {
+    this.req = req;
+    this.res = res;
+    this.hasBody = hasRequestBody(req);
+  }
+
+  get headersSent(): boolean {
+    return this.res.headersSent;
+  }
+
+  get finished(): boolean {
+    return this.res.writableFinished;
+  }
+
+  get host(): string | undefined {
+    return this.req.headers.host;
+  }
+
+  get url(): string {
+    return this.req.url ?? '';
+  }
+
+  attach(sink: ExchangeSink): void {
+    // Shared listener functions find the sink through a symbol on the response: no
+    // per-request closures or bound functions. 'close' fires once per response; `on` spares
+    // the wrapper `once` allocates.
+    (this.res as TaggedResponse)[SINK] = sink;
+    this.res.on('close', onResponseClose);
+  }
+
+  openBody(): LazyBody | undefined {
+    return this.hasBody ? new LazyBody(this.req) : undefined;
+  }
+
+  writeHead(status: number, message: string | undefined, headers: string[]): void {
+    if (message !== undefined && message !== '') this.res.writeHead(status, message, headers);
+    else this.res.writeHead(status, headers);
+  }
+
+  write(chunk: Buffer): boolean {
+    return this.res.write(chunk);
+  }
+
+  waitDrain(): void {
+    this.res.once('drain', onResponseDrain);
+  }
+
+  end(): void {
+    this.res.end();
+  }
+
+  destroy(err?: Error): void {
+    this.res.destroy(err);
+  }
+
+  sendError(status: number, service: string | undefined, closeAfter: boolean): void {
+    // a request body still unread makes the connection unusable for another request
+    sendError(this.res, status, service, closeAfter && !this.req.readableEnded);
+  }
+}
