@@ -8,6 +8,7 @@
  * runtime registers, so the data path never updates a gauge.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { fastPathStats } from './proxy/fast-path-stats.js';
 
 /** Kinds of upstream failure, the `kind` label of `drover_upstream_errors_total`. */
 export type UpstreamErrorKind = 'connect' | 'timeout' | 'reset' | 'status';
@@ -306,6 +307,27 @@ export class Metrics {
       help: 'Config reloads, by result (success, failure).',
       labelNames: ['result'] as const,
       registers,
+    });
+    // The fast path counts in plain module fields (no prom-client call per request); folded in
+    // at scrape time.
+    new Counter({
+      name: 'drover_fast_path_requests_total',
+      help: 'Requests answered on the fast path (read off the socket without node:http).',
+      registers,
+      collect(this: Counter) {
+        this.reset();
+        this.inc(fastPathStats.requests);
+      },
+    });
+    new Counter({
+      name: 'drover_fast_path_handovers_total',
+      help: 'Client connections handed from the fast path to node:http, by reason (parse_error, incomplete, pipelined, body, connection, head).',
+      labelNames: ['reason'] as const,
+      registers,
+      collect(this: Counter<'reason'>) {
+        this.reset();
+        for (const [reason, n] of fastPathStats.handovers) this.labels(reason).inc(n);
+      },
     });
     // Both results exist from the start so `increase()` and alerts see the first failure.
     this.configReloads.labels('success').inc(0);

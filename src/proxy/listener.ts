@@ -7,6 +7,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenConfig, ListenerLimits } from '../config/types.js';
+import { FastFrontEnd, fastPathAvailable } from './fast-path.js';
 import { handleRequest, type ListenerInfo } from './handler.js';
 import { writeRawError } from './respond.js';
 import type { ProxyState } from './types.js';
@@ -75,6 +76,16 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
     joinDuplicateHeaders: false,
     noDelay: true,
   });
+  // Must come first: it takes node:http's own connection listener aside (see fast-path.ts).
+  const fast =
+    cfg.tls === undefined && fastPathAvailable
+      ? new FastFrontEnd(server, info, getState, {
+          headersTimeout: Math.min(limits.headersTimeout, limits.requestTimeout),
+          keepAliveTimeout: limits.keepAliveTimeout,
+          sendTimeout: limits.sendTimeout,
+          maxHeaderBytes: limits.maxHeaderBytes,
+        })
+      : undefined;
   // Node silently drops headers past maxHeadersCount; keeping one more lets the handler see
   // that the limit was passed and answer 431 instead of forwarding a truncated head.
   server.maxHeadersCount = limits.maxHeaders + 1;
@@ -125,10 +136,17 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
     port,
     close: () =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
+        server.close(() => {
+          fast?.stop();
+          resolve();
+        });
         server.closeIdleConnections();
+        fast?.closeIdle();
       }),
-    closeIdle: () => server.closeIdleConnections(),
+    closeIdle: () => {
+      server.closeIdleConnections();
+      fast?.closeIdle();
+    },
     destroyAll: () => {
       for (const s of sockets) s.destroy();
       for (const t of openTunnels) t.destroy();

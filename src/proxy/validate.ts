@@ -17,7 +17,7 @@ export interface HeadLimits {
 }
 
 /** A Host value: reg-name, IPv4 or [IPv6], with an optional port. */
-const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]{0,5})?$/;
+export const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]{0,5})?$/;
 
 /**
  * The status a malformed request gets (400, 414 or 431), or 0 when the head is acceptable.

@@ -1,0 +1,593 @@
+/**
+ * The fast path: plain requests read straight off the client socket and answered by writing the
+ * response to it, without node:http's per-request IncomingMessage and ServerResponse streams
+ * (about a sixth of a bare proxy's CPU, measured with the bench target `raw-undici`).
+ *
+ * The parser is llhttp through Node's own binding (`_http_common`'s HTTPParser), the one
+ * node:http runs, with the same strict flags, so what it accepts node:http accepts too. Only the
+ * common case stays here: an HTTP/1.1 keep-alive request without a body, whose whole head came
+ * in one read, that passes every check `requestProblem` makes. Anything else (a parse error, a
+ * body, `Expect`, an upgrade, HTTP/1.0, `Connection: close`, a repeated header, more than 31
+ * header fields, a head split across reads, pipelined requests) is handed to node:http with the
+ * bytes read so far, before anything was answered or sent upstream, and node:http owns the
+ * connection from then on. So every refusal (400, 414, 431, 408) and every rare feature keeps
+ * node:http's behaviour exactly; the fast path only makes the common case cheaper.
+ *
+ * Responses carry what node:http would add: `Date`, `Connection: keep-alive` with
+ * `Keep-Alive: timeout=N`, and chunked framing when the backend sent no Content-Length.
+ */
+import { STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createRequire } from 'node:module';
+import type { Socket } from 'node:net';
+import type { LazyBody } from './body.js';
+import type { Downstream, ExchangeSink, RequestHead } from './downstream.js';
+import { proxyRequest, type ListenerInfo } from './handler.js';
+import { errorBody, writeRawError } from './respond.js';
+import type { ProxyState } from './types.js';
+import { fastPathStats, type HandoverReason } from './fast-path-stats.js';
+import { HOST_VALUE } from './validate.js';
+
+/** The slice of llhttp's binding the fast path uses. */
+interface Parser {
+  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
+  execute(data: Buffer): number | Error;
+  close(): void;
+  conn: FastConnection | undefined;
+  [callback: number]: unknown;
+}
+
+interface ParserBinding {
+  readonly HTTPParser: {
+    new (): Parser;
+    readonly REQUEST: number;
+    readonly kOnMessageBegin: number;
+    readonly kOnHeaders: number;
+    readonly kOnHeadersComplete: number;
+    readonly kOnBody: number;
+    readonly kOnMessageComplete: number;
+    readonly kLenientNone: number;
+  };
+  readonly methods: readonly string[];
+}
+
+/**
+ * Node's parser binding, or undefined when this Node does not offer it in the expected shape
+ * (then every connection goes to node:http, as before the fast path existed).
+ */
+function loadBinding(): ParserBinding | undefined {
+  try {
+    const mod = createRequire(import.meta.url)('_http_common') as Partial<ParserBinding>;
+    const P = mod.HTTPParser;
+    if (typeof P !== 'function' || !Array.isArray(mod.methods)) return undefined;
+    for (const k of ['REQUEST', 'kOnMessageBegin', 'kOnHeaders', 'kOnHeadersComplete', 'kOnBody', 'kOnMessageComplete', 'kLenientNone'] as const) {
+      if (typeof P[k] !== 'number') return undefined;
+    }
+    return mod as ParserBinding;
+  } catch {
+    return undefined;
+  }
+}
+
+const binding = loadBinding();
+
+/** True when this Node offers the parser binding the fast path needs. */
+export const fastPathAvailable = binding !== undefined && process.env['DROVER_FAST_PATH'] !== 'off';
+
+/** A read larger than this while a response is in flight pauses the socket (pipelined floods). */
+const MAX_PENDING_BYTES = 64 * 1024;
+
+/** Node adds this much to the advertised keep-alive timeout before closing (fewer resets). */
+const KEEP_ALIVE_SLACK_MS = 1_000;
+
+const STATUS_LINE_UNSAFE = /[^\t\x20-\x7e\x80-\xff]/;
+
+let dateSecond = -1;
+let dateText = '';
+/** The `Date` header value, formatted once per second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+function uncorkSocket(socket: Socket): void {
+  socket.uncork();
+}
+
+function onParserMessageBegin(this: Parser): void {
+  const c = this.conn;
+  if (c !== undefined) c.begins++;
+}
+
+function onParserHeaders(this: Parser): void {
+  // llhttp flushes fields early only for long heads or heads split across reads: node:http's job
+  const c = this.conn;
+  if (c !== undefined) c.notPlain('head');
+}
+
+function onParserHeadersComplete(
+  this: Parser,
+  major: number,
+  minor: number,
+  raw: string[] | undefined,
+  method: number,
+  url: string | undefined,
+  _status: unknown,
+  _message: unknown,
+  upgrade: boolean,
+  keepAlive: boolean,
+): void {
+  const c = this.conn;
+  if (c !== undefined) c.headComplete(major, minor, raw, method, url, upgrade, keepAlive);
+}
+
+function onParserBody(this: Parser): void {
+  const c = this.conn;
+  if (c !== undefined) c.notPlain('body');
+}
+
+function onParserMessageComplete(this: Parser): void {
+  const c = this.conn;
+  if (c !== undefined) c.completes++;
+}
+
+/** The listener limits the fast path applies itself (ms and bytes, as resolved for node:http). */
+export interface FastLimits {
+  /** ms a new connection may take to send its first complete head (then 408) */
+  readonly headersTimeout: number;
+  /** ms an idle keep-alive connection is kept (plus node:http's 1 s slack); 0: no limit */
+  readonly keepAliveTimeout: number;
+  /** ms without a byte either way before `send_timeout` applies; 0: off */
+  readonly sendTimeout: number;
+  /** bytes of a request head */
+  readonly maxHeaderBytes: number;
+}
+
+/** One listener's fast path: accepts its connections and hands the unusual ones to node:http. */
+export class FastFrontEnd {
+  private readonly server: Server;
+  private readonly nodeConnection: (socket: Socket) => void;
+  readonly info: ListenerInfo;
+  readonly getState: () => ProxyState;
+  readonly limits: FastLimits;
+  /** `Connection` and `Keep-Alive` lines of a keep-alive response, as node:http writes them */
+  readonly keepAliveLines: string;
+  /** open connections still on the fast path */
+  readonly connections = new Set<FastConnection>();
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly sweepMs: number;
+  /** sweeps so far: the coarse clock idle connections are timed with */
+  tick = 0;
+  /** the listener is closing: connections end after their current response */
+  stopping = false;
+
+  /**
+   * Takes over `server`'s connections: node:http's own connection listener is kept aside and
+   * called for the connections handed over.
+   */
+  constructor(server: Server, info: ListenerInfo, getState: () => ProxyState, limits: FastLimits) {
+    const nodeConnection = server.listeners('connection')[0] as ((socket: Socket) => void) | undefined;
+    if (nodeConnection === undefined) throw new Error('node:http installed no connection listener');
+    server.removeListener('connection', nodeConnection);
+    this.server = server;
+    this.nodeConnection = nodeConnection;
+    this.info = info;
+    this.getState = getState;
+    this.limits = limits;
+    const ka = Math.floor(limits.keepAliveTimeout / 1000);
+    this.keepAliveLines = limits.keepAliveTimeout > 0 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${ka}\r\n` : 'Connection: keep-alive\r\n';
+    server.on('connection', (socket: Socket) => this.accept(socket));
+    this.sweepMs = Math.max(50, Math.min(1_000, Math.floor(Math.min(limits.headersTimeout, limits.keepAliveTimeout || Infinity) / 4)));
+    this.sweeper = setInterval(() => this.sweep(), this.sweepMs);
+    this.sweeper.unref();
+  }
+
+  private accept(socket: Socket): void {
+    if (binding === undefined) {
+      this.nodeConnection.call(this.server, socket);
+      return;
+    }
+    const conn = new FastConnection(this, socket, binding);
+    this.connections.add(conn);
+  }
+
+  /** Gives `socket` to node:http, with `bytes` (already read) to parse first. */
+  handOver(conn: FastConnection, socket: Socket, bytes: Buffer): void {
+    this.connections.delete(conn);
+    // Paused so that the unshifted bytes stay buffered until node:http listens for them.
+    socket.pause();
+    if (bytes.length > 0) socket.unshift(bytes);
+    this.nodeConnection.call(this.server, socket);
+    socket.resume();
+  }
+
+  /** Closes idle fast connections now; busy ones close after their response. */
+  closeIdle(): void {
+    this.stopping = true;
+    for (const c of this.connections) if (!c.busy) c.close();
+  }
+
+  /** Stops the sweeper (the listener is gone). */
+  stop(): void {
+    clearInterval(this.sweeper);
+  }
+
+  /** Times out connections that wait too long for a first request or between requests. */
+  private sweep(): void {
+    this.tick++;
+    const firstLimit = Math.ceil(this.limits.headersTimeout / this.sweepMs);
+    const idleLimit = this.limits.keepAliveTimeout > 0 ? Math.ceil((this.limits.keepAliveTimeout + KEEP_ALIVE_SLACK_MS) / this.sweepMs) : Infinity;
+    for (const c of this.connections) {
+      if (c.busy) continue;
+      const waited = this.tick - c.idleSince;
+      if (c.served === 0) {
+        // node:http answers a connection that sends no complete head in time with 408
+        if (waited > firstLimit) c.timeOutFirstRequest();
+      } else if (waited > idleLimit) c.close();
+    }
+  }
+}
+
+/** One client connection on the fast path: its parser, its current request and response. */
+class FastConnection implements RequestHead, Downstream {
+  readonly socket: Socket;
+  private readonly front: FastFrontEnd;
+  private readonly binding: ParserBinding;
+  private parser: Parser | undefined;
+
+  // ---- the current request (RequestHead) ----
+  method = '';
+  url = '';
+  headers: IncomingHttpHeaders = {};
+  rawHeaders: string[] = [];
+  host: string | undefined;
+  readonly hasBody = false;
+
+  // ---- what the last `execute` saw ----
+  begins = 0;
+  completes = 0;
+  /** why the request seen so far is not one the fast path serves (undefined: it is) */
+  private why: HandoverReason | undefined;
+  private isHead = false;
+
+  // ---- connection state ----
+  /** a request is being answered */
+  busy = false;
+  /** requests answered on this connection */
+  served = 0;
+  /** `front.tick` when the connection last went idle */
+  idleSince: number;
+  /** bytes that arrived while busy (the next requests), parsed when the response is done */
+  private pending: Buffer | undefined;
+  private sink: ExchangeSink | undefined;
+
+  // ---- the current response (Downstream) ----
+  headersSent = false;
+  finished = false;
+  private head = '';
+  private chunked = false;
+  private bodyless = false;
+  private last = false;
+
+  constructor(front: FastFrontEnd, socket: Socket, binding: ParserBinding) {
+    this.front = front;
+    this.socket = socket;
+    this.binding = binding;
+    this.idleSince = front.tick;
+    const P = binding.HTTPParser;
+    const parser = new P();
+    parser.initialize(P.REQUEST, {}, front.limits.maxHeaderBytes, P.kLenientNone);
+    parser.conn = this;
+    parser[P.kOnMessageBegin] = onParserMessageBegin;
+    parser[P.kOnHeaders] = onParserHeaders;
+    parser[P.kOnHeadersComplete] = onParserHeadersComplete;
+    parser[P.kOnBody] = onParserBody;
+    parser[P.kOnMessageComplete] = onParserMessageComplete;
+    this.parser = parser;
+    this.onData = this.onData.bind(this);
+    this.onEnd = this.onEnd.bind(this);
+    this.onClose = this.onClose.bind(this);
+    this.onTimeout = this.onTimeout.bind(this);
+    this.onDrain = this.onDrain.bind(this);
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('close', this.onClose);
+    const sendTimeout = front.limits.sendTimeout;
+    if (sendTimeout > 0) {
+      socket.setTimeout(sendTimeout);
+      socket.on('timeout', this.onTimeout);
+    }
+  }
+
+  // ---- reading ----
+
+  private onData(chunk: Buffer): void {
+    if (this.busy) {
+      this.pending = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
+      if (this.pending.length > MAX_PENDING_BYTES) this.socket.pause();
+      return;
+    }
+    this.consume(chunk);
+  }
+
+  /** Parses `bytes` (starting at a message boundary) and serves them or hands them over. */
+  private consume(bytes: Buffer): void {
+    const parser = this.parser;
+    if (parser === undefined) return;
+    this.begins = 0;
+    this.completes = 0;
+    this.why = undefined;
+    const parsed = parser.execute(bytes);
+    let why = this.reason();
+    if (typeof parsed !== 'number') why = 'parse_error';
+    else if (this.begins > 1 || this.completes > 1) why = 'pipelined';
+    else if (why === undefined && (parsed !== bytes.length || this.completes !== 1)) why = 'incomplete';
+    if (why !== undefined) {
+      this.handOver(bytes, why);
+      return;
+    }
+    fastPathStats.requests++;
+    this.serve();
+  }
+
+  /** Why the last `execute` saw a request that is not for the fast path (set by the callbacks). */
+  private reason(): HandoverReason | undefined {
+    return this.why;
+  }
+
+  /** Marks the request as one for node:http (the first reason found is kept). */
+  notPlain(why: HandoverReason): void {
+    this.why ??= why;
+  }
+
+  /** llhttp parsed a complete head: is it one the fast path serves? */
+  headComplete(major: number, minor: number, raw: string[] | undefined, method: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): void {
+    if (major !== 1 || minor !== 1 || upgrade || !keepAlive) {
+      this.notPlain('connection');
+      return;
+    }
+    const info = this.front.info;
+    if (raw === undefined || url === undefined || url.length > info.maxUrlBytes || url.charCodeAt(0) !== 47 /* '/' */ || url.includes('#') || raw.length / 2 > info.maxHeaders) {
+      this.notPlain('head');
+      return;
+    }
+    const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+    for (let i = 0; i < raw.length; i += 2) {
+      const lower = (raw[i] as string).toLowerCase();
+      // Repeated fields (node:http folds or drops them by name) and anything about a body or
+      // the connection's future go to node:http.
+      if (lower === 'content-length' || lower === 'transfer-encoding' || lower === 'expect') {
+        this.notPlain('body');
+        return;
+      }
+      if (headers[lower] !== undefined || lower === 'upgrade') {
+        this.notPlain('head');
+        return;
+      }
+      headers[lower] = raw[i + 1] as string;
+    }
+    const host = headers['host'];
+    const name = this.binding.methods[method];
+    if (host === undefined || !HOST_VALUE.test(host) || name === undefined || name === 'CONNECT') {
+      this.notPlain('head');
+      return;
+    }
+    this.method = name;
+    this.url = url;
+    this.rawHeaders = raw;
+    this.headers = headers;
+    this.host = host;
+    this.isHead = name === 'HEAD';
+  }
+
+  private handOver(bytes: Buffer, why: HandoverReason): void {
+    fastPathStats.handovers.set(why, (fastPathStats.handovers.get(why) ?? 0) + 1);
+    this.release();
+    this.front.handOver(this, this.socket, bytes);
+  }
+
+  /** Detaches from the socket and frees the parser. */
+  private release(): void {
+    const s = this.socket;
+    s.off('data', this.onData);
+    s.off('end', this.onEnd);
+    s.off('close', this.onClose);
+    s.off('timeout', this.onTimeout);
+    s.setTimeout(0);
+    const parser = this.parser;
+    this.parser = undefined;
+    if (parser !== undefined) {
+      parser.conn = undefined;
+      parser.close();
+    }
+  }
+
+  private serve(): void {
+    this.busy = true;
+    this.headersSent = false;
+    this.finished = false;
+    this.head = '';
+    this.chunked = false;
+    this.bodyless = this.isHead;
+    this.last = this.front.stopping;
+    this.sink = undefined;
+    try {
+      proxyRequest(this.front.getState(), this.front.info, this, this);
+    } catch {
+      // a bug must cost one request, never the process
+      if (!this.headersSent) {
+        this.last = true;
+        this.sendError(500, undefined, true);
+      } else this.socket.destroy();
+    }
+  }
+
+  // ---- Downstream ----
+
+  attach(sink: ExchangeSink): void {
+    this.sink = sink;
+  }
+
+  openBody(): LazyBody | undefined {
+    return undefined;
+  }
+
+  writeHead(status: number, message: string | undefined, headers: string[]): void {
+    const reason = message !== undefined && message !== '' ? message : (STATUS_CODES[status] ?? 'unknown');
+    if (STATUS_LINE_UNSAFE.test(reason)) throw new Error('invalid character in status message');
+    let head = `HTTP/1.1 ${status} ${reason}\r\n`;
+    let length = false;
+    let date = false;
+    for (let i = 0; i < headers.length; i += 2) {
+      const name = headers[i] as string;
+      const value = headers[i + 1] as string;
+      // the same checks node:http's writeHead makes (a backend header it refuses: 502)
+      validateHeaderName(name);
+      validateHeaderValue(name, value);
+      if (name.length === 14 && name.toLowerCase() === 'content-length') length = true;
+      else if (name.length === 4 && name.toLowerCase() === 'date') date = true;
+      head += `${name}: ${value}\r\n`;
+    }
+    if (!date) head += `Date: ${httpDate()}\r\n`;
+    head += this.last ? 'Connection: close\r\n' : this.front.keepAliveLines;
+    if (status === 204 || status === 304 || status < 200) this.bodyless = true;
+    if (!length && !this.bodyless) {
+      head += 'Transfer-Encoding: chunked\r\n';
+      this.chunked = true;
+    }
+    this.head = `${head}\r\n`;
+    this.headersSent = true;
+  }
+
+  /** Corks the socket until the end of this tick, so head, body and end go out in one write. */
+  private cork(): void {
+    const s = this.socket;
+    if (s.writableCorked === 0) {
+      s.cork();
+      process.nextTick(uncorkSocket, s);
+    }
+  }
+
+  private flushHead(): void {
+    if (this.head !== '') {
+      this.cork();
+      this.socket.write(this.head, 'latin1');
+      this.head = '';
+    }
+  }
+
+  write(chunk: Buffer): boolean {
+    if (this.bodyless || chunk.length === 0) return true;
+    this.flushHead();
+    const s = this.socket;
+    if (!this.chunked) return s.write(chunk);
+    s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+    s.write(chunk);
+    return s.write('\r\n', 'latin1');
+  }
+
+  waitDrain(): void {
+    this.socket.once('drain', this.onDrain);
+  }
+
+  private onDrain(): void {
+    this.sink?.resumeUpstream();
+  }
+
+  end(): void {
+    if (this.finished) return;
+    this.flushHead();
+    if (this.chunked) this.socket.write('0\r\n\r\n', 'latin1');
+    this.finished = true;
+    this.responseDone();
+  }
+
+  destroy(): void {
+    this.finished = true;
+    this.socket.destroy();
+  }
+
+  sendError(status: number, service: string | undefined, closeAfter: boolean): void {
+    if (this.headersSent || this.socket.destroyed) {
+      this.socket.destroy();
+      return;
+    }
+    if (closeAfter) this.last = true;
+    const body = errorBody(status, service);
+    const head =
+      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
+      `Date: ${httpDate()}\r\n${this.last ? 'Connection: close\r\n' : this.front.keepAliveLines}\r\n`;
+    this.headersSent = true;
+    this.cork();
+    this.socket.write(this.bodyless ? head : head + body, 'latin1');
+    this.finished = true;
+    this.responseDone();
+  }
+
+  /** The response is written: wait for the next request, or close. */
+  private responseDone(): void {
+    this.busy = false;
+    this.served++;
+    this.sink = undefined;
+    this.idleSince = this.front.tick;
+    if (this.last || this.front.stopping) {
+      this.close();
+      return;
+    }
+    if (this.pending !== undefined) setImmediate(consumePending, this);
+  }
+
+  /** Parses what arrived while the last response was in flight. */
+  consumePending(): void {
+    const bytes = this.pending;
+    this.pending = undefined;
+    if (bytes === undefined || this.busy || this.parser === undefined || this.socket.destroyed) return;
+    if (this.socket.isPaused()) this.socket.resume();
+    this.consume(bytes);
+  }
+
+  // ---- connection events ----
+
+  /** Ends the connection gracefully (after what is already written). */
+  close(): void {
+    this.front.connections.delete(this);
+    this.socket.end();
+    this.socket.destroySoon();
+  }
+
+  /** No first request in time: 408 and close, as node:http's headers timeout does. */
+  timeOutFirstRequest(): void {
+    this.front.connections.delete(this);
+    this.release();
+    writeRawError(this.socket, 408, 'Request Timeout', '{"error":"request_timeout"}');
+  }
+
+  private onEnd(): void {
+    // the client half-closed: like node:http (no half-open HTTP), close our side too; a request
+    // in flight then sees its client gone
+    this.socket.end();
+  }
+
+  private onClose(): void {
+    this.front.connections.delete(this);
+    const sink = this.sink;
+    this.release();
+    if (this.busy && !this.finished && sink !== undefined) sink.clientClosed();
+  }
+
+  /**
+   * No byte either way for `send_timeout`: like the node:http side, close when response bytes
+   * are stuck or no request is in flight; a request waiting on its backend is left alone.
+   */
+  private onTimeout(): void {
+    if (this.socket.writableLength > 0 || !this.busy) this.socket.destroy();
+  }
+}
+
+function consumePending(conn: FastConnection): void {
+  conn.consumePending();
+}

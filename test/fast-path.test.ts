@@ -1,0 +1,363 @@
+/**
+ * The fast path (src/proxy/fast-path.ts) against node:http: the same requests through one drover
+ * with the fast path and one with `DROVER_FAST_PATH=off` must give byte-identical answers, and
+ * every case the fast path does not serve must reach node:http on the same connection, counted
+ * by reason in `drover_fast_path_handovers_total`.
+ */
+import net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDrover, type DroverProcess } from './helpers/drover.js';
+import { eventually, ok, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+
+/** What the scripted backend answers, by request path. */
+const ANSWERS: Record<string, string> = {
+  '/cl': 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\nX-B: 1\r\n\r\nhello',
+  '/chunked': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-B: 2\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n',
+  '/empty': 'HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n',
+  '/204': 'HTTP/1.1 204 No Content\r\nX-B: 3\r\n\r\n',
+  '/304': 'HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\n\r\n',
+  '/reason': 'HTTP/1.1 299 Quite Custom\r\nContent-Length: 2\r\n\r\nok',
+  '/noreason': 'HTTP/1.1 201 \r\nContent-Length: 2\r\n\r\nok',
+  '/date': 'HTTP/1.1 200 OK\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nContent-Length: 1\r\n\r\nd',
+  '/cookies': 'HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nx-lower: v\r\nSet-Cookie: b=2\r\nContent-Length: 1\r\n\r\nc',
+  '/hop': 'HTTP/1.1 200 OK\r\nConnection: x-secret\r\nX-Secret: leak\r\nKeep-Alive: timeout=99\r\nX-Kept: yes\r\nContent-Length: 1\r\n\r\nh',
+  '/big': `HTTP/1.1 200 OK\r\nContent-Length: ${200_000}\r\n\r\n${'x'.repeat(200_000)}`,
+  '/500': 'HTTP/1.1 500 Internal Server Error\r\nContent-Length: 4\r\n\r\noops',
+};
+
+let raw: RawBackend;
+let fast: DroverProcess;
+let slow: DroverProcess;
+
+const config = (backend: string): string => `
+listen:
+  - address: 127.0.0.1:0
+    limits: {headers_timeout: 1s, keep_alive_timeout: 1s}
+admin: {address: 127.0.0.1:0}
+access_log: off
+services:
+  raw: {retries: 0, backends: [{url: ${backend}}]}
+  empty: {backends: []}
+routes:
+  - match: {path_prefix: /nobackend}
+    service: empty
+  - match: {host: example.test, path_prefix: /}
+    service: raw
+`;
+
+beforeAll(async () => {
+  raw = await startRawBackend('raw');
+  raw.respond((s, head) => {
+    const path = head.split(' ')[1] ?? '';
+    if (path === '/close') {
+      s.end('HTTP/1.1 200 OK\r\nX-B: close\r\n\r\nuntil close');
+      return;
+    }
+    if (path === '/hang') return;
+    const answer = ANSWERS[path] ?? ok(`raw ${path}`);
+    // HEAD: the same head, no body (Content-Length stays, as a real server sends it)
+    s.write(head.startsWith('HEAD ') ? answer.slice(0, answer.indexOf('\r\n\r\n') + 4) : answer);
+  });
+  [fast, slow] = await Promise.all([startDrover(config(raw.url)), startDrover(config(raw.url), { env: { DROVER_FAST_PATH: 'off' } })]);
+});
+
+afterAll(async () => {
+  await Promise.all([fast?.stop(), slow?.stop()]);
+  await raw?.close();
+});
+
+/** One HTTP/1.1 response read off a raw socket, framing included. */
+interface RawResponse {
+  /** the head as sent, up to and including the blank line */
+  head: string;
+  status: number;
+  /** the body bytes as sent on the wire (chunk framing included) */
+  wire: string;
+  /** the body with chunk framing removed */
+  body: string;
+}
+
+/** A keep-alive client on one raw connection that reads whole responses. */
+class RawClient {
+  private buf = Buffer.alloc(0);
+  private waiter: (() => void) | undefined;
+  closed = false;
+  private readonly socket: net.Socket;
+
+  constructor(port: number) {
+    this.socket = net.connect(port, '127.0.0.1');
+    this.socket.on('data', (d: Buffer) => {
+      this.buf = Buffer.concat([this.buf, d]);
+      this.waiter?.();
+    });
+    this.socket.on('close', () => {
+      this.closed = true;
+      this.waiter?.();
+    });
+    this.socket.on('error', () => undefined);
+  }
+
+  /** Everything received and not yet read as a response. */
+  text(): string {
+    return this.buf.toString('latin1');
+  }
+
+  send(data: string): void {
+    this.socket.write(Buffer.from(data, 'latin1'));
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  /** Resolves when `have` is satisfied by the buffered bytes (or rejects after 5 s / on close). */
+  private async until<T>(have: () => T | undefined): Promise<T> {
+    const deadline = Date.now() + 5_000;
+    for (;;) {
+      const got = have();
+      if (got !== undefined) return got;
+      if (this.closed) throw new Error(`connection closed; buffered: ${JSON.stringify(this.buf.toString('latin1').slice(0, 200))}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no complete response; buffered: ${JSON.stringify(this.buf.toString('latin1').slice(0, 200))}`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.waiter = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  }
+
+  /** Reads one response; `bodyless` for answers to HEAD. */
+  async read(bodyless = false): Promise<RawResponse> {
+    const headEnd = await this.until(() => {
+      const i = this.buf.indexOf('\r\n\r\n');
+      return i === -1 ? undefined : i + 4;
+    });
+    const head = this.buf.subarray(0, headEnd).toString('latin1');
+    const status = Number(head.slice(9, 12));
+    const header = (name: string): string | undefined => new RegExp(`^${name}: *([^\\r]*)\\r$`, 'im').exec(head)?.[1];
+    let end: number;
+    let body = '';
+    if (bodyless || status === 204 || status === 304 || status < 200) {
+      end = headEnd;
+    } else if (header('transfer-encoding') === 'chunked') {
+      end = await this.until(() => {
+        let at = headEnd;
+        let text = '';
+        for (;;) {
+          const lineEnd = this.buf.indexOf('\r\n', at);
+          if (lineEnd === -1) return undefined;
+          const size = parseInt(this.buf.subarray(at, lineEnd).toString('latin1'), 16);
+          if (this.buf.length < lineEnd + 2 + size + 2) return undefined;
+          text += this.buf.subarray(lineEnd + 2, lineEnd + 2 + size).toString('latin1');
+          at = lineEnd + 2 + size + 2;
+          if (size === 0) {
+            body = text;
+            return at;
+          }
+        }
+      });
+    } else {
+      const length = Number(header('content-length') ?? NaN);
+      if (Number.isNaN(length)) throw new Error(`no framing in ${head}`);
+      end = await this.until(() => (this.buf.length >= headEnd + length ? headEnd + length : undefined));
+      body = this.buf.subarray(headEnd, end).toString('latin1');
+    }
+    const wire = this.buf.subarray(headEnd, end).toString('latin1');
+    this.buf = this.buf.subarray(end);
+    return { head, status, wire, body };
+  }
+
+  /** Waits until the server closes the connection; true if it did within `ms`. */
+  async waitClosed(ms: number): Promise<boolean> {
+    return eventually(() => this.closed, ms);
+  }
+}
+
+/** drover's own Date values differ by the second they were written: blank them. */
+function normalized(r: RawResponse): RawResponse {
+  return { ...r, head: r.head.replace(/^Date: (?!Mon, 01 Jan 2024).*$/m, 'Date: <now>') };
+}
+
+const GET = (path: string, extra = ''): string => `GET ${path} HTTP/1.1\r\nHost: example.test\r\nUser-Agent: t\r\n${extra}\r\n`;
+
+/** Sums a counter (optionally one label value) from a drover's /metrics. */
+async function counter(d: DroverProcess, name: string, label?: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${d.adminPort}/metrics`)).text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    if (label !== undefined && !line.includes(label)) continue;
+    if (line[name.length] !== ' ' && line[name.length] !== '{') continue;
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+describe('fast path answers byte for byte like node:http', () => {
+  const cases: [string, string, boolean][] = [
+    ['content-length body', 'GET /cl', false],
+    ['chunked from the backend', 'GET /chunked', false],
+    ['empty body', 'GET /empty', false],
+    ['204', 'GET /204', false],
+    ['304', 'GET /304', false],
+    ['custom reason phrase', 'GET /reason', false],
+    ['empty reason phrase', 'GET /noreason', false],
+    ["the backend's own Date", 'GET /date', false],
+    ['repeated Set-Cookie, order and case kept', 'GET /cookies', false],
+    ['hop-by-hop and Connection-named headers dropped', 'GET /hop', false],
+    ['close-delimited body re-framed as chunked', 'GET /close', false],
+    ['200 KB body (backpressure path)', 'GET /big', false],
+    ['backend 500 passed through', 'GET /500', false],
+    ['HEAD with Content-Length', 'HEAD /cl', true],
+    ['HEAD of a chunked resource', 'HEAD /chunked', true],
+    ['no route for this host: 404', 'GET /cl?x=1 other', false],
+    ['no backend: 503 with the service named', 'GET /nobackend?x=1', false],
+    ['DELETE without a body', 'DELETE /cl', false],
+  ];
+
+  it.each(cases)('%s', async (_name, line, head) => {
+    const [method, path, host = 'example.test'] = line.split(' ') as [string, string, string?];
+    const before = await counter(fast, 'drover_fast_path_requests_total');
+    const answers: RawResponse[] = [];
+    for (const d of [fast, slow]) {
+      const c = new RawClient(d.port);
+      // twice on one connection: the second answer shows the connection was left clean
+      c.send(`${method} ${path} HTTP/1.1\r\nHost: ${host}\r\nUser-Agent: t\r\n\r\n`);
+      const first = await c.read(head);
+      c.send(GET('/cl'));
+      const second = await c.read();
+      expect(second.body).toBe('hello');
+      c.destroy();
+      answers.push(normalized(first));
+    }
+    const [viaFast, viaNode] = answers as [RawResponse, RawResponse];
+    expect(viaFast).toEqual(viaNode);
+    expect(viaFast.status).toBeGreaterThan(0);
+    // both requests were served by the fast path (the off switch works: the other drover's stays 0)
+    expect(await counter(fast, 'drover_fast_path_requests_total')).toBe(before + 2);
+    expect(await counter(slow, 'drover_fast_path_requests_total')).toBe(0);
+  });
+
+  it('the error answers are drover’s own (the table above compared them with node:http’s)', async () => {
+    const c = new RawClient(fast.port);
+    c.send(GET('/nobackend/x'));
+    const r = await c.read();
+    expect([r.status, r.body]).toEqual([503, '{"error":"no_available_backend","service":"empty"}']);
+    c.send('GET / HTTP/1.1\r\nHost: other.test\r\n\r\n');
+    const n = await c.read();
+    expect([n.status, n.body]).toEqual([404, '{"error":"no_route"}']);
+    c.destroy();
+  });
+});
+
+describe('everything else is handed to node:http on the same connection', () => {
+  async function handovers(reason: string): Promise<number> {
+    return counter(fast, 'drover_fast_path_handovers_total', `reason="${reason}"`);
+  }
+
+  it('pipelined requests: answered in order', async () => {
+    const before = await handovers('pipelined');
+    const c = new RawClient(fast.port);
+    c.send(GET('/cl') + GET('/reason') + GET('/chunked'));
+    expect((await c.read()).body).toBe('hello');
+    expect((await c.read()).body).toBe('ok');
+    expect((await c.read()).body).toBe('hello world');
+    c.destroy();
+    expect(await handovers('pipelined')).toBe(before + 1);
+  });
+
+  it('a head split across reads', async () => {
+    const before = await handovers('incomplete');
+    const c = new RawClient(fast.port);
+    const req = GET('/cl');
+    c.send(req.slice(0, 20));
+    await new Promise((r) => setTimeout(r, 100));
+    c.send(req.slice(20));
+    expect((await c.read()).body).toBe('hello');
+    c.destroy();
+    expect(await handovers('incomplete')).toBe(before + 1);
+  });
+
+  it('a request with a body after fast requests: the body reaches the backend, later requests still work', async () => {
+    const before = await handovers('body');
+    const fastBefore = await counter(fast, 'drover_fast_path_requests_total');
+    raw.reset();
+    const c = new RawClient(fast.port);
+    c.send(GET('/cl'));
+    expect((await c.read()).body).toBe('hello');
+    c.send('POST /cl HTTP/1.1\r\nHost: example.test\r\nContent-Length: 3\r\n\r\nabc');
+    expect((await c.read()).body).toBe('hello');
+    c.send(GET('/reason'));
+    expect((await c.read()).body).toBe('ok');
+    c.destroy();
+    // the raw backend splits on blank lines only: the POST body shows up before the next head
+    expect(raw.heads.map((h) => h.split('\r\n')[0])).toEqual(['GET /cl HTTP/1.1', 'POST /cl HTTP/1.1', 'abcGET /reason HTTP/1.1']);
+    expect(await handovers('body')).toBe(before + 1);
+    expect(await counter(fast, 'drover_fast_path_requests_total')).toBe(fastBefore + 1);
+  });
+
+  it('a malformed request after a fast one: 400 from node:http, connection closed', async () => {
+    const before = await handovers('parse_error');
+    const c = new RawClient(fast.port);
+    c.send(GET('/cl'));
+    expect((await c.read()).body).toBe('hello');
+    c.send('GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n');
+    const bad = await c.read();
+    expect(bad.status).toBe(400);
+    expect(await c.waitClosed(2_000)).toBe(true);
+    expect(await handovers('parse_error')).toBe(before + 1);
+  });
+
+  it.each([
+    ['HTTP/1.0', 'GET /cl HTTP/1.0\r\nHost: x\r\n\r\n', 'connection'],
+    ['Connection: close', 'GET /cl HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 'connection'],
+    ['two Host headers (400)', 'GET /cl HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n', 'head'],
+    ['absolute-form target (400)', 'GET http://x/cl HTTP/1.1\r\nHost: x\r\n\r\n', 'head'],
+    ['Expect: 100-continue', 'POST /cl HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi', 'body'],
+  ])('%s', async (_name, request, reason) => {
+    const before = await handovers(reason);
+    const answers: string[] = [];
+    for (const d of [fast, slow]) {
+      const c = new RawClient(d.port);
+      c.send(request);
+      const r = await c.read();
+      // Expect: node:http sends 100 Continue first
+      answers.push(normalized(r.status === 100 ? await c.read() : r).head + (r.status === 100 ? '' : r.body));
+      c.destroy();
+    }
+    expect(answers[0]).toBe(answers[1]);
+    expect(await handovers(reason)).toBe(before + 1);
+  });
+});
+
+describe('fast path connection lifecycle', () => {
+  it('an idle keep-alive connection is closed after keep_alive_timeout (1s) plus node:http’s 1s slack', async () => {
+    const c = new RawClient(fast.port);
+    c.send(GET('/cl'));
+    expect((await c.read()).body).toBe('hello');
+    const t0 = Date.now();
+    expect(await c.waitClosed(6_000)).toBe(true);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1_500);
+  });
+
+  it('a connection that never sends a request gets 408 after headers_timeout (1s), as on node:http', async () => {
+    for (const d of [fast, slow]) {
+      const c = new RawClient(d.port);
+      expect(await c.waitClosed(5_000)).toBe(true);
+      expect(c.text()).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    }
+  });
+
+  it('a client that leaves while its request waits: the upstream request is aborted', async () => {
+    raw.reset();
+    const c = new RawClient(fast.port);
+    c.send(GET('/hang'));
+    expect(await eventually(() => raw.heads.length === 1, 3_000)).toBe(true);
+    c.destroy();
+    // the backend's connection is closed by undici's abort
+    expect(await eventually(async () => (await counter(fast, 'drover_requests_total', 'code="499"')) >= 1, 3_000)).toBe(true);
+  });
+});
