@@ -94,6 +94,16 @@ function httpDate(): string {
   return dateText;
 }
 
+/** ms a closing connection may take to flush its last response when `send_timeout` is off. */
+const LINGER_MS = 30_000;
+
+function destroySocket(this: Socket): void {
+  this.destroy();
+}
+
+const NO_HEADERS: IncomingHttpHeaders = Object.freeze({});
+const NO_RAW_HEADERS: string[] = [];
+
 function uncorkSocket(socket: Socket): void {
   socket.uncork();
 }
@@ -242,8 +252,8 @@ class FastConnection implements RequestHead, Downstream {
   // ---- the current request (RequestHead) ----
   method = '';
   url = '';
-  headers: IncomingHttpHeaders = {};
-  rawHeaders: string[] = [];
+  headers: IncomingHttpHeaders = NO_HEADERS;
+  rawHeaders: string[] = NO_RAW_HEADERS;
   host: string | undefined;
   readonly hasBody = false;
 
@@ -306,7 +316,8 @@ class FastConnection implements RequestHead, Downstream {
   // ---- reading ----
 
   private onData(chunk: Buffer): void {
-    if (this.busy) {
+    // Bytes queued earlier go first: they are parsed once the response in flight is done.
+    if (this.busy || this.pending !== undefined) {
       this.pending = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
       if (this.pending.length > MAX_PENDING_BYTES) this.socket.pause();
       return;
@@ -533,6 +544,9 @@ class FastConnection implements RequestHead, Downstream {
     this.busy = false;
     this.served++;
     this.sink = undefined;
+    // an idle connection keeps nothing of its last request but two strings
+    this.headers = NO_HEADERS;
+    this.rawHeaders = NO_RAW_HEADERS;
     this.idleSince = this.front.tick;
     if (this.last || this.front.stopping) {
       this.close();
@@ -552,11 +566,16 @@ class FastConnection implements RequestHead, Downstream {
 
   // ---- connection events ----
 
-  /** Ends the connection gracefully (after what is already written). */
+  /** Ends the connection gracefully (after what is already written); reads nothing more. */
   close(): void {
     this.front.connections.delete(this);
-    this.socket.end();
-    this.socket.destroySoon();
+    this.release();
+    const s = this.socket;
+    s.end();
+    s.destroySoon();
+    // a client that never reads the last response must not keep the socket forever
+    s.setTimeout(this.front.limits.sendTimeout > 0 ? this.front.limits.sendTimeout : LINGER_MS);
+    s.once('timeout', destroySocket);
   }
 
   /** No first request in time: 408 and close, as node:http's headers timeout does. */
