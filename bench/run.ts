@@ -307,25 +307,30 @@ function report(o: Options, started: Date, backendKind: string, all: TargetSumma
       `| ${s.name} | ${fmt(s.rps)} | ${fmt(s.p50, 2)} | ${fmt(s.p99, 2)} | ${fmt(s.cpuPerReq, 1)} | ${fmt(s.rssPeak / ONE_MIB, 1)} | ${fmt(s.wrkRps)} | ${fmt(s.wrkP99, 2)} | ${s.name === 'direct' ? `(${fmt(s.lowP50, 3)} / ${fmt(s.lowP99, 3)} abs)` : `${fmt(s.addedP50, 3)} / ${fmt(s.addedP99, 3)}`} | ${fmt(s.idlePerConn === undefined ? undefined : s.idlePerConn / 1024, 1)} | ${fmt(s.bigRps)} |`,
     );
   }
-  const ratios: Record<string, { rps: number; cpuPerReq: number; pairedCpuPerReq?: number; idlePerConn?: number }> = {};
+  const ratios: Record<string, { rps: number; rpsPerRound: number; cpuPerReq: number; pairedCpuPerReq?: number; idlePerConn?: number }> = {};
   const ratioLines: string[] = [];
   if (drover !== undefined) {
     for (const s of all) {
       if (s.name === 'drover' || s.name === 'direct') continue;
+      // Rounds are interleaved, so drover's slot and the peer's slot of one round are close in
+      // time: the median of per-round ratios moves less with this VM's drift than the ratio of
+      // medians taken at different moments.
+      const perRound = drover.runs.map((d, i) => d.rps / (s.runs[i]?.rps ?? NaN)).filter(Number.isFinite);
       const r = {
         rps: drover.rps / s.rps,
+        rpsPerRound: median(perRound),
         cpuPerReq: drover.cpuPerReq / s.cpuPerReq,
         ...(s.pairedCpuRatio !== undefined ? { pairedCpuPerReq: s.pairedCpuRatio } : {}),
         ...(drover.idlePerConn !== undefined && s.idlePerConn !== undefined ? { idlePerConn: drover.idlePerConn / s.idlePerConn } : {}) };
       ratios[s.name] = r;
       const paired = r.pairedCpuPerReq === undefined ? '-' : `${fmt(r.pairedCpuPerReq, 2)}x (${(s.pairedCpuRatios ?? []).map((x) => x.toFixed(2)).join(' ')})`;
-      ratioLines.push(`| drover / ${s.name} | ${fmt(r.rps, 2)}x | ${fmt(r.cpuPerReq, 2)}x | ${paired} | ${r.idlePerConn === undefined ? '-' : `${fmt(r.idlePerConn, 2)}x`} |`);
+      ratioLines.push(`| drover / ${s.name} | ${fmt(r.rps, 2)}x | ${fmt(r.rpsPerRound, 2)}x (${perRound.map((x) => x.toFixed(2)).join(' ')}) | ${fmt(r.cpuPerReq, 2)}x | ${paired} | ${r.idlePerConn === undefined ? '-' : `${fmt(r.idlePerConn, 2)}x`} |`);
     }
   }
   const lost = all.reduce((a, s) => a + s.lost, 0);
   const cmd = `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim();
   const header = `${started.toISOString()} · ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'} · Node ${process.version} · backends: ${backendKind} · ${o.rounds} interleaved rounds, ${o.duration} s each, 50 connections, medians`;
-  const md = [`### drover benchmark`, '', `\`${cmd}\` — ${header}`, '', ...lines, '', `| ratio | req/s | CPU/req | CPU/req paired (${o.pairedRate} req/s each, same seconds; median of rounds) | RSS/idle conn |`, '|---|---:|---:|---:|---:|', ...ratioLines, '', `requests lost or not answered 2xx (all targets, all runs; sent - answered - 50 in flight at the stop, plus non-2xx and errors): ${lost}`].join('\n');
+  const md = [`### drover benchmark`, '', `\`${cmd}\` — ${header}`, '', ...lines, '', `| ratio | req/s (of medians) | req/s (median of per-round ratios) | CPU/req | CPU/req paired (${o.pairedRate} req/s each, same seconds; median of rounds) | RSS/idle conn |`, '|---|---:|---:|---:|---:|---:|', ...ratioLines, '', `requests lost or not answered 2xx (all targets, all runs; sent - answered - 50 in flight at the stop, plus non-2xx and errors): ${lost}`].join('\n');
   process.stdout.write(`\n${md}\n`);
   fs.mkdirSync(o.out, { recursive: true });
   const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*$/, '');

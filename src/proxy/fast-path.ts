@@ -31,8 +31,7 @@ import { HOST_VALUE } from './validate.js';
 interface Parser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
   execute(data: Buffer): number | Error;
-  close(): void;
-  conn: FastConnection | undefined;
+  front: FastFrontEnd;
   [callback: number]: unknown;
 }
 
@@ -108,15 +107,15 @@ function uncorkSocket(socket: Socket): void {
   socket.uncork();
 }
 
+// llhttp's callbacks, called during `execute` with the parser as `this`.
+
 function onParserMessageBegin(this: Parser): void {
-  const c = this.conn;
-  if (c !== undefined) c.begins++;
+  this.front.begins++;
 }
 
 function onParserHeaders(this: Parser): void {
   // llhttp flushes fields early only for long heads or heads split across reads: node:http's job
-  const c = this.conn;
-  if (c !== undefined) c.notPlain('head');
+  this.front.notPlain('head');
 }
 
 function onParserHeadersComplete(
@@ -131,18 +130,39 @@ function onParserHeadersComplete(
   upgrade: boolean,
   keepAlive: boolean,
 ): void {
-  const c = this.conn;
-  if (c !== undefined) c.headComplete(major, minor, raw, method, url, upgrade, keepAlive);
+  this.front.headComplete(major, minor, raw, method, url, upgrade, keepAlive);
 }
 
 function onParserBody(this: Parser): void {
-  const c = this.conn;
-  if (c !== undefined) c.notPlain('body');
+  this.front.notPlain('body');
 }
 
 function onParserMessageComplete(this: Parser): void {
-  const c = this.conn;
-  if (c !== undefined) c.completes++;
+  this.front.completes++;
+}
+
+// Socket listeners shared by every connection: the connection is found through a symbol on the
+// socket, so an idle connection carries no closures of its own.
+
+const CONN = Symbol('drover.fastConnection');
+type FastSocket = Socket & { [CONN]?: FastConnection };
+
+function onSocketData(this: FastSocket, chunk: Buffer): void {
+  this[CONN]?.data(chunk);
+}
+
+function onSocketEnd(this: FastSocket): void {
+  // the client half-closed: like node:http (no half-open HTTP), close our side too; a request
+  // in flight then sees its client gone
+  this.end();
+}
+
+function onSocketClose(this: FastSocket): void {
+  this[CONN]?.closed();
+}
+
+function onSocketDrain(this: FastSocket): void {
+  this[CONN]?.drained();
 }
 
 /** The listener limits the fast path applies itself (ms and bytes, as resolved for node:http). */
@@ -175,6 +195,18 @@ export class FastFrontEnd {
   /** the listener is closing: connections end after their current response */
   stopping = false;
 
+  // ---- parsing: one llhttp parser for all of this listener's connections ----
+  // Parsing is synchronous and the fast path only ever leaves the parser between two messages
+  // (anything else is handed over, and the parser re-initialized), so one parser serves every
+  // connection: no parser per connection, idle or not.
+  private readonly parser: Parser | undefined;
+  /** the connection whose bytes are being parsed */
+  private current: FastConnection | undefined;
+  begins = 0;
+  completes = 0;
+  /** why the bytes being parsed are not for the fast path (undefined: they are) */
+  private why: HandoverReason | undefined;
+
   /**
    * Takes over `server`'s connections: node:http's own connection listener is kept aside and
    * called for the connections handed over.
@@ -190,19 +222,103 @@ export class FastFrontEnd {
     this.limits = limits;
     const ka = Math.floor(limits.keepAliveTimeout / 1000);
     this.keepAliveLines = limits.keepAliveTimeout > 0 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${ka}\r\n` : 'Connection: keep-alive\r\n';
+    if (binding !== undefined) {
+      const P = binding.HTTPParser;
+      const parser = new P();
+      parser.front = this;
+      parser[P.kOnMessageBegin] = onParserMessageBegin;
+      parser[P.kOnHeaders] = onParserHeaders;
+      parser[P.kOnHeadersComplete] = onParserHeadersComplete;
+      parser[P.kOnBody] = onParserBody;
+      parser[P.kOnMessageComplete] = onParserMessageComplete;
+      this.parser = parser;
+      this.resetParser();
+    }
     server.on('connection', (socket: Socket) => this.accept(socket));
-    this.sweepMs = Math.max(50, Math.min(1_000, Math.floor(Math.min(limits.headersTimeout, limits.keepAliveTimeout || Infinity) / 4)));
+    this.sweepMs = Math.max(50, Math.min(1_000, Math.floor(Math.min(limits.headersTimeout, limits.keepAliveTimeout || Infinity, limits.sendTimeout || Infinity) / 4)));
     this.sweeper = setInterval(() => this.sweep(), this.sweepMs);
     this.sweeper.unref();
   }
 
   private accept(socket: Socket): void {
-    if (binding === undefined) {
+    if (this.parser === undefined) {
       this.nodeConnection.call(this.server, socket);
       return;
     }
-    const conn = new FastConnection(this, socket, binding);
-    this.connections.add(conn);
+    this.connections.add(new FastConnection(this, socket));
+  }
+
+  private resetParser(): void {
+    const P = (binding as ParserBinding).HTTPParser;
+    this.parser?.initialize(P.REQUEST, {}, this.limits.maxHeaderBytes, P.kLenientNone);
+  }
+
+  /**
+   * Parses `bytes` (starting at a message boundary) for `conn`, filling in its request.
+   * @returns undefined when they are exactly one request the fast path serves; else why not
+   */
+  parse(conn: FastConnection, bytes: Buffer): HandoverReason | undefined {
+    const parser = this.parser as Parser;
+    this.current = conn;
+    this.begins = 0;
+    this.completes = 0;
+    this.why = undefined;
+    const parsed = parser.execute(bytes);
+    this.current = undefined;
+    let why = this.reason();
+    if (typeof parsed !== 'number') why = 'parse_error';
+    else if (this.begins > 1 || this.completes > 1) why = 'pipelined';
+    else if (why === undefined && (parsed !== bytes.length || this.completes !== 1)) why = 'incomplete';
+    // the parser is mid-message or saw a connection-level change: start it afresh
+    if (why !== undefined) this.resetParser();
+    return why;
+  }
+
+  /** Read after `execute`, which the callbacks may have changed it in. */
+  private reason(): HandoverReason | undefined {
+    return this.why;
+  }
+
+  /** Marks the bytes being parsed as ones for node:http (the first reason found is kept). */
+  notPlain(why: HandoverReason): void {
+    this.why ??= why;
+  }
+
+  /** llhttp parsed a complete head: is it one the fast path serves? */
+  headComplete(major: number, minor: number, raw: string[] | undefined, method: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): void {
+    const conn = this.current;
+    if (conn === undefined || this.why !== undefined) return;
+    if (major !== 1 || minor !== 1 || upgrade || !keepAlive) {
+      this.notPlain('connection');
+      return;
+    }
+    const info = this.info;
+    if (raw === undefined || url === undefined || url.length > info.maxUrlBytes || url.charCodeAt(0) !== 47 /* '/' */ || url.includes('#') || raw.length / 2 > info.maxHeaders) {
+      this.notPlain('head');
+      return;
+    }
+    const headers: Record<string, string> = Object.create(null) as Record<string, string>;
+    for (let i = 0; i < raw.length; i += 2) {
+      const lower = (raw[i] as string).toLowerCase();
+      // Repeated fields (node:http folds or drops them by name) and anything about a body or
+      // the connection's future go to node:http.
+      if (lower === 'content-length' || lower === 'transfer-encoding' || lower === 'expect') {
+        this.notPlain('body');
+        return;
+      }
+      if (headers[lower] !== undefined || lower === 'upgrade') {
+        this.notPlain('head');
+        return;
+      }
+      headers[lower] = raw[i + 1] as string;
+    }
+    const host = headers['host'];
+    const name = (binding as ParserBinding).methods[method];
+    if (host === undefined || !HOST_VALUE.test(host) || name === undefined || name === 'CONNECT') {
+      this.notPlain('head');
+      return;
+    }
+    conn.request(name, url, raw, headers, host);
   }
 
   /** Gives `socket` to node:http, with `bytes` (already read) to parse first. */
@@ -226,14 +342,29 @@ export class FastFrontEnd {
     clearInterval(this.sweeper);
   }
 
-  /** Times out connections that wait too long for a first request or between requests. */
+  /**
+   * Times out connections that wait too long for a first request or between requests, and
+   * applies `send_timeout` to connections on which no byte moved either way for that long.
+   * One timer for all connections instead of a socket timer each: no timer object per
+   * connection, and no timer refresh on every read and write.
+   */
   private sweep(): void {
-    this.tick++;
+    const tick = ++this.tick;
     const firstLimit = Math.ceil(this.limits.headersTimeout / this.sweepMs);
     const idleLimit = this.limits.keepAliveTimeout > 0 ? Math.ceil((this.limits.keepAliveTimeout + KEEP_ALIVE_SLACK_MS) / this.sweepMs) : Infinity;
+    const stillLimit = this.limits.sendTimeout > 0 ? Math.ceil(this.limits.sendTimeout / this.sweepMs) : Infinity;
     for (const c of this.connections) {
+      const s = c.socket;
+      const moved = s.bytesRead + s.bytesWritten;
+      if (moved !== c.bytesSeen) {
+        c.bytesSeen = moved;
+        c.movedAt = tick;
+      } else if (tick - c.movedAt > stillLimit) {
+        c.timedOut();
+        continue;
+      }
       if (c.busy) continue;
-      const waited = this.tick - c.idleSince;
+      const waited = tick - c.idleSince;
       if (c.served === 0) {
         // node:http answers a connection that sends no complete head in time with 408
         if (waited > firstLimit) c.timeOutFirstRequest();
@@ -242,12 +373,10 @@ export class FastFrontEnd {
   }
 }
 
-/** One client connection on the fast path: its parser, its current request and response. */
+/** One client connection on the fast path: its current request and response. */
 class FastConnection implements RequestHead, Downstream {
   readonly socket: Socket;
   private readonly front: FastFrontEnd;
-  private readonly binding: ParserBinding;
-  private parser: Parser | undefined;
 
   // ---- the current request (RequestHead) ----
   method = '';
@@ -255,13 +384,6 @@ class FastConnection implements RequestHead, Downstream {
   headers: IncomingHttpHeaders = NO_HEADERS;
   rawHeaders: string[] = NO_RAW_HEADERS;
   host: string | undefined;
-  readonly hasBody = false;
-
-  // ---- what the last `execute` saw ----
-  begins = 0;
-  completes = 0;
-  /** why the request seen so far is not one the fast path serves (undefined: it is) */
-  private why: HandoverReason | undefined;
   private isHead = false;
 
   // ---- connection state ----
@@ -271,9 +393,14 @@ class FastConnection implements RequestHead, Downstream {
   served = 0;
   /** `front.tick` when the connection last went idle */
   idleSince: number;
+  /** bytes read plus written at the last sweep, and the tick they last changed at */
+  bytesSeen = 0;
+  movedAt: number;
   /** bytes that arrived while busy (the next requests), parsed when the response is done */
   private pending: Buffer | undefined;
   private sink: ExchangeSink | undefined;
+  /** released: no longer listening to the socket (handed over, closing or closed) */
+  private gone = false;
 
   // ---- the current response (Downstream) ----
   headersSent = false;
@@ -283,39 +410,24 @@ class FastConnection implements RequestHead, Downstream {
   private bodyless = false;
   private last = false;
 
-  constructor(front: FastFrontEnd, socket: Socket, binding: ParserBinding) {
+  constructor(front: FastFrontEnd, socket: Socket) {
     this.front = front;
     this.socket = socket;
-    this.binding = binding;
     this.idleSince = front.tick;
-    const P = binding.HTTPParser;
-    const parser = new P();
-    parser.initialize(P.REQUEST, {}, front.limits.maxHeaderBytes, P.kLenientNone);
-    parser.conn = this;
-    parser[P.kOnMessageBegin] = onParserMessageBegin;
-    parser[P.kOnHeaders] = onParserHeaders;
-    parser[P.kOnHeadersComplete] = onParserHeadersComplete;
-    parser[P.kOnBody] = onParserBody;
-    parser[P.kOnMessageComplete] = onParserMessageComplete;
-    this.parser = parser;
-    this.onData = this.onData.bind(this);
-    this.onEnd = this.onEnd.bind(this);
-    this.onClose = this.onClose.bind(this);
-    this.onTimeout = this.onTimeout.bind(this);
-    this.onDrain = this.onDrain.bind(this);
-    socket.on('data', this.onData);
-    socket.on('end', this.onEnd);
-    socket.on('close', this.onClose);
-    const sendTimeout = front.limits.sendTimeout;
-    if (sendTimeout > 0) {
-      socket.setTimeout(sendTimeout);
-      socket.on('timeout', this.onTimeout);
-    }
+    this.movedAt = front.tick;
+    (socket as FastSocket)[CONN] = this;
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('close', onSocketClose);
+  }
+
+  get hasBody(): boolean {
+    return false;
   }
 
   // ---- reading ----
 
-  private onData(chunk: Buffer): void {
+  data(chunk: Buffer): void {
     // Bytes queued earlier go first: they are parsed once the response in flight is done.
     if (this.busy || this.pending !== undefined) {
       this.pending = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
@@ -325,18 +437,9 @@ class FastConnection implements RequestHead, Downstream {
     this.consume(chunk);
   }
 
-  /** Parses `bytes` (starting at a message boundary) and serves them or hands them over. */
+  /** Serves `bytes` (starting at a message boundary) or hands them over. */
   private consume(bytes: Buffer): void {
-    const parser = this.parser;
-    if (parser === undefined) return;
-    this.begins = 0;
-    this.completes = 0;
-    this.why = undefined;
-    const parsed = parser.execute(bytes);
-    let why = this.reason();
-    if (typeof parsed !== 'number') why = 'parse_error';
-    else if (this.begins > 1 || this.completes > 1) why = 'pipelined';
-    else if (why === undefined && (parsed !== bytes.length || this.completes !== 1)) why = 'incomplete';
+    const why = this.front.parse(this, bytes);
     if (why !== undefined) {
       this.handOver(bytes, why);
       return;
@@ -345,54 +448,14 @@ class FastConnection implements RequestHead, Downstream {
     this.serve();
   }
 
-  /** Why the last `execute` saw a request that is not for the fast path (set by the callbacks). */
-  private reason(): HandoverReason | undefined {
-    return this.why;
-  }
-
-  /** Marks the request as one for node:http (the first reason found is kept). */
-  notPlain(why: HandoverReason): void {
-    this.why ??= why;
-  }
-
-  /** llhttp parsed a complete head: is it one the fast path serves? */
-  headComplete(major: number, minor: number, raw: string[] | undefined, method: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): void {
-    if (major !== 1 || minor !== 1 || upgrade || !keepAlive) {
-      this.notPlain('connection');
-      return;
-    }
-    const info = this.front.info;
-    if (raw === undefined || url === undefined || url.length > info.maxUrlBytes || url.charCodeAt(0) !== 47 /* '/' */ || url.includes('#') || raw.length / 2 > info.maxHeaders) {
-      this.notPlain('head');
-      return;
-    }
-    const headers: Record<string, string> = Object.create(null) as Record<string, string>;
-    for (let i = 0; i < raw.length; i += 2) {
-      const lower = (raw[i] as string).toLowerCase();
-      // Repeated fields (node:http folds or drops them by name) and anything about a body or
-      // the connection's future go to node:http.
-      if (lower === 'content-length' || lower === 'transfer-encoding' || lower === 'expect') {
-        this.notPlain('body');
-        return;
-      }
-      if (headers[lower] !== undefined || lower === 'upgrade') {
-        this.notPlain('head');
-        return;
-      }
-      headers[lower] = raw[i + 1] as string;
-    }
-    const host = headers['host'];
-    const name = this.binding.methods[method];
-    if (host === undefined || !HOST_VALUE.test(host) || name === undefined || name === 'CONNECT') {
-      this.notPlain('head');
-      return;
-    }
-    this.method = name;
+  /** The parser found a request the fast path serves. */
+  request(method: string, url: string, raw: string[], headers: IncomingHttpHeaders, host: string): void {
+    this.method = method;
     this.url = url;
     this.rawHeaders = raw;
     this.headers = headers;
     this.host = host;
-    this.isHead = name === 'HEAD';
+    this.isHead = method === 'HEAD';
   }
 
   private handOver(bytes: Buffer, why: HandoverReason): void {
@@ -401,20 +464,16 @@ class FastConnection implements RequestHead, Downstream {
     this.front.handOver(this, this.socket, bytes);
   }
 
-  /** Detaches from the socket and frees the parser. */
+  /** Stops listening to the socket. */
   private release(): void {
-    const s = this.socket;
-    s.off('data', this.onData);
-    s.off('end', this.onEnd);
-    s.off('close', this.onClose);
-    s.off('timeout', this.onTimeout);
-    s.setTimeout(0);
-    const parser = this.parser;
-    this.parser = undefined;
-    if (parser !== undefined) {
-      parser.conn = undefined;
-      parser.close();
-    }
+    if (this.gone) return;
+    this.gone = true;
+    const s = this.socket as FastSocket;
+    s[CONN] = undefined;
+    s.off('data', onSocketData);
+    s.off('end', onSocketEnd);
+    s.off('close', onSocketClose);
+    s.off('drain', onSocketDrain);
   }
 
   private serve(): void {
@@ -502,10 +561,10 @@ class FastConnection implements RequestHead, Downstream {
   }
 
   waitDrain(): void {
-    this.socket.once('drain', this.onDrain);
+    this.socket.once('drain', onSocketDrain);
   }
 
-  private onDrain(): void {
+  drained(): void {
     this.sink?.resumeUpstream();
   }
 
@@ -559,7 +618,7 @@ class FastConnection implements RequestHead, Downstream {
   consumePending(): void {
     const bytes = this.pending;
     this.pending = undefined;
-    if (bytes === undefined || this.busy || this.parser === undefined || this.socket.destroyed) return;
+    if (bytes === undefined || this.busy || this.gone || this.socket.destroyed) return;
     if (this.socket.isPaused()) this.socket.resume();
     this.consume(bytes);
   }
@@ -585,13 +644,7 @@ class FastConnection implements RequestHead, Downstream {
     writeRawError(this.socket, 408, 'Request Timeout', '{"error":"request_timeout"}');
   }
 
-  private onEnd(): void {
-    // the client half-closed: like node:http (no half-open HTTP), close our side too; a request
-    // in flight then sees its client gone
-    this.socket.end();
-  }
-
-  private onClose(): void {
+  closed(): void {
     this.front.connections.delete(this);
     const sink = this.sink;
     this.release();
@@ -602,8 +655,11 @@ class FastConnection implements RequestHead, Downstream {
    * No byte either way for `send_timeout`: like the node:http side, close when response bytes
    * are stuck or no request is in flight; a request waiting on its backend is left alone.
    */
-  private onTimeout(): void {
-    if (this.socket.writableLength > 0 || !this.busy) this.socket.destroy();
+  timedOut(): void {
+    if (this.socket.writableLength > 0 || !this.busy) {
+      this.front.connections.delete(this);
+      this.socket.destroy();
+    }
   }
 }
 
