@@ -54,6 +54,10 @@ beforeAll(async () => {
       return;
     }
     if (path === '/hang') return;
+    if (path === '/slow') {
+      setTimeout(() => s.write(ok('slow')), 200);
+      return;
+    }
     const answer = ANSWERS[path] ?? ok(`raw ${path}`);
     // HEAD: the same head, no body (Content-Length stays, as a real server sends it)
     s.write(head.startsWith('HEAD ') ? answer.slice(0, answer.indexOf('\r\n\r\n') + 4) : answer);
@@ -330,6 +334,49 @@ describe('everything else is handed to node:http on the same connection', () => 
     }
     expect(answers[0]).toBe(answers[1]);
     expect(await handovers(reason)).toBe(before + 1);
+  });
+});
+
+describe('requests that arrive while a response is in flight', () => {
+  it('a second request sent before the first is answered: answered after it, in order', async () => {
+    const fastBefore = await counter(fast, 'drover_fast_path_requests_total');
+    const c = new RawClient(fast.port);
+    c.send(GET('/slow'));
+    await new Promise((r) => setTimeout(r, 50));
+    c.send(GET('/cl'));
+    expect((await c.read()).body).toBe('slow');
+    expect((await c.read()).body).toBe('hello');
+    c.send(GET('/reason'));
+    expect((await c.read()).body).toBe('ok');
+    c.destroy();
+    // all three on the fast path: the early one waited its turn, then parsed on its own
+    expect(await counter(fast, 'drover_fast_path_requests_total')).toBe(fastBefore + 3);
+  });
+
+  it('a body-carrying request queued behind a slow one: handed over with its body, in order', async () => {
+    raw.reset();
+    const c = new RawClient(fast.port);
+    c.send(GET('/slow'));
+    await new Promise((r) => setTimeout(r, 50));
+    c.send('POST /cl HTTP/1.1\r\nHost: example.test\r\nContent-Length: 4\r\n\r\nbody');
+    expect((await c.read()).body).toBe('slow');
+    expect((await c.read()).body).toBe('hello');
+    c.destroy();
+    expect(raw.heads.map((h) => h.split('\r\n')[0])).toEqual(['GET /slow HTTP/1.1', 'POST /cl HTTP/1.1']);
+  });
+
+  it('a pipelined flood (over 64 KiB) behind a slow request: reading pauses, every request is answered in order', async () => {
+    const c = new RawClient(fast.port);
+    c.send(GET('/slow'));
+    await new Promise((r) => setTimeout(r, 50));
+    const n = 1_500;
+    let flood = '';
+    for (let i = 0; i < n; i++) flood += GET(`/n${i}`);
+    expect(flood.length).toBeGreaterThan(64 * 1024);
+    c.send(flood);
+    expect((await c.read()).body).toBe('slow');
+    for (let i = 0; i < n; i++) expect((await c.read()).body).toBe(`raw /n${i}`);
+    c.destroy();
   });
 });
 
