@@ -38,7 +38,9 @@ interface Options {
   /** s per wrk run; 0: no wrk */
   wrkDuration: number;
   /** s of the low-rate latency run */
+  /** s per low-load sample; `lowRounds` interleaved rounds of them */
   lowDuration: number;
+  lowRounds: number;
   /** s of the 1 MiB run */
   bigDuration: number;
   /** rounds of the paired CPU comparison (0: off) */
@@ -53,7 +55,7 @@ interface Options {
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { rounds: 3, duration: 8, wrkDuration: 5, lowDuration: 4, bigDuration: 4, pairedRounds: 7, pairedDuration: 4, pairedRate: 2500, idle: 10_000, targets: undefined, out: path.join(ROOT, 'bench', 'results') };
+  const o: Options = { rounds: 3, duration: 8, wrkDuration: 5, lowDuration: 2, lowRounds: 3, bigDuration: 4, pairedRounds: 7, pairedDuration: 4, pairedRate: 2500, idle: 10_000, targets: undefined, out: path.join(ROOT, 'bench', 'results') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = (): string => {
@@ -77,6 +79,9 @@ function parseArgs(argv: readonly string[]): Options {
       case '--paired-rate':
         o.pairedRate = Math.max(100, Number(v()));
         break;
+      case '--low-rounds':
+        o.lowRounds = Math.max(1, Number(v()));
+        break;
       case '--idle':
         o.idle = Math.max(0, Number(v()));
         break;
@@ -87,11 +92,11 @@ function parseArgs(argv: readonly string[]): Options {
         o.out = path.resolve(v());
         break;
       case '--quick':
-        Object.assign(o, { rounds: 3, duration: 2, wrkDuration: 0, lowDuration: 2, bigDuration: 2, pairedRounds: 3, pairedDuration: 2, idle: 2_000 });
+        Object.assign(o, { rounds: 3, duration: 2, wrkDuration: 0, lowDuration: 1, lowRounds: 2, bigDuration: 2, pairedRounds: 3, pairedDuration: 2, idle: 2_000 });
         break;
       case '--help':
       case '-h':
-        process.stdout.write('usage: node dist/bench/run.js [--rounds N] [--duration S] [--wrk-duration S (0: off)] [--paired-rounds N (0: off)] [--paired-rate R] [--idle N] [--targets a,b] [--quick] [--out DIR]\n');
+        process.stdout.write('usage: node dist/bench/run.js [--rounds N] [--duration S] [--wrk-duration S (0: off)] [--paired-rounds N (0: off)] [--paired-rate R] [--low-rounds N] [--idle N] [--targets a,b] [--quick] [--out DIR]\n');
         process.exit(0);
         break;
       default:
@@ -193,7 +198,7 @@ async function main(): Promise<void> {
     const droverTarget = targets.find((t) => t.name === 'drover');
     const peers = droverTarget === undefined ? [] : targets.filter((t) => ['undici-bare', 'undici-fwd', 'raw-undici', 'http-proxy', 'nginx', 'haproxy'].includes(t.name));
     const total =
-      targets.length * 2 + o.rounds * targets.length * perRun + targets.length * (o.lowDuration + o.bigDuration + 1) + peers.length * o.pairedRounds * (o.pairedDuration + 0.2) + idleTargets.length * 8;
+      targets.length * 2 + o.rounds * targets.length * perRun + targets.length * (o.lowRounds * (o.lowDuration + 0.5) + o.bigDuration + 0.5) + peers.length * o.pairedRounds * (o.pairedDuration + 0.2) + idleTargets.length * 8;
     const progress = new Progress(total);
     const sums = new Map<string, TargetSummary>(targets.map((t) => [t.name, { name: t.name, runs: [], wrk: [], rps: 0, p50: 0, p99: 0, cpuPerReq: 0, rssPeak: 0, lost: 0 }]));
 
@@ -228,18 +233,28 @@ async function main(): Promise<void> {
       }
     }
 
-    // latency added at a low rate
-    for (const [k, t] of targets.entries()) {
-      progress.step(o.lowDuration + 0.5, `low load (200 req/s) ${k + 1}/${targets.length}: ${t.name}`);
-      const l = await lowLoadLatency(`${t.url}/`, 200, o.lowDuration);
-      const s = sums.get(t.name) as TargetSummary;
-      s.lowP50 = l.p50;
-      s.lowP99 = l.p99;
+    // Latency added at a low rate, in interleaved rounds: each round measures direct and every
+    // target one after the other, and the added latency is the median of the per-round
+    // differences (one 4 s sample per target moved by 0.5 ms between runs on this VM).
+    const low = new Map<string, { p50: number[]; p99: number[] }>(targets.map((t) => [t.name, { p50: [], p99: [] }]));
+    for (let round = 0; round < o.lowRounds; round++) {
+      for (const [k, t] of targets.entries()) {
+        progress.step(o.lowDuration + 0.5, `low load (200 req/s) round ${round + 1}/${o.lowRounds}, ${k + 1}/${targets.length}: ${t.name}`);
+        const l = await lowLoadLatency(`${t.url}/`, 200, o.lowDuration);
+        const m = low.get(t.name) as { p50: number[]; p99: number[] };
+        m.p50.push(l.p50);
+        m.p99.push(l.p99);
+      }
     }
-    const direct = sums.get('direct');
+    const directLow = low.get('direct');
     for (const s of sums.values()) {
-      if (direct?.lowP50 !== undefined && s.lowP50 !== undefined) s.addedP50 = s.lowP50 - direct.lowP50;
-      if (direct?.lowP99 !== undefined && s.lowP99 !== undefined) s.addedP99 = s.lowP99 - direct.lowP99;
+      const m = low.get(s.name) as { p50: number[]; p99: number[] };
+      s.lowP50 = median(m.p50);
+      s.lowP99 = median(m.p99);
+      if (directLow !== undefined) {
+        s.addedP50 = median(m.p50.map((x, i) => x - (directLow.p50[i] ?? NaN)));
+        s.addedP99 = median(m.p99.map((x, i) => x - (directLow.p99[i] ?? NaN)));
+      }
     }
 
     // 1 MiB responses

@@ -15,6 +15,9 @@ export type UpstreamErrorKind = 'connect' | 'timeout' | 'reset' | 'status';
 
 const UPSTREAM_ERROR_KINDS: readonly UpstreamErrorKind[] = ['connect', 'timeout', 'reset', 'status'];
 
+/** ms between event loop delay samples behind `nodejs_eventloop_lag_*` (prom-client: 10). */
+const EVENT_LOOP_SAMPLE_MS = 100;
+
 /** The `type` values of `drover_registry_events_total`. */
 const REGISTRY_EVENT_TYPES: readonly string[] = ['put', 'delete', 'resync'];
 
@@ -333,7 +336,10 @@ export class Metrics {
     this.configReloads.labels('success').inc(0);
     this.configReloads.labels('failure').inc(0);
 
-    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+    // prom-client samples event loop delay every 10 ms by default: 100 timer wake-ups a second
+    // that cost an idle drover two thirds of its CPU (measured: 9 ms/s idle with, 3 without).
+    // Every 100 ms still catches any stall that matters for a proxy's latency percentiles.
+    if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
   }
 
   /** Content-Type of `metricsText()` (Prometheus text format 0.0.4). */
