@@ -53,6 +53,18 @@ function onSocketTimeout(socket: Socket): void {
   if (socket.writableLength > 0 || s._httpMessage === null || s._httpMessage === undefined) socket.destroy();
 }
 
+const OPEN_SET = Symbol('drover.openSockets');
+type TrackedSocket = Socket & { [OPEN_SET]?: Set<Socket> };
+
+// Shared by every connection (no closures per socket: an idle connection's memory counts).
+function ignoreSocketError(): void {
+  // errors end in 'close'; without a listener an 'error' would take the process down
+}
+
+function forgetSocket(this: TrackedSocket): void {
+  this[OPEN_SET]?.delete(this);
+}
+
 /**
  * How often Node checks the header and request timeouts: its default (30 s) would let a
  * slowloris connection outlive a 10 s `headers_timeout` threefold.
@@ -117,8 +129,9 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
     sockets.add(s);
-    s.on('error', () => undefined);
-    s.once('close', () => sockets.delete(s));
+    (s as TrackedSocket)[OPEN_SET] = sockets;
+    s.on('error', ignoreSocketError);
+    s.on('close', forgetSocket);
   });
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
