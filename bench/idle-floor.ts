@@ -1,0 +1,71 @@
+/**
+ * RSS per idle keep-alive connection: drover against the floor of a Node process (`net-floor`,
+ * a bare `net` server with a canned answer) and bare undici, measured the same way and side by
+ * side: a fresh process per sample, 3 s of load first (so the heap has grown as it would in
+ * service), then 10 000 connections that each send one GET and stay open; the RSS growth over
+ * them, per connection. Rounds are interleaved; medians.
+ *
+ * Usage: node dist/bench/idle-floor.js [--rounds 3] [--connections 10000]
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { idleConnections, runAutocannon } from './lib/perf-load.js';
+import { processTree, treeRssBytes } from './lib/perf-proc.js';
+import { startBackends, startDrover, startNodeTarget, stopAll, type Running } from './lib/perf-servers.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+function flag(name: string, fallback: number): number {
+  const i = process.argv.indexOf(name);
+  const v = i === -1 ? NaN : Number(process.argv[i + 1]);
+  return Number.isFinite(v) && v > 0 ? v : fallback;
+}
+
+function median(xs: readonly number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] ?? NaN;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function main(): Promise<void> {
+  const rounds = flag('--rounds', 3);
+  const count = flag('--connections', 10_000);
+  const be = await startBackends();
+  const starters: Record<string, () => Promise<Running>> = {
+    'net-floor': () => startNodeTarget(ROOT, 'net-floor', 'net-floor', []),
+    drover: () => startDrover(ROOT, 'drover', be.ports, 1),
+    'undici-bare': () => startNodeTarget(ROOT, 'undici-bare', 'undici-bare', be.ports),
+  };
+  const perConn: Record<string, number[]> = {};
+  try {
+    for (let round = 0; round < rounds; round++) {
+      for (const [name, start] of Object.entries(starters)) {
+        const t = await start();
+        await runAutocannon(`${t.url}/`, 3, 50);
+        await sleep(1_000);
+        const before = treeRssBytes(processTree(t.pid));
+        const idle = await idleConnections(`${t.url}/`, count);
+        await sleep(1_500);
+        const after = treeRssBytes(processTree(t.pid));
+        idle.close();
+        process.kill(t.pid, 'SIGKILL');
+        const kib = (after - before) / Math.max(1, idle.open) / 1024;
+        (perConn[name] ??= []).push(kib);
+        process.stdout.write(`round ${round + 1}/${rounds} ${name}: ${kib.toFixed(2)} KiB per idle connection (${idle.open} open)\n`);
+        await sleep(500);
+      }
+    }
+  } finally {
+    await stopAll();
+  }
+  process.stdout.write('\n| target | RSS per idle connection, KiB (median) | rounds |\n|---|---:|---|\n');
+  for (const [name, xs] of Object.entries(perConn)) process.stdout.write(`| ${name} | ${median(xs).toFixed(2)} | ${xs.map((x) => x.toFixed(2)).join(' ')} |\n`);
+  process.exit(0);
+}
+
+main().catch(async (err: unknown) => {
+  process.stderr.write(`idle-floor failed: ${(err as Error).stack ?? String(err)}\n`);
+  await stopAll();
+  process.exit(1);
+});
