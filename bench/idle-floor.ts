@@ -6,7 +6,9 @@
  * them, per connection. Rounds are interleaved; medians.
  *
  * Usage: node dist/bench/idle-floor.js [--rounds 3] [--connections 10000]
+ * Writes bench/results/<date>-idle-floor.md with every sample and the medians.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { idleConnections, runAutocannon } from './lib/perf-load.js';
@@ -38,6 +40,12 @@ async function main(): Promise<void> {
     'undici-bare': () => startNodeTarget(ROOT, 'undici-bare', 'undici-bare', be.ports),
   };
   const perConn: Record<string, number[]> = {};
+  const started = new Date();
+  const log: string[] = [];
+  const say = (line: string): void => {
+    log.push(line);
+    process.stdout.write(`${line}\n`);
+  };
   try {
     for (let round = 0; round < rounds; round++) {
       for (const [name, start] of Object.entries(starters)) {
@@ -52,15 +60,22 @@ async function main(): Promise<void> {
         process.kill(t.pid, 'SIGKILL');
         const kib = (after - before) / Math.max(1, idle.open) / 1024;
         (perConn[name] ??= []).push(kib);
-        process.stdout.write(`round ${round + 1}/${rounds} ${name}: ${kib.toFixed(2)} KiB per idle connection (${idle.open} open)\n`);
+        say(`round ${round + 1}/${rounds} ${name}: ${kib.toFixed(2)} KiB per idle connection (${idle.open} open)`);
         await sleep(500);
       }
     }
   } finally {
     await stopAll();
   }
-  process.stdout.write('\n| target | RSS per idle connection, KiB (median) | rounds |\n|---|---:|---|\n');
-  for (const [name, xs] of Object.entries(perConn)) process.stdout.write(`| ${name} | ${median(xs).toFixed(2)} | ${xs.map((x) => x.toFixed(2)).join(' ')} |\n`);
+  say('');
+  say('| target | RSS per idle connection, KiB (median) | rounds |');
+  say('|---|---:|---|');
+  for (const [name, xs] of Object.entries(perConn)) say(`| ${name} | ${median(xs).toFixed(2)} | ${xs.map((x) => x.toFixed(2)).join(' ')} |`);
+  const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*$/, '');
+  const file = path.join(ROOT, 'bench', 'results', `${stamp}-idle-floor.md`);
+  const cmd = `node dist/bench/idle-floor.js ${process.argv.slice(2).join(' ')}`.trim();
+  fs.writeFileSync(file, [`\`${cmd}\` — ${started.toISOString()} · Node ${process.version}`, '', ...log, ''].join('\n'));
+  process.stdout.write(`wrote ${path.relative(ROOT, file)}\n`);
   process.exit(0);
 }
 
