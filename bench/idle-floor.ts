@@ -11,28 +11,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { positiveFlag, sleep } from './lib/health-harness.js';
 import { idleConnections, runAutocannon } from './lib/perf-load.js';
 import { processTree, treeRssBytes } from './lib/perf-proc.js';
 import { startBackends, startDrover, startNodeTarget, stopAll, type Running } from './lib/perf-servers.js';
+import { median } from './lib/stats.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-function flag(name: string, fallback: number): number {
-  const i = process.argv.indexOf(name);
-  const v = i === -1 ? NaN : Number(process.argv[i + 1]);
-  return Number.isFinite(v) && v > 0 ? v : fallback;
-}
-
-function median(xs: readonly number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
 async function main(): Promise<void> {
-  const rounds = flag('--rounds', 3);
-  const count = flag('--connections', 10_000);
+  const rounds = positiveFlag(process.argv, '--rounds', 3);
+  const count = positiveFlag(process.argv, '--connections', 10_000);
   const be = await startBackends();
   const starters: Record<string, () => Promise<Running>> = {
     'net-floor': () => startNodeTarget(ROOT, 'net-floor', 'net-floor', []),

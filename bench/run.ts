@@ -24,6 +24,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { median } from './lib/stats.js';
 import { idleConnections, lowLoadLatency, runAutocannon, runFixedRate, runWrk, type LoadResult } from './lib/perf-load.js';
 import { processTree, rssPeakSampler, treeCpuMicros, treeRssBytes } from './lib/perf-proc.js';
 import { installed, ONE_MIB, startBackends, startDrover, startHaproxy, startNginxProxy, startNodeTarget, stopAll, type Running } from './lib/perf-servers.js';
@@ -105,13 +106,6 @@ function parseArgs(argv: readonly string[]): Options {
   }
   return o;
 }
-
-const median = (xs: readonly number[]): number => {
-  const s = [...xs].filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
-  if (s.length === 0) return NaN;
-  const m = s.length >> 1;
-  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 
 interface RunFigures extends LoadResult {
   /** CPU microseconds of the target's process tree per request */
