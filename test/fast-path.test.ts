@@ -7,6 +7,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
+import { startBackend, type TestBackend } from './helpers/backends.js';
 import { eventually, ok, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
 
 /** What the scripted backend answers, by request path. */
@@ -26,10 +27,12 @@ const ANSWERS: Record<string, string> = {
 };
 
 let raw: RawBackend;
+/** records method, target, headers and body of every request (for the body tests) */
+let web: TestBackend;
 let fast: DroverProcess;
 let slow: DroverProcess;
 
-const config = (backend: string): string => `
+const config = (backend: string, recorder: string): string => `
 listen:
   - address: 127.0.0.1:0
     limits: {headers_timeout: 1s, keep_alive_timeout: 1s}
@@ -38,7 +41,10 @@ access_log: off
 services:
   raw: {retries: 0, backends: [{url: ${backend}}]}
   empty: {backends: []}
+  web: {retries: 0, backends: [{url: ${recorder}}]}
 routes:
+  - match: {path_prefix: /web}
+    service: web
   - match: {path_prefix: /nobackend}
     service: empty
   - match: {host: example.test, path_prefix: /}
@@ -48,7 +54,11 @@ routes:
 beforeAll(async () => {
   raw = await startRawBackend('raw');
   raw.respond((s, head) => {
-    const path = head.split(' ')[1] ?? '';
+    // The raw backend splits on blank lines only, so a body shows up in front of the next head
+    // and chunk framing as heads of its own: answer request lines only, wherever they start.
+    const line = /([A-Z]+) (\S+) HTTP\/1\.[01]\r?$/.exec(head.split('\n')[0] ?? '');
+    if (line === null) return;
+    const path = line[2] ?? '';
     if (path === '/close') {
       s.end('HTTP/1.1 200 OK\r\nX-B: close\r\n\r\nuntil close');
       return;
@@ -60,14 +70,15 @@ beforeAll(async () => {
     }
     const answer = ANSWERS[path] ?? ok(`raw ${path}`);
     // HEAD: the same head, no body (Content-Length stays, as a real server sends it)
-    s.write(head.startsWith('HEAD ') ? answer.slice(0, answer.indexOf('\r\n\r\n') + 4) : answer);
+    s.write(line[1] === 'HEAD' ? answer.slice(0, answer.indexOf('\r\n\r\n') + 4) : answer);
   });
-  [fast, slow] = await Promise.all([startDrover(config(raw.url)), startDrover(config(raw.url), { env: { DROVER_FAST_PATH: 'off' } })]);
+  web = await startBackend('web');
+  [fast, slow] = await Promise.all([startDrover(config(raw.url, web.url)), startDrover(config(raw.url, web.url), { env: { DROVER_FAST_PATH: 'off' } })]);
 });
 
 afterAll(async () => {
   await Promise.all([fast?.stop(), slow?.stop()]);
-  await raw?.close();
+  await Promise.all([raw?.close(), web?.close()]);
 });
 
 /** One HTTP/1.1 response read off a raw socket, framing included. */
@@ -285,22 +296,44 @@ describe('everything else is handed to node:http on the same connection', () => 
     expect(await handovers('incomplete')).toBe(before + 1);
   });
 
-  it('a request with a body after fast requests: the body reaches the backend, later requests still work', async () => {
+  it('a chunked body after fast requests: streamed through node:http, later requests still work', async () => {
     const before = await handovers('body');
     const fastBefore = await counter(fast, 'drover_fast_path_requests_total');
     raw.reset();
     const c = new RawClient(fast.port);
     c.send(GET('/cl'));
     expect((await c.read()).body).toBe('hello');
-    c.send('POST /cl HTTP/1.1\r\nHost: example.test\r\nContent-Length: 3\r\n\r\nabc');
+    c.send('POST /cl HTTP/1.1\r\nHost: example.test\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n');
     expect((await c.read()).body).toBe('hello');
     c.send(GET('/reason'));
     expect((await c.read()).body).toBe('ok');
     c.destroy();
-    // the raw backend splits on blank lines only: the POST body shows up before the next head
-    expect(raw.heads.map((h) => h.split('\r\n')[0])).toEqual(['GET /cl HTTP/1.1', 'POST /cl HTTP/1.1', 'abcGET /reason HTTP/1.1']);
+    // the raw backend splits on blank lines only: the chunked body shows up before the next head
+    expect(raw.heads.map((h) => h.split('\r\n')[0])).toEqual(['GET /cl HTTP/1.1', 'POST /cl HTTP/1.1', '3', 'GET /reason HTTP/1.1']);
     expect(await handovers('body')).toBe(before + 1);
     expect(await counter(fast, 'drover_fast_path_requests_total')).toBe(fastBefore + 1);
+  });
+
+  it.each([
+    ['a body larger than 64 KiB', 70_000],
+    ['a body that comes after its head', -1],
+  ])('%s: handed over, the body reaches the backend whole', async (_name, size) => {
+    const before = await handovers(size < 0 ? 'incomplete' : 'body');
+    raw.reset();
+    const c = new RawClient(fast.port);
+    const body = 'b'.repeat(size < 0 ? 10 : size);
+    const head = `POST /cl HTTP/1.1\r\nHost: example.test\r\nContent-Length: ${body.length}\r\n\r\n`;
+    if (size < 0) {
+      c.send(head);
+      await new Promise((r) => setTimeout(r, 100));
+      c.send(body);
+    } else c.send(head + body);
+    expect((await c.read()).body).toBe('hello');
+    c.destroy();
+    // (a previous test's body may precede the head on a reused upstream connection)
+    expect(raw.heads.some((h) => new RegExp(`POST /cl HTTP/1\\.1\\r\\n[\\s\\S]*content-length: ${body.length}`, 'i').test(h))).toBe(true);
+    expect(raw.bytes).toBeGreaterThan(body.length);
+    expect(await handovers(size < 0 ? 'incomplete' : 'body')).toBe(before + 1);
   });
 
   it('a malformed request after a fast one: 400 from node:http, connection closed', async () => {
@@ -334,6 +367,64 @@ describe('everything else is handed to node:http on the same connection', () => 
     }
     expect(answers[0]).toBe(answers[1]);
     expect(await handovers(reason)).toBe(before + 1);
+  });
+});
+
+describe('small bodies that arrive with their head stay on the fast path', () => {
+  it.each([
+    ['POST', 'hello=1&x=2'],
+    ['PUT', '{"a":[1,2,3]}'],
+    ['PATCH', 'p'],
+    ['DELETE', 'why'],
+    ['POST', ''],
+  ])('%s with a %j body: the backend sees the same request both ways, then the connection carries on', async (method, body) => {
+    const seen: unknown[] = [];
+    for (const d of [fast, slow]) {
+      const fastBefore = await counter(d, 'drover_fast_path_requests_total');
+      web.seen.length = 0;
+      const c = new RawClient(d.port);
+      c.send(`${method} /web/x?q=1 HTTP/1.1\r\nHost: example.test\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      expect((await c.read()).body).toBe('web');
+      c.send(GET('/web/after'));
+      expect((await c.read()).body).toBe('web');
+      c.destroy();
+      // the generated request id differs by nature; everything else must be identical
+      seen.push(web.seen.map((r) => ({ method: r.method, url: r.url, body: r.body, rawHeaders: r.rawHeaders.map((h, i) => (r.rawHeaders[i - 1]?.toLowerCase() === 'x-request-id' ? '<id>' : h)) })));
+      expect(await counter(d, 'drover_fast_path_requests_total')).toBe(fastBefore + (d === fast ? 2 : 0));
+    }
+    expect(seen[0]).toEqual(seen[1]);
+    expect(seen[0]).toMatchObject([{ method, url: '/web/x?q=1', body }, { method: 'GET', url: '/web/after', body: '' }]);
+  });
+
+  it('a POST whose backend refuses the connection is retried on another backend with its body (never reached the first)', async () => {
+    const other = await startRawBackend('other');
+    const dead = await startRawBackend('dead');
+    const deadUrl = dead.url;
+    await dead.close();
+    const d = await startDrover(`
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0}
+access_log: off
+services:
+  s: {retries: 2, balancer: round_robin, backends: [{url: ${deadUrl}}, {url: ${other.url}}]}
+routes:
+  - {match: {path_prefix: /}, service: s}
+`);
+    try {
+      const c = new RawClient(d.port);
+      for (let i = 0; i < 4; i++) {
+        c.send(`POST /p${i} HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\nbody`);
+        expect((await c.read()).body).toBe('other');
+      }
+      c.destroy();
+      expect(await counter(d, 'drover_fast_path_requests_total')).toBe(4);
+      // every POST reached "other" exactly once, its body right behind its head
+      expect(other.heads.map((h) => h.split('\r\n')[0]?.replace(/^body/, ''))).toEqual(['POST /p0 HTTP/1.1', 'POST /p1 HTTP/1.1', 'POST /p2 HTTP/1.1', 'POST /p3 HTTP/1.1']);
+      expect(other.bytes).toBeGreaterThan(0);
+    } finally {
+      await d.stop();
+      await other.close();
+    }
   });
 });
 

@@ -29,8 +29,14 @@ export interface ExchangeSink {
 
 /** Where an exchange writes its answer. */
 export interface Downstream {
-  /** the request declares a body (only node:http requests can) */
+  /** the request declares a body */
   readonly hasBody: boolean;
+  /**
+   * The whole request body when it was read before the exchange began (the fast path reads
+   * small Content-Length bodies with the head): sent as is, and safe to send again on a retry.
+   * Undefined when there is none or it is still to be streamed (`openBody`).
+   */
+  readonly wholeBody: Buffer | undefined;
   /** true once the status line is out (an error answer is no longer possible) */
   readonly headersSent: boolean;
   /** true once the whole response was handed to the socket */
@@ -41,7 +47,7 @@ export interface Downstream {
   readonly url: string;
   /** Routes `resumeUpstream` and `clientClosed` to `sink` for the life of this response. */
   attach(sink: ExchangeSink): void;
-  /** A fresh lazily-read request body (undefined when there is none). */
+  /** A fresh lazily-read request body (undefined when there is none or `wholeBody` has it). */
   openBody(): LazyBody | undefined;
   /** Writes the response head. Throws (as node:http does) on a header it refuses to write. */
   writeHead(status: number, message: string | undefined, headers: string[]): void;
@@ -53,7 +59,10 @@ export interface Downstream {
   end(): void;
   /** Aborts the response (truncated: the only honest signal once headers are out). */
   destroy(err?: Error): void;
-  /** Answers with drover's JSON error body; `closeAfter` closes the connection afterwards. */
+  /**
+   * Answers with drover's JSON error body; `closeAfter` (a request body may be left unread)
+   * closes the connection afterwards unless the body was in fact read whole.
+   */
   sendError(status: number, service: string | undefined, closeAfter: boolean): void;
 }
 
@@ -73,6 +82,7 @@ export class NodeDownstream implements Downstream {
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
   readonly hasBody: boolean;
+  readonly wholeBody = undefined;
 
   constructor(req: IncomingMessage, res: ServerResponse) {
     this.req = req;

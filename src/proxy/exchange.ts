@@ -127,10 +127,15 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
     backend.inflight++;
     backend.requests++;
     const up = upstreamOf(backend, this.svc.config.timeouts);
-    let body: LazyBody | null = null;
+    let body: LazyBody | Buffer | null = null;
     if (this.withBody) {
-      this.body = this.down.openBody();
-      body = this.body ?? null;
+      const whole = this.down.wholeBody;
+      if (whole !== undefined) {
+        body = whole;
+      } else {
+        this.body = this.down.openBody();
+        body = this.body ?? null;
+      }
     }
     try {
       up.pool.dispatch(
@@ -305,6 +310,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
     if (backend !== undefined) backend.inflight--;
     this.body?.detach();
     this.bytesIn += this.body?.bytes ?? 0;
+    this.bytesIn += this.down.wholeBody?.length ?? 0;
     const status = this.clientGone && !this.responseStarted ? 499 : this.status;
     const seconds = (performance.now() - this.startedAt) / 1000;
     this.svc.counters.observeDuration(seconds);

@@ -5,10 +5,11 @@
  *
  * The parser is llhttp through Node's own binding (`_http_common`'s HTTPParser), the one
  * node:http runs, with the same strict flags, so what it accepts node:http accepts too. Only the
- * common case stays here: an HTTP/1.1 keep-alive request without a body, whose whole head came
- * in one read, that passes every check `requestProblem` makes. Anything else (a parse error, a
- * body, `Expect`, an upgrade, HTTP/1.0, `Connection: close`, a repeated header, more than 31
- * header fields, a head split across reads, pipelined requests) is handed to node:http with the
+ * common case stays here: an HTTP/1.1 keep-alive request, without a body or with a Content-Length
+ * body of at most 64 KiB, whose whole head (and body) came in one read, that passes every check
+ * `requestProblem` makes. Anything else (a parse error, a chunked or larger or later body,
+ * `Expect`, an upgrade, HTTP/1.0, `Connection: close`, a repeated header, more than 31 header
+ * fields, a head split across reads, pipelined requests) is handed to node:http with the
  * bytes read so far, before anything was answered or sent upstream, and node:http owns the
  * connection from then on. So every refusal (400, 414, 431, 408) and every rare feature keeps
  * node:http's behaviour exactly; the fast path only makes the common case cheaper.
@@ -72,6 +73,15 @@ const binding = loadBinding();
 /** True when this Node offers the parser binding the fast path needs. */
 export const fastPathAvailable = binding !== undefined && process.env['DROVER_FAST_PATH'] !== 'off';
 
+/**
+ * bytes: a request body up to this size that arrives with its head, in the same read, is read
+ * whole and served on the fast path; a larger or later one goes to node:http (streamed).
+ */
+const MAX_WHOLE_BODY_BYTES = 64 * 1024;
+
+/** A Content-Length value the fast path takes as is (node:http handles every other form). */
+const PLAIN_LENGTH = /^[0-9]{1,9}$/;
+
 /** A read larger than this while a response is in flight pauses the socket (pipelined floods). */
 const MAX_PENDING_BYTES = 64 * 1024;
 
@@ -133,8 +143,8 @@ function onParserHeadersComplete(
   this.front.headComplete(major, minor, raw, method, url, upgrade, keepAlive);
 }
 
-function onParserBody(this: Parser): void {
-  this.front.notPlain('body');
+function onParserBody(this: Parser, chunk: Buffer): void {
+  this.front.bodyChunk(chunk);
 }
 
 function onParserMessageComplete(this: Parser): void {
@@ -206,6 +216,8 @@ export class FastFrontEnd {
   completes = 0;
   /** why the bytes being parsed are not for the fast path (undefined: they are) */
   private why: HandoverReason | undefined;
+  /** body bytes of the request being parsed (llhttp hands over copies) */
+  private bodyParts: Buffer[] = [];
 
   /**
    * Takes over `server`'s connections: node:http's own connection listener is kept aside and
@@ -265,6 +277,11 @@ export class FastFrontEnd {
     this.why = undefined;
     const parsed = parser.execute(bytes);
     this.current = undefined;
+    const parts = this.bodyParts;
+    if (parts.length > 0) {
+      this.bodyParts = [];
+      conn.wholeBody = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+    }
     let why = this.reason();
     if (typeof parsed !== 'number') why = 'parse_error';
     else if (this.begins > 1 || this.completes > 1) why = 'pipelined';
@@ -277,6 +294,11 @@ export class FastFrontEnd {
   /** Read after `execute`, which the callbacks may have changed it in. */
   private reason(): HandoverReason | undefined {
     return this.why;
+  }
+
+  /** llhttp read body bytes of the request being parsed. */
+  bodyChunk(chunk: Buffer): void {
+    if (this.why === undefined) this.bodyParts.push(chunk);
   }
 
   /** Marks the bytes being parsed as ones for node:http (the first reason found is kept). */
@@ -300,9 +322,9 @@ export class FastFrontEnd {
     const headers: Record<string, string> = Object.create(null) as Record<string, string>;
     for (let i = 0; i < raw.length; i += 2) {
       const lower = (raw[i] as string).toLowerCase();
-      // Repeated fields (node:http folds or drops them by name) and anything about a body or
-      // the connection's future go to node:http.
-      if (lower === 'content-length' || lower === 'transfer-encoding' || lower === 'expect') {
+      // Repeated fields (node:http folds or drops them by name), streamed bodies and anything
+      // about the connection's future go to node:http.
+      if (lower === 'transfer-encoding' || lower === 'expect') {
         this.notPlain('body');
         return;
       }
@@ -311,6 +333,11 @@ export class FastFrontEnd {
         return;
       }
       headers[lower] = raw[i + 1] as string;
+    }
+    const length = headers['content-length'];
+    if (length !== undefined && (!PLAIN_LENGTH.test(length) || Number(length) > MAX_WHOLE_BODY_BYTES)) {
+      this.notPlain('body');
+      return;
     }
     const host = headers['host'];
     const name = (binding as ParserBinding).methods[method];
@@ -384,6 +411,8 @@ class FastConnection implements RequestHead, Downstream {
   headers: IncomingHttpHeaders = NO_HEADERS;
   rawHeaders: string[] = NO_RAW_HEADERS;
   host: string | undefined;
+  /** the request's body, read whole with its head (small Content-Length bodies only) */
+  wholeBody: Buffer | undefined;
   private isHead = false;
 
   // ---- connection state ----
@@ -422,7 +451,7 @@ class FastConnection implements RequestHead, Downstream {
   }
 
   get hasBody(): boolean {
-    return false;
+    return this.wholeBody !== undefined;
   }
 
   // ---- reading ----
@@ -439,6 +468,7 @@ class FastConnection implements RequestHead, Downstream {
 
   /** Serves `bytes` (starting at a message boundary) or hands them over. */
   private consume(bytes: Buffer): void {
+    this.wholeBody = undefined;
     const why = this.front.parse(this, bytes);
     if (why !== undefined) {
       this.handOver(bytes, why);
@@ -581,12 +611,12 @@ class FastConnection implements RequestHead, Downstream {
     this.socket.destroy();
   }
 
-  sendError(status: number, service: string | undefined, closeAfter: boolean): void {
+  sendError(status: number, service: string | undefined, _closeAfter: boolean): void {
     if (this.headersSent || this.socket.destroyed) {
       this.socket.destroy();
       return;
     }
-    if (closeAfter) this.last = true;
+    // `closeAfter` is for a body left unread: the fast path has always read it whole
     const body = errorBody(status, service);
     const head =
       `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
@@ -606,6 +636,7 @@ class FastConnection implements RequestHead, Downstream {
     // an idle connection keeps nothing of its last request but two strings
     this.headers = NO_HEADERS;
     this.rawHeaders = NO_RAW_HEADERS;
+    this.wholeBody = undefined;
     this.idleSince = this.front.tick;
     if (this.last || this.front.stopping) {
       this.close();
