@@ -162,12 +162,12 @@ services:
   keep:
     panic_threshold: 0
     health:
-      active: {path: /healthz, interval: 100ms, timeout: 200ms, rise: 1, fall: 2}
+      active: {path: /healthz, interval: 100ms, timeout: 2s, rise: 1, fall: 3}
       passive: {consecutive_failures: 3, ejection: 60s, max_ejected_percent: 50}
     backends: [{url: ${n['k1']?.url}, id: k1}, {url: ${n['k2']?.url}, id: k2}, {url: ${n['k3']?.url}, id: k3}, {url: ${n['k4']?.url}, id: k4, weight: ${k4Weight}}]
   filed:
     health:
-      active: {path: /healthz, interval: 100ms, timeout: 200ms, rise: 1, fall: 2}
+      active: {path: /healthz, interval: 100ms, timeout: 2s, rise: 1, fall: 3}
 routes:
   - {match: {path_prefix: /act}, service: act}
   - {match: {path_prefix: /resets}, service: resets}
@@ -380,7 +380,8 @@ routes:
     // and the data path agrees: only k4 serves /keep, f1 serves /filed
     expect(new Set(await bodies(d.port, '/keep', 8))).toEqual(new Set(['k4']));
     expect((await request(d.port, { path: '/filed' })).body).toBe('f1');
-    // no transition was logged for these backends by the reload or the registry update
+    // no transition was logged for these backends by the reload or the registry update (the
+    // checks here allow 2 s and 3 misses, so a loaded CI machine does not flap a healthy one)
     expect(d.logs.filter(keepTransition).length).toBe(transitionsBefore);
   });
 });
