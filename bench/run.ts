@@ -1,7 +1,7 @@
 /**
  * `npm run bench`: drover side by side with the proxies people compare it with, on loopback.
  *
- *   node dist/bench/run.js [--rounds 3] [--duration 8] [--wrk-duration 5] [--quick]
+ *   node dist/bench/run.js [--rounds 5] [--duration 6] [--wrk-duration 4] [--quick]
  *                          [--paired-rounds 7] [--paired-rate 2500]
  *                          [--targets direct,drover,...] [--idle 10000] [--out bench/results]
  *
@@ -56,7 +56,7 @@ interface Options {
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { rounds: 3, duration: 8, wrkDuration: 5, lowDuration: 2, lowRounds: 3, bigDuration: 4, pairedRounds: 7, pairedDuration: 4, pairedRate: 2500, idle: 10_000, targets: undefined, out: path.join(ROOT, 'bench', 'results') };
+  const o: Options = { rounds: 5, duration: 6, wrkDuration: 4, lowDuration: 2, lowRounds: 3, bigDuration: 4, pairedRounds: 7, pairedDuration: 4, pairedRate: 2500, idle: 10_000, targets: undefined, out: path.join(ROOT, 'bench', 'results') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = (): string => {
