@@ -26,7 +26,7 @@ import { proxyRequest, type ListenerInfo } from './handler.js';
 import { errorBody, writeRawError } from './respond.js';
 import type { ProxyState } from './types.js';
 import { fastPathStats, type HandoverReason } from './fast-path-stats.js';
-import { HOST_VALUE } from './validate.js';
+import { hostProblem, targetProblem } from './validate.js';
 
 /** The slice of llhttp's binding the fast path uses. */
 interface Parser {
@@ -314,8 +314,8 @@ export class FastFrontEnd {
       this.notPlain('connection');
       return;
     }
-    const info = this.info;
-    if (raw === undefined || url === undefined || url.length > info.maxUrlBytes || url.charCodeAt(0) !== 47 /* '/' */ || url.includes('#') || raw.length / 2 > info.maxHeaders) {
+    // a head node:http's side would refuse is left to it, so the refusal is its own
+    if (raw === undefined || url === undefined || targetProblem(url, raw.length / 2, major, minor, this.info) !== 0) {
       this.notPlain('head');
       return;
     }
@@ -341,7 +341,8 @@ export class FastFrontEnd {
     }
     const host = headers['host'];
     const name = (binding as ParserBinding).methods[method];
-    if (host === undefined || !HOST_VALUE.test(host) || name === undefined || name === 'CONNECT') {
+    // repeated fields were handed over above: there is at most one Host here
+    if (host === undefined || hostProblem(1, host, minor) !== 0 || name === undefined || name === 'CONNECT') {
       this.notPlain('head');
       return;
     }

@@ -17,7 +17,7 @@ export interface HeadLimits {
 }
 
 /** A Host value: reg-name, IPv4 or [IPv6], with an optional port. */
-export const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]{0,5})?$/;
+const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]{0,5})?$/;
 
 /**
  * The status a malformed request gets (400, 414 or 431), or 0 when the head is acceptable.
@@ -26,14 +26,31 @@ export const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)
  * a Host value that is not an authority; too long a target; too many header fields.
  */
 export function requestProblem(req: IncomingMessage, limits: HeadLimits): 0 | 400 | 414 | 431 {
-  if (req.rawHeaders.length / 2 > limits.maxHeaders) return 431;
-  const url = req.url ?? '';
+  const problem = targetProblem(req.url ?? '', req.rawHeaders.length / 2, req.httpVersionMajor, req.httpVersionMinor, limits);
+  if (problem !== 0) return problem;
+  return hostProblem(hostHeaderCount(req.rawHeaders), req.headers.host, req.httpVersionMinor);
+}
+
+/**
+ * `requestProblem`'s checks of the request line and the field count (431, 414, 400), on the
+ * facts both front ends have before looking at individual fields.
+ * @param fields header fields in the head
+ */
+export function targetProblem(url: string, fields: number, major: number, minor: number, limits: HeadLimits): 0 | 400 | 414 | 431 {
+  if (fields > limits.maxHeaders) return 431;
   if (url.length > limits.maxUrlBytes) return 414;
-  if (req.httpVersionMajor !== 1 || (req.httpVersionMinor !== 0 && req.httpVersionMinor !== 1)) return 400;
+  if (major !== 1 || (minor !== 0 && minor !== 1)) return 400;
   if (url.charCodeAt(0) !== 47 /* '/' */ || url.includes('#')) return 400;
-  const hosts = hostHeaderCount(req.rawHeaders);
-  if (hosts > 1 || (hosts === 0 && req.httpVersionMinor === 1)) return 400;
-  const host = req.headers.host;
+  return 0;
+}
+
+/**
+ * `requestProblem`'s Host checks (400): exactly one on HTTP/1.1 (at most one on 1.0), and an
+ * authority as its value.
+ * @param hosts Host fields in the head; `host` is the value of the first
+ */
+export function hostProblem(hosts: number, host: string | undefined, minor: number): 0 | 400 {
+  if (hosts > 1 || (hosts === 0 && minor === 1)) return 400;
   if (host !== undefined && !HOST_VALUE.test(host)) return 400;
   return 0;
 }
