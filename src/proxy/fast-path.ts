@@ -618,15 +618,11 @@ class FastConnection implements RequestHead, Downstream {
       return;
     }
     // `closeAfter` is for a body left unread: the fast path has always read it whole
-    const body = errorBody(status, service);
-    const head =
-      `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n` +
-      `Date: ${httpDate()}\r\n${this.last ? 'Connection: close\r\n' : this.front.keepAliveLines}\r\n`;
-    this.headersSent = true;
-    this.cork();
-    this.socket.write(this.bodyless ? head : head + body, 'latin1');
-    this.finished = true;
-    this.responseDone();
+    const body = Buffer.from(errorBody(status, service));
+    // the same head and framing as a relayed response (HEAD: no body), as node:http does it
+    this.writeHead(status, undefined, ['content-type', 'application/json', 'content-length', String(body.length)]);
+    this.write(body);
+    this.end();
   }
 
   /** The response is written: wait for the next request, or close. */
