@@ -77,12 +77,13 @@ function checkingInterval(limits: ListenerLimits): number {
 export async function startListener(cfg: ListenConfig, getState: () => ProxyState): Promise<Listener> {
   const limits = cfg.limits;
   const info: ListenerInfo = { proto: cfg.tls === undefined ? 'http' : 'https', maxUrlBytes: limits.maxUrlBytes, maxHeaders: limits.maxHeaders };
+  // Node refuses a head timeout longer than the whole-request one; the fast path uses the same
+  const headersTimeout = Math.min(limits.headersTimeout, limits.requestTimeout);
   const server = http.createServer({
     maxHeaderSize: limits.maxHeaderBytes,
     insecureHTTPParser: false,
     requestTimeout: limits.requestTimeout,
-    // Node refuses a head timeout longer than the whole-request one
-    headersTimeout: Math.min(limits.headersTimeout, limits.requestTimeout),
+    headersTimeout,
     connectionsCheckingInterval: checkingInterval(limits),
     keepAliveTimeout: limits.keepAliveTimeout,
     joinDuplicateHeaders: false,
@@ -92,7 +93,7 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   const fast =
     cfg.tls === undefined && fastPathAvailable
       ? new FastFrontEnd(server, info, getState, {
-          headersTimeout: Math.min(limits.headersTimeout, limits.requestTimeout),
+          headersTimeout,
           keepAliveTimeout: limits.keepAliveTimeout,
           sendTimeout: limits.sendTimeout,
           maxHeaderBytes: limits.maxHeaderBytes,
@@ -143,6 +144,11 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : cfg.port;
+  // both front ends: node:http's connections and the ones still on the fast path
+  const closeIdle = (): void => {
+    server.closeIdleConnections();
+    fast?.closeIdle();
+  };
   return {
     server,
     host: cfg.host,
@@ -153,13 +159,9 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
           fast?.stop();
           resolve();
         });
-        server.closeIdleConnections();
-        fast?.closeIdle();
+        closeIdle();
       }),
-    closeIdle: () => {
-      server.closeIdleConnections();
-      fast?.closeIdle();
-    },
+    closeIdle,
     destroyAll: () => {
       for (const s of sockets) s.destroy();
       for (const t of openTunnels) t.destroy();
