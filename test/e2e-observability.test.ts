@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
 import { freePort, request, startBackend, type TestBackend } from './helpers/backends.js';
 import { BIN, startDrover, type DroverProcess } from './helpers/drover.js';
+import { parseMetrics, seriesValue, type Series } from './helpers/metrics.js';
 
 const run = promisify(execFile);
 const CHROMIUM = '/usr/bin/chromium';
@@ -20,31 +21,6 @@ const browserTests = haveChromium || process.env['CI'] === 'true';
 if (!browserTests) console.warn(`e2e-observability.test.ts: ${CHROMIUM} not found, the dashboard test is skipped (apt-get install -y chromium)`);
 
 // ---- Prometheus text parsing ---------------------------------------------------------------
-
-interface Series {
-  readonly name: string;
-  readonly labels: Record<string, string>;
-  readonly value: number;
-}
-
-function parseMetrics(text: string): Series[] {
-  const out: Series[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)$/.exec(line);
-    if (m === null) throw new Error(`unparsable metrics line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-/** The value of the one series of `name` with exactly these labels (undefined when absent). */
-function valueOf(series: Series[], name: string, labels: Record<string, string>): number | undefined {
-  const want = JSON.stringify(Object.entries(labels).sort());
-  return series.find((s) => s.name === name && JSON.stringify(Object.entries(s.labels).sort()) === want)?.value;
-}
 
 /** Contract section 5: every drover_ metric and its exact label set. */
 const CONTRACT: Record<string, string[]> = {
@@ -199,23 +175,23 @@ describe('/metrics of the real proxy', () => {
       expect(series.length, `${name} has series`).toBeGreaterThan(0);
       for (const x of series) expect(Object.keys(x.labels).filter((k) => k !== 'le').sort(), `${name} labels`).toEqual(labels);
     }
-    expect(valueOf(s, 'drover_requests_total', { service: 'web', backend: 'a', code: '200' })).toBe(toA);
-    expect(valueOf(s, 'drover_requests_total', { service: 'web', backend: 'b', code: '200' })).toBe(toB);
-    expect(valueOf(s, 'drover_requests_total', { service: 'flaky', backend: 'a', code: '200' })).toBe(4);
-    expect(valueOf(s, 'drover_requests_total', { service: 'boom', backend: 'boom', code: '500' })).toBe(3);
-    expect(valueOf(s, 'drover_upstream_errors_total', { service: 'boom', backend: 'boom', kind: 'status' })).toBe(3);
-    const connectErrors = valueOf(s, 'drover_upstream_errors_total', { service: 'flaky', backend: 'dead', kind: 'connect' }) ?? 0;
+    expect(seriesValue(s, 'drover_requests_total', { service: 'web', backend: 'a', code: '200' })).toBe(toA);
+    expect(seriesValue(s, 'drover_requests_total', { service: 'web', backend: 'b', code: '200' })).toBe(toB);
+    expect(seriesValue(s, 'drover_requests_total', { service: 'flaky', backend: 'a', code: '200' })).toBe(4);
+    expect(seriesValue(s, 'drover_requests_total', { service: 'boom', backend: 'boom', code: '500' })).toBe(3);
+    expect(seriesValue(s, 'drover_upstream_errors_total', { service: 'boom', backend: 'boom', kind: 'status' })).toBe(3);
+    const connectErrors = seriesValue(s, 'drover_upstream_errors_total', { service: 'flaky', backend: 'dead', kind: 'connect' }) ?? 0;
     expect(connectErrors).toBeGreaterThanOrEqual(1);
-    expect(valueOf(s, 'drover_retries_total', { service: 'flaky' })).toBe(connectErrors);
-    expect(valueOf(s, 'drover_retries_total', { service: 'web' })).toBe(0);
-    expect(valueOf(s, 'drover_request_duration_seconds_count', { service: 'web' })).toBe(10);
-    expect(valueOf(s, 'drover_request_duration_seconds_bucket', { service: 'web', le: '+Inf' })).toBe(10);
-    expect(valueOf(s, 'drover_backend_up', { service: 'web', backend: 'a' })).toBe(1);
-    expect(valueOf(s, 'drover_backend_inflight', { service: 'web', backend: 'a' })).toBe(0);
-    expect(valueOf(s, 'drover_registry_connected', { source: 'file' })).toBe(1);
-    expect(valueOf(s, 'drover_registry_events_total', { source: 'file', type: 'resync' })).toBeGreaterThanOrEqual(1);
-    expect(valueOf(s, 'drover_registry_invalid_entries_total', { source: 'file' })).toBe(0);
-    expect(valueOf(s, 'drover_health_transitions_total', { service: 'web', to: 'healthy' })).toBe(2);
+    expect(seriesValue(s, 'drover_retries_total', { service: 'flaky' })).toBe(connectErrors);
+    expect(seriesValue(s, 'drover_retries_total', { service: 'web' })).toBe(0);
+    expect(seriesValue(s, 'drover_request_duration_seconds_count', { service: 'web' })).toBe(10);
+    expect(seriesValue(s, 'drover_request_duration_seconds_bucket', { service: 'web', le: '+Inf' })).toBe(10);
+    expect(seriesValue(s, 'drover_backend_up', { service: 'web', backend: 'a' })).toBe(1);
+    expect(seriesValue(s, 'drover_backend_inflight', { service: 'web', backend: 'a' })).toBe(0);
+    expect(seriesValue(s, 'drover_registry_connected', { source: 'file' })).toBe(1);
+    expect(seriesValue(s, 'drover_registry_events_total', { source: 'file', type: 'resync' })).toBeGreaterThanOrEqual(1);
+    expect(seriesValue(s, 'drover_registry_invalid_entries_total', { source: 'file' })).toBe(0);
+    expect(seriesValue(s, 'drover_health_transitions_total', { service: 'web', to: 'healthy' })).toBe(2);
     // No request went through a service-level pseudo backend, so it exports nothing.
     expect(s.filter((x) => x.labels['backend'] === '')).toEqual([]);
     // prom-client's default process metrics
@@ -248,19 +224,19 @@ describe('/metrics of the real proxy', () => {
     expect(sizes[2]).toBe(sizes[0]);
     expect(sizes[1]).toBe(sizes[0]);
     const after = await scrape(drover);
-    expect(valueOf(after, 'drover_requests_total', { service: 'churn', backend: 'keep', code: '200' })).toBe(6);
+    expect(seriesValue(after, 'drover_requests_total', { service: 'churn', backend: 'keep', code: '200' })).toBe(6);
   });
 
   it('counts health transitions and lists them with reasons in /api/events', async () => {
     const s0 = await scrape(drover);
     expect((await apiBackends(drover, 'hc'))[0]?.state).toBe('healthy');
-    expect(valueOf(s0, 'drover_health_transitions_total', { service: 'hc', to: 'unhealthy' })).toBeUndefined();
+    expect(seriesValue(s0, 'drover_health_transitions_total', { service: 'hc', to: 'unhealthy' })).toBeUndefined();
     await doomed.close();
     await waitFor(async () => (await apiBackends(drover, 'hc'))[0]?.state === 'unhealthy', 'hc/doomed unhealthy');
     const s1 = await scrape(drover);
-    expect(valueOf(s1, 'drover_health_transitions_total', { service: 'hc', to: 'unhealthy' })).toBe(1);
-    expect(valueOf(s1, 'drover_health_transitions_total', { service: 'hc', to: 'healthy' })).toBe(1);
-    expect(valueOf(s1, 'drover_backend_up', { service: 'hc', backend: 'doomed' })).toBe(0);
+    expect(seriesValue(s1, 'drover_health_transitions_total', { service: 'hc', to: 'unhealthy' })).toBe(1);
+    expect(seriesValue(s1, 'drover_health_transitions_total', { service: 'hc', to: 'healthy' })).toBe(1);
+    expect(seriesValue(s1, 'drover_backend_up', { service: 'hc', backend: 'doomed' })).toBe(0);
     const events = (JSON.parse(await getText(drover.adminPort, '/api/events')) as { events: { service: string; backend: string; from: string; to: string; reason: string; at: string }[] }).events;
     const mine = events.filter((e) => e.service === 'hc' && e.backend === 'doomed').map((e) => [e.from, e.to]);
     expect(mine).toEqual([
@@ -393,9 +369,9 @@ ${extra}`;
       const refused = p.logs.filter((l) => l['msg'] === 'config reload refused: the old config keeps serving').length;
       expect(ok).toBeGreaterThanOrEqual(1);
       expect(refused).toBeGreaterThanOrEqual(1);
-      expect(valueOf(s, 'drover_config_reloads_total', { result: 'success' })).toBe(ok);
-      expect(valueOf(s, 'drover_config_reloads_total', { result: 'failure' })).toBe(refused);
-      expect(valueOf(s, 'drover_requests_total', { service: 's', backend: 'x', code: '200' })).toBe(6);
+      expect(seriesValue(s, 'drover_config_reloads_total', { result: 'success' })).toBe(ok);
+      expect(seriesValue(s, 'drover_config_reloads_total', { result: 'failure' })).toBe(refused);
+      expect(seriesValue(s, 'drover_requests_total', { service: 's', backend: 'x', code: '200' })).toBe(6);
     } finally {
       await p.stop();
       await x.close();
@@ -445,7 +421,7 @@ describe.skipIf(!browserTests)('dashboard of the real proxy in chromium', () => 
       expect(await page.evaluate('window.marker')).toBe(7); // no reload
       expect((await apiBackends(drover, 'dash')).find((x) => x.id === 'd')?.state).toBe('draining');
       const s = await scrape(drover);
-      expect(valueOf(s, 'drover_backend_up', { service: 'dash', backend: 'd' })).toBe(0);
+      expect(seriesValue(s, 'drover_backend_up', { service: 'dash', backend: 'd' })).toBe(0);
 
       // After: the proxy really sends d nothing.
       for (let i = 0; i < 10; i++) expect((await request(drover.port, { path: '/dash' })).body).toBe('c');

@@ -1,32 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { DURATION_BUCKETS_SECONDS, Metrics, type BackendStateSample } from '../src/metrics.js';
-
-interface Series {
-  readonly name: string;
-  readonly labels: Record<string, string>;
-  readonly value: number;
-}
-
-/** Parses Prometheus text into series (enough of the format for these tests: no escapes in values). */
-function parse(text: string): Series[] {
-  const out: Series[] = [];
-  for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (m === null) throw new Error(`unparsable line: ${line}`);
-    const labels: Record<string, string> = {};
-    for (const pair of (m[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"/g)) labels[pair[1]!] = pair[2]!;
-    out.push({ name: m[1]!, labels, value: Number(m[3]) });
-  }
-  return out;
-}
-
-function find(series: Series[], name: string, labels: Record<string, string>): Series | undefined {
-  return series.find(
-    (s) => s.name === name && Object.keys(labels).length === Object.keys(s.labels).length &&
-      Object.entries(labels).every(([k, v]) => s.labels[k] === v),
-  );
-}
+import { findSeries, parseMetrics } from './helpers/metrics.js';
 
 /** A Metrics with one of everything recorded. */
 function exercised(): Metrics {
@@ -66,7 +40,7 @@ describe('Metrics: names, types and labels (contract section 5)', () => {
     const json = await m.registry.getMetricsAsJSON();
     const metric = json.find((x) => x.name === name);
     expect(metric).toBeDefined();
-    const seriesNames = parse(text).filter((s) => s.name === name || s.name.startsWith(`${name}_`));
+    const seriesNames = parseMetrics(text).filter((s) => s.name === name || s.name.startsWith(`${name}_`));
     expect(seriesNames.length).toBeGreaterThan(0);
     for (const s of seriesNames) {
       const keys = Object.keys(s.labels).filter((k) => k !== 'le').sort();
@@ -86,7 +60,7 @@ describe('Metrics: names, types and labels (contract section 5)', () => {
     const m = exercised();
     m.backend('web', '127.0.0.1:9001').request(200);
     m.backend('web', '127.0.0.1:9001').request(502);
-    const s = parse(await m.metricsText());
+    const s = parseMetrics(await m.metricsText());
     const table: [string, Record<string, string>, number][] = [
       ['drover_requests_total', { service: 'web', backend: '127.0.0.1:9001', code: '200' }, 2],
       ['drover_requests_total', { service: 'web', backend: '127.0.0.1:9001', code: '502' }, 1],
@@ -106,13 +80,13 @@ describe('Metrics: names, types and labels (contract section 5)', () => {
       ['drover_backend_inflight', { service: 'web', backend: '127.0.0.1:9001' }, 3],
     ];
     for (const [name, labels, value] of table) {
-      expect(find(s, name, labels)?.value, `${name} ${JSON.stringify(labels)}`).toBe(value);
+      expect(findSeries(s, name, labels)?.value, `${name} ${JSON.stringify(labels)}`).toBe(value);
     }
   });
 
   it('uses proxy-sized histogram buckets from 1 ms to 10 s', async () => {
     const m = exercised();
-    const les = parse(await m.metricsText())
+    const les = parseMetrics(await m.metricsText())
       .filter((s) => s.name === 'drover_request_duration_seconds_bucket')
       .map((s) => s.labels['le']);
     expect(les).toEqual([...DURATION_BUCKETS_SECONDS.map(String), '+Inf']);
@@ -123,7 +97,7 @@ describe('Metrics: names, types and labels (contract section 5)', () => {
   it('registry flips: connected goes back to 0', async () => {
     const m = exercised();
     m.registryConnected('etcd', false);
-    expect(find(parse(await m.metricsText()), 'drover_registry_connected', { source: 'etcd' })?.value).toBe(0);
+    expect(findSeries(parseMetrics(await m.metricsText()), 'drover_registry_connected', { source: 'etcd' })?.value).toBe(0);
   });
 });
 
@@ -139,7 +113,7 @@ describe('Metrics: hot-path handles', () => {
   it('ignores an unknown error kind instead of creating a label', async () => {
     const m = new Metrics({ defaultMetrics: false });
     (m.backend('a', 'x') as { upstreamError(kind: string): void }).upstreamError('bogus');
-    const kinds = parse(await m.metricsText())
+    const kinds = parseMetrics(await m.metricsText())
       .filter((s) => s.name === 'drover_upstream_errors_total')
       .map((s) => s.labels['kind']);
     expect(kinds).not.toContain('bogus');
@@ -162,23 +136,23 @@ describe('Metrics: forgetting', () => {
       { service: 'web', backend: 'kept', up: true, inflight: 2 },
     ];
     m.setBackendStates(() => states);
-    const before = parse(await m.metricsText()).filter((s) => s.labels['backend'] === 'gone');
+    const before = parseMetrics(await m.metricsText()).filter((s) => s.labels['backend'] === 'gone');
     expect(new Set(before.map((s) => s.name))).toEqual(
       new Set(['drover_requests_total', 'drover_upstream_errors_total', 'drover_backend_up', 'drover_backend_inflight']),
     );
 
     m.forgetBackend('web', 'gone');
     states = states.filter((s) => s.backend !== 'gone');
-    const after = parse(await m.metricsText());
+    const after = parseMetrics(await m.metricsText());
     expect(after.filter((s) => s.labels['backend'] === 'gone')).toEqual([]);
     expect(after.filter((s) => s.labels['backend'] === 'kept' && s.name === 'drover_requests_total')).toHaveLength(3);
-    expect(find(after, 'drover_upstream_errors_total', { service: 'web', backend: 'kept', kind: 'reset' })?.value).toBe(1);
+    expect(findSeries(after, 'drover_upstream_errors_total', { service: 'web', backend: 'kept', kind: 'reset' })?.value).toBe(1);
 
     // A backend that comes back starts from zero with fresh handles.
     m.backend('web', 'gone').request(200);
-    const again = parse(await m.metricsText());
-    expect(find(again, 'drover_requests_total', { service: 'web', backend: 'gone', code: '200' })?.value).toBe(1);
-    expect(find(again, 'drover_requests_total', { service: 'web', backend: 'gone', code: '503' })).toBeUndefined();
+    const again = parseMetrics(await m.metricsText());
+    expect(findSeries(again, 'drover_requests_total', { service: 'web', backend: 'gone', code: '200' })?.value).toBe(1);
+    expect(findSeries(again, 'drover_requests_total', { service: 'web', backend: 'gone', code: '503' })).toBeUndefined();
   });
 
   it('forgetService removes the service, its backends and its transitions', async () => {
@@ -192,7 +166,7 @@ describe('Metrics: forgetting', () => {
       m.healthTransition(svc, 'ejected');
     }
     m.forgetService('a');
-    const s = parse(await m.metricsText());
+    const s = parseMetrics(await m.metricsText());
     expect(s.filter((x) => x.labels['service'] === 'a')).toEqual([]);
     expect(s.filter((x) => x.labels['service'] === 'b').length).toBeGreaterThan(10);
   });
@@ -211,17 +185,17 @@ describe('Metrics: scrape-time gauges', () => {
       return states;
     });
     expect(calls).toBe(0);
-    let s = parse(await m.metricsText());
+    let s = parseMetrics(await m.metricsText());
     expect(calls).toBeGreaterThan(0);
-    expect(find(s, 'drover_backend_up', { service: 'web', backend: 'a' })?.value).toBe(1);
-    expect(find(s, 'drover_backend_up', { service: 'web', backend: 'b' })?.value).toBe(0);
-    expect(find(s, 'drover_backend_inflight', { service: 'web', backend: 'a' })?.value).toBe(4);
+    expect(findSeries(s, 'drover_backend_up', { service: 'web', backend: 'a' })?.value).toBe(1);
+    expect(findSeries(s, 'drover_backend_up', { service: 'web', backend: 'b' })?.value).toBe(0);
+    expect(findSeries(s, 'drover_backend_inflight', { service: 'web', backend: 'a' })?.value).toBe(4);
 
     states = [{ service: 'web', backend: 'a', up: false, inflight: 7 }];
-    s = parse(await m.metricsText());
-    expect(find(s, 'drover_backend_up', { service: 'web', backend: 'a' })?.value).toBe(0);
-    expect(find(s, 'drover_backend_inflight', { service: 'web', backend: 'a' })?.value).toBe(7);
-    expect(find(s, 'drover_backend_up', { service: 'web', backend: 'b' })).toBeUndefined();
+    s = parseMetrics(await m.metricsText());
+    expect(findSeries(s, 'drover_backend_up', { service: 'web', backend: 'a' })?.value).toBe(0);
+    expect(findSeries(s, 'drover_backend_inflight', { service: 'web', backend: 'a' })?.value).toBe(7);
+    expect(findSeries(s, 'drover_backend_up', { service: 'web', backend: 'b' })).toBeUndefined();
   });
 
   it('accepts a generator source', async () => {
@@ -229,7 +203,7 @@ describe('Metrics: scrape-time gauges', () => {
     m.setBackendStates(function* () {
       yield { service: 's', backend: 'g', up: true, inflight: 2 };
     });
-    expect(find(parse(await m.metricsText()), 'drover_backend_inflight', { service: 's', backend: 'g' })?.value).toBe(2);
+    expect(findSeries(parseMetrics(await m.metricsText()), 'drover_backend_inflight', { service: 's', backend: 'g' })?.value).toBe(2);
   });
 
   it('a throwing source leaves the gauges empty but the scrape succeeds', async () => {
@@ -238,9 +212,9 @@ describe('Metrics: scrape-time gauges', () => {
     m.setBackendStates(() => {
       throw new Error('boom');
     });
-    const s = parse(await m.metricsText());
+    const s = parseMetrics(await m.metricsText());
     expect(s.filter((x) => x.name === 'drover_backend_up')).toEqual([]);
-    expect(find(s, 'drover_config_reloads_total', { result: 'failure' })?.value).toBe(1);
+    expect(findSeries(s, 'drover_config_reloads_total', { result: 'failure' })?.value).toBe(1);
   });
 });
 
@@ -259,6 +233,6 @@ describe('Metrics: registries', () => {
     const a = new Metrics({ defaultMetrics: false });
     const b = new Metrics({ defaultMetrics: false });
     a.backend('web', 'x').request(200);
-    expect(find(parse(await b.metricsText()), 'drover_requests_total', { service: 'web', backend: 'x', code: '200' })).toBeUndefined();
+    expect(findSeries(parseMetrics(await b.metricsText()), 'drover_requests_total', { service: 'web', backend: 'x', code: '200' })).toBeUndefined();
   });
 });
