@@ -8,6 +8,7 @@ import { expect, it } from 'vitest';
 import { describeEtcd, useSharedEtcd } from './helpers/etcd.js';
 import { startBackend, request, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
+import { parseMetrics, seriesValue } from './helpers/metrics.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
 
@@ -69,12 +70,9 @@ async function poolIds(d: DroverProcess, service: string): Promise<string> {
 }
 
 /** The value of one sample in `/metrics` (0 when absent). */
-async function metric(d: DroverProcess, name: string, labels: string): Promise<number> {
+async function metric(d: DroverProcess, name: string, labels: Record<string, string>): Promise<number> {
   const res = await request(d.adminPort, { path: '/metrics' });
-  for (const line of res.body.split('\n')) {
-    if (line.startsWith(`${name}{${labels}}`)) return Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return 0;
+  return seriesValue(parseMetrics(res.body), name, labels) ?? 0;
 }
 
 /** Bodies of `n` sequential requests, each on a fresh connection. */
@@ -144,19 +142,19 @@ routes:
     expect(((await pool(d, 'web')) ?? []).map((b) => b.source).sort()).toEqual(['etcd', 'file', 'static']);
     expect(uniq(await bodies(d.port, '/', 9))).toEqual(['etcd-1', 'file-1', 'static-1']);
     expect(uniq(await bodies(d.port, '/reg', 3))).toEqual(['reg-1']);
-    expect(await metric(d, 'drover_registry_connected', 'source="etcd"')).toBe(1);
+    expect(await metric(d, 'drover_registry_connected', { source: 'etcd' })).toBe(1);
 
     // A watched put adds a member in place.
     await shared.kv.put(`${prefix}web/etcd-2`).value(e2.url);
     await waitFor(async () => (await poolIds(d, 'web')).includes('etcd-2'), 'etcd-2 in the pool');
     expect(uniq(await bodies(d.port, '/', 12))).toEqual(['etcd-1', 'etcd-2', 'file-1', 'static-1']);
-    expect(await metric(d, 'drover_registry_events_total', 'source="etcd",type="put"')).toBeGreaterThanOrEqual(1);
+    expect(await metric(d, 'drover_registry_events_total', { source: 'etcd', type: 'put' })).toBeGreaterThanOrEqual(1);
 
     // An invalid value: counted, skipped; an invalid update of a valid key keeps its last value.
-    const invalidBefore = await metric(d, 'drover_registry_invalid_entries_total', 'source="etcd"');
+    const invalidBefore = await metric(d, 'drover_registry_invalid_entries_total', { source: 'etcd' });
     await shared.kv.put(`${prefix}web/broken`).value('{"url": 12}');
     await shared.kv.put(`${prefix}web/etcd-2`).value('not a url at all');
-    await waitFor(async () => (await metric(d, 'drover_registry_invalid_entries_total', 'source="etcd"')) >= invalidBefore + 2, 'invalid entries counted');
+    await waitFor(async () => (await metric(d, 'drover_registry_invalid_entries_total', { source: 'etcd' })) >= invalidBefore + 2, 'invalid entries counted');
     expect(await poolIds(d, 'web')).toBe('etcd-1:unknown,etcd-2:unknown,file-1:unknown,static-1:unknown');
     const after = await bodies(d.port, '/', 12);
     expect(uniq(after)).toEqual(['etcd-1', 'etcd-2', 'file-1', 'static-1']);
@@ -164,8 +162,8 @@ routes:
     await shared.kv.delete().key(`${prefix}regonly/r1`);
     await waitFor(async () => (await request(d.port, { path: '/reg' })).status === 503, '503 once regonly is empty');
     expect(JSON.parse((await request(d.port, { path: '/reg' })).body)).toEqual({ error: 'no_available_backend', service: 'regonly' });
-    expect(await metric(d, 'drover_registry_events_total', 'source="etcd",type="delete"')).toBe(1);
-    expect(await metric(d, 'drover_pool_updates_total', 'service="regonly"')).toBeGreaterThanOrEqual(2);
+    expect(await metric(d, 'drover_registry_events_total', { source: 'etcd', type: 'delete' })).toBe(1);
+    expect(await metric(d, 'drover_pool_updates_total', { service: 'regonly' })).toBeGreaterThanOrEqual(2);
   });
 
   it('a new member of a service with active checks is probed at once and gets traffic as soon as it passes, not before', async () => {
@@ -340,14 +338,14 @@ routes:
     await waitFor(async () => (await poolIds(d, 'web')) === 'file-1:unknown,static-1:unknown', 'file member loaded');
     expect(uniq(await bodies(d.port, '/', 6))).toEqual(['file-1', 'static-1']);
     expect((await request(d.adminPort, { path: '/readyz' })).status).toBe(503);
-    expect(await metric(d, 'drover_registry_connected', 'source="etcd"')).toBe(0);
+    expect(await metric(d, 'drover_registry_connected', { source: 'etcd' })).toBe(0);
     await new Promise((r) => setTimeout(r, 1000));
     // Still serving, still not ready, process alive after a second of failed attempts.
     expect((await request(d.adminPort, { path: '/readyz' })).status).toBe(503);
     expect((await request(d.adminPort, { path: '/healthz' })).status).toBe(200);
     proxy.restore();
     await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz after etcd is back', 15_000);
-    expect(await metric(d, 'drover_registry_connected', 'source="etcd"')).toBe(1);
+    expect(await metric(d, 'drover_registry_connected', { source: 'etcd' })).toBe(1);
     expect(uniq(await bodies(d.port, '/', 9))).toEqual(['etcd-1', 'file-1', 'static-1']);
   }, 60_000);
 
@@ -364,7 +362,7 @@ routes:
     expect(uniq(before), JSON.stringify(before)).toEqual(['etcd-1', 'etcd-2']);
 
     proxy.cut();
-    await waitFor(async () => (await metric(d, 'drover_registry_connected', 'source="etcd"')) === 0, 'connected=0 after the cut');
+    await waitFor(async () => (await metric(d, 'drover_registry_connected', { source: 'etcd' })) === 0, 'connected=0 after the cut');
     // Changes while drover cannot see them.
     await shared.kv.put(`${prefix}web/etcd-3`).value(e3.url);
     await shared.kv.delete().key(`${prefix}web/etcd-1`);
@@ -384,7 +382,7 @@ routes:
     ).catch((err: Error) => {
       throw new Error(`${err.message}; pool: ${seenPool}; drover log: ${JSON.stringify(d.logs.filter((l) => l['component'] === 'registry').slice(-8))}`);
     });
-    expect(await metric(d, 'drover_registry_connected', 'source="etcd"')).toBe(1);
+    expect(await metric(d, 'drover_registry_connected', { source: 'etcd' })).toBe(1);
     expect(uniq(await bodies(d.port, '/', 8))).toEqual(['etcd-2', 'etcd-3']);
   }, 60_000);
 

@@ -11,6 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
+import { parseMetrics, sumSeries } from './helpers/metrics.js';
 
 let a: TestBackend;
 let b: TestBackend;
@@ -39,11 +40,7 @@ async function adminRequests(): Promise<Map<string, number>> {
 
 async function metricsRequests(): Promise<number> {
   const r = await request(drover.adminPort, { path: '/metrics' });
-  let sum = 0;
-  for (const line of r.body.split('\n')) {
-    if (line.startsWith('drover_requests_total{service="web"')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
-  }
-  return sum;
+  return sumSeries(parseMetrics(r.body), 'drover_requests_total', { service: 'web' });
 }
 
 async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 5_000): Promise<T> {
