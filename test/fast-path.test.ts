@@ -38,7 +38,7 @@ listen:
   - address: 127.0.0.1:0
     limits: {headers_timeout: 1s, keep_alive_timeout: 1s}
 admin: {address: 127.0.0.1:0}
-access_log: off
+access_log: stdout
 services:
   raw: {retries: 0, backends: [{url: ${backend}}]}
   empty: {backends: []}
@@ -258,6 +258,42 @@ describe('fast path answers byte for byte like node:http', () => {
     const n = await c.read();
     expect([n.status, n.body]).toEqual([404, '{"error":"no_route"}']);
     c.destroy();
+  });
+});
+
+describe('the access log tells the same story on both front ends', () => {
+  it('GET, POST with a body, HEAD, 503, 404 and a backend 500: identical lines but for time and duration', async () => {
+    const requests = [
+      GET('/cl', 'X-Request-Id: al-get\r\n'),
+      'POST /web/form HTTP/1.1\r\nHost: example.test\r\nX-Request-Id: al-post\r\nContent-Length: 11\r\n\r\nhello world',
+      'HEAD /cl HTTP/1.1\r\nHost: example.test\r\nX-Request-Id: al-head\r\n\r\n',
+      GET('/nobackend/x', 'X-Request-Id: al-503\r\n'),
+      'GET /x HTTP/1.1\r\nHost: other.test\r\nX-Request-Id: al-404\r\n\r\n',
+      GET('/500', 'X-Request-Id: al-500\r\n'),
+    ];
+    const ids = ['al-get', 'al-post', 'al-head', 'al-503', 'al-404', 'al-500'];
+    const lines: Record<string, unknown>[][] = [];
+    for (const d of [fast, slow]) {
+      const c = new RawClient(d.port);
+      for (const r of requests) {
+        c.send(r);
+        await c.read(r.startsWith('HEAD'));
+      }
+      c.destroy();
+      const mine = (): Record<string, unknown>[] => d.logs.filter((l) => ids.includes(String(l['request_id'])));
+      if (!(await eventually(() => mine().length === ids.length, 5_000))) console.log(JSON.stringify(d.logs.slice(-10)));
+      expect(mine().length).toBe(ids.length);
+      lines.push(mine().map(({ time: _t, duration_ms: _d, ...rest }) => rest));
+    }
+    expect(lines[0]).toEqual(lines[1]);
+    expect(lines[0]?.map((l) => [l['request_id'], l['method'], l['status'], l['bytes_in'], l['bytes_out']])).toEqual([
+      ['al-get', 'GET', 200, 0, 5],
+      ['al-post', 'POST', 200, 11, 3],
+      ['al-head', 'HEAD', 200, 0, 0],
+      ['al-503', 'GET', 503, 0, 0],
+      ['al-404', 'GET', 404, 0, 0],
+      ['al-500', 'GET', 500, 0, 4],
+    ]);
   });
 });
 

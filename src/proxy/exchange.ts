@@ -103,6 +103,8 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
     this.clientIp = ctx.clientIp;
     this.startedAt = performance.now();
     this.withBody = down.hasBody;
+    // counted now: a downstream may let go of its whole body once the response is written
+    this.bytesIn = down.wholeBody?.length ?? 0;
     down.attach(this);
     svc.earnRetry();
   }
@@ -310,7 +312,6 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
     if (backend !== undefined) backend.inflight--;
     this.body?.detach();
     this.bytesIn += this.body?.bytes ?? 0;
-    this.bytesIn += this.down.wholeBody?.length ?? 0;
     const status = this.clientGone && !this.responseStarted ? 499 : this.status;
     const seconds = (performance.now() - this.startedAt) / 1000;
     this.svc.counters.observeDuration(seconds);

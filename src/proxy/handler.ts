@@ -66,15 +66,16 @@ export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: Req
   const host = hostWithoutPort(req.headers.host);
   const method = req.method ?? 'GET';
   const route = state.routes.match(method, host, path, req.headers);
+  // Logged before answering: once the answer is written the fast path lets go of the head.
   if (route === undefined) {
-    down.sendError(404, undefined, false);
     logUnproxied(state, req, 404, null, null);
+    down.sendError(404, undefined, false);
     return;
   }
   const svc = state.services.get(route.service);
   if (svc === undefined) {
-    down.sendError(503, route.service, false);
     logUnproxied(state, req, 503, route.index, route.service);
+    down.sendError(503, route.service, false);
     return;
   }
   const { peer, trusted, clientIp } = clientOf(state, req);
