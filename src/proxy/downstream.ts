@@ -41,9 +41,9 @@ export interface Downstream {
   readonly headersSent: boolean;
   /** true once the whole response was handed to the socket */
   readonly finished: boolean;
-  /** the client's Host header, as sent */
+  /** the client's Host header, as sent (until the response ends: an idle connection keeps nothing) */
   readonly host: string | undefined;
-  /** the request target, as sent */
+  /** the request target, as sent (until the response ends) */
   readonly url: string;
   /** Routes `resumeUpstream` and `clientClosed` to `sink` for the life of this response. */
   attach(sink: ExchangeSink): void;

@@ -68,6 +68,9 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
   private readonly routeIndex: number;
   private readonly requestId: string;
   private readonly clientIp: string;
+  /** the client's Host header and request target, for the access log */
+  private readonly host: string;
+  private readonly url: string;
   private readonly withBody: boolean;
   private backend: Backend | undefined;
   private body: LazyBody | undefined;
@@ -101,6 +104,8 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
     this.routeIndex = routeIndex;
     this.requestId = requestId;
     this.clientIp = ctx.clientIp;
+    this.host = down.host ?? '';
+    this.url = down.url;
     this.startedAt = performance.now();
     this.withBody = down.hasBody;
     // counted now: a downstream may let go of its whole body once the response is written
@@ -322,13 +327,12 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
   }
 
   private entry(status: number, seconds: number, backend: Backend | undefined): AccessLogEntry {
-    const down = this.down;
     return {
       requestId: this.requestId,
       client: this.clientIp,
       method: this.base.method,
-      host: down.host ?? '',
-      path: down.url,
+      host: this.host,
+      path: this.url,
       route: this.routeIndex,
       service: this.svc.name,
       backend: backend?.id ?? null,

@@ -152,7 +152,9 @@ function onParserMessageComplete(this: Parser): void {
 }
 
 // Socket listeners shared by every connection: the connection is found through a symbol on the
-// socket, so an idle connection carries no closures of its own.
+// socket, so an idle connection carries no closures of its own. One listener per event (a second
+// one would cost the socket an array per event): a half-close by the client is handled by Node
+// itself, `allowHalfOpen` being off while the connection is on the fast path.
 
 const CONN = Symbol('drover.fastConnection');
 type FastSocket = Socket & { [CONN]?: FastConnection };
@@ -161,18 +163,16 @@ function onSocketData(this: FastSocket, chunk: Buffer): void {
   this[CONN]?.data(chunk);
 }
 
-function onSocketEnd(this: FastSocket): void {
-  // the client half-closed: like node:http (no half-open HTTP), close our side too; a request
-  // in flight then sees its client gone
-  this.end();
-}
-
 function onSocketClose(this: FastSocket): void {
   this[CONN]?.closed();
 }
 
 function onSocketDrain(this: FastSocket): void {
   this[CONN]?.drained();
+}
+
+function ignoreSocketError(): void {
+  // errors end in 'close', where the connection learns its client is gone
 }
 
 /** The listener limits the fast path applies itself (ms and bytes, as resolved for node:http). */
@@ -191,12 +191,13 @@ export interface FastLimits {
 export class FastFrontEnd {
   private readonly server: Server;
   private readonly nodeConnection: (socket: Socket) => void;
+  private readonly adopt: (socket: Socket) => void;
   readonly info: ListenerInfo;
   readonly getState: () => ProxyState;
   readonly limits: FastLimits;
   /** `Connection` and `Keep-Alive` lines of a keep-alive response, as node:http writes them */
   readonly keepAliveLines: string;
-  /** open connections still on the fast path */
+  /** connections not handed over whose socket is open (closing ones included) */
   readonly connections = new Set<FastConnection>();
   private readonly sweeper: NodeJS.Timeout;
   private readonly sweepMs: number;
@@ -221,14 +222,16 @@ export class FastFrontEnd {
 
   /**
    * Takes over `server`'s connections: node:http's own connection listener is kept aside and
-   * called for the connections handed over.
+   * called for the connections handed over, after `adopt` (the listener's bookkeeping of
+   * node:http's connections; the fast path keeps its own).
    */
-  constructor(server: Server, info: ListenerInfo, getState: () => ProxyState, limits: FastLimits) {
+  constructor(server: Server, info: ListenerInfo, getState: () => ProxyState, limits: FastLimits, adopt: (socket: Socket) => void) {
     const nodeConnection = server.listeners('connection')[0] as ((socket: Socket) => void) | undefined;
     if (nodeConnection === undefined) throw new Error('node:http installed no connection listener');
     server.removeListener('connection', nodeConnection);
     this.server = server;
     this.nodeConnection = nodeConnection;
+    this.adopt = adopt;
     this.info = info;
     this.getState = getState;
     this.limits = limits;
@@ -254,10 +257,15 @@ export class FastFrontEnd {
 
   private accept(socket: Socket): void {
     if (this.parser === undefined) {
-      this.nodeConnection.call(this.server, socket);
+      this.toNode(socket);
       return;
     }
     this.connections.add(new FastConnection(this, socket));
+  }
+
+  private toNode(socket: Socket): void {
+    this.adopt(socket);
+    this.nodeConnection.call(this.server, socket);
   }
 
   private resetParser(): void {
@@ -355,14 +363,19 @@ export class FastFrontEnd {
     // Paused so that the unshifted bytes stay buffered until node:http listens for them.
     socket.pause();
     if (bytes.length > 0) socket.unshift(bytes);
-    this.nodeConnection.call(this.server, socket);
+    this.toNode(socket);
     socket.resume();
   }
 
   /** Closes idle fast connections now; busy ones close after their response. */
   closeIdle(): void {
     this.stopping = true;
-    for (const c of this.connections) if (!c.busy) c.close();
+    for (const c of this.connections) if (!c.busy && !c.gone) c.close();
+  }
+
+  /** Destroys every connection still on the fast path (the end of a shutdown's grace). */
+  destroyAll(): void {
+    for (const c of this.connections) c.socket.destroy();
   }
 
   /** Stops the sweeper (the listener is gone). */
@@ -391,7 +404,8 @@ export class FastFrontEnd {
         c.timedOut();
         continue;
       }
-      if (c.busy) continue;
+      // closing ones (gone) get only the send timeout above
+      if (c.busy || c.gone) continue;
       const waited = tick - c.idleSince;
       if (c.served === 0) {
         // node:http answers a connection that sends no complete head in time with 408
@@ -429,8 +443,8 @@ class FastConnection implements RequestHead, Downstream {
   /** bytes that arrived while busy (the next requests), parsed when the response is done */
   private pending: Buffer | undefined;
   private sink: ExchangeSink | undefined;
-  /** released: no longer listening to the socket (handed over, closing or closed) */
-  private gone = false;
+  /** no longer reading from the socket (handed over, closing or closed) */
+  gone = false;
 
   // ---- the current response (Downstream) ----
   headersSent = false;
@@ -446,9 +460,12 @@ class FastConnection implements RequestHead, Downstream {
     this.idleSince = front.tick;
     this.movedAt = front.tick;
     (socket as FastSocket)[CONN] = this;
+    // like node:http (no half-open HTTP): when the client half-closes, Node ends our side too,
+    // and a request in flight then sees its client gone
+    socket.allowHalfOpen = false;
     socket.on('data', onSocketData);
-    socket.on('end', onSocketEnd);
     socket.on('close', onSocketClose);
+    socket.on('error', ignoreSocketError);
   }
 
   get hasBody(): boolean {
@@ -492,18 +509,21 @@ class FastConnection implements RequestHead, Downstream {
   private handOver(bytes: Buffer, why: HandoverReason): void {
     fastPathStats.handovers.set(why, (fastPathStats.handovers.get(why) ?? 0) + 1);
     this.release();
-    this.front.handOver(this, this.socket, bytes);
+    const s = this.socket as FastSocket;
+    s[CONN] = undefined;
+    s.off('close', onSocketClose);
+    s.off('error', ignoreSocketError);
+    // node:http's sockets are half-open ones; it decides itself what a client's half-close means
+    s.allowHalfOpen = true;
+    this.front.handOver(this, s, bytes);
   }
 
-  /** Stops listening to the socket. */
+  /** Stops reading (the connection is being handed over or closed; 'close' is still heard). */
   private release(): void {
     if (this.gone) return;
     this.gone = true;
-    const s = this.socket as FastSocket;
-    s[CONN] = undefined;
+    const s = this.socket;
     s.off('data', onSocketData);
-    s.off('end', onSocketEnd);
-    s.off('close', onSocketClose);
     s.off('drain', onSocketDrain);
   }
 
@@ -630,7 +650,9 @@ class FastConnection implements RequestHead, Downstream {
     this.busy = false;
     this.served++;
     this.sink = undefined;
-    // an idle connection keeps nothing of its last request but two strings
+    // an idle connection keeps nothing of its last request
+    this.url = '';
+    this.host = undefined;
     this.headers = NO_HEADERS;
     this.rawHeaders = NO_RAW_HEADERS;
     this.wholeBody = undefined;
@@ -655,7 +677,6 @@ class FastConnection implements RequestHead, Downstream {
 
   /** Ends the connection gracefully (after what is already written); reads nothing more. */
   close(): void {
-    this.front.connections.delete(this);
     this.release();
     const s = this.socket;
     s.end();
@@ -667,13 +688,13 @@ class FastConnection implements RequestHead, Downstream {
 
   /** No first request in time: 408 and close, as node:http's headers timeout does. */
   timeOutFirstRequest(): void {
-    this.front.connections.delete(this);
     this.release();
     writeRawError(this.socket, 408, 'Request Timeout', '{"error":"request_timeout"}');
   }
 
   closed(): void {
     this.front.connections.delete(this);
+    (this.socket as FastSocket)[CONN] = undefined;
     const sink = this.sink;
     this.release();
     if (this.busy && !this.finished && sink !== undefined) sink.clientClosed();
@@ -685,7 +706,6 @@ class FastConnection implements RequestHead, Downstream {
    */
   timedOut(): void {
     if (this.socket.writableLength > 0 || !this.busy) {
-      this.front.connections.delete(this);
       this.socket.destroy();
     }
   }

@@ -89,16 +89,31 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
     joinDuplicateHeaders: false,
     noDelay: true,
   });
+  // node:http's connections (the fast path keeps its own until it hands one over)
+  const sockets = new Set<Socket>();
+  const track = (s: Socket): void => {
+    sockets.add(s);
+    (s as TrackedSocket)[OPEN_SET] = sockets;
+    s.on('error', ignoreSocketError);
+    s.on('close', forgetSocket);
+  };
   // Must come first: it takes node:http's own connection listener aside (see fast-path.ts).
   const fast =
     cfg.tls === undefined && fastPathAvailable
-      ? new FastFrontEnd(server, info, getState, {
-          headersTimeout,
-          keepAliveTimeout: limits.keepAliveTimeout,
-          sendTimeout: limits.sendTimeout,
-          maxHeaderBytes: limits.maxHeaderBytes,
-        })
+      ? new FastFrontEnd(
+          server,
+          info,
+          getState,
+          {
+            headersTimeout,
+            keepAliveTimeout: limits.keepAliveTimeout,
+            sendTimeout: limits.sendTimeout,
+            maxHeaderBytes: limits.maxHeaderBytes,
+          },
+          track,
+        )
       : undefined;
+  if (fast === undefined) server.on('connection', track);
   // Node silently drops headers past maxHeadersCount; keeping one more lets the handler see
   // that the limit was passed and answer 431 instead of forwarding a truncated head.
   server.maxHeadersCount = limits.maxHeaders + 1;
@@ -127,13 +142,6 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   });
   server.on('clientError', onClientError);
   server.on('error', () => undefined);
-  const sockets = new Set<Socket>();
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    (s as TrackedSocket)[OPEN_SET] = sockets;
-    s.on('error', ignoreSocketError);
-    s.on('close', forgetSocket);
-  });
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.once('error', onError);
@@ -164,6 +172,7 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
     closeIdle,
     destroyAll: () => {
       for (const s of sockets) s.destroy();
+      fast?.destroyAll();
       for (const t of openTunnels) t.destroy();
     },
   };
