@@ -1,7 +1,7 @@
 /**
  * RSS per idle keep-alive connection: drover against the floor of a Node process (`net-floor`,
- * a bare `net` server with a canned answer) and bare undici, measured the same way and side by
- * side: a fresh process per sample, 3 s of load first (so the heap has grown as it would in
+ * a bare `net` server with a canned answer), bare undici and (when installed) NGINX as a proxy,
+ * measured the same way and side by side: a fresh process per sample, 3 s of load first (so the heap has grown as it would in
  * service), then 10 000 connections that each send one GET and stay open; the RSS growth over
  * them, per connection. Rounds are interleaved; medians.
  *
@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { positiveFlag, sleep } from './lib/health-harness.js';
 import { idleConnections, runAutocannon } from './lib/perf-load.js';
 import { processTree, treeRssBytes } from './lib/perf-proc.js';
-import { startBackends, startDrover, startNodeTarget, stopAll, type Running } from './lib/perf-servers.js';
+import { installed, startBackends, startDrover, startNginxProxy, startNodeTarget, stopAll, type Running } from './lib/perf-servers.js';
 import { median } from './lib/stats.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -27,6 +27,7 @@ async function main(): Promise<void> {
     'net-floor': () => startNodeTarget(ROOT, 'net-floor', 'net-floor', []),
     drover: () => startDrover(ROOT, 'drover', be.ports, 1),
     'undici-bare': () => startNodeTarget(ROOT, 'undici-bare', 'undici-bare', be.ports),
+    ...(installed('nginx') ? { nginx: () => startNginxProxy(be.ports) } : {}),
   };
   const perConn: Record<string, number[]> = {};
   const started = new Date();
@@ -46,7 +47,8 @@ async function main(): Promise<void> {
         await sleep(1_500);
         const after = treeRssBytes(processTree(t.pid));
         idle.close();
-        process.kill(t.pid, 'SIGKILL');
+        // NGINX's master takes its worker down with it on SIGTERM; SIGKILL would orphan it
+        process.kill(t.pid, name === 'nginx' ? 'SIGTERM' : 'SIGKILL');
         const kib = (after - before) / Math.max(1, idle.open) / 1024;
         (perConn[name] ??= []).push(kib);
         say(`round ${round + 1}/${rounds} ${name}: ${kib.toFixed(2)} KiB per idle connection (${idle.open} open)`);

@@ -8,8 +8,10 @@
  * Two fast backends (NGINX `return 200`, or Node when NGINX is absent), then every target on the
  * same backends: `direct` (no proxy), `drover` (workers: 1), `drover-2w` (workers: 2),
  * `http-proxy`, `undici-bare`, and `nginx` / `haproxy` when installed. Only when named in
- * --targets: `undici-fwd` (bare undici plus the contract's forwarding headers) and `raw-undici`
- * (an experiment: undici behind a minimal raw-socket HTTP front end instead of node:http). Rounds are interleaved
+ * --targets: `undici-fwd` (bare undici plus the contract's forwarding headers), `raw-undici`
+ * (an experiment: undici behind a minimal raw-socket HTTP front end instead of node:http) and
+ * `tcp-pipe` (not a proxy: bytes relayed to the first backend, the latency floor of a Node
+ * process). Rounds are interleaved
  * (A B C ... A B C ...) and medians reported: requests/s, p50/p99 latency, CPU microseconds per
  * request of the target's whole process tree (from /proc), peak RSS. Then: latency added at a
  * low rate (200 requests/s, minus direct's), RSS per idle keep-alive connection, and 1 MiB
@@ -183,6 +185,8 @@ async function main(): Promise<void> {
     if (o.targets?.includes('undici-fwd') === true) targets.push(await startNodeTarget(ROOT, 'undici-fwd', 'undici-bare', be.ports, ['--forwarding']));
     // only when asked for by name: the experiment measuring node:http's server-side cost
     if (o.targets?.includes('raw-undici') === true) targets.push(await startNodeTarget(ROOT, 'raw-undici', 'raw-undici', be.ports));
+    // only when asked for by name: not a proxy, a byte relay (the latency floor of a Node process)
+    if (o.targets?.includes('tcp-pipe') === true) targets.push(await startNodeTarget(ROOT, 'tcp-pipe', 'tcp-pipe', be.ports));
     if (wanted('nginx') && installed('nginx')) targets.push(await startNginxProxy(be.ports));
     if (wanted('haproxy') && installed('haproxy')) targets.push(await startHaproxy(be.ports));
     process.stdout.write(`targets: ${targets.map((t) => t.name).join(', ')}; ${o.rounds} interleaved rounds of ${o.duration} s autocannon${o.wrkDuration > 0 && installed('wrk') ? ` + ${o.wrkDuration} s wrk` : ''}, 50 connections\n`);
