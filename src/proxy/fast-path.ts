@@ -23,7 +23,8 @@ import type { Socket } from 'node:net';
 import type { LazyBody } from './body.js';
 import type { Downstream, ExchangeSink, RequestHead } from './downstream.js';
 import { proxyRequest, type ListenerInfo } from './handler.js';
-import { errorBody, writeRawError } from './respond.js';
+import { RawStream, rawStreamsAvailable, type TcpHandle } from './raw-stream.js';
+import { errorBody, rawErrorText } from './respond.js';
 import type { ProxyState } from './types.js';
 import { fastPathStats, type HandoverReason } from './fast-path-stats.js';
 import { hostProblem, targetProblem } from './validate.js';
@@ -70,8 +71,8 @@ function loadBinding(): ParserBinding | undefined {
 
 const binding = loadBinding();
 
-/** True when this Node offers the parser binding the fast path needs. */
-export const fastPathAvailable = binding !== undefined && process.env['DROVER_FAST_PATH'] !== 'off';
+/** True when this Node offers the parser and handle bindings the fast path needs. */
+export const fastPathAvailable = binding !== undefined && rawStreamsAvailable && process.env['DROVER_FAST_PATH'] !== 'off';
 
 /**
  * bytes: a request body up to this size that arrives with its head, in the same read, is read
@@ -106,16 +107,8 @@ function httpDate(): string {
 /** ms a closing connection may take to flush its last response when `send_timeout` is off. */
 const LINGER_MS = 30_000;
 
-function destroySocket(this: Socket): void {
-  this.destroy();
-}
-
 const NO_HEADERS: IncomingHttpHeaders = Object.freeze({});
 const NO_RAW_HEADERS: string[] = [];
-
-function uncorkSocket(socket: Socket): void {
-  socket.uncork();
-}
 
 // llhttp's callbacks, called during `execute` with the parser as `this`.
 
@@ -151,29 +144,9 @@ function onParserMessageComplete(this: Parser): void {
   this.front.completes++;
 }
 
-// Socket listeners shared by every connection: the connection is found through a symbol on the
-// socket, so an idle connection carries no closures of its own. One listener per event (a second
-// one would cost the socket an array per event): a half-close by the client is handled by Node
-// itself, `allowHalfOpen` being off while the connection is on the fast path.
-
-const CONN = Symbol('drover.fastConnection');
-type FastSocket = Socket & { [CONN]?: FastConnection };
-
-function onSocketData(this: FastSocket, chunk: Buffer): void {
-  this[CONN]?.data(chunk);
-}
-
-function onSocketClose(this: FastSocket): void {
-  this[CONN]?.closed();
-}
-
-function onSocketDrain(this: FastSocket): void {
-  this[CONN]?.drained();
-}
-
-function ignoreSocketError(): void {
-  // errors end in 'close', where the connection learns its client is gone
-}
+/** net.Server's own bookkeeping of the connections it accepted (closing waits for them). */
+type NetServerInternals = Server & { _handle?: { onconnection?: unknown } | null; _connections: number };
+type ServedSocket = Socket & { server?: Server; _server?: Server };
 
 /** The listener limits the fast path applies itself (ms and bytes, as resolved for node:http). */
 export interface FastLimits {
@@ -190,15 +163,17 @@ export interface FastLimits {
 /** One listener's fast path: accepts its connections and hands the unusual ones to node:http. */
 export class FastFrontEnd {
   private readonly server: Server;
-  private readonly nodeConnection: (socket: Socket) => void;
-  private readonly adopt: (socket: Socket) => void;
+  /** open connections node:http has (the listener's count; `max_connections` covers both) */
+  private readonly nodeOpen: () => number;
   readonly info: ListenerInfo;
   readonly getState: () => ProxyState;
   readonly limits: FastLimits;
   /** `Connection` and `Keep-Alive` lines of a keep-alive response, as node:http writes them */
   readonly keepAliveLines: string;
-  /** connections not handed over whose socket is open (closing ones included) */
+  /** connections not handed over whose handle is open (closing ones included) */
   readonly connections = new Set<FastConnection>();
+  /** called when the last connection is gone (a closing listener waits for it) */
+  private onEmpty: (() => void) | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private readonly sweepMs: number;
   /** sweeps so far: the coarse clock idle connections are timed with */
@@ -221,17 +196,13 @@ export class FastFrontEnd {
   private bodyParts: Buffer[] = [];
 
   /**
-   * Takes over `server`'s connections: node:http's own connection listener is kept aside and
-   * called for the connections handed over, after `adopt` (the listener's bookkeeping of
-   * node:http's connections; the fast path keeps its own).
+   * Takes over `server`'s accepted connections once it listens: each arrives as a bare handle
+   * (no net.Socket) and becomes a net.Socket, emitted as the server's 'connection' for
+   * node:http, only when it is handed over.
    */
-  constructor(server: Server, info: ListenerInfo, getState: () => ProxyState, limits: FastLimits, adopt: (socket: Socket) => void) {
-    const nodeConnection = server.listeners('connection')[0] as ((socket: Socket) => void) | undefined;
-    if (nodeConnection === undefined) throw new Error('node:http installed no connection listener');
-    server.removeListener('connection', nodeConnection);
+  constructor(server: Server, info: ListenerInfo, getState: () => ProxyState, limits: FastLimits, nodeOpen: () => number) {
     this.server = server;
-    this.nodeConnection = nodeConnection;
-    this.adopt = adopt;
+    this.nodeOpen = nodeOpen;
     this.info = info;
     this.getState = getState;
     this.limits = limits;
@@ -249,23 +220,40 @@ export class FastFrontEnd {
       this.parser = parser;
       this.resetParser();
     }
-    server.on('connection', (socket: Socket) => this.accept(socket));
+    // 'listening' comes (on the next tick) before the first connection can be accepted
+    server.once('listening', () => this.intercept());
     this.sweepMs = Math.max(50, Math.min(1_000, Math.floor(Math.min(limits.headersTimeout, limits.keepAliveTimeout || Infinity, limits.sendTimeout || Infinity) / 4)));
     this.sweeper = setInterval(() => this.sweep(), this.sweepMs);
     this.sweeper.unref();
   }
 
-  private accept(socket: Socket): void {
-    if (this.parser === undefined) {
-      this.toNode(socket);
-      return;
-    }
-    this.connections.add(new FastConnection(this, socket));
+  /**
+   * Puts the fast path between the listening handle and net.Server: net's accept callback
+   * (`onconnection`) is replaced, and kept for errors. Without a handle in the expected shape
+   * every connection stays with node:http.
+   */
+  private intercept(): void {
+    const handle = (this.server as NetServerInternals)._handle;
+    const original = handle?.onconnection;
+    if (this.parser === undefined || handle === undefined || handle === null || typeof original !== 'function') return;
+    handle.onconnection = (err: number, client: TcpHandle | undefined): void => {
+      if (err !== 0 || client === undefined) {
+        (original as (e: number, c: unknown) => void).call(handle, err, client);
+        return;
+      }
+      this.accept(client);
+    };
   }
 
-  private toNode(socket: Socket): void {
-    this.adopt(socket);
-    this.nodeConnection.call(this.server, socket);
+  private accept(client: TcpHandle): void {
+    // as net.Server does it: beyond the cap a new connection is closed before a byte is read
+    const max = this.server.maxConnections;
+    if (max > 0 && this.connections.size + this.nodeOpen() >= max) {
+      client.close();
+      return;
+    }
+    client.setNoDelay(true);
+    this.connections.add(new FastConnection(this, client));
   }
 
   private resetParser(): void {
@@ -357,14 +345,40 @@ export class FastFrontEnd {
     conn.request(name, url, raw, headers, host);
   }
 
-  /** Gives `socket` to node:http, with `bytes` (already read) to parse first. */
-  handOver(conn: FastConnection, socket: Socket, bytes: Buffer): void {
-    this.connections.delete(conn);
-    // Paused so that the unshifted bytes stay buffered until node:http listens for them.
-    socket.pause();
-    if (bytes.length > 0) socket.unshift(bytes);
-    this.toNode(socket);
+  /** Gives `conn` to node:http as a net.Socket, with `bytes` (already read) to parse first. */
+  handOver(conn: FastConnection, bytes: Buffer): void {
+    this.forget(conn);
+    // created paused, so that the bytes stay buffered until node:http listens for them
+    const socket = conn.toSocket(bytes) as ServedSocket;
+    const server = this.server as NetServerInternals;
+    socket.server = server;
+    socket._server = server;
+    // net.Socket counts itself off when it closes; server.close() waits for the count to drop
+    server._connections++;
+    server.emit('connection', socket);
     socket.resume();
+  }
+
+  /** `conn` left the fast path (closed or handed over). */
+  forget(conn: FastConnection): void {
+    this.connections.delete(conn);
+    if (this.connections.size === 0 && this.onEmpty !== undefined) {
+      const done = this.onEmpty;
+      this.onEmpty = undefined;
+      done();
+    }
+  }
+
+  /** Resolves once no connection is left on the fast path (after `closeIdle`, for shutdown). */
+  whenEmpty(): Promise<void> {
+    if (this.connections.size === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      const before = this.onEmpty;
+      this.onEmpty = () => {
+        before?.();
+        resolve();
+      };
+    });
   }
 
   /** Closes idle fast connections now; busy ones close after their response. */
@@ -375,7 +389,7 @@ export class FastFrontEnd {
 
   /** Destroys every connection still on the fast path (the end of a shutdown's grace). */
   destroyAll(): void {
-    for (const c of this.connections) c.socket.destroy();
+    for (const c of this.connections) c.destroy();
   }
 
   /** Stops the sweeper (the listener is gone). */
@@ -394,13 +408,14 @@ export class FastFrontEnd {
     const firstLimit = Math.ceil(this.limits.headersTimeout / this.sweepMs);
     const idleLimit = this.limits.keepAliveTimeout > 0 ? Math.ceil((this.limits.keepAliveTimeout + KEEP_ALIVE_SLACK_MS) / this.sweepMs) : Infinity;
     const stillLimit = this.limits.sendTimeout > 0 ? Math.ceil(this.limits.sendTimeout / this.sweepMs) : Infinity;
+    // a closing connection whose client never reads its last response is not kept forever
+    const closingLimit = Math.ceil((this.limits.sendTimeout > 0 ? this.limits.sendTimeout : LINGER_MS) / this.sweepMs);
     for (const c of this.connections) {
-      const s = c.socket;
-      const moved = s.bytesRead + s.bytesWritten;
+      const moved = c.bytesMoved;
       if (moved !== c.bytesSeen) {
         c.bytesSeen = moved;
         c.movedAt = tick;
-      } else if (tick - c.movedAt > stillLimit) {
+      } else if (tick - c.movedAt > (c.gone ? closingLimit : stillLimit)) {
         c.timedOut();
         continue;
       }
@@ -416,8 +431,7 @@ export class FastFrontEnd {
 }
 
 /** One client connection on the fast path: its current request and response. */
-class FastConnection implements RequestHead, Downstream {
-  readonly socket: Socket;
+class FastConnection extends RawStream implements RequestHead, Downstream {
   private readonly front: FastFrontEnd;
 
   // ---- the current request (RequestHead) ----
@@ -443,7 +457,7 @@ class FastConnection implements RequestHead, Downstream {
   /** bytes that arrived while busy (the next requests), parsed when the response is done */
   private pending: Buffer | undefined;
   private sink: ExchangeSink | undefined;
-  /** no longer reading from the socket (handed over, closing or closed) */
+  /** no longer serving requests (handed over, closing or closed) */
   gone = false;
 
   // ---- the current response (Downstream) ----
@@ -454,18 +468,16 @@ class FastConnection implements RequestHead, Downstream {
   private bodyless = false;
   private last = false;
 
-  constructor(front: FastFrontEnd, socket: Socket) {
+  constructor(front: FastFrontEnd, handle: TcpHandle) {
+    super(handle);
     this.front = front;
-    this.socket = socket;
     this.idleSince = front.tick;
     this.movedAt = front.tick;
-    (socket as FastSocket)[CONN] = this;
-    // like node:http (no half-open HTTP): when the client half-closes, Node ends our side too,
-    // and a request in flight then sees its client gone
-    socket.allowHalfOpen = false;
-    socket.on('data', onSocketData);
-    socket.on('close', onSocketClose);
-    socket.on('error', ignoreSocketError);
+  }
+
+  /** RequestHead's socket: the connection itself (the client's address). */
+  get socket(): { readonly remoteAddress?: string | undefined } {
+    return this;
   }
 
   get hasBody(): boolean {
@@ -474,11 +486,12 @@ class FastConnection implements RequestHead, Downstream {
 
   // ---- reading ----
 
-  data(chunk: Buffer): void {
+  protected onData(chunk: Buffer): void {
+    if (this.gone) return;
     // Bytes queued earlier go first: they are parsed once the response in flight is done.
     if (this.busy || this.pending !== undefined) {
       this.pending = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
-      if (this.pending.length > MAX_PENDING_BYTES) this.socket.pause();
+      if (this.pending.length > MAX_PENDING_BYTES) this.pauseReading();
       return;
     }
     this.consume(chunk);
@@ -508,23 +521,8 @@ class FastConnection implements RequestHead, Downstream {
 
   private handOver(bytes: Buffer, why: HandoverReason): void {
     fastPathStats.handovers.set(why, (fastPathStats.handovers.get(why) ?? 0) + 1);
-    this.release();
-    const s = this.socket as FastSocket;
-    s[CONN] = undefined;
-    s.off('close', onSocketClose);
-    s.off('error', ignoreSocketError);
-    // node:http's sockets are half-open ones; it decides itself what a client's half-close means
-    s.allowHalfOpen = true;
-    this.front.handOver(this, s, bytes);
-  }
-
-  /** Stops reading (the connection is being handed over or closed; 'close' is still heard). */
-  private release(): void {
-    if (this.gone) return;
     this.gone = true;
-    const s = this.socket;
-    s.off('data', onSocketData);
-    s.off('drain', onSocketDrain);
+    this.front.handOver(this, bytes);
   }
 
   private serve(): void {
@@ -543,7 +541,7 @@ class FastConnection implements RequestHead, Downstream {
       if (!this.headersSent) {
         this.last = true;
         this.sendError(500, undefined, true);
-      } else this.socket.destroy();
+      } else super.destroy();
     }
   }
 
@@ -584,19 +582,10 @@ class FastConnection implements RequestHead, Downstream {
     this.headersSent = true;
   }
 
-  /** Corks the socket until the end of this tick, so head, body and end go out in one write. */
-  private cork(): void {
-    const s = this.socket;
-    if (s.writableCorked === 0) {
-      s.cork();
-      process.nextTick(uncorkSocket, s);
-    }
-  }
-
+  /** The head goes out with the first body bytes (or the end): one write for both. */
   private flushHead(): void {
     if (this.head !== '') {
-      this.cork();
-      this.socket.write(this.head, 'latin1');
+      this.send(this.head);
       this.head = '';
     }
   }
@@ -604,37 +593,37 @@ class FastConnection implements RequestHead, Downstream {
   write(chunk: Buffer): boolean {
     if (this.bodyless || chunk.length === 0) return true;
     this.flushHead();
-    const s = this.socket;
-    if (!this.chunked) return s.write(chunk);
-    s.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
-    s.write(chunk);
-    return s.write('\r\n', 'latin1');
+    if (!this.chunked) return this.send(chunk);
+    this.send(`${chunk.length.toString(16)}\r\n`);
+    this.send(chunk);
+    return this.send('\r\n');
   }
 
   waitDrain(): void {
-    this.socket.once('drain', onSocketDrain);
+    // RawStream calls onDrain after a send that returned false
   }
 
-  drained(): void {
+  protected onDrain(): void {
     this.sink?.resumeUpstream();
   }
 
   end(): void {
     if (this.finished) return;
     this.flushHead();
-    if (this.chunked) this.socket.write('0\r\n\r\n', 'latin1');
+    if (this.chunked) this.send('0\r\n\r\n');
     this.finished = true;
     this.responseDone();
   }
 
-  destroy(): void {
+  /** Aborts the response: the connection is closed at once. */
+  override destroy(): void {
     this.finished = true;
-    this.socket.destroy();
+    super.destroy();
   }
 
   sendError(status: number, service: string | undefined, _closeAfter: boolean): void {
-    if (this.headersSent || this.socket.destroyed) {
-      this.socket.destroy();
+    if (this.headersSent || this.destroyed) {
+      super.destroy();
       return;
     }
     // `closeAfter` is for a body left unread: the fast path has always read it whole
@@ -668,8 +657,8 @@ class FastConnection implements RequestHead, Downstream {
   consumePending(): void {
     const bytes = this.pending;
     this.pending = undefined;
-    if (bytes === undefined || this.busy || this.gone || this.socket.destroyed) return;
-    if (this.socket.isPaused()) this.socket.resume();
+    if (bytes === undefined || this.busy || this.gone || this.destroyed) return;
+    this.resumeReading();
     this.consume(bytes);
   }
 
@@ -677,26 +666,28 @@ class FastConnection implements RequestHead, Downstream {
 
   /** Ends the connection gracefully (after what is already written); reads nothing more. */
   close(): void {
-    this.release();
-    const s = this.socket;
-    s.end();
-    s.destroySoon();
-    // a client that never reads the last response must not keep the socket forever
-    s.setTimeout(this.front.limits.sendTimeout > 0 ? this.front.limits.sendTimeout : LINGER_MS);
-    s.once('timeout', destroySocket);
+    this.gone = true;
+    this.endConnection();
   }
 
   /** No first request in time: 408 and close, as node:http's headers timeout does. */
   timeOutFirstRequest(): void {
-    this.release();
-    writeRawError(this.socket, 408, 'Request Timeout', '{"error":"request_timeout"}');
+    this.gone = true;
+    this.send(rawErrorText(408, 'Request Timeout', '{"error":"request_timeout"}'));
+    this.endConnection();
   }
 
-  closed(): void {
-    this.front.connections.delete(this);
-    (this.socket as FastSocket)[CONN] = undefined;
+  /** The client half-closed: like node:http (no half-open HTTP), the connection ends. */
+  protected onEnd(): void {
+    // a response in flight can no longer be delivered to a client that is leaving: close now
+    if (this.busy && !this.finished) super.destroy();
+    else this.close();
+  }
+
+  protected onClose(): void {
+    this.front.forget(this);
+    this.gone = true;
     const sink = this.sink;
-    this.release();
     if (this.busy && !this.finished && sink !== undefined) sink.clientClosed();
   }
 
@@ -705,9 +696,7 @@ class FastConnection implements RequestHead, Downstream {
    * are stuck or no request is in flight; a request waiting on its backend is left alone.
    */
   timedOut(): void {
-    if (this.socket.writableLength > 0 || !this.busy) {
-      this.socket.destroy();
-    }
+    if (this.pendingBytes > 0 || !this.busy) super.destroy();
   }
 }
 

@@ -91,13 +91,6 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   });
   // node:http's connections (the fast path keeps its own until it hands one over)
   const sockets = new Set<Socket>();
-  const track = (s: Socket): void => {
-    sockets.add(s);
-    (s as TrackedSocket)[OPEN_SET] = sockets;
-    s.on('error', ignoreSocketError);
-    s.on('close', forgetSocket);
-  };
-  // Must come first: it takes node:http's own connection listener aside (see fast-path.ts).
   const fast =
     cfg.tls === undefined && fastPathAvailable
       ? new FastFrontEnd(
@@ -110,10 +103,9 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
             sendTimeout: limits.sendTimeout,
             maxHeaderBytes: limits.maxHeaderBytes,
           },
-          track,
+          () => sockets.size,
         )
       : undefined;
-  if (fast === undefined) server.on('connection', track);
   // Node silently drops headers past maxHeadersCount; keeping one more lets the handler see
   // that the limit was passed and answer 431 instead of forwarding a truncated head.
   server.maxHeadersCount = limits.maxHeaders + 1;
@@ -142,6 +134,12 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   });
   server.on('clientError', onClientError);
   server.on('error', () => undefined);
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    (s as TrackedSocket)[OPEN_SET] = sockets;
+    s.on('error', ignoreSocketError);
+    s.on('close', forgetSocket);
+  });
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => reject(err);
     server.once('error', onError);
@@ -163,9 +161,12 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
     port,
     close: () =>
       new Promise<void>((resolve) => {
+        // node:http's connections and the fast path's both
         server.close(() => {
-          fast?.stop();
-          resolve();
+          void (fast?.whenEmpty() ?? Promise.resolve()).then(() => {
+            fast?.stop();
+            resolve();
+          });
         });
         closeIdle();
       }),

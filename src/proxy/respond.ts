@@ -42,13 +42,17 @@ export function sendError(res: ServerResponse, status: number, service: string |
   if (close) res.once('finish', () => res.socket?.destroySoon());
 }
 
+/** A whole raw error answer (head and body) that closes its connection. */
+export function rawErrorText(status: number, reason: string, body = ''): string {
+  return `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+}
+
 /** Raw answer on a socket that has no ServerResponse (client errors, failed upgrades). */
 export function writeRawError(socket: Socket, status: number, reason: string, body = ''): void {
   if (socket.destroyed || !socket.writable) {
     socket.destroy();
     return;
   }
-  const head = `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n`;
-  socket.end(head + body);
+  socket.end(rawErrorText(status, reason, body));
   socket.destroySoon();
 }

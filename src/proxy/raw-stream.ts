@@ -1,0 +1,318 @@
+/**
+ * A client connection held as Node's bare libuv TCP handle (the `tcp_wrap` / `stream_wrap`
+ * bindings net.Socket is built on) instead of a net.Socket. The fast path needs a handful of
+ * operations (read, write with backpressure, end, destroy); a net.Socket brings two stream
+ * states, an event emitter and their buffers along. Measured with 10 000 idle keep-alive
+ * connections, a `net` server with a canned answer holds about 2.9 KiB of RSS per connection
+ * and the same server on bare handles 0.6 KiB, as much as NGINX (`bench/idle-floor.ts`).
+ *
+ * A connection the fast path hands to node:http gets its net.Socket then, on the same handle
+ * (`toSocket`), and is net's from there on.
+ */
+import { Socket } from 'node:net';
+
+/** The slice of a libuv TCP handle (Node's TCPWrap) used here. */
+export interface TcpHandle {
+  onread: (this: TcpHandle, buffer: ArrayBuffer | undefined) => void;
+  readStart(): number;
+  readStop(): number;
+  writeLatin1String(req: WriteReq, data: string): number;
+  writeBuffer(req: WriteReq, data: Buffer): number;
+  writev(req: WriteReq, chunks: (string | Buffer)[], allBuffers: boolean): number;
+  shutdown(req: WriteReq): number;
+  close(callback?: (this: TcpHandle) => void): void;
+  getpeername(out: { address?: string }): number;
+  setNoDelay(on: boolean): number;
+  readonly writeQueueSize: number;
+  readonly bytesRead: number;
+  readonly bytesWritten: number;
+  [OWNER]?: RawStream | undefined;
+}
+
+/** A write or shutdown request (WriteWrap / ShutdownWrap), completed through `oncomplete`. */
+interface WriteReq {
+  handle: TcpHandle;
+  oncomplete: (this: WriteReq, status: number) => void;
+  async: boolean;
+  owner?: RawStream;
+  /** what an asynchronous write still needs alive */
+  chunks?: (string | Buffer)[];
+}
+
+interface StreamWrapBinding {
+  WriteWrap: new () => WriteReq;
+  ShutdownWrap: new () => WriteReq;
+  kReadBytesOrError: number;
+  kArrayBufferOffset: number;
+  kLastWriteWasAsync: number;
+  streamBaseState: Int32Array;
+}
+
+/**
+ * The bindings, or undefined when this Node does not offer them in the expected shape (then the
+ * fast path is off and node:http serves every connection).
+ */
+function loadStreamWrap(): { wrap: StreamWrapBinding; eof: number } | undefined {
+  try {
+    const proc = process as unknown as { binding(name: string): unknown };
+    const wrap = proc.binding('stream_wrap') as Partial<StreamWrapBinding>;
+    const uv = proc.binding('uv') as { UV_EOF?: unknown };
+    if (typeof wrap.WriteWrap !== 'function' || typeof wrap.ShutdownWrap !== 'function' || !(wrap.streamBaseState instanceof Int32Array)) return undefined;
+    for (const k of ['kReadBytesOrError', 'kArrayBufferOffset', 'kLastWriteWasAsync'] as const) if (typeof wrap[k] !== 'number') return undefined;
+    if (typeof uv.UV_EOF !== 'number') return undefined;
+    return { wrap: wrap as StreamWrapBinding, eof: uv.UV_EOF };
+  } catch {
+    return undefined;
+  }
+}
+
+const loaded = loadStreamWrap();
+
+/** True when bare handles can be used (else the fast path stays off). */
+export const rawStreamsAvailable = loaded !== undefined;
+
+const OWNER = Symbol('drover.rawStream');
+
+/**
+ * bytes queued or not yet taken by the kernel above which `write` returns false (net.Socket's
+ * default high-water mark).
+ */
+const HIGH_WATER_MARK = 16 * 1024;
+
+function onHandleRead(this: TcpHandle, buffer: ArrayBuffer | undefined): void {
+  const owner = this[OWNER];
+  if (owner === undefined || loaded === undefined) return;
+  const state = loaded.wrap.streamBaseState;
+  const nread = state[loaded.wrap.kReadBytesOrError] as number;
+  if (nread > 0 && buffer !== undefined) {
+    owner.received(Buffer.from(buffer, state[loaded.wrap.kArrayBufferOffset] as number, nread));
+  } else if (nread < 0) {
+    owner.readFailed(nread === loaded.eof);
+  }
+}
+
+function onWriteDone(this: WriteReq, status: number): void {
+  const owner = this.owner;
+  this.chunks = undefined;
+  if (owner === undefined) return;
+  owner.writeDone(status);
+}
+
+function onShutdownDone(this: WriteReq): void {
+  this.owner?.shutdownDone();
+}
+
+function onHandleClosed(this: TcpHandle): void {
+  const owner = this[OWNER];
+  this[OWNER] = undefined;
+  owner?.handleClosed();
+}
+
+function flushQueued(stream: RawStream): void {
+  stream.flush();
+}
+
+/**
+ * One connection on a bare handle. Writes made in one tick go out together (one write or
+ * writev at the end of the tick), as a corked net.Socket would send them. Subclasses get the
+ * connection's events as method calls: no emitter, no closure per connection.
+ */
+export abstract class RawStream {
+  protected readonly handle: TcpHandle;
+  /** chunks written this tick, sent at its end (latin1 strings and buffers) */
+  private queued: (string | Buffer)[] | undefined;
+  private queuedBytes = 0;
+  /** asynchronous writes not completed yet */
+  private writesInFlight = 0;
+  /** a drain was asked for (`write` returned false) */
+  private drainWanted = false;
+  /** `end` was called: shut down once every write is out */
+  private ending = false;
+  /** the handle is closed or closing, or was given away: nothing more is read or written */
+  destroyed = false;
+  /** reads were stopped by `pauseReading` (libuv refuses a second start) */
+  private paused = false;
+  private peer: string | undefined;
+
+  constructor(handle: TcpHandle) {
+    this.handle = handle;
+    handle[OWNER] = this;
+    handle.onread = onHandleRead;
+    if (handle.readStart() !== 0) this.closeHandle();
+  }
+
+  /** Bytes read from the connection. */
+  protected abstract onData(chunk: Buffer): void;
+  /** The client half-closed its side (the request in flight, if any, can no longer be answered). */
+  protected abstract onEnd(): void;
+  /** The handle is closed: the connection is over. */
+  protected abstract onClose(): void;
+  /** Everything sent has been taken by the kernel after a `send` that returned false. */
+  protected abstract onDrain(): void;
+
+  /** The client's address (read once per connection). */
+  get remoteAddress(): string | undefined {
+    if (this.peer === undefined && !this.destroyed) {
+      const out: { address?: string } = {};
+      if (this.handle.getpeername(out) === 0) this.peer = out.address;
+    }
+    return this.peer;
+  }
+
+  /** Bytes read plus bytes written so far (the send timeout watches it move). */
+  get bytesMoved(): number {
+    return this.handle.bytesRead + this.handle.bytesWritten;
+  }
+
+  /** Bytes sent but not yet taken by the kernel. */
+  get pendingBytes(): number {
+    return this.queuedBytes + (this.destroyed ? 0 : this.handle.writeQueueSize);
+  }
+
+  /** Queues `chunk` (a latin1 string or bytes); false: wait for `onDrain` before sending more. */
+  send(chunk: string | Buffer): boolean {
+    if (this.destroyed || this.ending) return false;
+    if (this.queued === undefined) {
+      this.queued = [chunk];
+      process.nextTick(flushQueued, this);
+    } else this.queued.push(chunk);
+    this.queuedBytes += chunk.length;
+    if (this.pendingBytes < HIGH_WATER_MARK) return true;
+    this.drainWanted = true;
+    return false;
+  }
+
+  /** Sends what was queued this tick. */
+  flush(): void {
+    const chunks = this.queued;
+    if (chunks === undefined || loaded === undefined) return;
+    this.queued = undefined;
+    this.queuedBytes = 0;
+    if (this.destroyed) return;
+    const req = new loaded.wrap.WriteWrap();
+    req.handle = this.handle;
+    req.oncomplete = onWriteDone;
+    req.async = false;
+    let err: number;
+    if (chunks.length === 1) {
+      const only = chunks[0] as string | Buffer;
+      err = typeof only === 'string' ? this.handle.writeLatin1String(req, only) : this.handle.writeBuffer(req, only);
+    } else {
+      const parts: (string | Buffer)[] = [];
+      for (const c of chunks) parts.push(c, typeof c === 'string' ? 'latin1' : 'buffer');
+      err = this.handle.writev(req, parts, false);
+    }
+    if (err !== 0) {
+      this.closeHandle();
+      return;
+    }
+    if (loaded.wrap.streamBaseState[loaded.wrap.kLastWriteWasAsync] !== 0) {
+      req.owner = this;
+      req.chunks = chunks;
+      this.writesInFlight++;
+      return;
+    }
+    this.written();
+  }
+
+  /** An asynchronous write completed. */
+  writeDone(status: number): void {
+    this.writesInFlight--;
+    if (status < 0) this.closeHandle();
+    else this.written();
+  }
+
+  private written(): void {
+    if (this.destroyed || this.writesInFlight > 0 || this.queued !== undefined) return;
+    if (this.drainWanted) {
+      this.drainWanted = false;
+      this.onDrain();
+    }
+    if (this.ending) this.shutdown();
+  }
+
+  /** Ends the connection after what was sent (FIN, then close). */
+  endConnection(): void {
+    if (this.destroyed || this.ending) return;
+    this.ending = true;
+    this.handle.readStop();
+    if (this.queued === undefined && this.writesInFlight === 0) this.shutdown();
+  }
+
+  private shutdown(): void {
+    if (loaded === undefined) return;
+    const req = new loaded.wrap.ShutdownWrap();
+    req.handle = this.handle;
+    req.oncomplete = onShutdownDone;
+    req.owner = this;
+    if (this.handle.shutdown(req) !== 0) this.closeHandle();
+  }
+
+  /** Closes the connection now (unsent bytes are dropped). */
+  destroy(): void {
+    this.closeHandle();
+  }
+
+  /** What `destroy` does; called directly on failures, which subclasses learn of by `onClose`. */
+  private closeHandle(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.queued = undefined;
+    this.queuedBytes = 0;
+    this.handle.readStop();
+    this.handle.close(onHandleClosed);
+  }
+
+  /** Stops reading (backpressure on a client that sends faster than it is answered). */
+  pauseReading(): void {
+    if (this.destroyed || this.paused) return;
+    this.paused = true;
+    this.handle.readStop();
+  }
+
+  /** Reads again after `pauseReading`. */
+  resumeReading(): void {
+    if (this.destroyed || this.ending || !this.paused) return;
+    this.paused = false;
+    if (this.handle.readStart() !== 0) this.closeHandle();
+  }
+
+  /** Bytes arrived (called by the handle). */
+  received(chunk: Buffer): void {
+    if (!this.destroyed) this.onData(chunk);
+  }
+
+  /** The read side ended: `eof` for a client's half-close, else an error. */
+  readFailed(eof: boolean): void {
+    if (this.destroyed) return;
+    this.handle.readStop();
+    if (eof) this.onEnd();
+    else this.closeHandle();
+  }
+
+  /** The FIN went out (or could not): close. */
+  shutdownDone(): void {
+    this.closeHandle();
+  }
+
+  /** The handle finished closing. */
+  handleClosed(): void {
+    this.onClose();
+  }
+
+  /**
+   * Gives the connection to a net.Socket (for node:http), `bytes` (already read) first. Only
+   * between responses: nothing may be queued or in flight.
+   */
+  toSocket(bytes: Buffer): Socket {
+    this.destroyed = true;
+    const h = this.handle;
+    h.readStop();
+    h[OWNER] = undefined;
+    // (onread stays: the handle only takes a function there; net.Socket sets its own)
+    // net.Socket takes over an open handle the way net.Server's accept does
+    const socket = new Socket({ handle: h, allowHalfOpen: true, readable: true, writable: true, pauseOnCreate: true } as ConstructorParameters<typeof Socket>[0]);
+    if (bytes.length > 0) socket.unshift(bytes);
+    return socket;
+  }
+}
