@@ -126,6 +126,11 @@ class RawClient {
     this.socket.destroy();
   }
 
+  /** Half-closes: sends FIN, keeps reading. */
+  halfClose(): void {
+    this.socket.end();
+  }
+
   /** Resolves when `have` is satisfied by the buffered bytes (or rejects after 5 s / on close). */
   private async until<T>(have: () => T | undefined): Promise<T> {
     const deadline = Date.now() + 5_000;
@@ -515,6 +520,31 @@ describe('fast path connection lifecycle', () => {
       const c = new RawClient(d.port);
       expect(await c.waitClosed(5_000)).toBe(true);
       expect(c.text()).toMatch(/^HTTP\/1\.1 408 Request Timeout\r\n/);
+    }
+  });
+
+  it('a client that half-closes between requests: the connection is closed, as on node:http', async () => {
+    for (const d of [fast, slow]) {
+      const c = new RawClient(d.port);
+      c.send(GET('/cl'));
+      expect((await c.read()).body).toBe('hello');
+      c.halfClose();
+      // well before the keep-alive timeout (1s + 1s) would close it
+      expect(await c.waitClosed(1_000)).toBe(true);
+      expect(c.text()).toBe('');
+    }
+  });
+
+  it('a client that half-closes while its request waits: the upstream request is aborted (499), as on node:http', async () => {
+    for (const d of [fast, slow]) {
+      raw.reset();
+      const before = await counter(d, 'drover_requests_total', { code: '499' });
+      const c = new RawClient(d.port);
+      c.send(GET('/hang'));
+      expect(await eventually(() => raw.heads.length === 1, 3_000)).toBe(true);
+      c.halfClose();
+      expect(await c.waitClosed(3_000)).toBe(true);
+      expect(await eventually(async () => (await counter(d, 'drover_requests_total', { code: '499' })) === before + 1, 3_000)).toBe(true);
     }
   });
 
