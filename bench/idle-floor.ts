@@ -1,7 +1,7 @@
 /**
  * RSS per idle keep-alive connection: drover against the floor of a Node process (`net-floor`,
- * a bare `net` server with a canned answer), bare undici and (when installed) NGINX as a proxy,
- * measured the same way and side by side: a fresh process per sample, 3 s of load first (so the heap has grown as it would in
+ * a bare `net` server with a canned answer; `raw-floor`, the same on bare libuv handles), bare
+ * undici and (when installed) NGINX as a proxy, measured the same way and side by side: a fresh process per sample, 3 s of load first (so the heap has grown as it would in
  * service), then 10 000 connections that each send one GET and stay open; the RSS growth over
  * them, per connection. Rounds are interleaved; medians.
  *
@@ -25,6 +25,7 @@ async function main(): Promise<void> {
   const be = await startBackends();
   const starters: Record<string, () => Promise<Running>> = {
     'net-floor': () => startNodeTarget(ROOT, 'net-floor', 'net-floor', []),
+    'raw-floor': () => startNodeTarget(ROOT, 'raw-floor', 'raw-floor', []),
     drover: () => startDrover(ROOT, 'drover', be.ports, 1),
     'undici-bare': () => startNodeTarget(ROOT, 'undici-bare', 'undici-bare', be.ports),
     ...(installed('nginx') ? { nginx: () => startNginxProxy(be.ports) } : {}),
