@@ -1,7 +1,9 @@
 /**
- * The fast path: plain requests read straight off the client socket and answered by writing the
- * response to it, without node:http's per-request IncomingMessage and ServerResponse streams
- * (about a sixth of a bare proxy's CPU, measured with the bench target `raw-undici`).
+ * The fast path: plain requests read straight off the client connection and answered by writing
+ * the response to it, without node:http's per-request IncomingMessage and ServerResponse streams
+ * (about a sixth of a bare proxy's CPU, measured with the bench target `raw-undici`), and without
+ * a net.Socket per connection: a connection is Node's bare TCP handle (`raw-stream.ts`) until it
+ * is handed over.
  *
  * The parser is llhttp through Node's own binding (`_http_common`'s HTTPParser), the one
  * node:http runs, with the same strict flags, so what it accepts node:http accepts too. Only the
@@ -83,7 +85,7 @@ const MAX_WHOLE_BODY_BYTES = 64 * 1024;
 /** A Content-Length value the fast path takes as is (node:http handles every other form). */
 const PLAIN_LENGTH = /^[0-9]{1,9}$/;
 
-/** A read larger than this while a response is in flight pauses the socket (pipelined floods). */
+/** A read larger than this while a response is in flight pauses reading (pipelined floods). */
 const MAX_PENDING_BYTES = 64 * 1024;
 
 /** Node adds this much to the advertised keep-alive timeout before closing (fewer resets). */
