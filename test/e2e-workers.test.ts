@@ -122,6 +122,20 @@ describe('workers: 2', () => {
     expect(await until(metricsRequests, (s) => s === n)).toBe(n);
   });
 
+  it('keep-alive requests are served on the fast path in the workers (connections arrive as bare handles from the primary)', async () => {
+    const fastServed = async (): Promise<number> => sumSeries(parseMetrics((await request(drover.adminPort, { path: '/metrics' })).body), 'drover_fast_path_requests_total');
+    const before = await fastServed();
+    const bodies: string[] = [];
+    // four connections (node:cluster deals them to the workers in turn), five requests on each
+    for (let c = 0; c < 4; c++) {
+      const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+      for (let i = 0; i < 5; i++) bodies.push((await request(drover.port, { agent })).body);
+      agent.destroy();
+    }
+    expect(bodies.filter((x) => x !== 'a' && x !== 'b')).toEqual([]);
+    expect(await until(fastServed, (s) => s === before + 20)).toBe(before + 20);
+  });
+
   it('applies a registry file change in every worker', async () => {
     fs.writeFileSync(path.join(drover.dir, 'services.yaml.tmp'), services([c]));
     fs.renameSync(path.join(drover.dir, 'services.yaml.tmp'), path.join(drover.dir, 'services.yaml'));
