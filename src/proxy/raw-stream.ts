@@ -279,7 +279,13 @@ export abstract class RawStream {
 
   /** Bytes arrived (called by the handle). */
   received(chunk: Buffer): void {
-    if (!this.destroyed) this.onData(chunk);
+    if (this.destroyed) return;
+    try {
+      this.onData(chunk);
+    } catch {
+      // a bug must cost this connection, not leave it half-served or reach the process
+      this.closeHandle();
+    }
   }
 
   /** The read side ended: `eof` for a client's half-close, else an error. */
