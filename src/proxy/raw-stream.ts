@@ -74,7 +74,7 @@ export const rawStreamsAvailable = loaded !== undefined;
 const OWNER = Symbol('drover.rawStream');
 
 /**
- * bytes queued or not yet taken by the kernel above which `write` returns false (net.Socket's
+ * bytes queued or not yet taken by the kernel above which `send` returns false (net.Socket's
  * default high-water mark).
  */
 const HIGH_WATER_MARK = 16 * 1024;
