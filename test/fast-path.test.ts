@@ -254,6 +254,11 @@ describe('fast path answers byte for byte like node:http', () => {
     expect(await counter(slow, 'drover_fast_path_requests_total')).toBe(0);
   });
 
+  it('the ready log line says whether the fast path is on, and why not', () => {
+    const ready = (d: DroverProcess): unknown => d.logs.find((l) => l['msg'] === 'ready')?.['fastPath'];
+    expect([ready(fast), ready(slow)]).toEqual(['on', 'off: DROVER_FAST_PATH=off']);
+  });
+
   it('the error answers are drover’s own (the table above compared them with node:http’s)', async () => {
     const c = new RawClient(fast.port);
     c.send(GET('/nobackend/x'));

@@ -13,6 +13,7 @@ import { ConfigError, formatIssue } from '../errors.js';
 import { watchFile } from '../file-watch.js';
 import { createLogger, type Logger } from '../log.js';
 import { Metrics } from '../metrics.js';
+import { fastPathStatus } from '../proxy/fast-path.js';
 import { Runtime } from '../runtime.js';
 import { ClusterPrimary, workerCount } from '../cluster/primary.js';
 
@@ -94,7 +95,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
     await Promise.all(demos.map((d) => d.close()));
     return 1;
   }
-  logger.info({ listen: cluster?.listenAddresses() ?? runtime.listenAddresses(), admin: runtime.adminAddress(), config: file, workers }, 'ready');
+  logger.info({ listen: cluster?.listenAddresses() ?? runtime.listenAddresses(), admin: runtime.adminAddress(), config: file, workers, fastPath: fastPathStatus }, 'ready');
 
   let reloading: Promise<void> = Promise.resolve();
   const reload = (trigger: string): void => {

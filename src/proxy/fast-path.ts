@@ -76,6 +76,13 @@ const binding = loadBinding();
 /** True when this Node offers the parser and handle bindings the fast path needs. */
 export const fastPathAvailable = binding !== undefined && rawStreamsAvailable && process.env['DROVER_FAST_PATH'] !== 'off';
 
+/** Whether plain HTTP listeners use the fast path, and if not why (for the `ready` log line). */
+export const fastPathStatus: string = fastPathAvailable
+  ? 'on'
+  : process.env['DROVER_FAST_PATH'] === 'off'
+    ? 'off: DROVER_FAST_PATH=off'
+    : 'off: this Node lacks the parser or handle bindings';
+
 /**
  * bytes: a request body up to this size that arrives with its head, in the same read, is read
  * whole and served on the fast path; a larger or later one goes to node:http (streamed).
