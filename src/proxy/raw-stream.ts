@@ -115,7 +115,9 @@ function flushQueued(stream: RawStream): void {
 /**
  * One connection on a bare handle. Writes made in one tick go out together (one write or
  * writev at the end of the tick), as a corked net.Socket would send them. Subclasses get the
- * connection's events as method calls: no emitter, no closure per connection.
+ * connection's events as method calls: no emitter, no closure per connection. The public
+ * methods `flush`, `writeDone`, `received`, `readFailed`, `shutdownDone` and `handleClosed` are
+ * the handle callbacks' way in: a subclass must not reuse those names.
  */
 export abstract class RawStream {
   protected readonly handle: TcpHandle;
