@@ -1,7 +1,8 @@
 /**
  * The client side of one exchange, behind one small interface so that the exchange does not care
  * which front end read the request: node:http (`NodeDownstream`, every request Node parsed) or
- * the fast path (`fast-path.ts`, plain body-less requests read straight off the socket).
+ * the fast path (`fast-path.ts`, plain requests with at most a small whole body, read straight
+ * off the connection).
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import { hasRequestBody, LazyBody } from './body.js';

@@ -287,18 +287,14 @@ export class FastFrontEnd {
       this.bodyParts = [];
       conn.wholeBody = parts.length === 1 ? parts[0] : Buffer.concat(parts);
     }
-    let why = this.reason();
+    // set by the callbacks during `execute` (the cast undoes the narrowing from the reset above)
+    let why = this.why as HandoverReason | undefined;
     if (typeof parsed !== 'number') why = 'parse_error';
     else if (this.begins > 1 || this.completes > 1) why = 'pipelined';
     else if (why === undefined && (parsed !== bytes.length || this.completes !== 1)) why = 'incomplete';
     // the parser is mid-message or saw a connection-level change: start it afresh
     if (why !== undefined) this.resetParser();
     return why;
-  }
-
-  /** Read after `execute`, which the callbacks may have changed it in. */
-  private reason(): HandoverReason | undefined {
-    return this.why;
   }
 
   /** llhttp read body bytes of the request being parsed. */
@@ -393,7 +389,7 @@ export class FastFrontEnd {
   /** Closes idle fast connections now; busy ones close after their response. */
   closeIdle(): void {
     this.stopping = true;
-    for (const c of this.connections) if (!c.busy && !c.gone) c.close();
+    for (const c of this.connections) if (!c.busy && !c.closing) c.close();
   }
 
   /** Destroys every connection still on the fast path (the end of a shutdown's grace). */
@@ -424,12 +420,12 @@ export class FastFrontEnd {
       if (moved !== c.bytesSeen) {
         c.bytesSeen = moved;
         c.movedAt = tick;
-      } else if (tick - c.movedAt > (c.gone ? closingLimit : stillLimit)) {
+      } else if (tick - c.movedAt > (c.closing ? closingLimit : stillLimit)) {
         c.timedOut();
         continue;
       }
-      // closing ones (gone) get only the send timeout above
-      if (c.busy || c.gone) continue;
+      // closing ones get only the send timeout above
+      if (c.busy || c.closing) continue;
       const waited = tick - c.idleSince;
       if (c.served === 0) {
         // node:http answers a connection that sends no complete head in time with 408
@@ -466,8 +462,6 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
   /** bytes that arrived while busy (the next requests), parsed when the response is done */
   private pending: Buffer | undefined;
   private sink: ExchangeSink | undefined;
-  /** no longer serving requests (handed over, closing or closed) */
-  gone = false;
 
   // ---- the current response (Downstream) ----
   headersSent = false;
@@ -496,7 +490,7 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
   // ---- reading ----
 
   protected onData(chunk: Buffer): void {
-    if (this.gone) return;
+    if (this.closing) return;
     // Bytes queued earlier go first: they are parsed once the response in flight is done.
     if (this.busy || this.pending !== undefined) {
       this.pending = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
@@ -530,7 +524,6 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
 
   private handOver(bytes: Buffer, why: HandoverReason): void {
     fastPathStats.handovers.set(why, (fastPathStats.handovers.get(why) ?? 0) + 1);
-    this.gone = true;
     this.front.handOver(this, bytes);
   }
 
@@ -666,7 +659,7 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
   consumePending(): void {
     const bytes = this.pending;
     this.pending = undefined;
-    if (bytes === undefined || this.busy || this.gone || this.destroyed) return;
+    if (bytes === undefined || this.busy || this.closing) return;
     this.resumeReading();
     this.consume(bytes);
   }
@@ -675,13 +668,11 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
 
   /** Ends the connection gracefully (after what is already written); reads nothing more. */
   close(): void {
-    this.gone = true;
     this.endConnection();
   }
 
   /** No first request in time: 408 and close, as node:http's headers timeout does. */
   timeOutFirstRequest(): void {
-    this.gone = true;
     this.send(rawErrorText(408, 'Request Timeout', '{"error":"request_timeout"}'));
     this.endConnection();
   }
@@ -695,7 +686,6 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
 
   protected onClose(): void {
     this.front.forget(this);
-    this.gone = true;
     const sink = this.sink;
     if (this.busy && !this.finished && sink !== undefined) sink.clientClosed();
   }

@@ -161,6 +161,11 @@ export abstract class RawStream {
     return this.peer;
   }
 
+  /** `endConnection` was called or the handle is closed (or given away): nothing more is served. */
+  get closing(): boolean {
+    return this.ending || this.destroyed;
+  }
+
   /** Bytes read plus bytes written so far (the send timeout watches it move). */
   get bytesMoved(): number {
     return this.handle.bytesRead + this.handle.bytesWritten;
