@@ -11,7 +11,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { parseMetrics, sumSeries } from './helpers/metrics.js';
+import { scrapeSum } from './helpers/metrics.js';
 
 let a: TestBackend;
 let b: TestBackend;
@@ -39,8 +39,7 @@ async function adminRequests(): Promise<Map<string, number>> {
 }
 
 async function metricsRequests(): Promise<number> {
-  const r = await request(drover.adminPort, { path: '/metrics' });
-  return sumSeries(parseMetrics(r.body), 'drover_requests_total', { service: 'web' });
+  return scrapeSum(drover.adminPort, 'drover_requests_total', { service: 'web' });
 }
 
 async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 5_000): Promise<T> {
@@ -123,7 +122,7 @@ describe('workers: 2', () => {
   });
 
   it('keep-alive requests are served on the fast path in the workers (connections arrive as bare handles from the primary)', async () => {
-    const fastServed = async (): Promise<number> => sumSeries(parseMetrics((await request(drover.adminPort, { path: '/metrics' })).body), 'drover_fast_path_requests_total');
+    const fastServed = (): Promise<number> => scrapeSum(drover.adminPort, 'drover_fast_path_requests_total');
     const before = await fastServed();
     const bodies: string[] = [];
     // four connections (node:cluster deals them to the workers in turn), five requests on each

@@ -8,7 +8,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { startBackend, type TestBackend } from './helpers/backends.js';
-import { parseMetrics, sumSeries } from './helpers/metrics.js';
+import { scrapeSum } from './helpers/metrics.js';
 import { eventually, ok, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
 
 /** What the scripted backend answers, by request path. */
@@ -204,11 +204,6 @@ function normalized(r: RawResponse): RawResponse {
 
 const GET = (path: string, extra = ''): string => `GET ${path} HTTP/1.1\r\nHost: example.test\r\nUser-Agent: t\r\n${extra}\r\n`;
 
-/** The sum of a counter's series (those with `labels` among theirs) in a drover's /metrics. */
-async function counter(d: DroverProcess, name: string, labels: Record<string, string> = {}): Promise<number> {
-  return sumSeries(parseMetrics(await (await fetch(`http://127.0.0.1:${d.adminPort}/metrics`)).text()), name, labels);
-}
-
 describe('fast path answers byte for byte like node:http', () => {
   const cases: [string, string, boolean][] = [
     ['content-length body', 'GET /cl', false],
@@ -233,7 +228,7 @@ describe('fast path answers byte for byte like node:http', () => {
 
   it.each(cases)('%s', async (_name, line, head) => {
     const [method, path, host = 'example.test'] = line.split(' ') as [string, string, string?];
-    const before = await counter(fast, 'drover_fast_path_requests_total');
+    const before = await scrapeSum(fast.adminPort, 'drover_fast_path_requests_total');
     const answers: RawResponse[] = [];
     for (const d of [fast, slow]) {
       const c = new RawClient(d.port);
@@ -250,8 +245,8 @@ describe('fast path answers byte for byte like node:http', () => {
     expect(viaFast).toEqual(viaNode);
     expect(viaFast.status).toBeGreaterThan(0);
     // both requests were served by the fast path (the off switch works: the other drover's stays 0)
-    expect(await counter(fast, 'drover_fast_path_requests_total')).toBe(before + 2);
-    expect(await counter(slow, 'drover_fast_path_requests_total')).toBe(0);
+    expect(await scrapeSum(fast.adminPort, 'drover_fast_path_requests_total')).toBe(before + 2);
+    expect(await scrapeSum(slow.adminPort, 'drover_fast_path_requests_total')).toBe(0);
   });
 
   it('the ready log line says whether the fast path is on, and why not', () => {
@@ -309,7 +304,7 @@ describe('the access log tells the same story on both front ends', () => {
 
 describe('everything else is handed to node:http on the same connection', () => {
   async function handovers(reason: string): Promise<number> {
-    return counter(fast, 'drover_fast_path_handovers_total', { reason });
+    return scrapeSum(fast.adminPort, 'drover_fast_path_handovers_total', { reason });
   }
 
   it('pipelined requests: answered in order', async () => {
@@ -337,7 +332,7 @@ describe('everything else is handed to node:http on the same connection', () => 
 
   it('a chunked body after fast requests: streamed through node:http, later requests still work', async () => {
     const before = await handovers('body');
-    const fastBefore = await counter(fast, 'drover_fast_path_requests_total');
+    const fastBefore = await scrapeSum(fast.adminPort, 'drover_fast_path_requests_total');
     raw.reset();
     const c = new RawClient(fast.port);
     c.send(GET('/cl'));
@@ -350,7 +345,7 @@ describe('everything else is handed to node:http on the same connection', () => 
     // the raw backend splits on blank lines only: the chunked body shows up before the next head
     expect(raw.heads.map((h) => h.split('\r\n')[0])).toEqual(['GET /cl HTTP/1.1', 'POST /cl HTTP/1.1', '3', 'GET /reason HTTP/1.1']);
     expect(await handovers('body')).toBe(before + 1);
-    expect(await counter(fast, 'drover_fast_path_requests_total')).toBe(fastBefore + 1);
+    expect(await scrapeSum(fast.adminPort, 'drover_fast_path_requests_total')).toBe(fastBefore + 1);
   });
 
   it.each([
@@ -419,7 +414,7 @@ describe('small bodies that arrive with their head stay on the fast path', () =>
   ])('%s with a %j body: the backend sees the same request both ways, then the connection carries on', async (method, body) => {
     const seen: unknown[] = [];
     for (const d of [fast, slow]) {
-      const fastBefore = await counter(d, 'drover_fast_path_requests_total');
+      const fastBefore = await scrapeSum(d.adminPort, 'drover_fast_path_requests_total');
       web.seen.length = 0;
       const c = new RawClient(d.port);
       c.send(`${method} /web/x?q=1 HTTP/1.1\r\nHost: example.test\r\nContent-Type: text/plain\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
@@ -429,7 +424,7 @@ describe('small bodies that arrive with their head stay on the fast path', () =>
       c.destroy();
       // the generated request id differs by nature; everything else must be identical
       seen.push(web.seen.map((r) => ({ method: r.method, url: r.url, body: r.body, rawHeaders: r.rawHeaders.map((h, i) => (r.rawHeaders[i - 1]?.toLowerCase() === 'x-request-id' ? '<id>' : h)) })));
-      expect(await counter(d, 'drover_fast_path_requests_total')).toBe(fastBefore + (d === fast ? 2 : 0));
+      expect(await scrapeSum(d.adminPort, 'drover_fast_path_requests_total')).toBe(fastBefore + (d === fast ? 2 : 0));
     }
     expect(seen[0]).toEqual(seen[1]);
     expect(seen[0]).toMatchObject([{ method, url: '/web/x?q=1', body }, { method: 'GET', url: '/web/after', body: '' }]);
@@ -456,7 +451,7 @@ routes:
         expect((await c.read()).body).toBe('other');
       }
       c.destroy();
-      expect(await counter(d, 'drover_fast_path_requests_total')).toBe(4);
+      expect(await scrapeSum(d.adminPort, 'drover_fast_path_requests_total')).toBe(4);
       // every POST reached "other" exactly once, its body right behind its head
       expect(other.heads.map((h) => h.split('\r\n')[0]?.replace(/^body/, ''))).toEqual(['POST /p0 HTTP/1.1', 'POST /p1 HTTP/1.1', 'POST /p2 HTTP/1.1', 'POST /p3 HTTP/1.1']);
       expect(other.bytes).toBeGreaterThan(0);
@@ -469,7 +464,7 @@ routes:
 
 describe('requests that arrive while a response is in flight', () => {
   it('a second request sent before the first is answered: answered after it, in order', async () => {
-    const fastBefore = await counter(fast, 'drover_fast_path_requests_total');
+    const fastBefore = await scrapeSum(fast.adminPort, 'drover_fast_path_requests_total');
     const c = new RawClient(fast.port);
     c.send(GET('/slow'));
     await new Promise((r) => setTimeout(r, 50));
@@ -480,7 +475,7 @@ describe('requests that arrive while a response is in flight', () => {
     expect((await c.read()).body).toBe('ok');
     c.destroy();
     // all three on the fast path: the early one waited its turn, then parsed on its own
-    expect(await counter(fast, 'drover_fast_path_requests_total')).toBe(fastBefore + 3);
+    expect(await scrapeSum(fast.adminPort, 'drover_fast_path_requests_total')).toBe(fastBefore + 3);
   });
 
   it('a body-carrying request queued behind a slow one: handed over with its body, in order', async () => {
@@ -543,13 +538,13 @@ describe('fast path connection lifecycle', () => {
   it('a client that half-closes while its request waits: the upstream request is aborted (499), as on node:http', async () => {
     for (const d of [fast, slow]) {
       raw.reset();
-      const before = await counter(d, 'drover_requests_total', { code: '499' });
+      const before = await scrapeSum(d.adminPort, 'drover_requests_total', { code: '499' });
       const c = new RawClient(d.port);
       c.send(GET('/hang'));
       expect(await eventually(() => raw.heads.length === 1, 3_000)).toBe(true);
       c.halfClose();
       expect(await c.waitClosed(3_000)).toBe(true);
-      expect(await eventually(async () => (await counter(d, 'drover_requests_total', { code: '499' })) === before + 1, 3_000)).toBe(true);
+      expect(await eventually(async () => (await scrapeSum(d.adminPort, 'drover_requests_total', { code: '499' })) === before + 1, 3_000)).toBe(true);
     }
   });
 
@@ -560,6 +555,6 @@ describe('fast path connection lifecycle', () => {
     expect(await eventually(() => raw.heads.length === 1, 3_000)).toBe(true);
     c.destroy();
     // the backend's connection is closed by undici's abort
-    expect(await eventually(async () => (await counter(fast, 'drover_requests_total', { code: '499' })) >= 1, 3_000)).toBe(true);
+    expect(await eventually(async () => (await scrapeSum(fast.adminPort, 'drover_requests_total', { code: '499' })) >= 1, 3_000)).toBe(true);
   });
 });

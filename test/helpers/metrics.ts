@@ -40,3 +40,8 @@ export function sumSeries(series: readonly Series[], name: string, labels: Recor
   const want = Object.entries(labels);
   return series.filter((s) => s.name === name && want.every(([k, v]) => s.labels[k] === v)).reduce((a, s) => a + s.value, 0);
 }
+
+/** Scrapes `/metrics` on an admin port and sums the series of `name` whose labels include `labels`. */
+export async function scrapeSum(adminPort: number, name: string, labels: Record<string, string> = {}): Promise<number> {
+  return sumSeries(parseMetrics(await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()), name, labels);
+}
