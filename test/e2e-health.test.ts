@@ -66,7 +66,7 @@ async function node(name: string): Promise<Node> {
         res.end(name);
         return;
       case 'slow':
-        setTimeout(() => res.end(name), 800);
+        setTimeout(() => res.end(name), 2000); // long enough for the drain and its checks while it is held
         return;
       default:
         res.writeHead(200, { 'content-type': 'text/plain' });
@@ -138,7 +138,7 @@ services:
   act:
     panic_threshold: 0
     health:
-      active: {path: /healthz, interval: 100ms, timeout: 200ms, rise: 2, fall: 3}
+      active: {path: /healthz, interval: 100ms, timeout: 2s, rise: 2, fall: 3}
     backends: ${list('a1', 'a2', 'never')}
   resets:
     retries: 2
@@ -150,12 +150,12 @@ services:
   panic:
     panic_threshold: 50
     health:
-      active: {path: /healthz, interval: 100ms, timeout: 200ms, rise: 1, fall: 1}
+      active: {path: /healthz, interval: 100ms, timeout: 2s, rise: 1, fall: 1}
     backends: ${list('q1', 'q2', 'q3')}
   panic0:
     panic_threshold: 0
     health:
-      active: {path: /healthz, interval: 100ms, timeout: 200ms, rise: 1, fall: 1}
+      active: {path: /healthz, interval: 100ms, timeout: 2s, rise: 1, fall: 1}
     backends: ${list('z1')}
   drain:
     backends: ${list('d1', 'd2')}

@@ -12,6 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { cleanupAfterEach } from './helpers/cleanup.js';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { BIN, ROOT, startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
+import { eventually } from './helpers/raw-backend.js';
 
 const later = cleanupAfterEach();
 
@@ -173,13 +174,10 @@ describe('file registry', () => {
 
     // a slow request in flight on beta while beta is removed
     b?.behave((_req, res) => setTimeout(() => res.end('beta-slow'), 800));
-    let slow: Promise<string> | undefined;
-    for (let i = 0; i < 2 && slow === undefined; i++) {
-      const p = request(d.port).then((r) => r.body);
-      await new Promise((r) => setTimeout(r, 100));
-      if ((b?.seen.length ?? 0) > 2) slow = p;
-      else await p;
-    }
+    // round robin is in step (a b a b above): the next request goes to alpha, the one after to beta
+    expect((await request(d.port)).body).toBe('alpha');
+    const slow = request(d.port).then((r) => r.body);
+    expect(await eventually(() => b?.seen.length === 3)).toBe(true);
     const file = path.join(d.dir, 'services.yaml');
     const tmp = `${file}.tmp`;
     fs.writeFileSync(tmp, reg([a, c]));
@@ -208,7 +206,7 @@ describe('graceful shutdown', () => {
     a?.behave((_req, res) => setTimeout(() => res.end('finished'), 1000));
     const d = await drover(`${head}services:\n  web: {backends: [{url: ${a?.url}}]}\nroutes: [{match: {path_prefix: /}, service: web}]\n`);
     const inflight = request(d.port);
-    await new Promise((r) => setTimeout(r, 200));
+    expect(await eventually(() => a?.seen.length === 1)).toBe(true); // in flight at the backend
     d.child.kill('SIGTERM');
     await d.waitForLog((l) => l['msg'] === 'listeners closed');
     // new connections are refused while the old request finishes

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
-import { freePort, request, startBackend, type TestBackend } from './helpers/backends.js';
+import { REFUSING_PORT, request, startBackend, type TestBackend } from './helpers/backends.js';
 import { BIN, startDrover, type DroverProcess } from './helpers/drover.js';
 import { parseMetrics, seriesValue, type Series } from './helpers/metrics.js';
 
@@ -146,7 +146,7 @@ beforeAll(async () => {
   doomed = await startBackend('doomed');
   c = await startBackend('c');
   d = await startBackend('d');
-  dead = await freePort();
+  dead = REFUSING_PORT;
   drover = await startDrover(mainConfig(), { files: { 'services.yaml': churnFile(['keep']) } });
   await waitFor(async () => (await apiBackends(drover, 'web')).every((x) => x.state === 'healthy'), 'web backends healthy');
   await waitFor(async () => (await apiBackends(drover, 'hc')).every((x) => x.state === 'healthy'), 'hc backend healthy');

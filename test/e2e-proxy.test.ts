@@ -5,8 +5,9 @@
 import net from 'node:net';
 import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, request, startBackend, type TestBackend } from './helpers/backends.js';
+import { REFUSING_PORT, request, startBackend, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
+import { eventually } from './helpers/raw-backend.js';
 
 let a: TestBackend;
 let b: TestBackend;
@@ -68,7 +69,7 @@ beforeAll(async () => {
       res.end('slow');
     }, 2000);
   });
-  dead = await freePort();
+  dead = REFUSING_PORT;
   drover = await startDrover(config());
 });
 
@@ -368,6 +369,10 @@ describe('faults never kill the process', () => {
   });
 
   it('aborting clients release every in-flight slot', async () => {
+    const pairInflight = async (): Promise<number> => {
+      const view = JSON.parse((await request(drover.adminPort, { path: '/api/services' })).body) as { services: { name: string; backends: { inflight: number }[] }[] };
+      return view.services.find((s) => s.name === 'pair')?.backends.reduce((n, x) => n + x.inflight, 0) ?? -1;
+    };
     a.behave(() => undefined); // never answers
     b.behave(() => undefined);
     const sockets: net.Socket[] = [];
@@ -376,13 +381,10 @@ describe('faults never kill the process', () => {
       s.on('error', () => undefined);
       sockets.push(s);
     }
-    await new Promise((r) => setTimeout(r, 300));
-    const busy = JSON.parse((await request(drover.adminPort, { path: '/api/services' })).body) as { services: { name: string; backends: { inflight: number }[] }[] };
-    const pair = busy.services.find((s) => s.name === 'pair');
-    expect(pair?.backends.reduce((n, x) => n + x.inflight, 0)).toBe(10);
+    // every request reached a backend (which never answers) before any client goes away
+    expect(await eventually(() => a.seen.length + b.seen.length === 10)).toBe(true);
+    expect(await pairInflight()).toBe(10);
     for (const s of sockets) s.destroy();
-    await new Promise((r) => setTimeout(r, 300));
-    const after = JSON.parse((await request(drover.adminPort, { path: '/api/services' })).body) as typeof busy;
-    expect(after.services.find((s) => s.name === 'pair')?.backends.reduce((n, x) => n + x.inflight, 0)).toBe(0);
+    expect(await eventually(async () => (await pairInflight()) === 0)).toBe(true);
   });
 });

@@ -138,9 +138,15 @@ describe('workers: 2', () => {
   it('applies a registry file change in every worker', async () => {
     fs.writeFileSync(path.join(drover.dir, 'services.yaml.tmp'), services([c]));
     fs.renameSync(path.join(drover.dir, 'services.yaml.tmp'), path.join(drover.dir, 'services.yaml'));
+    // each worker applies the primary's update on its own: wait until four fresh connections in a
+    // row (dealt to the two workers in turn) all see it, then it must hold for every request
     await until(
-      async () => (await request(drover.port)).body,
-      (x) => x === 'c',
+      async () => {
+        const four: string[] = [];
+        for (let i = 0; i < 4; i++) four.push((await request(drover.port)).body);
+        return four;
+      },
+      (x) => x.every((b) => b === 'c'),
     );
     const bodies: string[] = [];
     for (let i = 0; i < 30; i++) bodies.push((await request(drover.port)).body);

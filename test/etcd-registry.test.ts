@@ -6,9 +6,10 @@ import { afterAll, expect, it } from 'vitest';
 import { EtcdRegistry, type EtcdRegistryOptions } from '../src/registry/etcd.js';
 import type { EtcdRegistryConfig } from '../src/config/types.js';
 import { silentLogger } from '../src/log.js';
-import { describeEtcd, enableAuth, freePort, startEtcd, startEtcdCluster, useSharedEtcd, type EtcdServer, type SharedEtcd } from './helpers/etcd.js';
+import { describeEtcd, enableAuth, startEtcd, startEtcdCluster, useSharedEtcd, type EtcdServer, type SharedEtcd } from './helpers/etcd.js';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
+import { REFUSING_PORT } from './helpers/backends.js';
 import type { MemberSpec } from '../routing/types.js';
 import type { RegistrySink } from '../src/registry/types.js';
 
@@ -179,13 +180,15 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
 
   it('an established watch outlives the call deadline: no reconnect, a put long after creation lands at once', async () => {
     const p = nextPrefix();
-    const { sink } = await startRegistry(shared.etcd.endpoints, p, {}, { ...FAST, callTimeoutMs: 400 });
+    // keepalive at production-like values: FAST's 1 s ping timeout would flap on a stalled CI machine,
+    // and a flap is exactly what this test looks for
+    const { sink } = await startRegistry(shared.etcd.endpoints, p, {}, { ...FAST, callTimeoutMs: 400, keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 });
     await waitFor(() => sink.synced.has('etcd'), 5000, 'initial sync');
     await new Promise((r) => setTimeout(r, 1500)); // more than 3 creation deadlines
     const t0 = Date.now();
     await shared.kv.put(`${p}web/late`).value('127.0.0.1:9001');
-    await waitFor(() => sink.view()['web']?.['late'] !== undefined, 1000, 'the late put');
-    expect(Date.now() - t0).toBeLessThan(1000);
+    await waitFor(() => sink.view()['web']?.['late'] !== undefined, 2000, 'the late put');
+    expect(Date.now() - t0).toBeLessThan(2000);
     // One connect, never a flap: the watch was not torn down by its creation timer.
     expect(sink.connectedHistory).toEqual([false, true]);
     expect(sink.events.resync).toBe(0);
@@ -236,8 +239,7 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
   });
 
   it('a dead endpoint never blocks close()', async () => {
-    const port = await freePort();
-    const { reg, sink } = await startRegistry([`http://127.0.0.1:${port}`], nextPrefix());
+    const { reg, sink } = await startRegistry([`http://127.0.0.1:${REFUSING_PORT}`], nextPrefix());
     await new Promise((r) => setTimeout(r, 300));
     const t0 = Date.now();
     await reg.close();

@@ -7,7 +7,7 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { startBackend, type TestBackend } from './helpers/backends.js';
+import { REFUSING_PORT, startBackend, type TestBackend } from './helpers/backends.js';
 import { scrapeSum } from './helpers/metrics.js';
 import { eventually, ok, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
 
@@ -323,7 +323,8 @@ describe('everything else is handed to node:http on the same connection', () => 
     const c = new RawClient(fast.port);
     const req = GET('/cl');
     c.send(req.slice(0, 20));
-    await new Promise((r) => setTimeout(r, 100));
+    // handed over on the first read, before the rest is sent
+    expect(await eventually(async () => (await handovers('incomplete')) === before + 1)).toBe(true);
     c.send(req.slice(20));
     expect((await c.read()).body).toBe('hello');
     c.destroy();
@@ -359,7 +360,7 @@ describe('everything else is handed to node:http on the same connection', () => 
     const head = `POST /cl HTTP/1.1\r\nHost: example.test\r\nContent-Length: ${body.length}\r\n\r\n`;
     if (size < 0) {
       c.send(head);
-      await new Promise((r) => setTimeout(r, 100));
+      expect(await eventually(async () => (await handovers('incomplete')) === before + 1)).toBe(true);
       c.send(body);
     } else c.send(head + body);
     expect((await c.read()).body).toBe('hello');
@@ -432,9 +433,7 @@ describe('small bodies that arrive with their head stay on the fast path', () =>
 
   it('a POST whose backend refuses the connection is retried on another backend with its body (never reached the first)', async () => {
     const other = await startRawBackend('other');
-    const dead = await startRawBackend('dead');
-    const deadUrl = dead.url;
-    await dead.close();
+    const deadUrl = `http://127.0.0.1:${REFUSING_PORT}`;
     const d = await startDrover(`
 listen: [{address: 127.0.0.1:0}]
 admin: {address: 127.0.0.1:0}
@@ -465,9 +464,10 @@ routes:
 describe('requests that arrive while a response is in flight', () => {
   it('a second request sent before the first is answered: answered after it, in order', async () => {
     const fastBefore = await scrapeSum(fast.adminPort, 'drover_fast_path_requests_total');
+    raw.reset();
     const c = new RawClient(fast.port);
     c.send(GET('/slow'));
-    await new Promise((r) => setTimeout(r, 50));
+    expect(await eventually(() => raw.heads.length === 1)).toBe(true); // read (and forwarded) on its own
     c.send(GET('/cl'));
     expect((await c.read()).body).toBe('slow');
     expect((await c.read()).body).toBe('hello');
@@ -482,7 +482,7 @@ describe('requests that arrive while a response is in flight', () => {
     raw.reset();
     const c = new RawClient(fast.port);
     c.send(GET('/slow'));
-    await new Promise((r) => setTimeout(r, 50));
+    expect(await eventually(() => raw.heads.length === 1)).toBe(true);
     c.send('POST /cl HTTP/1.1\r\nHost: example.test\r\nContent-Length: 4\r\n\r\nbody');
     expect((await c.read()).body).toBe('slow');
     expect((await c.read()).body).toBe('hello');
@@ -491,9 +491,10 @@ describe('requests that arrive while a response is in flight', () => {
   });
 
   it('a pipelined flood (over 64 KiB) behind a slow request: reading pauses, every request is answered in order', async () => {
+    raw.reset();
     const c = new RawClient(fast.port);
     c.send(GET('/slow'));
-    await new Promise((r) => setTimeout(r, 50));
+    expect(await eventually(() => raw.heads.length === 1)).toBe(true);
     const n = 1_500;
     let flood = '';
     for (let i = 0; i < n; i++) flood += GET(`/n${i}`);
@@ -530,7 +531,7 @@ describe('fast path connection lifecycle', () => {
       expect((await c.read()).body).toBe('hello');
       c.halfClose();
       // well before the keep-alive timeout (1s + 1s) would close it
-      expect(await c.waitClosed(1_000)).toBe(true);
+      expect(await c.waitClosed(1_500)).toBe(true);
       expect(c.text()).toBe('');
     }
   });

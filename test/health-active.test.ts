@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { cleanupAfterEach } from './helpers/cleanup.js';
+import { REFUSING_PORT } from './helpers/backends.js';
 import http from 'node:http';
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -67,14 +68,6 @@ async function backend(name: string): Promise<Backend> {
 }
 
 /** A port that refuses connections: bound once, then closed. */
-async function refusingPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
 async function waitFor(what: string, pred: () => boolean, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!pred()) {
@@ -132,7 +125,7 @@ describe('active HTTP checks against real servers', () => {
   });
 
   it('a refusing port is unhealthy with a connect reason', async () => {
-    const port = await refusingPort();
+    const port = REFUSING_PORT;
     const { sh, checker } = setup({ active: ACTIVE, passive: PASSIVE });
     sh.add('dead', Date.now());
     checker.add('dead', `http://127.0.0.1:${port}`);
@@ -272,7 +265,7 @@ describe('startProbe', () => {
     running.cancel();
     expect(await running.result).toEqual({ ok: false, detail: 'cancelled' });
     await waitFor('sockets closed', () => b.open === 0);
-    const port = await refusingPort();
+    const port = REFUSING_PORT;
     expect(await startProbe({ ...spec, url: `http://127.0.0.1:${port}` }).result).toEqual({ ok: false, detail: 'connect ECONNREFUSED' });
     expect(await startProbe({ ...spec, url: `http://127.0.0.1:${port}`, tcp: true }).result).toEqual({ ok: false, detail: 'connect ECONNREFUSED' });
   });

@@ -12,6 +12,7 @@ import { Metrics } from '../src/metrics.js';
 import { startAdminServer, type AdminServer } from '../src/admin/server.js';
 import type { AdminModel, BackendView, EventView, ServiceView } from '../src/admin/model.js';
 import { formatStatusTable } from '../src/commands/status.js';
+import { REFUSING_PORT } from './helpers/backends.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(ROOT, 'bin/drover');
@@ -136,10 +137,7 @@ describe('drover status (child process)', () => {
   });
 
   it('exits 1 with a clear message when the admin API is unreachable', async () => {
-    const probe = http.createServer();
-    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-    const port = (probe.address() as { port: number }).port;
-    await new Promise<void>((resolve) => probe.close(() => resolve()));
+    const port = REFUSING_PORT;
     const r = await drover(['status', '--admin', `http://127.0.0.1:${port}`]);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');

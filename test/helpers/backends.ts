@@ -76,15 +76,12 @@ export async function startBackend(name: string, port = 0): Promise<TestBackend>
   };
 }
 
-/** A free port: bound and released (for a backend that must be down). */
-export async function freePort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', () => resolve()));
-  const addr = s.address();
-  const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
+/**
+ * A port that refuses connections: 2 on 127.0.0.1, where nothing listens (a port below 1024
+ * that no test binds; not 1, which fetch refuses to dial as a "bad port"). Unlike a port bound
+ * and released, no test running in parallel can take it meanwhile and answer.
+ */
+export const REFUSING_PORT = 2;
 
 /** Result of one HTTP request made by a test client. */
 export interface Answer {
