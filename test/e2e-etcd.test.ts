@@ -107,7 +107,7 @@ async function pendingOn(port: number, path: string, slowOne: TestBackend): Prom
       answered = true;
     });
     // either another backend answers it or it reaches slowOne (which holds it): no fixed wait
-    while (!answered && slowOne.seen.length === before) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => answered || slowOne.seen.length > before, `a request to ${path} answered or held by ${slowOne.name}`);
     if (!answered) return p;
     await p;
   }

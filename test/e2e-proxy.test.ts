@@ -7,7 +7,7 @@ import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { REFUSING_PORT, request, startBackend, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { eventually } from './helpers/raw-backend.js';
+import { adminBackends, eventually } from './helpers/raw-backend.js';
 
 let a: TestBackend;
 let b: TestBackend;
@@ -369,10 +369,7 @@ describe('faults never kill the process', () => {
   });
 
   it('aborting clients release every in-flight slot', async () => {
-    const pairInflight = async (): Promise<number> => {
-      const view = JSON.parse((await request(drover.adminPort, { path: '/api/services' })).body) as { services: { name: string; backends: { inflight: number }[] }[] };
-      return view.services.find((s) => s.name === 'pair')?.backends.reduce((n, x) => n + x.inflight, 0) ?? -1;
-    };
+    const pairInflight = async (): Promise<number> => (await adminBackends(drover.adminPort)).filter((x) => x.service === 'pair').reduce((n, x) => n + x.inflight, 0);
     a.behave(() => undefined); // never answers
     b.behave(() => undefined);
     const sockets: net.Socket[] = [];

@@ -67,7 +67,6 @@ async function backend(name: string): Promise<Backend> {
   return b;
 }
 
-/** A port that refuses connections: bound once, then closed. */
 async function waitFor(what: string, pred: () => boolean, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!pred()) {
@@ -125,10 +124,9 @@ describe('active HTTP checks against real servers', () => {
   });
 
   it('a refusing port is unhealthy with a connect reason', async () => {
-    const port = REFUSING_PORT;
     const { sh, checker } = setup({ active: ACTIVE, passive: PASSIVE });
     sh.add('dead', Date.now());
-    checker.add('dead', `http://127.0.0.1:${port}`);
+    checker.add('dead', `http://127.0.0.1:${REFUSING_PORT}`);
     await waitFor('unhealthy', () => sh.snapshot('dead')?.state === 'unhealthy');
     expect(sh.snapshot('dead')?.reason).toBe('3 failed checks: connect ECONNREFUSED');
     expect(sh.isAvailable('dead')).toBe(false);
@@ -265,9 +263,9 @@ describe('startProbe', () => {
     running.cancel();
     expect(await running.result).toEqual({ ok: false, detail: 'cancelled' });
     await waitFor('sockets closed', () => b.open === 0);
-    const port = REFUSING_PORT;
-    expect(await startProbe({ ...spec, url: `http://127.0.0.1:${port}` }).result).toEqual({ ok: false, detail: 'connect ECONNREFUSED' });
-    expect(await startProbe({ ...spec, url: `http://127.0.0.1:${port}`, tcp: true }).result).toEqual({ ok: false, detail: 'connect ECONNREFUSED' });
+    const refusing = `http://127.0.0.1:${REFUSING_PORT}`;
+    expect(await startProbe({ ...spec, url: refusing }).result).toEqual({ ok: false, detail: 'connect ECONNREFUSED' });
+    expect(await startProbe({ ...spec, url: refusing, tcp: true }).result).toEqual({ ok: false, detail: 'connect ECONNREFUSED' });
   });
 
   it('a backend that resets after accepting is reported as a reset', async () => {

@@ -137,11 +137,11 @@ describe('drover status (child process)', () => {
   });
 
   it('exits 1 with a clear message when the admin API is unreachable', async () => {
-    const port = REFUSING_PORT;
-    const r = await drover(['status', '--admin', `http://127.0.0.1:${port}`]);
+    const admin = `http://127.0.0.1:${REFUSING_PORT}`;
+    const r = await drover(['status', '--admin', admin]);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toContain(`cannot reach the admin API at http://127.0.0.1:${port}/api/services`);
+    expect(r.stderr).toContain(`cannot reach the admin API at ${admin}/api/services`);
     expect(r.stderr).toContain('ECONNREFUSED');
   });
 
