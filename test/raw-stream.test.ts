@@ -8,6 +8,7 @@
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { RawStream, rawStreamsAvailable, type TcpHandle } from '../src/proxy/raw-stream.js';
+import { waitUntil } from './helpers/raw-backend.js';
 
 /** A RawStream that records what happens to it. */
 class Recorder extends RawStream {
@@ -66,13 +67,7 @@ async function connect(): Promise<Pair> {
   return pair;
 }
 
-async function until(ok: () => boolean, ms = 3_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!ok()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+const until = (ok: () => boolean): Promise<void> => waitUntil(ok, 3_000);
 
 function collect(s: net.Socket): { text: () => string; ended: () => boolean; closed: () => boolean } {
   const chunks: Buffer[] = [];

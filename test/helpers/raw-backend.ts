@@ -132,3 +132,8 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** `eventually`, failing with the condition's source when `timeoutMs` passes without it. */
+export async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  if (!(await eventually(check, timeoutMs))) throw new Error(`condition not met within ${timeoutMs} ms: ${String(check)}`);
+}
