@@ -9,6 +9,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { fastPathStats } from './proxy/fast-path-stats.js';
+import { SeriesStore } from './series/store.js';
 
 /** Kinds of upstream failure, the `kind` label of `drover_upstream_errors_total`. */
 export type UpstreamErrorKind = 'connect' | 'timeout' | 'reset' | 'status';
@@ -192,6 +193,8 @@ class DurationHistogram {
 export class Metrics {
   /** the registry `/metrics` serves; not prom-client's global registry */
   readonly registry: Registry;
+  /** the dashboard's per-second series, fed from the same outcome path (dropped with the metrics) */
+  readonly series = new SeriesStore();
 
   private readonly requests: Counter<'service' | 'backend' | 'code'>;
   private readonly duration: DurationHistogram;
@@ -401,6 +404,7 @@ export class Metrics {
     for (const kind of UPSTREAM_ERROR_KINDS) this.upstreamErrors.remove(service, id, kind);
     this.backendUp.remove(service, id);
     this.backendInflight.remove(service, id);
+    this.series.dropBackend(service, id);
   }
 
   /** Deletes every series of a service (and of all its backends); for a service removed from config. */
@@ -408,6 +412,7 @@ export class Metrics {
     const byId = this.backends.get(name);
     if (byId !== undefined) for (const id of [...byId.keys()]) this.forgetBackend(name, id);
     this.duration.remove(name);
+    this.series.dropService(name);
     this.retries.remove(name);
     this.retryTallies.delete(name);
     this.poolUpdates.remove(name);

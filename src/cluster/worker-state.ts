@@ -144,7 +144,7 @@ export class WorkerProxy implements PassiveSink {
   }
 
   private build(): ProxyState {
-    return buildProxyState(this.config, this.services, this.accessLog);
+    return buildProxyState(this.config, this.services, this.accessLog, this.state);
   }
 
 }

@@ -320,8 +320,8 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
     const status = this.clientGone && !this.responseStarted ? 499 : this.status;
     const seconds = (performance.now() - this.startedAt) / 1000;
     this.svc.counters.observeDuration(seconds);
-    if (backend !== undefined) this.svc.backendCounters(backend).request(status);
-    else this.svc.counters.request(status);
+    if (backend !== undefined) this.svc.backendCounters(backend).request(status, seconds);
+    else this.svc.counters.request(status, seconds);
     const log = this.state.accessLog;
     if (log !== undefined) log(this.entry(status, seconds, backend));
   }

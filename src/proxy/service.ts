@@ -60,10 +60,14 @@ export class ServiceEntry implements ServiceRuntime {
     });
     const svc = metrics.service(config.name);
     const orphan = metrics.backend(config.name, '');
+    const series = metrics.series.recorder(config.name);
     this.counters = {
       observeDuration: (s) => svc.observeDuration(s),
       retry: () => svc.retry(),
-      request: (code) => orphan.request(code),
+      request: (code, seconds) => {
+        orphan.request(code);
+        series.request(code, seconds);
+      },
     };
   }
 
@@ -76,7 +80,19 @@ export class ServiceEntry implements ServiceRuntime {
   backendCounters(backend: Backend): BackendCounters {
     let m = this.perBackend.get(backend);
     if (m === undefined) {
-      m = this.metrics.backend(this.name, backend.id);
+      // The metrics and the dashboard's series count the same outcomes, through one handle.
+      const metrics = this.metrics.backend(this.name, backend.id);
+      const series = this.metrics.series.recorder(this.name, backend.id);
+      m = {
+        request: (code, seconds) => {
+          metrics.request(code);
+          series.request(code, seconds);
+        },
+        upstreamError: (kind) => {
+          metrics.upstreamError(kind);
+          series.error(kind);
+        },
+      };
       this.perBackend.set(backend, m);
     }
     return m;
@@ -112,6 +128,7 @@ export function buildProxyState(
   config: DroverConfig,
   services: ReadonlyMap<string, ServiceRuntime>,
   accessLog: ((entry: AccessLogEntry) => void) | undefined,
+  previous?: ProxyState,
 ): ProxyState {
   const trusted = new BlockList();
   for (const cidr of config.trustedProxies) {
@@ -120,8 +137,15 @@ export function buildProxyState(
     if (bits === undefined) trusted.addAddress(addr ?? '', family);
     else trusted.addSubnet(addr ?? '', Number(bits), family);
   }
+  const routeKeys = config.routes.map((r) => JSON.stringify(r));
+  const routeHits = new Float64Array(config.routes.length);
+  if (previous !== undefined) {
+    for (let i = 0; i < routeKeys.length; i++) if (previous.routeKeys[i] === routeKeys[i]) routeHits[i] = previous.routeHits[i] ?? 0;
+  }
   return {
     routes: new RouteTable(config.routes),
+    routeHits,
+    routeKeys,
     edits: config.routes.map((r) => compileEdits(r.requestHeaders.set, r.requestHeaders.remove)),
     services,
     trusted,

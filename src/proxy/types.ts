@@ -20,13 +20,17 @@ export type AttemptOutcome = { readonly ok: true; readonly status: number } | { 
 export interface ServiceCounters {
   observeDuration(seconds: number): void;
   retry(): void;
-  /** a request answered without any backend (503, or 502/504 after every backend failed) */
-  request(code: number): void;
+  /**
+   * a request answered without any backend (503, or 502/504 after every backend failed);
+   * `seconds`: its total time (feeds the dashboard's series)
+   */
+  request(code: number, seconds?: number): void;
 }
 
 /** Hot-path counters of one backend (pre-bound metric children). */
 export interface BackendCounters {
-  request(code: number): void;
+  /** one finished request answered by this backend; `seconds`: its total time (omit: no latency sample) */
+  request(code: number, seconds?: number): void;
   upstreamError(kind: FailureKind): void;
 }
 
@@ -77,4 +81,11 @@ export interface ProxyState {
   readonly anyTrusted: boolean;
   /** undefined when `access_log: off` */
   readonly accessLog: ((entry: AccessLogEntry) => void) | undefined;
+  /**
+   * Requests matched per route, by route index (the dashboard's routes view). Carried into the
+   * next snapshot for every route that is unchanged at the same position.
+   */
+  readonly routeHits: Float64Array;
+  /** one key per route (its config as JSON), to tell which routes a rebuild kept */
+  readonly routeKeys: readonly string[];
 }

@@ -97,6 +97,7 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
     record.finish(404);
     return;
   }
+  state.routeHits[route.index] = (state.routeHits[route.index] ?? 0) + 1;
   record.route = route.index;
   record.service = route.service;
   const svc = state.services.get(route.service);
