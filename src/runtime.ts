@@ -11,7 +11,8 @@ import type { MemberSpec } from '../routing/types.js';
 import { HealthMonitor } from '../health/monitor.js';
 import { HealthStore } from '../health/store.js';
 import type { HealthTransition } from '../health/types.js';
-import type { AdminModel, BackendView, EventView, ServiceView } from './admin/model.js';
+import type { AdminModel, BackendView, CheckView, EventView, RouteView, ServiceView } from './admin/model.js';
+import { checkView, routeViews } from './admin/views.js';
 import { startAdminServer } from './admin/server.js';
 import type { DroverConfig, ServiceConfig } from './config/types.js';
 import { defaultServiceConfig } from './config/defaults.js';
@@ -210,6 +211,7 @@ export class Runtime implements AdminModel {
       const health = this.store.get(name);
       for (const b of diff.added) entry.pool.setAvailable(b.id, health?.isAvailable(b.id) ?? true);
       for (const b of diff.removed) this.retire(entry, b);
+      this.registryEvents(name, diff.added, diff.removed);
       if (diff.added.length + diff.removed.length > 0) {
         this.logger.info(
           { service: name, added: diff.added.map((b) => b.id), removed: diff.removed.map((b) => b.id), members: members.length },
@@ -236,7 +238,7 @@ export class Runtime implements AdminModel {
   // ---- state for the data path -----------------------------------------------------------
 
   private buildState(config: DroverConfig): ProxyState {
-    return buildProxyState(config, this.entries, this.accessLog);
+    return buildProxyState(config, this.entries, this.accessLog, this.state);
   }
 
 
@@ -250,10 +252,25 @@ export class Runtime implements AdminModel {
 
   private onTransition(t: HealthTransition): void {
     this.metrics.healthTransition(t.service, t.to);
-    const event: EventView = { at: new Date(t.at).toISOString(), service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason };
+    this.pushEvent({ kind: 'health', at: new Date(t.at).toISOString(), service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason });
+    this.logger.info({ service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason }, 'health transition');
+  }
+
+  private pushEvent(event: EventView): void {
     this.eventLog.push(event);
     if (this.eventLog.length > MAX_EVENTS) this.eventLog.shift();
-    this.logger.info({ service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason }, 'health transition');
+  }
+
+  /** Registry changes for the events list: one event per backend that joined or left a pool. */
+  private registryEvents(service: string, added: readonly Backend[], removed: readonly Backend[]): void {
+    const at = new Date().toISOString();
+    for (const b of added) this.pushEvent({ kind: 'registry', at, service, backend: b.id, from: '', to: 'joined', reason: `${b.source}: ${b.url}` });
+    for (const b of removed) this.pushEvent({ kind: 'registry', at, service, backend: b.id, from: '', to: 'left', reason: `${b.source}: ${b.url}` });
+  }
+
+  /** A config reload was applied (`ok`) or refused, for the events list; `detail` says what triggered it or why it failed. */
+  noteReload(ok: boolean, detail: string): void {
+    this.pushEvent({ kind: 'reload', at: new Date().toISOString(), service: '', backend: '', from: '', to: ok ? 'applied' : 'refused', reason: detail });
   }
 
   private *backendSamples(): Iterable<{ service: string; backend: string; up: boolean; inflight: number }> {
@@ -285,6 +302,8 @@ export class Runtime implements AdminModel {
       reason: h?.reason ?? '',
     };
     if (b.zone !== undefined) view.zone = b.zone;
+    view.effective_weight = b.effectiveWeight;
+    if (h?.lastCheck !== undefined) view.last_check = checkView(h.lastCheck);
     return view;
   }
 
@@ -307,6 +326,17 @@ export class Runtime implements AdminModel {
 
   events(): EventView[] {
     return [...this.eventLog];
+  }
+
+  routes(): RouteView[] {
+    return routeViews(this.config.routes, this.state.routeHits);
+  }
+
+  checks(service: string): { id: string; checks: CheckView[] }[] | undefined {
+    const entry = this.entries.get(service);
+    if (entry === undefined) return undefined;
+    const health = this.store.get(service);
+    return entry.pool.backends().map((b) => ({ id: b.id, checks: (health?.recentChecks(b.id) ?? []).map(checkView) }));
   }
 
   // ---- shutdown ---------------------------------------------------------------------------
