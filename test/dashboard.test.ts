@@ -1,23 +1,20 @@
 /**
  * The dashboard in a real browser: Debian's chromium driven by playwright-core, against the real
- * admin server on 127.0.0.1:0. Skips (with a notice) when chromium is absent, except under
- * CI=true, where a missing browser fails the run instead of silently passing.
+ * admin server on 127.0.0.1:0 (over an in-memory model: tables, drain, token, hostile text, a
+ * large fleet). The charts, routes and events views against a real drover are in
+ * dashboard-e2e.test.ts. Skips (with a notice) when chromium is absent, except under CI=true,
+ * where a missing browser fails the run instead of silently passing.
  */
-import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { silentLogger } from '../src/log.js';
 import { Metrics } from '../src/metrics.js';
 import { startAdminServer, type AdminServer } from '../src/admin/server.js';
 import type { AdminModel, BackendState, BackendView, EventView, ServiceView } from '../src/admin/model.js';
+import { ARTIFACTS, browserTests, launch, noteSkipped, watchErrors } from './helpers/browser.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const haveChromium = existsSync(CHROMIUM);
 const TOKEN_ENV = `DROVER_TEST_DASH_TOKEN_${process.pid}`;
-
-if (!haveChromium && process.env['CI'] !== 'true') {
-  console.warn(`dashboard.test.ts: ${CHROMIUM} not found, browser tests skipped (apt-get install -y chromium)`);
-}
+noteSkipped('dashboard.test.ts');
 
 class MemoryModel implements AdminModel {
   readonly list: ServiceView[];
@@ -67,35 +64,16 @@ function backend(id: string, port: number, state: BackendState = 'healthy'): Bac
   };
 }
 
-async function launch(): Promise<Browser> {
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
-}
-
-/** Fails the test on any console error or page error (a CSP violation shows up here). */
-function watchErrors(page: Page): string[] {
-  const errors: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error') errors.push(m.text());
-  });
-  page.on('pageerror', (e) => errors.push(String(e)));
-  return errors;
-}
-
 const row = (page: Page, service: string, id: string) =>
   page.locator(`section[data-service="${service}"] tr[data-backend="${id}"]`);
 
-describe.skipIf(!haveChromium && process.env['CI'] !== 'true')('dashboard in chromium', () => {
+describe.skipIf(!browserTests)('dashboard in chromium', () => {
   let browser: Browser;
   let server: AdminServer;
   let model: MemoryModel;
   let base: string;
 
   beforeAll(async () => {
-    expect(existsSync(CHROMIUM), `${CHROMIUM} is required under CI=true`).toBe(true);
     model = new MemoryModel([
       { name: 'web', balancer: 'round_robin', backends: [backend('127.0.0.1:9001', 9001), backend('127.0.0.1:9002', 9002)] },
       {
@@ -205,7 +183,7 @@ describe.skipIf(!haveChromium && process.env['CI'] !== 'true')('dashboard in chr
     await page.close();
   });
 
-  it('stays readable at 50 services x 20 backends (screenshot /tmp/dashboard.png)', async () => {
+  it('stays readable at 50 services x 20 backends (screenshot test/artifacts/overview-1000.png)', async () => {
     const states: BackendState[] = ['healthy', 'healthy', 'healthy', 'healthy', 'unhealthy', 'healthy', 'ejected', 'draining', 'healthy', 'unknown'];
     const services: ServiceView[] = [];
     for (let s = 0; s < 50; s++) {
@@ -248,7 +226,7 @@ describe.skipIf(!haveChromium && process.env['CI'] !== 'true')('dashboard in chr
       await expect.poll(() => page.locator('#totals').textContent()).toContain('1000 backends');
       expect(await page.locator('section.svc table:visible').count()).toBe(0);
       // Expanding one service shows its 20 rows.
-      await page.locator('section[data-service="svc-07"] .svc-head').click();
+      await page.locator('section[data-service="svc-07"] .caret').click();
       await expect.poll(() => page.locator('section[data-service="svc-07"] tbody tr:visible').count()).toBe(20);
       // The filter narrows to matching backends.
       await page.fill('#filter', '10.0.3.15');
@@ -257,7 +235,7 @@ describe.skipIf(!haveChromium && process.env['CI'] !== 'true')('dashboard in chr
       await page.fill('#filter', '');
       await expect.poll(() => page.locator('section.svc:visible').count()).toBe(50);
       await page.waitForTimeout(700);
-      await page.screenshot({ path: '/tmp/dashboard.png', fullPage: false });
+      await page.screenshot({ path: `${ARTIFACTS}overview-1000.png`, fullPage: false });
       expect(errors).toEqual([]);
     } finally {
       await page.close();
