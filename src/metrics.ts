@@ -9,7 +9,7 @@
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { fastPathStats } from './proxy/fast-path-stats.js';
-import { SeriesStore } from './series/store.js';
+import { SeriesStore, type SeriesSink } from './series/store.js';
 
 /** Kinds of upstream failure, the `kind` label of `drover_upstream_errors_total`. */
 export type UpstreamErrorKind = 'connect' | 'timeout' | 'reset' | 'status';
@@ -57,6 +57,8 @@ export interface BackendStateSample {
 export interface MetricsOptions {
   /** register prom-client's default process metrics; default true (tests turn it off) */
   readonly defaultMetrics?: boolean;
+  /** where the data path's series go; default `series` (a cluster worker passes `SeriesDeltas`) */
+  readonly seriesSink?: SeriesSink;
 }
 
 /**
@@ -195,6 +197,8 @@ export class Metrics {
   readonly registry: Registry;
   /** the dashboard's per-second series, fed from the same outcome path (dropped with the metrics) */
   readonly series = new SeriesStore();
+  /** what the data path records into: `series`, or a cluster worker's interval counts */
+  readonly seriesSink: SeriesSink;
 
   private readonly requests: Counter<'service' | 'backend' | 'code'>;
   private readonly duration: DurationHistogram;
@@ -223,6 +227,7 @@ export class Metrics {
   constructor(options: MetricsOptions = {}) {
     const registry = new Registry();
     this.registry = registry;
+    this.seriesSink = options.seriesSink ?? this.series;
     const registers = [registry];
     // Scrape-time gauges read the source through `self`, since prom-client calls collect() with
     // `this` bound to the gauge.
@@ -405,6 +410,7 @@ export class Metrics {
     this.backendUp.remove(service, id);
     this.backendInflight.remove(service, id);
     this.series.dropBackend(service, id);
+    if (this.seriesSink !== this.series) this.seriesSink.dropBackend(service, id);
   }
 
   /** Deletes every series of a service (and of all its backends); for a service removed from config. */
@@ -413,6 +419,7 @@ export class Metrics {
     if (byId !== undefined) for (const id of [...byId.keys()]) this.forgetBackend(name, id);
     this.duration.remove(name);
     this.series.dropService(name);
+    if (this.seriesSink !== this.series) this.seriesSink.dropService(name);
     this.retries.remove(name);
     this.retryTallies.delete(name);
     this.poolUpdates.remove(name);

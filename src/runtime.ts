@@ -328,6 +328,12 @@ export class Runtime implements AdminModel {
     return [...this.eventLog];
   }
 
+  /** Route hits counted by cluster workers (by route index), added to this process's. */
+  addRouteHits(hits: readonly number[]): void {
+    const own = this.state.routeHits;
+    for (let i = 0; i < hits.length && i < own.length; i++) own[i] = (own[i] ?? 0) + (hits[i] ?? 0);
+  }
+
   routes(): RouteView[] {
     return routeViews(this.config.routes, this.state.routeHits);
   }

@@ -4,6 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { bucketUpperMs, latencyBucket, SERIES_SECONDS, SeriesRing, statusClass } from '../src/series/ring.js';
+import { SeriesDeltas } from '../src/series/deltas.js';
 import { SeriesStore } from '../src/series/store.js';
 
 const T0 = 1_700_000_000; // a Unix second
@@ -165,5 +166,37 @@ describe('SeriesStore', () => {
     expect(store.backendIds('web')).toEqual(['b', 'c']);
     store.dropService('web');
     expect(store.size).toEqual({ services: 0, backends: 0 });
+  });
+});
+
+describe('SeriesDeltas (cluster workers) into SeriesStore.apply (the primary)', () => {
+  it('hands over only what was counted since the last take, and the primary gets exact quantiles from the merged histograms', () => {
+    const w1 = new SeriesDeltas();
+    const w2 = new SeriesDeltas();
+    // worker 1: 99 fast answers; worker 2: one slow failure and a connect error
+    for (let i = 0; i < 99; i++) w1.recorder('web', 'a').request(200, 0.002);
+    w2.recorder('web', 'a').request(502, 2);
+    w2.recorder('web', 'a').error('connect');
+    w2.recorder('web').request(503, 0.0001);
+    const d1 = w1.take();
+    const d2 = w2.take();
+    expect(d1.map((d) => [d.service, d.backend, d.cells])).toEqual([['web', 'a', [0, 99, 0, 0, 0, 0, 0, 0, 0]]]);
+    expect(d2.map((d) => [d.backend, d.cells])).toEqual([
+      ['a', [0, 0, 0, 0, 1, 1, 0, 0, 0]],
+      ['', [0, 0, 0, 0, 1, 0, 0, 0, 0]],
+    ]);
+    expect(w1.take()).toEqual([]);
+
+    const clock = fakeClock(T0);
+    const primary = new SeriesStore({ clock: clock.now });
+    for (const d of [...d1, ...d2]) primary.apply(d);
+    clock.set(T0 + 1);
+    const a = primary.read('web', 'a')!;
+    const svc = primary.read('web', undefined)!;
+    expect([a.req['2xx'][0], a.req['5xx'][0], a.err.connect[0]]).toEqual([99, 1, 1]);
+    expect([svc.req['2xx'][0], svc.req['5xx'][0]]).toEqual([99, 2]);
+    // 100 samples at the backend: p50 is a fast one, p99 still fast (rank 99), the slow one is the max
+    expect(a.p50_ms[0]).toBeLessThan(2.2);
+    expect(a.p99_ms[0]).toBeLessThan(2.2);
   });
 });

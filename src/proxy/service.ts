@@ -60,7 +60,7 @@ export class ServiceEntry implements ServiceRuntime {
     });
     const svc = metrics.service(config.name);
     const orphan = metrics.backend(config.name, '');
-    const series = metrics.series.recorder(config.name);
+    const series = metrics.seriesSink.recorder(config.name);
     this.counters = {
       observeDuration: (s) => svc.observeDuration(s),
       retry: () => svc.retry(),
@@ -82,7 +82,7 @@ export class ServiceEntry implements ServiceRuntime {
     if (m === undefined) {
       // The metrics and the dashboard's series count the same outcomes, through one handle.
       const metrics = this.metrics.backend(this.name, backend.id);
-      const series = this.metrics.series.recorder(this.name, backend.id);
+      const series = this.metrics.seriesSink.recorder(this.name, backend.id);
       m = {
         request: (code, seconds) => {
           metrics.request(code);

@@ -26,7 +26,7 @@ export const ERROR_KINDS = ['connect', 'timeout', 'reset', 'status'] as const;
 export type SeriesErrorKind = (typeof ERROR_KINDS)[number];
 
 /** Counters per slot: 5 status classes then 4 error kinds. */
-const CELLS = STATUS_CLASSES.length + ERROR_KINDS.length;
+export const CELLS = STATUS_CLASSES.length + ERROR_KINDS.length;
 const ERR_BASE = STATUS_CLASSES.length;
 
 /** Upper bound of latency bucket 0, in ms. */
@@ -138,6 +138,28 @@ export class SeriesRing {
     const i = (this.head % SERIES_SECONDS) * CELLS + index;
     const c = this.counts;
     if ((c[i] as number) < this.max) c[i] = (c[i] as number) + 1;
+  }
+
+  /**
+   * Adds counts gathered elsewhere (a cluster worker's last interval) to second `sec`: `cells` in
+   * slot order (5 status classes, then 4 error kinds), `latency` as (bucket, count) pairs.
+   */
+  add(sec: number, cells: ArrayLike<number>, latency: ArrayLike<number>): void {
+    if (sec > this.head) this.roll(sec);
+    const base = (this.head % SERIES_SECONDS) * CELLS;
+    const c = this.counts;
+    for (let k = 0; k < CELLS && k < cells.length; k++) {
+      const n = cells[k] as number;
+      if (n > 0) c[base + k] = Math.min(this.max, (c[base + k] as number) + n);
+    }
+    for (let i = 0; i + 1 < latency.length; i += 2) {
+      const b = latency[i] as number;
+      const n = latency[i + 1] as number;
+      if (b >= 0 && b < LATENCY_BUCKETS && n > 0) {
+        this.hist[b] = (this.hist[b] as number) + n;
+        this.histCount += n;
+      }
+    }
   }
 
   /**

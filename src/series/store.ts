@@ -24,6 +24,16 @@ export interface SeriesRecorder {
   error(kind: string): void;
 }
 
+/** Where the data path's series go: rings (`SeriesStore`) or a cluster worker's interval counts (`SeriesDeltas`). */
+export interface SeriesSink {
+  /** A recorder for one backend of `service`; `id` undefined (or `""`): the service's own answers. */
+  recorder(service: string, id?: string): SeriesRecorder;
+  /** The backend left its pool: forget its series. */
+  dropBackend(service: string, id: string): void;
+  /** The service is gone: forget its series and its backends'. */
+  dropService(service: string): void;
+}
+
 /** Options of `new SeriesStore()`. */
 export interface SeriesStoreOptions {
   readonly maxServices?: number;
@@ -68,7 +78,7 @@ interface ServiceRings {
 }
 
 /** The series of one drover process. */
-export class SeriesStore {
+export class SeriesStore implements SeriesSink {
   private readonly clock: () => number;
   private readonly maxServices: number;
   private readonly maxBackends: number;
@@ -89,13 +99,19 @@ export class SeriesStore {
     const svc = this.serviceRings(service);
     if (svc === undefined) return new Recorder(this.clock, this.sink, undefined);
     if (id === undefined || id === '') return new Recorder(this.clock, svc.ring, undefined);
-    let ring = svc.backends.get(id);
-    if (ring === undefined && this.backendCount < this.maxBackends) {
-      ring = new SeriesRing(this.nowSec(), 16);
-      svc.backends.set(id, ring);
-      this.backendCount++;
-    }
-    return new Recorder(this.clock, svc.ring, ring);
+    return new Recorder(this.clock, svc.ring, this.backendRing(svc, id));
+  }
+
+  /**
+   * Adds one cluster worker's interval counts (`SeriesDeltas.take`) at the current second: into
+   * the service's ring and, for a backend (`backend` not `""`), into the backend's.
+   */
+  apply(delta: { readonly service: string; readonly backend: string; readonly cells: ArrayLike<number>; readonly latency: ArrayLike<number> }): void {
+    const svc = this.serviceRings(delta.service);
+    if (svc === undefined) return;
+    const sec = this.nowSec();
+    svc.ring.add(sec, delta.cells, delta.latency);
+    if (delta.backend !== '') this.backendRing(svc, delta.backend)?.add(sec, delta.cells, delta.latency);
   }
 
   /** Drops one backend's ring (it left its pool). Recorders taken before keep counting into their service only. */
@@ -135,6 +151,17 @@ export class SeriesStore {
   /** Number of rings held (services + backends), for tests and the README's memory figures. */
   get size(): { services: number; backends: number } {
     return { services: this.services.size, backends: this.backendCount };
+  }
+
+  /** The backend's ring, created while under the cap; undefined beyond it. */
+  private backendRing(svc: ServiceRings, id: string): SeriesRing | undefined {
+    let ring = svc.backends.get(id);
+    if (ring === undefined && this.backendCount < this.maxBackends) {
+      ring = new SeriesRing(this.nowSec(), 16);
+      svc.backends.set(id, ring);
+      this.backendCount++;
+    }
+    return ring;
   }
 
   private serviceRings(service: string): ServiceRings | undefined {
