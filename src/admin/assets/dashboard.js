@@ -233,7 +233,7 @@
       height: 190,
       scales: { x: { time: true } },
       series: [{}].concat(series),
-      axes: [{ stroke: '#656d76' }, { stroke: '#656d76', size: 48 }],
+      axes: [{ stroke: '#656d76', space: 70, values: clockLabels }, { stroke: '#656d76', size: 48 }],
       legend: { live: true },
     }, opts || {}), data, target);
     charts[name] = u;
@@ -242,6 +242,24 @@
 
   function line(label, color, extra) {
     return Object.assign({ label: label, stroke: color, width: 1.5, points: { show: false } }, extra || {});
+  }
+
+  /** x axis labels: local wall-clock time (uPlot's default adds a date line that crowds small charts) */
+  function clockLabels(_u, ticks) {
+    return ticks.map(function (t) {
+      var d = new Date(t * 1000);
+      return String(d.getHours()).padStart(2, '0') + ':' + String(d.getMinutes()).padStart(2, '0') + ':' + String(d.getSeconds()).padStart(2, '0');
+    });
+  }
+
+  /** uPlot points filter: the indices of values with no neighbour to draw a line to. */
+  function isolated(u, seriesIdx) {
+    var d = u.data[seriesIdx];
+    var out = [];
+    for (var i = 0; i < d.length; i++) {
+      if (d[i] !== null && d[i] !== undefined && (i === 0 || d[i - 1] === null) && (i === d.length - 1 || d[i + 1] === null)) out.push(i);
+    }
+    return out;
   }
 
   function sparkline(name, target) {
@@ -541,7 +559,9 @@
     }
     if (!charts.req) {
       makeChart('req', $('chart-req'), CLASSES.map(function (c) { return line(c, CLASS_COLORS[c]); }));
-      makeChart('lat', $('chart-lat'), [line('p50', '#0969da'), line('p99', '#8250df')]);
+      // A second with traffic between quiet ones has no line to draw: it gets a point.
+      var lonely = { show: true, size: 5, filter: isolated };
+      makeChart('lat', $('chart-lat'), [line('p50', '#0969da', { points: lonely }), line('p99', '#8250df', { points: lonely })]);
       makeChart('err', $('chart-err'), KINDS.map(function (k) { return line(k, KIND_COLORS[k]); }));
     } else {
       ['req', 'lat', 'err'].forEach(function (n) { charts[n].setData(charts[n].data.map(function () { return []; })); });
