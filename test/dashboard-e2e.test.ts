@@ -127,7 +127,7 @@ ${extra}`;
     const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
     const errors = watchErrors(page);
     await page.goto(`${base}/#/service/api`);
-    expect(await page.locator('#svc-title').textContent()).toBe('api');
+    await expect.poll(() => page.locator('#svc-title').textContent()).toBe('api');
     // req chart: [t, 2xx, 3xx, 4xx, 5xx, 1xx]
     await expect.poll(async () => sum((await chartData(page, 'req'))?.[1]), { timeout: 15_000 }).toBe(API_OK);
     const req = (await chartData(page, 'req'))!;
@@ -147,7 +147,7 @@ ${extra}`;
       if (withTraffic[i]) expect(v).toBeGreaterThan(0);
       else expect(v).toBeNull();
     });
-    expect(await page.locator('#svc-backends tr[data-backend="c"] td[data-col="state"]').textContent()).toBe('unknown');
+    await expect.poll(() => page.locator('#svc-backends tr[data-backend="c"] td[data-col="state"]').textContent()).toBe('unknown');
 
     // web: two backends; their own charts split the requests between them
     await page.goto(`${base}/#/service/web/backend/a`);

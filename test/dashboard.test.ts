@@ -47,6 +47,9 @@ class MemoryModel implements AdminModel {
   events(): EventView[] {
     return this.log.slice(-200);
   }
+  checks(service: string): { id: string; checks: [] }[] | undefined {
+    return this.list.find((s) => s.name === service)?.backends.map((b) => ({ id: b.id, checks: [] }));
+  }
 }
 
 function backend(id: string, port: number, state: BackendState = 'healthy'): BackendView {
@@ -181,6 +184,37 @@ describe.skipIf(!browserTests)('dashboard in chromium', () => {
     expect(prompts).toEqual(['prompt']);
     delete process.env[TOKEN_ENV];
     await page.close();
+  });
+
+  it('service view: slow-start ramp, EWMA latency and max_conns when present, PANIC; QUEUE flag on the overview', async () => {
+    const ramping = backend('ramping', 9101);
+    ramping.weight = 4;
+    ramping.effective_weight = 1;
+    const steady = { ...backend('steady', 9102), latency_ewma_ms: 12.345, max_conns: 8, inflight: 3 };
+    const m = new MemoryModel([{ name: 'pay', balancer: 'ewma', panic: true, queue_depth: 5, backends: [ramping, steady] } as ServiceView]);
+    const srv = await startAdminServer({ host: '127.0.0.1', port: 0, model: m, metrics: new Metrics({ defaultMetrics: false }), tokenEnv: TOKEN_ENV, logger: silentLogger(), streamIntervalMs: 200 });
+    const page = await browser.newPage();
+    const errors = watchErrors(page);
+    try {
+      const at = `http://127.0.0.1:${srv.address.port}`;
+      await page.goto(`${at}/#/`);
+      await expect.poll(() => page.locator('section[data-service="pay"] .queue').textContent()).toBe('QUEUE 5');
+      expect(await page.locator('section[data-service="pay"] .queue').isVisible()).toBe(true);
+      await page.goto(`${at}/#/service/pay`);
+      const r = (id: string, col: string) => page.locator(`#svc-backends tr[data-backend="${id}"] td[data-col="${col}"]`);
+      await expect.poll(() => r('ramping', 'weight').textContent()).toBe('4ramp 25%');
+      expect(await r('steady', 'weight').textContent()).toBe('1');
+      expect(await r('steady', 'ewma').textContent()).toBe('12.3');
+      expect(await r('ramping', 'ewma').textContent()).toBe('-');
+      expect(await r('steady', 'inflight').textContent()).toBe('3 / 8');
+      expect(await page.locator('#svc-panic').isVisible()).toBe(true);
+      // no series for this in-memory model: the charts say so instead of drawing nothing silently
+      await expect.poll(() => page.locator('#svc-nodata').isVisible()).toBe(true);
+      expect(errors).toEqual([]);
+    } finally {
+      await page.close();
+      await srv.close();
+    }
   });
 
   it('stays readable at 50 services x 20 backends (screenshot test/artifacts/overview-1000.png)', async () => {

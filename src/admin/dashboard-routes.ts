@@ -114,24 +114,23 @@ function seriesAnswer(q: URLSearchParams, model: AdminModel, series: SeriesStore
   const backend = q.get('backend');
   const now = Math.floor(Date.now() / 1000);
   const out: SeriesView[] = [];
+  const push = (name: string, id: string | undefined): void => {
+    const v = series.read(name, id, since);
+    if (v !== undefined) out.push(v);
+  };
+  // Names are checked against the model: unknown ones get 404, known ones without a series yet
+  // (no request so far, or beyond the cap) an empty list.
+  const services = model.services();
   if (service === null || service === '') {
     if (backend !== null) return json(400, { error: 'bad_request', detail: 'backend needs service' });
-    // Services in the order /api/services lists them; ones without a series yet are skipped.
-    for (const s of model.services()) {
-      const v = series.read(s.name, undefined, since);
-      if (v !== undefined) out.push(v);
-    }
-  } else if (backend === '*') {
-    const ids = series.backendIds(service);
-    if (ids === undefined) return json(404, { error: 'not_found' });
-    for (const id of ids) {
-      const v = series.read(service, id, since);
-      if (v !== undefined) out.push(v);
-    }
+    for (const s of services) push(s.name, undefined); // in /api/services order
   } else {
-    const v = series.read(service, backend ?? undefined, since);
-    if (v === undefined) return json(404, { error: 'not_found' });
-    out.push(v);
+    const known = services.find((s) => s.name === service);
+    if (known === undefined) return json(404, { error: 'not_found' });
+    if (backend === null || backend === '') push(service, undefined);
+    else if (backend === '*') for (const b of known.backends) push(service, b.id);
+    else if (known.backends.some((b) => b.id === backend)) push(service, backend);
+    else return json(404, { error: 'not_found' });
   }
   return json(200, { now, step: 1, series: out });
 }

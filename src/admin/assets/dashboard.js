@@ -141,6 +141,7 @@
     }
     if (route.view === 'service') {
       document.title = 'drover: ' + route.service;
+      setText($('svc-title'), route.service);
       serviceViewReset();
     } else {
       document.title = 'drover dashboard';
