@@ -30,6 +30,11 @@ import { redactConfig } from './config/redact.js';
 
 /** Most state changes kept for `GET /api/events`. */
 const MAX_EVENTS = 200;
+/**
+ * Most registry changes and reloads kept besides: in their own logs, so a churning registry
+ * never pushes health transitions out of the list.
+ */
+const MAX_OTHER_EVENTS: Readonly<Record<'registry' | 'reload', number>> = { registry: 100, reload: 50 };
 
 export interface RuntimeOptions {
   readonly logger: Logger;
@@ -53,6 +58,7 @@ export class Runtime implements AdminModel {
   private readonly directory: ServiceDirectory;
   private readonly entries = new Map<string, ServiceEntry>();
   private readonly eventLog: EventView[] = [];
+  private readonly otherEvents: Record<'registry' | 'reload', EventView[]> = { registry: [], reload: [] };
   private config: DroverConfig;
   private state: ProxyState;
   private registries: Registry[] = [];
@@ -257,8 +263,10 @@ export class Runtime implements AdminModel {
   }
 
   private pushEvent(event: EventView): void {
-    this.eventLog.push(event);
-    if (this.eventLog.length > MAX_EVENTS) this.eventLog.shift();
+    const kind = event.kind ?? 'health';
+    const log = kind === 'health' ? this.eventLog : this.otherEvents[kind];
+    log.push(event);
+    if (log.length > (kind === 'health' ? MAX_EVENTS : MAX_OTHER_EVENTS[kind])) log.shift();
   }
 
   /** Registry changes for the events list: one event per backend that joined or left a pool. */
@@ -325,7 +333,8 @@ export class Runtime implements AdminModel {
   }
 
   events(): EventView[] {
-    return [...this.eventLog];
+    // Each log is in time order; ISO 8601 UTC strings sort as times, and the sort is stable.
+    return [...this.eventLog, ...this.otherEvents.registry, ...this.otherEvents.reload].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
   }
 
   /** Route hits counted by cluster workers (by route index), added to this process's. */

@@ -97,7 +97,7 @@ export interface AdminModel {
   ready(): boolean;
   /** For `GET /api/config`: the effective config, secrets already removed (the server redacts again). */
   effectiveConfig(): unknown;
-  /** Recent events, oldest first, newest last, at most 200. */
+  /** Recent events, oldest first, newest last: at most 200 health transitions, plus (the runtime) 100 registry changes and 50 reloads. */
   events(): EventView[];
   /** For `GET /api/routes`: the route table in match order with hit counts (optional: 404 without it). */
   routes?(): RouteView[];
