@@ -7,7 +7,7 @@
  * (`drover_backend_up`, `drover_backend_inflight`) are filled at scrape time from a source the
  * runtime registers, so the data path never updates a gauge.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { fastPathStats } from './proxy/fast-path-stats.js';
 import { SeriesStore, type SeriesSink } from './series/store.js';
 
@@ -41,6 +41,14 @@ export interface BackendMetrics {
   request(code: number): void;
   /** Counts one upstream failure of this backend. */
   upstreamError(kind: UpstreamErrorKind): void;
+}
+
+/** Per-service handles of the wait queue (`max_conns` + `queue`); obtained once and kept. */
+export interface QueueMetrics {
+  /** Sets `drover_queue_depth` to the requests waiting now. */
+  depth(n: number): void;
+  /** Records how long one request waited (dispatched, timed out or abandoned), in seconds. */
+  observeWait(seconds: number): void;
 }
 
 /** One backend's live state, read at scrape time for the `up` and `inflight` gauges. */
@@ -212,6 +220,8 @@ export class Metrics {
   private readonly invalidEntries: Counter<'source'>;
   private readonly poolUpdates: Counter<'service'>;
   private readonly configReloads: Counter<'result'>;
+  private readonly queueDepth: Gauge<'service'>;
+  private readonly queueWait: Histogram<'service'>;
 
   private readonly services = new Map<string, ServiceMetrics>();
   /** service -> retries counted on the hot path, folded in at scrape time */
@@ -316,6 +326,19 @@ export class Metrics {
       labelNames: ['result'] as const,
       registers,
     });
+    this.queueDepth = new Gauge({
+      name: 'drover_queue_depth',
+      help: 'Requests waiting for a backend below max_conns, by service.',
+      labelNames: ['service'] as const,
+      registers,
+    });
+    this.queueWait = new Histogram({
+      name: 'drover_queue_wait_seconds',
+      help: 'Time requests spent in the wait queue (dispatched, timed out or abandoned), in seconds, by service.',
+      labelNames: ['service'] as const,
+      buckets: [...DURATION_BUCKETS_SECONDS],
+      registers,
+    });
     // The fast path counts in plain module fields (no prom-client call per request); folded in
     // at scrape time.
     new Counter({
@@ -377,6 +400,18 @@ export class Metrics {
     return handles;
   }
 
+  /**
+   * Queue handles of one service. Only services with `max_conns` ask for them, so a service
+   * without limits exports no queue series. Queueing is the saturated path: prom-client's bound
+   * children are cheap enough there.
+   */
+  queue(service: string): QueueMetrics {
+    const depth = this.queueDepth.labels(service);
+    const wait = this.queueWait.labels(service);
+    depth.set(0);
+    return { depth: (n) => depth.set(n), observeWait: (s) => wait.observe(s) };
+  }
+
   /** Hot-path handles of one backend; cached per (service, id). */
   backend(service: string, id: string): BackendMetrics {
     let byId = this.backends.get(service);
@@ -423,6 +458,8 @@ export class Metrics {
     this.retries.remove(name);
     this.retryTallies.delete(name);
     this.poolUpdates.remove(name);
+    this.queueDepth.remove(name);
+    this.queueWait.remove(name);
     this.services.delete(name);
     const seen = this.transitionsSeen.get(name);
     if (seen !== undefined) for (const to of seen) this.healthTransitions.remove(name, to);

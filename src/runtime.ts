@@ -28,6 +28,12 @@ import { createRegistries, registriesKey } from './registry/create.js';
 import type { Registry } from './registry/types.js';
 import { redactConfig } from './config/redact.js';
 
+/** A backend's latency estimate for the admin API: ms, one decimal; null without a sample. */
+function latencyView(b: Backend, now: number): number | null {
+  const v = b.latency.value(now);
+  return v === undefined ? null : Math.round(v * 10) / 10;
+}
+
 /** Most state changes kept for `GET /api/events`. */
 const MAX_EVENTS = 200;
 /**
@@ -308,6 +314,8 @@ export class Runtime implements AdminModel {
       failures: b.failures,
       last_change: h === undefined ? null : new Date(h.since).toISOString(),
       reason: h?.reason ?? '',
+      latency_ewma_ms: latencyView(b, entry.pool.clock()),
+      max_conns: entry.config.maxConns,
     };
     if (b.zone !== undefined) view.zone = b.zone;
     view.effective_weight = b.effectiveWeight;

@@ -71,6 +71,8 @@ function backend(id: string): BackendView {
     failures: 1,
     last_change: null,
     reason: '',
+    latency_ewma_ms: null,
+    max_conns: 0,
   };
 }
 
@@ -159,7 +161,7 @@ describe('admin server', () => {
     expect(body.services.map((s) => s.name)).toEqual(['web', 'api v2']);
     const b = body.services[0]!.backends[0]!;
     expect(Object.keys(b).sort()).toEqual(
-      ['id', 'url', 'weight', 'source', 'state', 'inflight', 'requests', 'failures', 'last_change', 'reason'].sort(),
+      ['id', 'url', 'weight', 'source', 'state', 'inflight', 'requests', 'failures', 'last_change', 'reason', 'latency_ewma_ms', 'max_conns'].sort(),
     );
   });
 

@@ -64,6 +64,8 @@ function backend(id: string, port: number, state: BackendState = 'healthy'): Bac
     failures: 0,
     last_change: null,
     reason: '',
+    latency_ewma_ms: null,
+    max_conns: 0,
   };
 }
 

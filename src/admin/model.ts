@@ -31,6 +31,13 @@ export interface BackendView {
   last_change: string | null;
   /** why the last change happened (`active check: 3 failures`, `admin drain`, ...); `` when none */
   reason: string;
+  /**
+   * The peak-EWMA latency to response headers (what `balancer: ewma` weighs), ms with 0.1 ms
+   * precision, decayed to now; null before the first answer was observed.
+   */
+  latency_ewma_ms: number | null;
+  /** the service's `max_conns` (per process); 0 = unlimited */
+  max_conns: number;
   zone?: string;
   /** the weight the balancer uses now: below `weight` while slow start ramps it up */
   effective_weight?: number;

@@ -84,6 +84,17 @@ export interface ServiceConfig {
   /** default 2 */
   readonly retries: number;
   readonly timeouts: TimeoutsConfig;
+  /** most requests in flight per backend (per process); 0 = unlimited (default) */
+  readonly maxConns: number;
+  /** where requests wait while every candidate is at `maxConns` */
+  readonly queue: {
+    /** waiting requests at most; 0 = no queue (default) */
+    readonly size: number;
+    /** ms, default 1000 */
+    readonly timeout: number;
+  };
+  /** prefer backends of the zone in `DROVER_ZONE` (default false) */
+  readonly zoneAware: boolean;
   readonly backends: readonly StaticBackendConfig[];
 }
 

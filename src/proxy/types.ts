@@ -9,6 +9,14 @@ import type { ServicePool } from '../../routing/pool.js';
 import type { RouteTable } from '../../routing/route-table.js';
 import type { ServiceConfig } from '../config/types.js';
 import type { HeaderEdits } from './headers.js';
+import type { Waiter } from './queue.js';
+
+/**
+ * Where one attempt goes: a backend (its slot already taken), or why there is none: `queued`
+ * (the waiter will be admitted or timed out later), `saturated` (every candidate is at
+ * `max_conns` and the queue is off or full), `none` (no candidate at all).
+ */
+export type Admission = Backend | 'queued' | 'saturated' | 'none';
 
 /** Why an attempt to a backend failed, as counted in `drover_upstream_errors_total{kind}`. */
 export type FailureKind = 'connect' | 'timeout' | 'reset' | 'status';
@@ -48,6 +56,22 @@ export interface ServiceRuntime {
   takeRetry(): boolean;
   /** retry budget: one request arrived (earns a fraction of a retry) */
   earnRetry(): void;
+  /**
+   * Picks a backend for `w` within `max_conns` and takes its slot, or queues `w` (see
+   * `Admission`). A queued waiter is later admitted through `w.admitted(backend)`, slot taken.
+   */
+  admit(w: Waiter): Admission;
+  /** Takes a slot on `backend` (in-flight + 1) outside `admit` (upgrades). */
+  acquire(backend: Backend): void;
+  /** Gives a slot back (in-flight - 1) and offers it to the queue. */
+  release(backend: Backend): void;
+  /** The waiter's client went away: out of the queue at once (true if it was waiting). */
+  leaveQueue(w: Waiter): boolean;
+  /**
+   * One attempt's latency to response headers (or until it failed), in ms, for the backend's
+   * peak EWMA; `ok` false (connect error, reset, timeout, 5xx) feeds a penalty instead.
+   */
+  observeLatency(backend: Backend, ms: number, ok: boolean): void;
 }
 
 /** One entry of the access log; built only when the access log is on. */

@@ -1,0 +1,94 @@
+/**
+ * Each backend's latency as the data path observes it: a peak-sensitive exponentially weighted
+ * moving average of the time to response headers (Finagle's `PeakEwma`, also tower/Linkerd's).
+ * Tracked for every backend whatever the balancer, so `/api/services` can show it; the `ewma`
+ * policy (`./ewma.ts`) balances on it.
+ *
+ * Per sample: `w = exp(-dt / tau)`; if `rtt > cost` then `cost = rtt` (a spike is believed at
+ * once), else `cost = cost * w + rtt * (1 - w)` (a recovery is believed gradually). Between
+ * samples the estimate decays towards 0 with the same `tau` when read (Finagle's read observes
+ * a 0), so a backend that was slow and then got no traffic is tried again after a while instead
+ * of being starved forever: that probe is how it wins its traffic back when it recovers.
+ */
+import type { Backend } from './backend.js';
+
+/** Decay time constant `tau` of the moving average, in ms (10 s, as Finagle and Linkerd). */
+export const EWMA_DECAY_MS = 10_000;
+
+/** A failed attempt counts as a sample of at least this many ms (see `failurePenalty`). */
+export const FAILURE_PENALTY_FLOOR_MS = 250;
+/** ...and at least this many times the service's median latency. */
+export const FAILURE_PENALTY_FACTOR = 10;
+
+/** One backend's peak EWMA; all times in ms on the pool's clock. */
+export class PeakEwma {
+  /** the estimate as of `stamp`, ms; meaningless while `sampled` is false */
+  private cost = 0;
+  /** clock time of the last sample */
+  private stamp = 0;
+  /** false until the first sample: a fresh backend is priced at its service's median instead */
+  sampled = false;
+  /**
+   * Clock time the backend last made progress: its last response, or the moment it went from
+   * idle to busy. While requests are in flight, `now - progressAt` is a lower bound of what the
+   * next response will take, so a backend that stalls looks slow before any stalled request ends.
+   */
+  progressAt = 0;
+
+  /** Feeds one sample of `rttMs` observed at `now`. */
+  observe(rttMs: number, now: number): void {
+    const rtt = rttMs > 0 ? rttMs : 0;
+    if (!this.sampled) {
+      this.cost = rtt;
+      this.sampled = true;
+    } else {
+      const dt = now > this.stamp ? now - this.stamp : 0;
+      const w = Math.exp(-dt / EWMA_DECAY_MS);
+      this.cost = rtt > this.cost ? rtt : this.cost * w + rtt * (1 - w);
+    }
+    this.stamp = now;
+    this.progressAt = now;
+  }
+
+  /** The backend had nothing in flight and now has: progress is measured from here. */
+  busy(now: number): void {
+    this.progressAt = now;
+  }
+
+  /** The estimate at `now` (decayed since the last sample), ms; undefined before any sample. */
+  value(now: number): number | undefined {
+    if (!this.sampled) return undefined;
+    const dt = now > this.stamp ? now - this.stamp : 0;
+    return dt === 0 ? this.cost : this.cost * Math.exp(-dt / EWMA_DECAY_MS);
+  }
+}
+
+/**
+ * The median of the current estimates of the sampled backends among `backends`, or undefined
+ * when none has a sample. `scratch` is reused between calls (no allocation once it is large
+ * enough); the result is the lower middle value for an even count.
+ */
+export function medianLatency(backends: readonly Backend[], now: number, scratch: { buf: Float64Array }): number | undefined {
+  if (scratch.buf.length < backends.length) scratch.buf = new Float64Array(backends.length * 2);
+  let n = 0;
+  for (let i = 0; i < backends.length; i++) {
+    const v = backends[i]!.latency.value(now);
+    if (v !== undefined) scratch.buf[n++] = v;
+  }
+  if (n === 0) return undefined;
+  const sorted = scratch.buf.subarray(0, n).sort();
+  return sorted[(n - 1) >> 1];
+}
+
+/**
+ * The sample a failed attempt (connect error, reset, timeout, 5xx answer) feeds into its
+ * backend's estimate: the time it took, but at least `FAILURE_PENALTY_FACTOR` x the service's
+ * median latency and at least `FAILURE_PENALTY_FLOOR_MS`. A failure that came back fast (a
+ * refused connection, an instant 503) must not make a broken backend look like the fastest one
+ * (the "fast failure black hole"); being relative to the median keeps the penalty meaningful for
+ * services whose normal latency is far above the floor.
+ */
+export function failurePenalty(elapsedMs: number, median: number | undefined): number {
+  const relative = median === undefined ? 0 : median * FAILURE_PENALTY_FACTOR;
+  return Math.max(elapsedMs, relative, FAILURE_PENALTY_FLOOR_MS);
+}
