@@ -4,11 +4,18 @@
  * Tracked for every backend whatever the balancer, so `/api/services` can show it; the `ewma`
  * policy (`./ewma.ts`) balances on it.
  *
- * Per sample: `w = exp(-dt / tau)`; if `rtt > cost` then `cost = rtt` (a spike is believed at
- * once), else `cost = cost * w + rtt * (1 - w)` (a recovery is believed gradually). Between
+ * Per sample: `w = exp(-dt / tau)`; if `rtt > cost * w` then `cost = rtt` (a spike is believed
+ * at once), else `cost = cost * w + rtt * (1 - w)` (a recovery is believed gradually). Between
  * samples the estimate decays towards 0 with the same `tau` when read (Finagle's read observes
  * a 0), so a backend that was slow and then got no traffic is tried again after a while instead
  * of being starved forever: that probe is how it wins its traffic back when it recovers.
+ *
+ * The peak test compares with `cost * w`, the estimate as a reader sees it at that moment, not
+ * the stored `cost`: Finagle's reads decay the stored value in place, so there the two are the
+ * same; here reads do not write (a pick must not depend on how often others read), and comparing
+ * with the stale stored value would let the first probe after a long idle spell pull a decayed
+ * estimate back up towards the old peak. Under steady traffic `w` is close to 1 and the rule is
+ * exactly Finagle's.
  */
 import type { Backend } from './backend.js';
 
@@ -44,7 +51,8 @@ export class PeakEwma {
     } else {
       const dt = now > this.stamp ? now - this.stamp : 0;
       const w = Math.exp(-dt / EWMA_DECAY_MS);
-      this.cost = rtt > this.cost ? rtt : this.cost * w + rtt * (1 - w);
+      const decayed = this.cost * w;
+      this.cost = rtt > decayed ? rtt : decayed + rtt * (1 - w);
     }
     this.stamp = now;
     this.progressAt = now;
