@@ -17,8 +17,6 @@
  * estimate back up towards the old peak. Under steady traffic `w` is close to 1 and the rule is
  * exactly Finagle's.
  */
-import type { Backend } from './backend.js';
-
 /** Decay time constant `tau` of the moving average, in ms (10 s, as Finagle and Linkerd). */
 export const EWMA_DECAY_MS = 10_000;
 
@@ -76,7 +74,7 @@ export class PeakEwma {
  * when none has a sample. `scratch` is reused between calls (no allocation once it is large
  * enough); the result is the lower middle value for an even count.
  */
-export function medianLatency(backends: readonly Backend[], now: number, scratch: { buf: Float64Array }): number | undefined {
+export function medianLatency(backends: readonly { readonly latency: PeakEwma }[], now: number, scratch: { buf: Float64Array }): number | undefined {
   if (scratch.buf.length < backends.length) scratch.buf = new Float64Array(backends.length * 2);
   let n = 0;
   for (let i = 0; i < backends.length; i++) {

@@ -84,12 +84,14 @@ export class ServiceEntry implements ServiceRuntime {
         series.request(code, seconds);
       },
     };
+    if (config.maxConns > 0) this.waitQueue();
   }
 
   reconfigure(config: ServiceConfig, configured = true): void {
     this.config = config;
     this.configured = configured;
     this.pool.reconfigure(poolSettings(config));
+    if (config.maxConns > 0) this.waitQueue();
     // a raised limit (or none any more) frees slots for whoever waits
     this.queue?.drain();
   }
@@ -108,8 +110,12 @@ export class ServiceEntry implements ServiceRuntime {
     } else if (this.pool.candidates().length === 0) {
       return 'none';
     }
-    const q = (this.queue ??= new WaitQueue((ctx, tried) => this.takeSlot(ctx, tried), this.metrics.queue(this.name)));
-    return q.enqueue(w, this.config.queue.size, this.config.queue.timeout) ? 'queued' : 'saturated';
+    return this.waitQueue().enqueue(w, this.config.queue.size, this.config.queue.timeout) ? 'queued' : 'saturated';
+  }
+
+  /** The queue, created with the first limit (so its series exist from then on, at 0). */
+  private waitQueue(): WaitQueue {
+    return (this.queue ??= new WaitQueue((ctx, tried) => this.takeSlot(ctx, tried), this.metrics.queue(this.name)));
   }
 
   /** The queue's way to a backend: a pick within the limits, slot taken. */
