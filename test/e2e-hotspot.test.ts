@@ -215,27 +215,41 @@ routes: [{match: {path_prefix: /}, service: web}]
     expect(await queueDepth(d)).toBe(0);
   }, 30_000);
 
-  it('a request that waits longer than queue.timeout gets 503 queue_timeout and never reaches the backend', async () => {
+  /**
+   * One gated backend behind `max_conns: 1` with `queue`, its one slot taken by `/first`:
+   * `finish()` answers it and returns the backend's view of what reached it.
+   */
+  async function occupied(queue: string): Promise<{ d: DroverProcess; gate: ReturnType<typeof gated>; finish: () => Promise<string[]> }> {
     const b = await backend('only');
     const gate = gated(b);
-    const d = await drover(one(b, 'queue: {size: 10, timeout: 300ms}'));
+    const d = await drover(one(b, queue));
     const first = request(d.port, { path: '/first' });
     await waitUntil(() => gate.held() === 1);
-    const r = await request(d.port, { path: '/late' });
+    return {
+      d,
+      gate,
+      finish: async () => {
+        gate.release();
+        expect((await first).body).toBe('only');
+        return b.seen.map((s) => s.url);
+      },
+    };
+  }
+
+  it.each([
+    ['a request that waits longer than queue.timeout gets 503 queue_timeout', 'queue: {size: 10, timeout: 300ms}', 'queue_timeout'],
+    ['with queue size 0 a request finding every backend full gets 503 backend_saturated at once', '', 'backend_saturated'],
+  ])('%s and never reaches the backend', async (_name, queue, error) => {
+    const { d, finish } = await occupied(queue);
+    const r = await request(d.port, { path: '/refused' });
     expect(r.status).toBe(503);
-    expect(JSON.parse(r.body)).toEqual({ error: 'queue_timeout', service: 'web' });
-    gate.release();
-    expect((await first).body).toBe('only');
-    expect(b.seen.map((s) => s.url)).toEqual(['/first']);
+    expect(JSON.parse(r.body)).toEqual({ error, service: 'web' });
+    expect(await finish()).toEqual(['/first']);
     expect(await queueDepth(d)).toBe(0);
   }, 30_000);
 
   it('a client that gives up leaves the queue at once and its request never reaches the backend', async () => {
-    const b = await backend('only');
-    const gate = gated(b);
-    const d = await drover(one(b, 'queue: {size: 10, timeout: 20s}'));
-    const first = request(d.port, { path: '/first' });
-    await waitUntil(() => gate.held() === 1);
+    const { d, gate, finish } = await occupied('queue: {size: 10, timeout: 20s}');
     const abandoned = http.request({ host: '127.0.0.1', port: d.port, path: '/abandoned', agent: false });
     abandoned.on('error', () => undefined);
     abandoned.end();
@@ -243,28 +257,13 @@ routes: [{match: {path_prefix: /}, service: web}]
     abandoned.destroy();
     // well before the 20 s timeout: the queue let go of it when the client did
     await waitUntil(async () => (await queueDepth(d)) === 0, 5_000);
-    gate.release();
-    expect((await first).body).toBe('only');
+    expect(await finish()).toEqual(['/first']);
     // the slot is free again and the next request is served; the abandoned one never was
     const next = request(d.port, { path: '/next' });
     await waitUntil(() => gate.held() === 1);
     gate.release();
     expect((await next).body).toBe('only');
-    expect(b.seen.map((s) => s.url)).toEqual(['/first', '/next']);
-  }, 30_000);
-
-  it('with queue size 0 a request finding every backend full gets 503 backend_saturated at once', async () => {
-    const b = await backend('only');
-    const gate = gated(b);
-    const d = await drover(one(b, ''));
-    const first = request(d.port, { path: '/first' });
-    await waitUntil(() => gate.held() === 1);
-    const r = await request(d.port, { path: '/second' });
-    expect(r.status).toBe(503);
-    expect(JSON.parse(r.body)).toEqual({ error: 'backend_saturated', service: 'web' });
-    gate.release();
-    expect((await first).body).toBe('only');
-    expect(b.seen.map((s) => s.url)).toEqual(['/first']);
+    expect((await finish()).slice(1)).toEqual(['/next']);
   }, 30_000);
 });
 
