@@ -12,8 +12,8 @@
  * draw wins, and picks spread exactly by weight.)
  *
  * where `latency` is the backend's peak-sensitive moving average of time to response headers
- * (`latency.ts`, decay 10 s), raised to the time since the backend last made progress while it
- * has requests in flight (so a backend that stalls is avoided during the stall, not only after
+ * (`latency.ts`, decay 10 s), raised to the time since the backend last answered while requests
+ * wait for its answer (so a backend that stalls is avoided during the stall, not only after
  * its stalled requests come back). Unlike least_conn and p2c this sees a backend that is slow
  * but not yet full (GC pauses, a noisy neighbour).
  *
@@ -65,7 +65,7 @@ class EwmaPolicy implements Policy {
       if (Number.isNaN(this.median)) this.median = medianLatency(this.weights.candidates, now, this.scratch) ?? NEUTRAL_LATENCY_MS;
       latency = this.median;
     }
-    if (b.inflight > 0) {
+    if (b.latency.waiting > 0) {
       const waited = now - b.latency.progressAt;
       if (waited > latency) latency = waited;
     }

@@ -34,14 +34,30 @@ export class PeakEwma {
   /** false until the first sample: a fresh backend is priced at its service's median instead */
   sampled = false;
   /**
-   * Clock time the backend last made progress: its last response, or the moment it went from
-   * idle to busy. While requests are in flight, `now - progressAt` is a lower bound of what the
-   * next response will take, so a backend that stalls looks slow before any stalled request ends.
+   * Clock time the backend last made progress: its last response headers, or the moment a
+   * request was sent to it while none was waiting for headers. While requests wait (`waiting`),
+   * `now - progressAt` is a lower bound of what the next answer will take, so a backend that
+   * stalls looks slow before any stalled request comes back. (Requests streaming a body after
+   * their headers do not count: a long download is not a stall.)
    */
   progressAt = 0;
+  /** requests sent to the backend that have not had their response headers (or failed) yet */
+  waiting = 0;
 
-  /** Feeds one sample of `rttMs` observed at `now`. */
+  /** A request was sent at `now`; it waits for headers until `observe` or `abandon`. */
+  sent(now: number): void {
+    if (this.waiting === 0) this.progressAt = now;
+    this.waiting++;
+  }
+
+  /** A request that was `sent` ended without a sample (the client left, a stale connection). */
+  abandon(): void {
+    if (this.waiting > 0) this.waiting--;
+  }
+
+  /** Feeds one sample of `rttMs` observed at `now` (ends one `sent` request's wait). */
   observe(rttMs: number, now: number): void {
+    if (this.waiting > 0) this.waiting--;
     const rtt = rttMs > 0 ? rttMs : 0;
     if (!this.sampled) {
       this.cost = rtt;
@@ -53,11 +69,6 @@ export class PeakEwma {
       this.cost = rtt > decayed ? rtt : decayed + rtt * (1 - w);
     }
     this.stamp = now;
-    this.progressAt = now;
-  }
-
-  /** The backend had nothing in flight and now has: progress is measured from here. */
-  busy(now: number): void {
     this.progressAt = now;
   }
 

@@ -41,12 +41,18 @@ describe('PeakEwma', () => {
     expect(e.value(1000 + 3 * EWMA_DECAY_MS)).toBeCloseTo(100 / Math.E ** 3, 9);
   });
 
-  it('progress: a sample or going busy moves progressAt', () => {
+  it('progress: counts requests waiting for headers; the first sent and every answer move progressAt', () => {
     const e = new PeakEwma();
-    e.busy(50);
-    expect(e.progressAt).toBe(50);
+    e.sent(50);
+    e.sent(60); // a second waiter does not reset the clock of the first
+    expect([e.waiting, e.progressAt]).toEqual([2, 50]);
     e.observe(3, 70);
-    expect(e.progressAt).toBe(70);
+    expect([e.waiting, e.progressAt]).toEqual([1, 70]);
+    e.abandon();
+    e.abandon(); // never below 0
+    expect(e.waiting).toBe(0);
+    e.sent(90);
+    expect([e.waiting, e.progressAt]).toEqual([1, 90]);
   });
 });
 
@@ -160,7 +166,6 @@ describe('ewma policy', () => {
     const [a, b] = [backend('a', 1), backend('b', 4)];
     a.latency.observe(10, 0);
     b.latency.observe(10, 0);
-    for (const x of [a, b]) x.latency.busy(0);
     const p = ewma.create({ random: mulberry32(5), clock: () => 0 });
     p.rebuild([a, b]);
     // a: 10 x (1/1 + 1) = 20; b: 10 x (3/4 + 1) = 17.5: b, although it has more in flight
@@ -171,16 +176,16 @@ describe('ewma policy', () => {
     for (let i = 0; i < 20; i++) expect(p.pick(ctx)).toBe(a);
   });
 
-  it('avoids a backend that has made no progress for longer than its latency (a stall)', () => {
+  it('avoids a backend whose requests have waited for headers longer than its latency (a stall)', () => {
     let now = 0;
     const [a, b] = [backend('a'), backend('b')];
     a.latency.observe(5, 0);
     b.latency.observe(5, 0);
     const p = ewma.create({ random: mulberry32(9), clock: () => now });
     p.rebuild([a, b]);
-    // both have one request in flight since t=0; a answers at t=1000, b does not
+    // both were sent a request at t=0; a answers at t=1000 (and streams its body on), b does not
     for (const x of [a, b]) {
-      x.latency.busy(0);
+      x.latency.sent(0);
       x.inflight = 1;
     }
     now = 1000;
@@ -188,5 +193,11 @@ describe('ewma policy', () => {
     // b's estimate is still 5 ms, but it has held a request for 200 ms: it looks 200 ms slow
     now = 1200;
     for (let i = 0; i < 20; i++) expect(p.pick(ctx)).toBe(a);
+    // a request streaming its body after the headers is no stall: once both answered at the same
+    // time, with one response each still streaming, they are even again
+    a.latency.sent(now);
+    a.latency.observe(5, now);
+    b.latency.observe(5, now);
+    expect(new Set(Array.from({ length: 40 }, () => p.pick(ctx)))).toEqual(new Set([a, b]));
   });
 });

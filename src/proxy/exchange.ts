@@ -170,6 +170,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
     this.backend = backend;
     backend.requests++;
     this.attemptAt = performance.now();
+    this.svc.attemptSent(backend);
     const up = upstreamOf(backend, this.svc.config.timeouts);
     let body: LazyBody | Buffer | null = null;
     if (this.withBody) {
@@ -195,7 +196,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
       );
     } catch (err) {
       // undici validates synchronously (e.g. a header value it refuses): the request is bad
-      this.attemptAt = NaN;
+      this.settleAttempt('none');
       this.backend = undefined;
       this.svc.release(backend);
       this.fail(400, undefined, `rejected: ${(err as Error).message}`);
@@ -210,7 +211,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, _headers: unknown, statusMessage?: string): void {
     if (statusCode < 200) return; // 1xx informational: Node answers 100-continue itself
     this.responseStarted = true;
-    this.recordLatency(statusCode < 500);
+    this.settleAttempt(statusCode < 500 ? 'ok' : 'failed');
     this.status = statusCode;
     const raw = (controller.rawHeaders ?? []) as (Buffer | string)[];
     const headers = downstreamResponseHeaders(raw);
@@ -268,7 +269,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
       // A kept-alive connection the backend closed just as this request went out on it: not
       // the backend's fault and nothing was answered. Replayed to the same backend, uncounted.
       this.staleReplays++;
-      this.attemptAt = NaN; // not a sample: the backend never saw this request
+      this.settleAttempt('none'); // not a sample: the backend never saw this request
       this.body = undefined;
       this.svc.counters.retry();
       this.attempt(backend);
@@ -281,7 +282,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
       backend.failures++;
       this.svc.backendCounters(backend).upstreamError(c.kind);
       this.svc.report(backend, { ok: false, kind: c.kind, detail });
-      this.recordLatency(false);
+      this.settleAttempt('failed');
     }
     if (this.responseStarted) {
       // Headers are out: the only honest signal left is a truncated response.
@@ -332,11 +333,11 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
     return this.svc.takeRetry();
   }
 
-  /** Feeds this attempt's time so far into its backend's latency estimate, once per attempt. */
-  private recordLatency(ok: boolean): void {
+  /** Ends the current attempt's wait for headers, once, telling its backend's latency estimate. */
+  private settleAttempt(outcome: 'ok' | 'failed' | 'none'): void {
     const backend = this.backend;
     if (backend === undefined || Number.isNaN(this.attemptAt)) return;
-    this.svc.observeLatency(backend, performance.now() - this.attemptAt, ok);
+    this.svc.attemptSettled(backend, performance.now() - this.attemptAt, outcome);
     this.attemptAt = NaN;
   }
 
@@ -371,6 +372,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
     if (this.finished) return;
     this.finished = true;
     const backend = this.backend;
+    this.settleAttempt('none'); // still waiting for headers: the client left first
     this.body?.detach();
     this.bytesIn += this.body?.bytes ?? 0;
     const status = this.clientGone && !this.responseStarted ? 499 : this.status;

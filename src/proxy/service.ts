@@ -126,7 +126,6 @@ export class ServiceEntry implements ServiceRuntime {
   }
 
   acquire(backend: Backend): void {
-    if (backend.inflight === 0) backend.latency.busy(this.pool.clock());
     backend.inflight++;
   }
 
@@ -140,9 +139,17 @@ export class ServiceEntry implements ServiceRuntime {
     return this.queue?.remove(w) ?? false;
   }
 
-  observeLatency(backend: Backend, ms: number, ok: boolean): void {
+  attemptSent(backend: Backend): void {
+    backend.latency.sent(this.pool.clock());
+  }
+
+  attemptSettled(backend: Backend, ms: number, outcome: 'ok' | 'failed' | 'none'): void {
+    if (outcome === 'none') {
+      backend.latency.abandon();
+      return;
+    }
     const now = this.pool.clock();
-    const sample = ok ? ms : failurePenalty(ms, medianLatency(this.pool.candidates(), now, this.scratch));
+    const sample = outcome === 'ok' ? ms : failurePenalty(ms, medianLatency(this.pool.candidates(), now, this.scratch));
     backend.latency.observe(sample, now);
   }
 

@@ -67,11 +67,14 @@ export interface ServiceRuntime {
   release(backend: Backend): void;
   /** The waiter's client went away: out of the queue at once (true if it was waiting). */
   leaveQueue(w: Waiter): boolean;
+  /** An attempt was sent to `backend`: it waits for response headers (the EWMA's stall signal). */
+  attemptSent(backend: Backend): void;
   /**
-   * One attempt's latency to response headers (or until it failed), in ms, for the backend's
-   * peak EWMA; `ok` false (connect error, reset, timeout, 5xx) feeds a penalty instead.
+   * An attempt sent to `backend` got its response headers (`ok`), failed (`failed`: connect
+   * error, reset, timeout, 5xx; a penalty sample) or ended without telling anything about the
+   * backend (`none`: the client left, a stale connection); `ms` since it was sent.
    */
-  observeLatency(backend: Backend, ms: number, ok: boolean): void;
+  attemptSettled(backend: Backend, ms: number, outcome: 'ok' | 'failed' | 'none'): void;
 }
 
 /** One entry of the access log; built only when the access log is on. */
