@@ -112,11 +112,6 @@ export class WaitQueue {
     }
   }
 
-  /** Times out every waiter (shutdown or a service gone): each is answered, none is lost. */
-  expireAll(): void {
-    while (this.head !== undefined) this.expire(this.head);
-  }
-
   private expire(node: Node): void {
     if (!this.nodes.has(node.waiter)) return;
     this.unlink(node);
