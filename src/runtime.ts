@@ -298,7 +298,13 @@ export class Runtime implements AdminModel {
   services(): ServiceView[] {
     const order = new Map(this.config.services.map((s, i) => [s.name, i]));
     const entries = [...this.entries.values()].sort((a, b) => (order.get(a.name) ?? 1e9) - (order.get(b.name) ?? 1e9) || a.name.localeCompare(b.name));
-    return entries.map((e) => ({ name: e.name, balancer: e.config.balancer, panic: e.pool.panic, backends: e.pool.backends().map((b) => this.view(e, b)) }));
+    return entries.map((e) => ({
+      name: e.name,
+      balancer: e.config.balancer,
+      panic: e.pool.panic,
+      ...(e.config.maxConns > 0 ? { queue_depth: e.queueDepth } : {}),
+      backends: e.pool.backends().map((b) => this.view(e, b)),
+    }));
   }
 
   private view(entry: ServiceEntry, b: Backend): BackendView {

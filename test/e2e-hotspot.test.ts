@@ -205,6 +205,8 @@ routes: [{match: {path_prefix: /}, service: web}]
       await waitUntil(async () => (await queueDepth(d)) === i);
     }
     expect(b.seen.map((s) => s.url)).toEqual(['/r0']);
+    const api = (await (await fetch(`http://127.0.0.1:${d.adminPort}/api/services`)).json()) as { services: { name: string; queue_depth?: number }[] };
+    expect(api.services.find((s) => s.name === 'web')?.queue_depth).toBe(5);
     for (let i = 1; i <= 5; i++) {
       gate.release();
       await waitUntil(() => gate.held() === 1);

@@ -72,6 +72,8 @@ export interface ServiceView {
   balancer: string;
   /** true while fewer than `panic_threshold`% of backends are healthy and all non-draining ones are used */
   panic?: boolean;
+  /** requests waiting for a slot below `max_conns` now; only for a service with `max_conns` */
+  queue_depth?: number;
   backends: BackendView[];
 }
 

@@ -135,6 +135,11 @@ export class ServiceEntry implements ServiceRuntime {
     if (q !== undefined && q.length > 0) q.drain();
   }
 
+  /** Requests waiting in the queue now. */
+  get queueDepth(): number {
+    return this.queue?.length ?? 0;
+  }
+
   leaveQueue(w: Waiter): boolean {
     return this.queue?.remove(w) ?? false;
   }
