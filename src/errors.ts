@@ -38,10 +38,19 @@ export interface ConfigIssue {
   readonly path: string;
   readonly message: string;
   readonly code: ErrorCode;
+  /**
+   * Set for shared config read from etcd: the key whose value is at fault. `file` is then that
+   * key too and `line`/`col` are positions inside the value.
+   */
+  readonly key?: string | undefined;
 }
 
-/** Formats an issue the way `drover check` and `drover start` print it. */
+/**
+ * Formats an issue the way `drover check` and `drover start` print it: `FILE:LINE:COL: path:
+ * message`, or `KEY: path: message` for a value read from etcd.
+ */
 export function formatIssue(issue: ConfigIssue): string {
+  if (issue.key !== undefined) return `${issue.key}: ${issue.path === '' ? '(root)' : issue.path}: ${issue.message}`;
   return `${issue.file}:${issue.line}:${issue.col}: ${issue.path === '' ? '(root)' : issue.path}: ${issue.message}`;
 }
 

@@ -11,7 +11,7 @@ import type { MemberSpec } from '../routing/types.js';
 import { HealthMonitor } from '../health/monitor.js';
 import { HealthStore } from '../health/store.js';
 import type { HealthTransition } from '../health/types.js';
-import type { AdminModel, BackendView, CheckView, EventView, RouteView, ServiceView } from './admin/model.js';
+import type { AdminModel, BackendView, CheckView, ConfigSourcesView, EventView, RouteView, ServiceView } from './admin/model.js';
 import { checkView, routeViews } from './admin/views.js';
 import { startAdminServer } from './admin/server.js';
 import type { DroverConfig, ServiceConfig } from './config/types.js';
@@ -27,6 +27,7 @@ import { ServiceDirectory, STATIC_SOURCE } from './registry/directory.js';
 import { createRegistries, registriesKey } from './registry/create.js';
 import type { Registry } from './registry/types.js';
 import { redactConfig } from './config/redact.js';
+import { describeConfig } from './config/shared.js';
 
 /** A backend's latency estimate for the admin API: ms, one decimal; null without a sample. */
 function latencyView(b: Backend, now: number): number | null {
@@ -51,6 +52,8 @@ export interface RuntimeOptions {
   readonly serve?: boolean | undefined;
   /** called after any pool's members, availability, draining or weights changed (cluster primary) */
   readonly onPoolChange?: (() => void) | undefined;
+  /** an extra condition of `/readyz` (the shared config read from etcd once); default always true */
+  readonly readyWhen?: (() => boolean) | undefined;
 }
 
 /** A started drover. */
@@ -61,6 +64,7 @@ export class Runtime implements AdminModel {
   readonly monitor: HealthMonitor;
   readonly onPoolChange: (() => void) | undefined;
   private readonly serve: boolean;
+  private readonly readyWhen: () => boolean;
   private readonly directory: ServiceDirectory;
   private readonly entries = new Map<string, ServiceEntry>();
   private readonly eventLog: EventView[] = [];
@@ -81,6 +85,7 @@ export class Runtime implements AdminModel {
     this.accessLog = options.accessLog;
     this.serve = options.serve ?? true;
     this.onPoolChange = options.onPoolChange;
+    this.readyWhen = options.readyWhen ?? (() => true);
     this.store = new HealthStore({
       availability: { setAvailable: (service, id, available) => this.entries.get(service)?.pool.setAvailable(id, available) },
       transitions: { onTransition: (t) => this.onTransition(t) },
@@ -298,11 +303,13 @@ export class Runtime implements AdminModel {
   services(): ServiceView[] {
     const order = new Map(this.config.services.map((s, i) => [s.name, i]));
     const entries = [...this.entries.values()].sort((a, b) => (order.get(a.name) ?? 1e9) - (order.get(b.name) ?? 1e9) || a.name.localeCompare(b.name));
+    const origin = this.config.origin?.services;
     return entries.map((e) => ({
       name: e.name,
       balancer: e.config.balancer,
       panic: e.pool.panic,
       ...(e.config.maxConns > 0 ? { queue_depth: e.queueDepth } : {}),
+      config_source: e.configured ? (origin?.[e.name] ?? 'file') : 'registry',
       backends: e.pool.backends().map((b) => this.view(e, b)),
     }));
   }
@@ -339,11 +346,21 @@ export class Runtime implements AdminModel {
   }
 
   ready(): boolean {
-    return !this.stopping && this.directory.ready();
+    return !this.stopping && this.directory.ready() && this.readyWhen();
   }
 
   effectiveConfig(): unknown {
-    return redactConfig(this.config);
+    return redactConfig(describeConfig(this.config));
+  }
+
+  configSources(): ConfigSourcesView {
+    const etcd = this.config.origin?.etcd;
+    const routes = this.config.origin?.routes ?? [];
+    return {
+      file: this.config.file,
+      etcd: etcd === undefined ? null : { prefix: etcd.prefix, revision: etcd.revision },
+      routes: { file: this.config.routes.length - routes.filter((r) => r === 'etcd').length, etcd: routes.filter((r) => r === 'etcd').length },
+    };
   }
 
   events(): EventView[] {

@@ -74,7 +74,19 @@ export interface ServiceView {
   panic?: boolean;
   /** requests waiting for a slot below `max_conns` now; only for a service with `max_conns` */
   queue_depth?: number;
+  /** where its settings came from: the local `file`, the shared config in `etcd`, or defaults for a `registry`-only service */
+  config_source?: 'file' | 'etcd' | 'registry';
   backends: BackendView[];
+}
+
+/** Where the config in force came from, for the dashboard. */
+export interface ConfigSourcesView {
+  /** the local config file (absolute path) */
+  file: string;
+  /** the shared config in etcd in force, with the revision it was read at; null when none */
+  etcd: { prefix: string; revision: string } | null;
+  /** how many routes came from each */
+  routes: { file: number; etcd: number };
 }
 
 /** One event of the events list: a backend state change, a registry change, or a config reload. */
@@ -115,4 +127,6 @@ export interface AdminModel {
    * (at most 10 each); undefined for an unknown service (optional: 404 without it).
    */
   checks?(service: string): { id: string; checks: CheckView[] }[] | undefined;
+  /** Where the config in force came from (optional: models without one show nothing). */
+  configSources?(): ConfigSourcesView;
 }

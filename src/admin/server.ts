@@ -61,7 +61,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
   let timer: NodeJS.Timeout | undefined;
 
   const streamPayload = (): string =>
-    `data: ${JSON.stringify({ services: opts.model.services(), events: opts.model.events() })}\n\n`;
+    `data: ${JSON.stringify({ services: opts.model.services(), events: opts.model.events(), config: opts.model.configSources?.() ?? null })}\n\n`;
 
   const pushAll = (): void => {
     if (streams.size === 0) return;

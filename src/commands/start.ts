@@ -16,6 +16,14 @@ import { Metrics } from '../metrics.js';
 import { fastPathStatus } from '../proxy/fast-path.js';
 import { Runtime } from '../runtime.js';
 import { ClusterPrimary, workerCount } from '../cluster/primary.js';
+import { mergeSharedConfig } from '../config/shared.js';
+import { SharedConfigSource } from '../shared-config.js';
+
+/**
+ * ms `start` waits for the first read of the shared config (etcd) before it binds: long enough
+ * for a reachable etcd to answer, short enough that an outage does not hold up the local config.
+ */
+const SHARED_FIRST_READ_MS = 3000;
 
 export interface StartOptions {
   readonly config: string;
@@ -59,6 +67,40 @@ export async function runStart(opts: StartOptions): Promise<number> {
     throw err;
   }
   installSafetyNets(logger);
+  const metrics = new Metrics();
+  // Shared config in etcd (registry.etcd.config_prefix): merged after the file's routes and services.
+  let local = config;
+  let started = false;
+  let reload: (trigger: string) => void = () => undefined;
+  const sharedLog = logger.child({ component: 'shared-config' });
+  const shared = new SharedConfigSource(sharedLog, {
+    changed: () => {
+      if (started) reload('etcd');
+    },
+    refused: (revision, issues) => {
+      metrics.configReload('failure');
+      sharedLog.error(
+        { trigger: 'etcd', revision, issues: issues.map(formatIssue), code: issues[0]?.code ?? 'E_CONFIG_INVALID' },
+        'shared config from etcd refused: the last good config keeps serving',
+      );
+    },
+  });
+  const merge = (base: DroverConfig): DroverConfig => {
+    const r = mergeSharedConfig(base, shared.current());
+    for (const name of r.shadowed) sharedLog.warn({ service: name }, `service "${name}" is defined in the file and in etcd: the file's settings win`);
+    return shared.followedPrefix() === undefined ? base : r.config;
+  };
+  await shared.sync(local);
+  if (!(await shared.waitFirst(SHARED_FIRST_READ_MS))) {
+    sharedLog.warn(
+      { code: 'E_REGISTRY_UNREACHABLE', prefix: shared.followedPrefix(), endpoints: local.registry.etcd?.endpoints, localRoutes: local.routes.length },
+      local.routes.length > 0
+        ? "shared config not read from etcd yet (unreachable?): serving the local file's routes; /readyz answers 503 until etcd answers"
+        : 'shared config not read from etcd yet (unreachable?): no routes until it is; /readyz answers 503 until etcd answers',
+    );
+  }
+  config = merge(local);
+  const startupShared = shared.current();
   const demos: DemoBackend[] = [];
   if (opts.demo === true) {
     for (const [name, port] of [
@@ -69,7 +111,6 @@ export async function runStart(opts: StartOptions): Promise<number> {
     }
     logger.info({ backends: demos.map((d) => `${d.name}@127.0.0.1:${d.port}`) }, 'demo backends started');
   }
-  const metrics = new Metrics();
   let accessLog: AccessLog | undefined = openAccessLog(config.accessLog);
   let runtime: Runtime;
   // workers > 1: this process keeps registries, health and admin; workers serve (src/cluster/).
@@ -80,6 +121,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
       logger,
       metrics,
       accessLog: accessLog?.write,
+      readyWhen: () => shared.ready(),
       ...(workers > 1 ? { serve: false, onPoolChange: () => cluster?.poolsChanged() } : {}),
     });
     if (workers > 1) {
@@ -93,15 +135,20 @@ export async function runStart(opts: StartOptions): Promise<number> {
     logger.fatal({ err, code: 'E_LISTEN_FAILED' }, 'could not start');
     process.stderr.write(`drover: could not start: ${(err as Error).message}\n`);
     await Promise.all(demos.map((d) => d.close()));
+    await shared.close();
     return 1;
   }
   logger.info({ listen: cluster?.listenAddresses() ?? runtime.listenAddresses(), admin: runtime.adminAddress(), config: file, workers, fastPath: fastPathStatus }, 'ready');
 
   let reloading: Promise<void> = Promise.resolve();
-  const reload = (trigger: string): void => {
+  // One path for every change, wherever it comes from (file, SIGHUP, etcd): the merged config is
+  // validated whole, then swapped in by Runtime.reload (pools, health and connections survive).
+  reload = (trigger: string): void => {
     reloading = reloading.then(async () => {
       try {
-        const next = await loadConfigFile(file);
+        const nextLocal = trigger === 'etcd' ? local : await loadConfigFile(file);
+        if (nextLocal !== local) await shared.sync(nextLocal);
+        const next = merge(nextLocal);
         if (next.accessLog !== config.accessLog) {
           accessLog?.flush();
           accessLog = openAccessLog(next.accessLog);
@@ -110,9 +157,10 @@ export async function runStart(opts: StartOptions): Promise<number> {
         await runtime.reload(next);
         cluster?.reload(next);
         config = next;
+        local = nextLocal;
         metrics.configReload('success');
         runtime.noteReload(true, `trigger: ${trigger}`);
-        logger.info({ trigger }, 'config reloaded');
+        logger.info({ trigger, ...(next.origin?.etcd === undefined ? {} : { etcdRevision: next.origin.etcd.revision }) }, 'config reloaded');
       } catch (err) {
         metrics.configReload('failure');
         const issues = err instanceof ConfigError ? err.issues.map(formatIssue) : [String(err)];
@@ -121,6 +169,9 @@ export async function runStart(opts: StartOptions): Promise<number> {
       }
     });
   };
+  started = true;
+  // A shared config that arrived while the listeners were being bound is applied now.
+  if (shared.current() !== startupShared) reload('etcd');
   const watcher = watchFile(file, () => reload('file'));
   process.on('SIGHUP', () => reload('SIGHUP'));
   process.on('SIGUSR1', () => {
@@ -140,6 +191,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
   logger.info({ signal, graceMs: config.shutdownGrace }, 'shutting down');
   watcher.close();
   await reloading;
+  await shared.close();
   await cluster?.shutdown(config.shutdownGrace);
   await runtime.shutdown(config.shutdownGrace);
   await Promise.all(demos.map((d) => d.close()));

@@ -15,6 +15,7 @@ import type { DroverConfig, ListenConfig, ListenerLimits, RouteConfig, ServiceCo
 import {
   configSchema,
   servicesFileMapSchema,
+  SERVICE_NAME_PATTERN,
   SERVICE_ONLY_KEYS,
   type HostPort,
   type ParsedConfig,
@@ -115,6 +116,70 @@ export function parseServicesFile(text: string, file: string): ServicesFileResul
   return { services: freezeDeep(services), issues: freezeDeep(sortIssues(issues)) };
 }
 
+/** One value of the shared config in etcd (contract section 9): its key and its YAML/JSON text. */
+export interface ConfigFragment {
+  readonly key: string;
+  readonly text: string;
+}
+
+/** A `services/<name>` value: one service's settings, as `services.<name>` of a file. */
+export interface ServiceFragment extends ConfigFragment {
+  readonly name: string;
+}
+
+/** Routes and services of shared-config fragments, validated and resolved exactly like a file's. */
+export interface FragmentsResult {
+  /** indexed from 0 in list order; a merge re-indexes them after the file's */
+  readonly routes: readonly RouteConfig[];
+  /** in the order given */
+  readonly services: readonly ServiceConfig[];
+  /** every problem of every fragment, each with its `key`; empty when all are valid */
+  readonly issues: readonly ConfigIssue[];
+}
+
+/**
+ * Validates shared-config fragments with the file's own schema: the routes value is what a file
+ * holds at `routes:` and each service value what it holds at `services.<name>` (`backends`
+ * optional). Issues carry the etcd key, the same dotted path a file would show (`routes.0.service`,
+ * `services.web.balancer`) and the line and column inside the value. Never throws.
+ */
+export function parseConfigFragments(routes: ConfigFragment | undefined, services: readonly ServiceFragment[]): FragmentsResult {
+  const issues: ConfigIssue[] = [];
+  const raw: { services: Record<string, unknown>; routes: unknown } = { services: {}, routes: [] };
+  let routesLocator: Locator | undefined;
+  const serviceLocators = new Map<string, Locator>();
+  if (routes !== undefined) {
+    const p = parseYaml(routes.text, routes.key, { skip: 1, key: routes.key });
+    issues.push(...p.issues);
+    routesLocator = p.locator;
+    if (p.issues.length === 0) raw.routes = p.raw ?? [];
+  }
+  for (const f of services) {
+    if (!SERVICE_NAME_PATTERN.test(f.name)) {
+      issues.push({ file: f.key, line: 0, col: 0, path: `services.${f.name}`, key: f.key, code: ErrorCodes.CONFIG_INVALID, message: `"${f.name}" is not a valid service name (letters, digits, ".", "_", "-"; starts with a letter or digit)` });
+      continue;
+    }
+    const p = parseYaml(f.text, f.key, { skip: 2, key: f.key });
+    issues.push(...p.issues);
+    serviceLocators.set(f.name, p.locator);
+    if (p.issues.length === 0) raw.services[f.name] = p.raw ?? {};
+  }
+  const r = configSchema.safeParse(raw, { reportInput: true });
+  if (!r.success) {
+    for (const zi of r.error.issues) {
+      const locator = zi.path[0] === 'routes' ? routesLocator : serviceLocators.get(String(zi.path[1]));
+      if (locator === undefined) {
+        issues.push({ file: '', line: 0, col: 0, path: zi.path.map(String).join('.'), code: ErrorCodes.CONFIG_INVALID, message: zi.message });
+        continue;
+      }
+      issues.push(...zodToIssues([zi], locator, [], configHints));
+    }
+  }
+  if (!r.success || issues.length > 0) return { routes: [], services: [], issues: freezeDeep(dedupe(issues)) };
+  const resolved = resolveConfig(r.data, '', process.cwd(), services.map((f) => f.name));
+  return freezeDeep({ routes: resolved.routes, services: resolved.services, issues: [] });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Analysis.
 
@@ -151,15 +216,16 @@ interface ParsedYaml {
   readonly locator: Locator;
 }
 
-function parseYaml(text: string, file: string): ParsedYaml {
+function parseYaml(text: string, file: string, fragment?: { skip: number; key: string }): ParsedYaml {
   const lineCounter = new LineCounter();
   // merge: true so `<<: *defaults` works as users of YAML anchors expect.
   const doc = parseDocument(text, { lineCounter, merge: true, prettyErrors: true });
-  const locator = new Locator(doc, lineCounter, file);
+  const locator = new Locator(doc, lineCounter, file, fragment?.skip, fragment?.key);
+  const keyed = fragment === undefined ? {} : { key: fragment.key };
   const issues = doc.errors.map((e): ConfigIssue => {
     const pos = e.linePos?.[0];
     const message = (e.message.split('\n')[0] ?? e.message).replace(/ at line \d+, column \d+:?$/, '');
-    return { file, line: pos?.line ?? 0, col: pos?.col ?? 0, path: '', message: `YAML syntax: ${message}`, code: ErrorCodes.CONFIG_SYNTAX };
+    return { file, line: pos?.line ?? 0, col: pos?.col ?? 0, path: '', message: `YAML syntax: ${message}`, code: ErrorCodes.CONFIG_SYNTAX, ...keyed };
   });
   if (issues.length > 0) return { doc, raw: undefined, issues, locator };
   let raw: unknown;
@@ -167,7 +233,7 @@ function parseYaml(text: string, file: string): ParsedYaml {
     raw = doc.toJS({ maxAliasCount: 1000 });
   } catch (err) {
     // e.g. an alias bomb ("excessive alias count")
-    issues.push(docIssue(file, ErrorCodes.CONFIG_SYNTAX, `YAML: ${err instanceof Error ? err.message : String(err)}`));
+    issues.push({ ...docIssue(file, ErrorCodes.CONFIG_SYNTAX, `YAML: ${err instanceof Error ? err.message : String(err)}`), ...keyed });
   }
   return { doc, raw, issues, locator };
 }
@@ -190,10 +256,17 @@ function docIssue(file: string, code: ErrorCode, message: string): ConfigIssue {
 
 /** Maps a data path to the line and column of its YAML node. */
 class Locator {
+  /**
+   * @param skip leading path segments that are not in this document (a shared-config value in
+   *   etcd holds what sits at `routes` or `services.NAME` of a file: 1 or 2 segments)
+   * @param key the etcd key the document came from, copied into every issue
+   */
   constructor(
     private readonly doc: Document,
     private readonly lines: LineCounter,
     readonly file: string,
+    private readonly skip = 0,
+    private readonly key?: string,
   ) {}
 
   /**
@@ -236,8 +309,8 @@ class Locator {
   }
 
   issue(at: readonly PathSeg[], which: 'value' | 'key', code: ErrorCode, message: string): ConfigIssue {
-    const { line, col } = this.position(at, which);
-    return { file: this.file, line, col, path: at.join('.'), message, code };
+    const { line, col } = this.position(at.slice(this.skip), which);
+    return { file: this.file, line, col, path: at.join('.'), message, code, ...(this.key === undefined ? {} : { key: this.key }) };
   }
 }
 
@@ -633,6 +706,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
               endpoints: etcd.endpoints,
               prefix: prefix.endsWith('/') ? prefix : `${prefix}/`,
               layout: etcd.layout,
+              ...(etcd.config_prefix === undefined ? {} : { configPrefix: etcd.config_prefix.endsWith('/') ? etcd.config_prefix : `${etcd.config_prefix}/` }),
               ...(etcd.username_env === undefined ? {} : { usernameEnv: etcd.username_env }),
               ...(etcd.password_env === undefined ? {} : { passwordEnv: etcd.password_env }),
               ...(etcd.tls === undefined

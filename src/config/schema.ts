@@ -407,6 +407,18 @@ function checkEtcdEndpoint(text: string): string | undefined {
   return undefined;
 }
 
+/** Members and shared config must live in disjoint key ranges, or each would read the other's keys. */
+function configPrefixOverlap(v: { prefix?: unknown; layout?: unknown; config_prefix?: unknown }): string | undefined {
+  if (typeof v.config_prefix !== 'string' || v.config_prefix === '') return undefined;
+  const slash = (p: string): string => (p.endsWith('/') ? p : `${p}/`);
+  const members = slash(typeof v.prefix === 'string' && v.prefix !== '' ? v.prefix : v.layout === 'traefik' ? 'traefik/' : '/drover/services/');
+  const shared = slash(v.config_prefix);
+  if (shared.startsWith(members) || members.startsWith(shared)) {
+    return `"${v.config_prefix}" overlaps the members prefix "${members}"; use a separate prefix such as /drover/config/`;
+  }
+  return undefined;
+}
+
 const etcdSchema = z
   .strictObject({
     endpoints: z
@@ -424,6 +436,11 @@ const etcdSchema = z
       .optional()
       .describe('key prefix (default /drover/services/ for layout drover, traefik/ for layout traefik); a trailing / is added'),
     layout: z.enum(['drover', 'traefik']).default('drover').describe('key layout (default drover)'),
+    config_prefix: z
+      .string()
+      .regex(/^[^\s]+$/, { error: 'must be a key prefix without spaces, e.g. /drover/config/' })
+      .optional()
+      .describe('shared config: `routes` and `services/<name>` under this prefix are merged after the file\'s own (e.g. /drover/config/; a trailing / is added)'),
     username_env: envName('environment variable holding the etcd user name').optional(),
     password_env: envName('environment variable holding the etcd password').optional(),
     tls: z
@@ -444,6 +461,8 @@ const etcdSchema = z
     if ((v.username_env === undefined) !== (v.password_env === undefined)) {
       ctx.addIssue({ code: 'custom', path: [], message: 'username_env and password_env go together' });
     }
+    const overlap = configPrefixOverlap(v);
+    if (overlap !== undefined) ctx.addIssue({ code: 'custom', path: ['config_prefix'], message: overlap });
   }, onAnyMap)
   .describe('etcd v3 registry');
 

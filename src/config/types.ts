@@ -104,6 +104,8 @@ export interface EtcdRegistryConfig {
   readonly prefix: string;
   /** default drover */
   readonly layout: 'drover' | 'traefik';
+  /** shared config (`routes`, `services/<name>`) under this prefix; always ends with `/`; unset: none */
+  readonly configPrefix?: string | undefined;
   readonly usernameEnv?: string | undefined;
   readonly passwordEnv?: string | undefined;
   readonly tls?: { readonly ca?: string | undefined; readonly cert?: string | undefined; readonly key?: string | undefined } | undefined;
@@ -134,7 +136,19 @@ export interface DroverConfig {
     readonly file?: string | undefined;
     readonly etcd?: EtcdRegistryConfig | undefined;
   };
-  /** services in file order */
+  /** services in file order (then shared ones from etcd) */
   readonly services: readonly ServiceConfig[];
   readonly routes: readonly RouteConfig[];
+  /** where routes and services came from; absent: all from the file (no shared config) */
+  readonly origin?: ConfigOrigin | undefined;
+}
+
+/** Where the config in force came from (shared config in etcd, contract section 9). */
+export interface ConfigOrigin {
+  /** source of each route, by position in `routes` */
+  readonly routes: readonly ('file' | 'etcd')[];
+  /** source of each service, by name */
+  readonly services: Readonly<Record<string, 'file' | 'etcd'>>;
+  /** the shared config in force: its prefix and the etcd revision it was read at */
+  readonly etcd?: { readonly prefix: string; readonly revision: string } | undefined;
 }

@@ -206,6 +206,9 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string, onLate?: (value
   });
 }
 
+/** One event of a watch response. */
+export type WatchEvent = NonNullable<IWatchResponse['events']>[number];
+
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -214,7 +217,7 @@ function message(err: unknown): string {
 export class EtcdRegistry implements Registry {
   readonly source = ETCD_SOURCE;
 
-  private readonly log: Logger;
+  protected readonly log: Logger;
   private readonly backoff: Backoff;
   private readonly callTimeoutMs: number;
   private readonly abort = new AbortController();
@@ -232,7 +235,7 @@ export class EtcdRegistry implements Registry {
   private closed = false;
 
   constructor(
-    private readonly config: EtcdRegistryConfig,
+    protected readonly config: EtcdRegistryConfig,
     logger: Logger,
     private readonly options: EtcdRegistryOptions = {},
   ) {
@@ -246,8 +249,21 @@ export class EtcdRegistry implements Registry {
    * for a local problem (an unreadable TLS file), never because etcd is unreachable.
    */
   async start(sink: RegistrySink): Promise<void> {
-    if (this.loop !== undefined) throw new Error('EtcdRegistry already started');
     this.sink = sink;
+    await this.open();
+  }
+
+  /**
+   * The key range this follows. Subclasses that follow another prefix with the same list/watch
+   * loop (the shared config: `./etcd-config.ts`) override it with the hooks below.
+   */
+  protected watchedPrefix(): string {
+    return this.config.prefix;
+  }
+
+  /** Connects and starts the list/watch loop (what `start` does once it has a sink). */
+  protected async open(): Promise<void> {
+    if (this.loop !== undefined) throw new Error('EtcdRegistry already started');
     const conn = await resolveEtcdConnection(this.config, this.options.env);
     for (const w of conn.warnings) this.log.warn({ code: ErrorCodes.REGISTRY_UNREACHABLE }, w);
     this.client = createEtcdClient({
@@ -302,35 +318,43 @@ export class EtcdRegistry implements Registry {
   private async list(): Promise<void> {
     const client = this.requireClient();
     const res = await withTimeout(
-      client.getAll().prefix(this.config.prefix).exec(),
+      client.getAll().prefix(this.watchedPrefix()).exec(),
       this.callTimeoutMs * 2,
       'etcd list',
     );
     if (this.closed) return;
     const revision = BigInt(res.header.revision);
     const kvs = res.kvs.map((kv) => [kv.key.toString('utf8'), kv.value.toString('utf8')] as const);
+    this.lastRevision = revision;
+    this.highestTerm = BigInt(res.header.raft_term);
+    this.applyList(kvs, revision, this.synced);
+    this.synced = true;
+    this.setConnected(true);
+  }
+
+  /**
+   * A full list at `revision` succeeded: replace everything known (members: the sink diffs).
+   * `resync`: not the first list (after compaction, a wiped store, an auth token refresh).
+   */
+  protected applyList(kvs: readonly (readonly [string, string])[], revision: bigint, resync: boolean): void {
     const { model, services, invalid } = assembleKeyspace(this.config.layout, this.config.prefix, kvs, ETCD_SOURCE);
     const sink = this.requireSink();
     this.model = model;
-    this.lastRevision = revision;
-    this.highestTerm = BigInt(res.header.raft_term);
     this.safely(() => {
       for (const i of invalid) sink.invalidEntry(ETCD_SOURCE, i.key, i.reason);
       sink.replaceAll(ETCD_SOURCE, services);
-      if (this.synced) sink.countEvent(ETCD_SOURCE, 'resync');
+      if (resync) sink.countEvent(ETCD_SOURCE, 'resync');
       else sink.markSynced(ETCD_SOURCE);
     });
     const count = [...services.values()].reduce((n, l) => n + l.length, 0);
-    this.log.info({ revision: String(revision), services: services.size, members: count, resync: this.synced }, 'etcd prefix listed');
-    this.synced = true;
-    this.setConnected(true);
+    this.log.info({ revision: String(revision), services: services.size, members: count, resync }, 'etcd prefix listed');
   }
 
   /** Watches from lastRevision + 1 until the stream ends; never rejects once the stream exists. */
   private async watch(): Promise<WatchEnd> {
     const client = this.requireClient();
     const stream = await withTimeout(client.watchClient.watch(), this.callTimeoutMs, 'etcd watch stream', (late) => late.cancel());
-    const range = Range.prefix(this.config.prefix);
+    const range = Range.prefix(this.watchedPrefix());
     return new Promise<WatchEnd>((resolve) => {
       let settled = false;
       const finish = (end: WatchEnd): void => {
@@ -396,9 +420,28 @@ export class EtcdRegistry implements Registry {
       this.log.info({ from: String(this.lastRevision + 1n) }, 'etcd watch established');
       return undefined;
     }
+    const events = res.events ?? [];
+    if (events.length > 0) this.applyEvents(events);
+    for (const ev of events) {
+      const rev = BigInt(ev.kv.mod_revision);
+      if (rev > this.lastRevision) this.lastRevision = rev;
+    }
+    // A response without events is a progress notification: everything up to its header
+    // revision has been delivered. With events, resume after the last one only.
+    if (events.length === 0) {
+      const rev = BigInt(res.header.revision);
+      if (rev > this.lastRevision) this.lastRevision = rev;
+    }
+    return undefined;
+  }
+
+  /**
+   * The events of one watch response, in order. etcd delivers every event of one revision (a
+   * transaction) in the same response, so a subclass that must apply a change whole can do it here.
+   */
+  protected applyEvents(events: readonly WatchEvent[]): void {
     const model = this.requireModel();
     const sink = this.requireSink();
-    const events = res.events ?? [];
     for (const ev of events) {
       const key = ev.kv.key.toString('utf8');
       const effects: ModelEffect[] =
@@ -411,16 +454,7 @@ export class EtcdRegistry implements Registry {
           else sink.invalidEntry(ETCD_SOURCE, e.key, e.reason);
         }
       });
-      const rev = BigInt(ev.kv.mod_revision);
-      if (rev > this.lastRevision) this.lastRevision = rev;
     }
-    // A response without events is a progress notification: everything up to its header
-    // revision has been delivered. With events, resume after the last one only.
-    if (events.length === 0) {
-      const rev = BigInt(res.header.revision);
-      if (rev > this.lastRevision) this.lastRevision = rev;
-    }
-    return undefined;
   }
 
   /**
@@ -442,12 +476,17 @@ export class EtcdRegistry implements Registry {
     if (this.connected === connected) return;
     this.connected = connected;
     if (connected) this.warnedUnreachable = false;
+    this.reportConnected(connected);
+  }
+
+  /** The connection went up or down (members: `drover_registry_connected{source="etcd"}`). */
+  protected reportConnected(connected: boolean): void {
     const sink = this.sink;
     if (sink !== undefined) this.safely(() => sink.setConnected(ETCD_SOURCE, connected));
   }
 
-  /** A throwing sink is a bug elsewhere; log it rather than let it stop the registry. */
-  private safely(fn: () => void): void {
+  /** A throwing sink (or a subclass's handler) is a bug elsewhere; log it rather than let it stop the loop. */
+  protected safely(fn: () => void): void {
     try {
       fn();
     } catch (err) {
