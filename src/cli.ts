@@ -7,6 +7,7 @@ import { addStartCommand } from './commands/start.js';
 import { addStatusCommand } from './commands/status.js';
 import { addCheckCommand } from './commands/check.js';
 import { addRegisterCommand } from './commands/register.js';
+import { addConfigCommand } from './commands/config.js';
 
 /** Runs the CLI with `argv` (without node and the script path). Sets `process.exitCode`. */
 export async function main(argv: readonly string[]): Promise<void> {
@@ -19,6 +20,7 @@ export async function main(argv: readonly string[]): Promise<void> {
   addCheckCommand(program);
   addStatusCommand(program);
   addRegisterCommand(program);
+  addConfigCommand(program);
   try {
     await program.parseAsync([...argv], { from: 'user' });
   } catch (err) {
