@@ -175,7 +175,11 @@ export function parseConfigFragments(routes: ConfigFragment | undefined, service
       issues.push(...zodToIssues([zi], locator, [], configHints));
     }
   }
-  if (!r.success || issues.length > 0) return { routes: [], services: [], issues: freezeDeep(dedupe(issues)) };
+  if (!r.success || issues.length > 0) {
+    // by key, then position in the value (schema order would mix keys)
+    const ordered = dedupe(issues).sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line || a.col - b.col));
+    return { routes: [], services: [], issues: freezeDeep(ordered) };
+  }
   const resolved = resolveConfig(r.data, '', process.cwd(), services.map((f) => f.name));
   return freezeDeep({ routes: resolved.routes, services: resolved.services, issues: [] });
 }
