@@ -223,8 +223,25 @@ function canonical(text: string): string {
   return stringify(doc.toJS({ maxAliasCount: 1000 }) ?? null).replace(/\n$/, '');
 }
 
-/** `-`/`+`/` ` lines from a longest-common-subsequence diff (values are small). */
+/**
+ * `-`/`+`/` ` lines: common leading and trailing lines kept as context, a longest-common-
+ * subsequence diff of what is between (values are small). Trimming the common tail first makes
+ * a route inserted before unchanged ones show as an insertion, as git would show it.
+ */
 function lineDiff(a: readonly string[], b: readonly string[]): string[] {
+  let tail = 0;
+  while (tail < a.length && tail < b.length && a[a.length - 1 - tail] === b[b.length - 1 - tail]) tail++;
+  let head = 0;
+  while (head < a.length - tail && head < b.length - tail && a[head] === b[head]) head++;
+  const context = (lines: readonly string[]): string[] => lines.map((l) => `  ${l}`);
+  return [
+    ...context(a.slice(0, head)),
+    ...lcsDiff(a.slice(head, a.length - tail), b.slice(head, b.length - tail)),
+    ...context(a.slice(a.length - tail)),
+  ];
+}
+
+function lcsDiff(a: readonly string[], b: readonly string[]): string[] {
   const n = a.length;
   const m = b.length;
   const lcs: number[][] = Array.from({ length: n + 1 }, () => new Array<number>(m + 1).fill(0));
