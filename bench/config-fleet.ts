@@ -1,0 +1,235 @@
+/**
+ * Config-revision-to-fleet latency: from the moment a new route is written to etcd to the moment
+ * EVERY instance of a fleet of three serves it. Side by side in one run:
+ *
+ * - drover: three `bin/drover` processes with `registry.etcd.config_prefix` (no routes of their
+ *   own); a trial puts a new `routes` value (one more route) and polls all three until each
+ *   answers the new path from the new backend;
+ * - nginx, the confd way: three nginx masters, each with its own confd-like watcher (an etcd
+ *   watch on the same key in this process) that regenerates the `location` blocks from the value
+ *   and sends SIGHUP (`nginx -s reload`); polled the same way.
+ *
+ * The clock starts before the put is sent. Polls use a fresh connection each (nginx closes
+ * keep-alive connections of reloaded workers). 100 trials each (TRIALS=n to change).
+ * Run: `npm run build && node dist/bench/config-fleet.js`. Figures from a loaded or shared
+ * machine are not results: rerun on a quiet one.
+ */
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import type { Etcd3 } from 'etcd3';
+import {
+  freePort,
+  getBody,
+  hostInfo,
+  nginxAvailable,
+  percentile,
+  runBench,
+  sleep,
+  startBackendFarm,
+  startDrover,
+  startEtcd,
+  table,
+  tempDir,
+  waitFor,
+  writeResult,
+  type BenchDrover,
+} from './lib/etcd-env.js';
+
+const TRIALS = Number(process.env['TRIALS'] ?? 100);
+const INSTANCES = 3;
+/** Longest a single trial may take before it counts as failed (ms). */
+const TRIAL_TIMEOUT_MS = 5000;
+/** Pause between trials, ms. */
+const GAP_MS = 50;
+
+interface Summary {
+  readonly fleet: string;
+  readonly trials: number;
+  readonly failed: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+function summarise(fleet: string, samples: readonly number[], failed: number): Summary {
+  const r = (x: number): number => Math.round(x * 10) / 10;
+  return { fleet, trials: samples.length + failed, failed, p50: r(percentile(samples, 50)), p90: r(percentile(samples, 90)), p99: r(percentile(samples, 99)), max: r(Math.max(...samples)) };
+}
+
+/** Polls one instance until `urlPath` answers `want`; ms since `start`, or undefined on timeout. */
+async function servedAt(port: number, urlPath: string, want: string, start: number): Promise<number | undefined> {
+  while (performance.now() - start < TRIAL_TIMEOUT_MS) {
+    if ((await getBody(port, urlPath)).body === want) return performance.now() - start;
+  }
+  return undefined;
+}
+
+/** Runs the trials against a fleet: `write(i)` announces route `/t<i>`; resolves the per-trial "all serving" times. */
+async function trials(ports: readonly number[], write: (i: number) => Promise<unknown>): Promise<{ samples: number[]; failed: number }> {
+  const samples: number[] = [];
+  let failed = 0;
+  for (let i = 0; i < TRIALS; i++) {
+    const start = performance.now();
+    const written = write(i);
+    const each = await Promise.all(ports.map((p) => servedAt(p, `/t${i}`, 'new', start)));
+    await written;
+    if (each.some((t) => t === undefined)) failed++;
+    else samples.push(Math.max(...(each as number[])));
+    await sleep(GAP_MS);
+  }
+  return { samples, failed };
+}
+
+/** The routes value for trial `i`: routes /t0../t<i> to `fresh`, everything else to `base`. */
+function routesYaml(i: number): string {
+  const lines: string[] = [];
+  for (let t = 0; t <= i; t++) lines.push(`- {match: {path_prefix: /t${t}}, service: fresh}`);
+  lines.push('- {match: {path_prefix: /}, service: base}');
+  return `${lines.join('\n')}\n`;
+}
+
+// ---- nginx with a confd-style regenerate + reload ----------------------------------------------
+
+interface ConfdNginx {
+  readonly port: number;
+  stop(): void;
+}
+
+/** One nginx master and a watcher that regenerates its locations from the etcd key and reloads it. */
+async function startConfdNginx(client: Etcd3, key: string, base: string, fresh: string): Promise<ConfdNginx> {
+  const prefix = tempDir('drover-bench-confd-');
+  mkdirSync(path.join(prefix, 'logs'));
+  const port = await freePort();
+  const routesFile = path.join(prefix, 'routes.conf');
+  const render = (value: string): void => {
+    // confd's template step: one location per route of the value (path_prefix -> service)
+    const locations = [...value.matchAll(/path_prefix: (\/[^\s,}]*)\}, service: (\w+)/g)]
+      .filter((m) => m[1] !== '/')
+      .map((m) => `location ${m[1]} { proxy_pass http://${m[2]}; }\n`);
+    const tmp = `${routesFile}.tmp`;
+    writeFileSync(tmp, locations.join(''));
+    renameSync(tmp, routesFile);
+  };
+  render('');
+  const conf = path.join(prefix, 'nginx.conf');
+  writeFileSync(
+    conf,
+    `worker_processes 1;
+error_log ${prefix}/logs/error.log warn;
+pid ${prefix}/nginx.pid;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path ${prefix}/body;
+  proxy_temp_path ${prefix}/proxy;
+  fastcgi_temp_path ${prefix}/fastcgi;
+  uwsgi_temp_path ${prefix}/uwsgi;
+  scgi_temp_path ${prefix}/scgi;
+  upstream base { server ${base}; }
+  upstream fresh { server ${fresh}; }
+  server {
+    listen 127.0.0.1:${port};
+    include ${routesFile};
+    location / { proxy_pass http://base; }
+  }
+}
+`,
+  );
+  const child = spawn('/usr/sbin/nginx', ['-p', prefix, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  child.on('error', () => undefined);
+  await waitFor(
+    () =>
+      new Promise<boolean>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      }),
+    'nginx to listen',
+    10_000,
+  );
+  const watcher = await client.watch().key(key).create();
+  watcher.on('put', (kv) => {
+    render(kv.value.toString());
+    child.kill('SIGHUP');
+  });
+  watcher.on('error', () => undefined);
+  return {
+    port,
+    stop: () => {
+      void watcher.cancel();
+      child.kill('SIGKILL');
+    },
+  };
+}
+
+// ---- main -----------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const loadBefore = os.loadavg()[0] ?? 0;
+  const farm = startBackendFarm();
+  const etcd = await startEtcd();
+  const [basePort, freshPort] = await farm.start(['base', 'new']);
+  const base = `127.0.0.1:${basePort}`;
+  const fresh = `127.0.0.1:${freshPort}`;
+
+  // ---- drover fleet
+  const cfg = '/bench/fleet/config/';
+  await etcd.client.delete().prefix('/bench/fleet/');
+  await etcd.client.put(`${cfg}services/base`).value(`backends: [{url: "http://${base}"}]\n`);
+  await etcd.client.put(`${cfg}services/fresh`).value(`backends: [{url: "http://${fresh}"}]\n`);
+  await etcd.client.put(`${cfg}routes`).value('- {match: {path_prefix: /}, service: base}\n');
+  const drovers: BenchDrover[] = [];
+  for (let i = 0; i < INSTANCES; i++) {
+    drovers.push(
+      await startDrover(`
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0}
+access_log: off
+registry:
+  etcd: {endpoints: [${etcd.endpoint}], prefix: /bench/fleet/services/, config_prefix: ${cfg}}
+`),
+    );
+  }
+  for (const d of drovers) await waitFor(async () => (await getBody(d.port, '/')).body === 'base', 'drover serving base');
+  const dr = await trials(
+    drovers.map((d) => d.port),
+    (i) => etcd.client.put(`${cfg}routes`).value(routesYaml(i)).exec(),
+  );
+  await Promise.all(drovers.map((d) => d.stop()));
+  const rows = [summarise(`drover x${INSTANCES} (etcd config_prefix, watch)`, dr.samples, dr.failed)];
+
+  // ---- nginx fleet, confd-style
+  if (nginxAvailable()) {
+    const key = '/bench/fleet/nginx/routes';
+    await etcd.client.put(key).value('- {match: {path_prefix: /}, service: base}\n');
+    const fleet: ConfdNginx[] = [];
+    for (let i = 0; i < INSTANCES; i++) fleet.push(await startConfdNginx(etcd.client, key, base, fresh));
+    for (const n of fleet) await waitFor(async () => (await getBody(n.port, '/')).body === 'base', 'nginx serving base');
+    const ng = await trials(
+      fleet.map((n) => n.port),
+      (i) => etcd.client.put(key).value(routesYaml(i)).exec(),
+    );
+    for (const n of fleet) n.stop();
+    rows.push(summarise(`nginx x${INSTANCES} (confd-style regenerate + reload)`, ng.samples, ng.failed));
+  }
+
+  const md = [
+    `### Config revision -> every instance serving it (${TRIALS} trials, ms from the put to the last of ${INSTANCES} instances answering the new route)`,
+    '',
+    table(['fleet', 'trials', 'failed', 'p50', 'p90', 'p99', 'max'], rows.map((r) => [r.fleet, r.trials, r.failed, r.p50, r.p90, r.p99, r.max])),
+    '',
+  ].join('\n');
+  process.stdout.write(`${md}\n`);
+  const host = hostInfo();
+  const file = writeResult('config-fleet', { host, loadavg1mBefore: loadBefore, trials: TRIALS, instances: INSTANCES, results: rows });
+  process.stdout.write(`load average (1 min) before/after: ${loadBefore.toFixed(2)} / ${host.loadavg1m.toFixed(2)} on ${host.cpus} CPUs\n`);
+  process.stdout.write(`results: ${file}\n`);
+}
+
+runBench(main);
