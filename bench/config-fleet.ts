@@ -84,12 +84,15 @@ async function trials(ports: readonly number[], write: (i: number) => Promise<un
   return { samples, failed };
 }
 
-/** The routes value for trial `i`: routes /t0../t<i> to `fresh`, everything else to `base`. */
-function routesYaml(i: number): string {
-  const lines: string[] = [];
-  for (let t = 0; t <= i; t++) lines.push(`- {match: {path_prefix: /t${t}}, service: fresh}`);
-  lines.push('- {match: {path_prefix: /}, service: base}');
-  return `${lines.join('\n')}\n`;
+/**
+ * The routes value for trial `i`, as `drover config push` writes it (JSON): /t0../t<i> to
+ * `fresh`, everything else to `base`.
+ */
+function routesValue(i: number): string {
+  const routes: { match: { path_prefix: string }; service: string }[] = [];
+  for (let t = 0; t <= i; t++) routes.push({ match: { path_prefix: `/t${t}` }, service: 'fresh' });
+  routes.push({ match: { path_prefix: '/' }, service: 'base' });
+  return `${JSON.stringify(routes, null, 2)}\n`;
 }
 
 // ---- nginx with a confd-style regenerate + reload ----------------------------------------------
@@ -107,9 +110,8 @@ async function startConfdNginx(client: Etcd3, key: string, base: string, fresh: 
   const routesFile = path.join(prefix, 'routes.conf');
   const render = (value: string): void => {
     // confd's template step: one location per route of the value (path_prefix -> service)
-    const locations = [...value.matchAll(/path_prefix: (\/[^\s,}]*)\}, service: (\w+)/g)]
-      .filter((m) => m[1] !== '/')
-      .map((m) => `location ${m[1]} { proxy_pass http://${m[2]}; }\n`);
+    const routes = value === '' ? [] : (JSON.parse(value) as { match: { path_prefix: string }; service: string }[]);
+    const locations = routes.filter((r) => r.match.path_prefix !== '/').map((r) => `location ${r.match.path_prefix} { proxy_pass http://${r.service}; }\n`);
     const tmp = `${routesFile}.tmp`;
     writeFileSync(tmp, locations.join(''));
     renameSync(tmp, routesFile);
@@ -183,7 +185,7 @@ async function main(): Promise<void> {
   await etcd.client.delete().prefix('/bench/fleet/');
   await etcd.client.put(`${cfg}services/base`).value(`backends: [{url: "http://${base}"}]\n`);
   await etcd.client.put(`${cfg}services/fresh`).value(`backends: [{url: "http://${fresh}"}]\n`);
-  await etcd.client.put(`${cfg}routes`).value('- {match: {path_prefix: /}, service: base}\n');
+  await etcd.client.put(`${cfg}routes`).value(routesValue(-1));
   const drovers: BenchDrover[] = [];
   for (let i = 0; i < INSTANCES; i++) {
     drovers.push(
@@ -199,7 +201,7 @@ registry:
   for (const d of drovers) await waitFor(async () => (await getBody(d.port, '/')).body === 'base', 'drover serving base');
   const dr = await trials(
     drovers.map((d) => d.port),
-    (i) => etcd.client.put(`${cfg}routes`).value(routesYaml(i)).exec(),
+    (i) => etcd.client.put(`${cfg}routes`).value(routesValue(i)).exec(),
   );
   await Promise.all(drovers.map((d) => d.stop()));
   const rows = [summarise(`drover x${INSTANCES} (etcd config_prefix, watch)`, dr.samples, dr.failed)];
@@ -207,13 +209,13 @@ registry:
   // ---- nginx fleet, confd-style
   if (nginxAvailable()) {
     const key = '/bench/fleet/nginx/routes';
-    await etcd.client.put(key).value('- {match: {path_prefix: /}, service: base}\n');
+    await etcd.client.put(key).value(routesValue(-1));
     const fleet: ConfdNginx[] = [];
     for (let i = 0; i < INSTANCES; i++) fleet.push(await startConfdNginx(etcd.client, key, base, fresh));
     for (const n of fleet) await waitFor(async () => (await getBody(n.port, '/')).body === 'base', 'nginx serving base');
     const ng = await trials(
       fleet.map((n) => n.port),
-      (i) => etcd.client.put(key).value(routesYaml(i)).exec(),
+      (i) => etcd.client.put(key).value(routesValue(i)).exec(),
     );
     for (const n of fleet) n.stop();
     rows.push(summarise(`nginx x${INSTANCES} (confd-style regenerate + reload)`, ng.samples, ng.failed));

@@ -71,13 +71,18 @@ async function connect(flags: EtcdFlags): Promise<Etcd3 | undefined> {
   return createEtcdClient({ endpoints, callTimeoutMs: 5000, hostRetryMs: 200 });
 }
 
-/** What a file would put under the prefix: full key -> YAML text. */
+/**
+ * What a file would put under the prefix: full key -> value. Values are written as indented JSON
+ * (valid YAML too): every drover parses them on each change, and JSON parses far faster than
+ * YAML with positions. `config get` shows them as YAML.
+ */
 async function desiredKeys(file: string, prefix: string): Promise<Map<string, string>> {
   const doc = parseDocument(await readFile(file, 'utf8'), { merge: true });
   const raw = (doc.toJS({ maxAliasCount: 1000 }) ?? {}) as { routes?: unknown; services?: Record<string, unknown> };
   const out = new Map<string, string>();
-  out.set(`${prefix}${ROUTES_KEY}`, stringify(raw.routes ?? []));
-  for (const [name, svc] of Object.entries(raw.services ?? {})) out.set(`${prefix}${SERVICES_DIR}${name}`, stringify(svc ?? {}));
+  const text = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
+  out.set(`${prefix}${ROUTES_KEY}`, text(raw.routes ?? []));
+  for (const [name, svc] of Object.entries(raw.services ?? {})) out.set(`${prefix}${SERVICES_DIR}${name}`, text(svc ?? {}));
   return out;
 }
 
