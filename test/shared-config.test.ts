@@ -42,6 +42,24 @@ describe('parseSharedConfig', () => {
     expect(c.services[0]?.health.active?.interval).toBe(5000);
   });
 
+  it('JSON values (what push writes, parsed on a fast path) and YAML values yield the same config', () => {
+    const routes = [{ match: { host: 'a.example.com', headers: { 'X-Env': 'prod' } }, service: 'web', request_headers: { set: { 'X-A': 1 } } }];
+    const web = { balancer: 'hash', hash_key: 'header:X-User', timeouts: { connect: '250ms' }, backends: [{ url: 'http://127.0.0.1:9001' }] };
+    const asJson = parseSharedConfig(snap({ routes: JSON.stringify(routes, null, 2), 'services/web': JSON.stringify(web) }));
+    const asYaml = parseSharedConfig(
+      snap({
+        routes: '- match: {host: a.example.com, headers: {X-Env: prod}}\n  service: web\n  request_headers: {set: {X-A: 1}}\n',
+        'services/web': 'balancer: hash\nhash_key: header:X-User\ntimeouts: {connect: 250ms}\nbackends: [{url: "http://127.0.0.1:9001"}]\n',
+      }),
+    );
+    expect(asJson.config).toBeDefined();
+    expect(asJson).toEqual(asYaml);
+    // an invalid JSON value is still reported with its key and path
+    expect(issuesOf({ 'services/web': JSON.stringify({ ...web, balancer: 'hsh' }) })).toEqual([
+      '/drover/config/services/web: services.web.balancer: "hsh" is not one of: round_robin, least_conn, p2c, random, hash (did you mean "hash"?)',
+    ]);
+  });
+
   it('an empty prefix, an empty routes value and an empty service are valid (defaults)', () => {
     expect(parseSharedConfig(snap({})).config?.routes).toEqual([]);
     const r = parseSharedConfig(snap({ routes: '', 'services/x': '' }));
