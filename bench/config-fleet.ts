@@ -9,13 +9,13 @@
  *   watch on the same key in this process) that regenerates the `location` blocks from the value
  *   and sends SIGHUP (`nginx -s reload`); polled the same way.
  *
- * The clock starts before the put is sent. Polls use a fresh connection each (nginx closes
- * keep-alive connections of reloaded workers). 100 trials each (TRIALS=n to change).
+ * The clock starts before the put is sent. Each instance is polled over one keep-alive
+ * connection, one request at a time. 100 trials each (TRIALS=n to change).
  * Run: `npm run build && node dist/bench/config-fleet.js`. Figures from a loaded or shared
  * machine are not results: rerun on a quiet one.
  */
+import http from 'node:http';
 import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -25,15 +25,17 @@ import {
   getBody,
   hostInfo,
   nginxAvailable,
-  percentile,
+  nginxPreamble,
   runBench,
   sleep,
   startBackendFarm,
   startDrover,
   startEtcd,
+  summariseLatency as summarise,
   table,
   tempDir,
   waitFor,
+  waitListening,
   writeResult,
   type BenchDrover,
 } from './lib/etcd-env.js';
@@ -45,25 +47,24 @@ const TRIAL_TIMEOUT_MS = 5000;
 /** Pause between trials, ms. */
 const GAP_MS = 50;
 
-interface Summary {
-  readonly fleet: string;
-  readonly trials: number;
-  readonly failed: number;
-  readonly p50: number;
-  readonly p90: number;
-  readonly p99: number;
-  readonly max: number;
+/** One keep-alive connection per instance for polling: cheap enough not to slow what it measures. */
+const agents = new Map<number, http.Agent>();
+function agentFor(port: number): http.Agent {
+  let a = agents.get(port);
+  if (a === undefined) {
+    a = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    agents.set(port, a);
+  }
+  return a;
 }
 
-function summarise(fleet: string, samples: readonly number[], failed: number): Summary {
-  const r = (x: number): number => Math.round(x * 10) / 10;
-  return { fleet, trials: samples.length + failed, failed, p50: r(percentile(samples, 50)), p90: r(percentile(samples, 90)), p99: r(percentile(samples, 99)), max: r(Math.max(...samples)) };
-}
-
-/** Polls one instance until `urlPath` answers `want`; ms since `start`, or undefined on timeout. */
+/**
+ * Polls one instance until `urlPath` answers `want`; ms since `start`, or undefined on timeout.
+ * (A reloaded nginx worker closes its keep-alive connection; the next poll reconnects to a new one.)
+ */
 async function servedAt(port: number, urlPath: string, want: string, start: number): Promise<number | undefined> {
   while (performance.now() - start < TRIAL_TIMEOUT_MS) {
-    if ((await getBody(port, urlPath)).body === want) return performance.now() - start;
+    if ((await getBody(port, urlPath, agentFor(port))).body === want) return performance.now() - start;
   }
   return undefined;
 }
@@ -120,17 +121,7 @@ async function startConfdNginx(client: Etcd3, key: string, base: string, fresh: 
   const conf = path.join(prefix, 'nginx.conf');
   writeFileSync(
     conf,
-    `worker_processes 1;
-error_log ${prefix}/logs/error.log warn;
-pid ${prefix}/nginx.pid;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path ${prefix}/body;
-  proxy_temp_path ${prefix}/proxy;
-  fastcgi_temp_path ${prefix}/fastcgi;
-  uwsgi_temp_path ${prefix}/uwsgi;
-  scgi_temp_path ${prefix}/scgi;
+    `${nginxPreamble(prefix)}
   upstream base { server ${base}; }
   upstream fresh { server ${fresh}; }
   server {
@@ -143,18 +134,7 @@ http {
   );
   const child = spawn('/usr/sbin/nginx', ['-p', prefix, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] });
   child.on('error', () => undefined);
-  await waitFor(
-    () =>
-      new Promise<boolean>((resolve) => {
-        const s = net.connect(port, '127.0.0.1', () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.on('error', () => resolve(false));
-      }),
-    'nginx to listen',
-    10_000,
-  );
+  await waitListening(port, 'nginx');
   const watcher = await client.watch().key(key).create();
   watcher.on('put', (kv) => {
     render(kv.value.toString());
@@ -224,9 +204,10 @@ registry:
   const md = [
     `### Config revision -> every instance serving it (${TRIALS} trials, ms from the put to the last of ${INSTANCES} instances answering the new route)`,
     '',
-    table(['fleet', 'trials', 'failed', 'p50', 'p90', 'p99', 'max'], rows.map((r) => [r.fleet, r.trials, r.failed, r.p50, r.p90, r.p99, r.max])),
+    table(['fleet', 'trials', 'failed', 'p50', 'p90', 'p99', 'max'], rows.map((r) => [r.label, r.trials, r.failed, r.p50, r.p90, r.p99, r.max])),
     '',
   ].join('\n');
+  for (const a of agents.values()) a.destroy();
   process.stdout.write(`${md}\n`);
   const host = hostInfo();
   const file = writeResult('config-fleet', { host, loadavg1mBefore: loadBefore, trials: TRIALS, instances: INSTANCES, results: rows });

@@ -12,28 +12,13 @@
  */
 import http from 'node:http';
 import os from 'node:os';
-import { getBody, hostInfo, nginxAvailable, percentile, runBench, sleep, startBackendFarm, startEtcd, startEtcdDrover, startNginx, table, waitFor, writeResult } from './lib/etcd-env.js';
+import { getBody, hostInfo, nginxAvailable, runBench, sleep, startBackendFarm, startEtcd, startEtcdDrover, startNginx, summariseLatency as summarise, table, waitFor, writeResult, type LatencySummary as Summary } from './lib/etcd-env.js';
 
 const TRIALS = Number(process.env['TRIALS'] ?? 100);
 /** Longest a single trial may take before it counts as failed (ms). */
 const TRIAL_TIMEOUT_MS = 5000;
 /** Pause between trials, ms. */
 const GAP_MS = 50;
-
-interface Summary {
-  readonly proxy: string;
-  readonly trials: number;
-  readonly failed: number;
-  readonly p50: number;
-  readonly p90: number;
-  readonly p99: number;
-  readonly max: number;
-}
-
-function summarise(proxy: string, samples: readonly number[], failed: number): Summary {
-  const r = (x: number): number => Math.round(x * 10) / 10;
-  return { proxy, trials: samples.length + failed, failed, p50: r(percentile(samples, 50)), p90: r(percentile(samples, 90)), p99: r(percentile(samples, 99)), max: r(Math.max(...samples)) };
-}
 
 async function main(): Promise<void> {
   // One keep-alive connection for polling: cheap enough not to slow the proxy it measures.
@@ -118,7 +103,7 @@ async function main(): Promise<void> {
   const md = [
     `### Registry-to-traffic latency (${TRIALS} trials each, ms from announce to first answer by the new member)`,
     '',
-    table(['proxy', 'trials', 'failed', 'p50', 'p90', 'p99', 'max'], rows.map((r) => [r.proxy, r.trials, r.failed, r.p50, r.p90, r.p99, r.max])),
+    table(['proxy', 'trials', 'failed', 'p50', 'p90', 'p99', 'max'], rows.map((r) => [r.label, r.trials, r.failed, r.p50, r.p90, r.p99, r.max])),
     '',
   ].join('\n');
   process.stdout.write(`${md}\n`);

@@ -259,6 +259,25 @@ export function nginxAvailable(): boolean {
  * nginx in a temp prefix, master not daemonised, on a loopback port, proxying `/` to the
  * upstream `backends` (keep-alive to the upstreams, as drover does). `workers` worker processes.
  */
+/**
+ * The start of an nginx.conf that runs unprivileged in `prefix`: processes, logs, pid, and the
+ * opening of `http {` with every temp path inside `prefix` (the caller adds upstreams and servers
+ * and closes the block).
+ */
+export function nginxPreamble(prefix: string, workers = 1): string {
+  return `worker_processes ${workers};
+error_log ${prefix}/logs/error.log warn;
+pid ${prefix}/nginx.pid;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${prefix}/body;
+  proxy_temp_path ${prefix}/proxy;
+  fastcgi_temp_path ${prefix}/fastcgi;
+  uwsgi_temp_path ${prefix}/uwsgi;
+  scgi_temp_path ${prefix}/scgi;`;
+}
+
 export async function startNginx(servers: readonly string[], workers = 1): Promise<BenchNginx> {
   const prefix = tempDir('drover-bench-nginx-');
   mkdirSync(path.join(prefix, 'logs'));
@@ -273,17 +292,7 @@ export async function startNginx(servers: readonly string[], workers = 1): Promi
   const conf = path.join(prefix, 'nginx.conf');
   writeFileSync(
     conf,
-    `worker_processes ${workers};
-error_log ${prefix}/logs/error.log warn;
-pid ${prefix}/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${prefix}/body;
-  proxy_temp_path ${prefix}/proxy;
-  fastcgi_temp_path ${prefix}/fastcgi;
-  uwsgi_temp_path ${prefix}/uwsgi;
-  scgi_temp_path ${prefix}/scgi;
+    `${nginxPreamble(prefix, workers)}
   include ${upstreamFile};
   server {
     listen 127.0.0.1:${port};
@@ -297,18 +306,7 @@ http {
 `,
   );
   const child = track(spawn('/usr/sbin/nginx', ['-p', prefix, '-c', conf, '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'inherit'] }));
-  await waitFor(
-    () =>
-      new Promise<boolean>((resolve) => {
-        const s = net.connect(port, '127.0.0.1', () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.on('error', () => resolve(false));
-      }),
-    'nginx to listen',
-    10_000,
-  );
+  await waitListening(port, 'nginx');
   return {
     port,
     pid: child.pid ?? 0,
@@ -321,6 +319,22 @@ http {
       await new Promise((r) => (child.exitCode !== null ? r(undefined) : child.once('exit', r)));
     },
   };
+}
+
+/** Waits (up to 10 s) until something accepts TCP connections on 127.0.0.1:`port`. */
+export async function waitListening(port: number, what: string): Promise<void> {
+  await waitFor(
+    () =>
+      new Promise<boolean>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.on('error', () => resolve(false));
+      }),
+    `${what} to listen`,
+    10_000,
+  );
 }
 
 // ---- measuring -------------------------------------------------------------------------------
@@ -345,6 +359,23 @@ export function percentile(xs: readonly number[], p: number): number {
   const sorted = [...xs].sort((a, b) => a - b);
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[rank] as number;
+}
+
+/** Latency samples of one side of a comparison, in ms, rounded to 0.1. */
+export interface LatencySummary {
+  readonly label: string;
+  readonly trials: number;
+  readonly failed: number;
+  readonly p50: number;
+  readonly p90: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+/** Summarises `samples` (ms) of the trials that succeeded; `failed` trials count in `trials`. */
+export function summariseLatency(label: string, samples: readonly number[], failed: number): LatencySummary {
+  const r = (x: number): number => Math.round(x * 10) / 10;
+  return { label, trials: samples.length + failed, failed, p50: r(percentile(samples, 50)), p90: r(percentile(samples, 90)), p99: r(percentile(samples, 99)), max: r(Math.max(...samples)) };
 }
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */

@@ -72,6 +72,23 @@ async function connect(flags: EtcdFlags): Promise<Etcd3 | undefined> {
 }
 
 /**
+ * Connects, runs `fn`, closes. Resolves `fn`'s exit code, or `failCode` when connecting or `fn`
+ * fails (the error printed as `drover config NAME: message`).
+ */
+async function withClient(flags: EtcdFlags, name: string, failCode: number, fn: (client: Etcd3) => Promise<number>): Promise<number> {
+  const client = await connect(flags);
+  if (client === undefined) return failCode;
+  try {
+    return await fn(client);
+  } catch (err) {
+    process.stderr.write(`drover config ${name}: ${(err as Error).message}\n`);
+    return failCode;
+  } finally {
+    client.close();
+  }
+}
+
+/**
  * What a file would put under the prefix: full key -> value. Values are written as indented JSON
  * (valid YAML too): every drover parses them on each change, and JSON parses far faster than
  * YAML with positions. `config get` shows them as YAML.
@@ -119,9 +136,7 @@ async function push(opts: EtcdFlags & { config: string }): Promise<number> {
   const prefix = normalisePrefix(opts.configPrefix);
   const desired = await checkForPush(opts.config, prefix);
   if (desired === undefined) return 1;
-  const client = await connect(opts);
-  if (client === undefined) return 1;
-  try {
+  return withClient(opts, 'push', 1, async (client) => {
     const stored = await readStored(client, prefix);
     const stale = [...stored.keys.keys()].filter((k) => k.startsWith(`${prefix}${SERVICES_DIR}`) && !desired.has(k));
     const others = [...stored.keys.keys()].filter((k) => !desired.has(k) && !stale.includes(k));
@@ -150,19 +165,12 @@ async function push(opts: EtcdFlags & { config: string }): Promise<number> {
       `${opts.config}: pushed routes and ${services} service${services === 1 ? '' : 's'} to ${prefix}${stale.length > 0 ? `, deleted ${stale.join(', ')}` : ''}\nrevision ${res.header.revision}\n`,
     );
     return 0;
-  } catch (err) {
-    process.stderr.write(`drover config push: ${(err as Error).message}\n`);
-    return 1;
-  } finally {
-    client.close();
-  }
+  });
 }
 
 async function get(opts: EtcdFlags): Promise<number> {
   const prefix = normalisePrefix(opts.configPrefix);
-  const client = await connect(opts);
-  if (client === undefined) return 1;
-  try {
+  return withClient(opts, 'get', 1, async (client) => {
     const stored = await readStored(client, prefix);
     const out: { routes?: unknown; services?: Record<string, unknown>; other?: Record<string, unknown> } = {};
     const services: Record<string, unknown> = {};
@@ -180,21 +188,14 @@ async function get(opts: EtcdFlags): Promise<number> {
     if (Object.keys(other).length > 0) out.other = other;
     process.stdout.write(`# shared config under ${prefix} at etcd revision ${stored.revision}\n${stored.keys.size === 0 ? '{}\n' : stringify(out)}`);
     return 0;
-  } catch (err) {
-    process.stderr.write(`drover config get: ${(err as Error).message}\n`);
-    return 1;
-  } finally {
-    client.close();
-  }
+  });
 }
 
 async function diff(opts: EtcdFlags & { config: string }): Promise<number> {
   const prefix = normalisePrefix(opts.configPrefix);
   const desired = await checkForPush(opts.config, prefix);
   if (desired === undefined) return 2;
-  const client = await connect(opts);
-  if (client === undefined) return 2;
-  try {
+  return withClient(opts, 'diff', 2, async (client) => {
     const stored = await readStored(client, prefix);
     const lines: string[] = [];
     const keys = [...new Set([...desired.keys(), ...stored.keys.keys()])].sort();
@@ -213,12 +214,7 @@ async function diff(opts: EtcdFlags & { config: string }): Promise<number> {
     }
     process.stdout.write(`# ${opts.config} vs ${prefix} at etcd revision ${stored.revision}\n${lines.join('\n')}\n`);
     return 1;
-  } catch (err) {
-    process.stderr.write(`drover config diff: ${(err as Error).message}\n`);
-    return 2;
-  } finally {
-    client.close();
-  }
+  });
 }
 
 /** A value as YAML in one canonical form, so JSON and YAML of the same data compare equal. */
