@@ -6,7 +6,8 @@
  * reload path (`Runtime.reload`), exactly like a file change.
  */
 import type { ConfigIssue } from './errors.js';
-import { parseSharedConfig, type SharedConfig, type SharedSnapshot } from './config/shared.js';
+import { parseSharedConfig, type SharedConfig, type SharedParse, type SharedSnapshot } from './config/shared.js';
+import { parseTraefikRouters } from './config/traefik-routers.js';
 import type { DroverConfig, EtcdRegistryConfig } from './config/types.js';
 import type { Logger } from './log.js';
 import type { EtcdConfigFollower } from './registry/etcd-config.js';
@@ -18,16 +19,24 @@ export interface SharedConfigHandlers {
   readonly changed: (shared: SharedConfig) => void;
   /** a snapshot failed validation: nothing changed; count and log it */
   readonly refused: (revision: string, issues: readonly ConfigIssue[]) => void;
+  /** Traefik routers that cannot become routes (the others apply); log them */
+  readonly skipped?: (revision: string, issues: readonly ConfigIssue[]) => void;
+}
+
+/** One followed prefix and its last good state. */
+interface Part {
+  readonly prefix: string;
+  readonly parse: (snapshot: SharedSnapshot) => SharedParse;
+  follower?: EtcdConfigFollower;
+  good?: SharedConfig;
+  lastValues?: ReadonlyMap<string, string>;
+  answered: boolean;
 }
 
 /** Follows the shared config of whatever the current config names. */
 export class SharedConfigSource {
-  private follower: EtcdConfigFollower | undefined;
+  private parts: Part[] = [];
   private key = '';
-  private prefix: string | undefined;
-  private good: SharedConfig | undefined;
-  private lastValues: ReadonlyMap<string, string> | undefined;
-  private answered = false;
   private waiters: (() => void)[] = [];
 
   constructor(
@@ -36,61 +45,72 @@ export class SharedConfigSource {
     private readonly options: EtcdRegistryOptions = {},
   ) {}
 
-  /** The last good shared config (undefined: none yet, or none configured). */
+  /** The shared config in force: every part's last good state (undefined: none yet, or none configured). */
   current(): SharedConfig | undefined {
-    return this.good;
+    const good = this.parts.map((p) => p.good).filter((g): g is SharedConfig => g !== undefined);
+    const first = good[0];
+    if (first === undefined) return undefined;
+    if (good.length === 1) return first;
+    const revision = good.map((g) => BigInt(g.revision)).reduce((a, b) => (a > b ? a : b));
+    return Object.freeze({
+      prefix: first.prefix,
+      revision: String(revision),
+      routes: good.flatMap((g) => g.routes).map((r, index) => ({ ...r, index })),
+      services: good.flatMap((g) => g.services),
+    });
   }
 
-  /** The prefix followed now (undefined: no shared config configured). */
+  /** The first prefix followed now (undefined: no shared config configured). */
   followedPrefix(): string | undefined {
-    return this.prefix;
+    return this.parts[0]?.prefix;
   }
 
-  /** False while a shared config is configured but no valid one has been read yet. */
+  /** False while a shared config is configured but some part has no valid state yet. */
   ready(): boolean {
-    return this.prefix === undefined || this.good !== undefined;
+    return this.parts.every((p) => p.good !== undefined);
   }
 
   /**
    * Starts, restarts or stops following to match `config.registry.etcd`. A change of endpoints,
-   * auth, TLS or prefix starts over (the last good config is dropped only when the prefix changed).
+   * auth, TLS or prefixes starts over (a part keeps its last good state if its prefix stayed).
    */
   async sync(config: DroverConfig): Promise<void> {
     const etcd = config.registry.etcd;
-    const prefix = etcd?.configPrefix;
-    const key = etcd === undefined || prefix === undefined ? '' : JSON.stringify(etcd);
+    const wanted: Omit<Part, 'answered'>[] = [];
+    if (etcd?.configPrefix !== undefined) wanted.push({ prefix: etcd.configPrefix, parse: parseSharedConfig });
+    if (etcd?.layout === 'traefik') wanted.push({ prefix: `${etcd.prefix}http/routers/`, parse: parseRouters(this.handlers) });
+    const key = etcd === undefined || wanted.length === 0 ? '' : JSON.stringify(etcd);
     if (key === this.key) return;
     this.key = key;
-    const old = this.follower;
-    this.follower = undefined;
-    await old?.close().catch(() => undefined);
-    if (prefix !== this.prefix) {
-      this.good = undefined;
-      this.lastValues = undefined;
-      this.answered = false;
-    }
-    this.prefix = prefix;
-    if (etcd === undefined || prefix === undefined) {
+    const old = this.parts;
+    await Promise.all(old.map((p) => p.follower?.close().catch(() => undefined)));
+    this.parts = wanted.map((w) => {
+      const kept = old.find((p) => p.prefix === w.prefix);
+      return { ...w, answered: kept?.answered ?? false, ...(kept?.good === undefined ? {} : { good: kept.good, lastValues: kept.lastValues }) };
+    });
+    if (etcd === undefined || this.parts.length === 0) {
       this.release();
       return;
     }
     const { EtcdConfigFollower } = await import('./registry/etcd-config.js');
-    const follower = new EtcdConfigFollower(
-      { ...(etcd as EtcdRegistryConfig), configPrefix: prefix },
-      this.logger,
-      { snapshot: (s) => this.onSnapshot(follower, s), connected: (c) => this.logger.debug({ connected: c, prefix }, 'shared config connection') },
-      this.options,
-    );
-    this.follower = follower;
-    await follower.follow();
+    for (const part of this.parts) {
+      const follower = new EtcdConfigFollower(
+        { ...(etcd as EtcdRegistryConfig), configPrefix: part.prefix },
+        this.logger,
+        { snapshot: (s) => this.onSnapshot(part, follower, s), connected: (c) => this.logger.debug({ connected: c, prefix: part.prefix }, 'shared config connection') },
+        this.options,
+      );
+      part.follower = follower;
+      await follower.follow();
+    }
   }
 
   /**
-   * Resolves once etcd has answered with a first snapshot (valid or not), or after `ms`;
-   * true when it answered. Resolves at once without a shared config.
+   * Resolves once etcd has answered every part with a first snapshot (valid or not), or after
+   * `ms`; true when it answered. Resolves at once without a shared config.
    */
   waitFirst(ms: number): Promise<boolean> {
-    if (this.prefix === undefined || this.answered) return Promise.resolve(this.prefix === undefined || this.answered);
+    if (this.parts.every((p) => p.answered)) return Promise.resolve(true);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.waiters = this.waiters.filter((w) => w !== done);
@@ -106,27 +126,28 @@ export class SharedConfigSource {
 
   /** Stops following. */
   async close(): Promise<void> {
-    const f = this.follower;
-    this.follower = undefined;
+    const parts = this.parts;
+    this.parts = [];
     this.key = '';
-    await f?.close().catch(() => undefined);
+    await Promise.all(parts.map((p) => p.follower?.close().catch(() => undefined)));
     this.release();
   }
 
-  private onSnapshot(from: EtcdConfigFollower, snapshot: SharedSnapshot): void {
-    if (from !== this.follower) return; // a follower being replaced
-    this.answered = true;
-    this.release();
+  private onSnapshot(part: Part, from: EtcdConfigFollower, snapshot: SharedSnapshot): void {
+    if (part.follower !== from || !this.parts.includes(part)) return; // a follower being replaced
+    part.answered = true;
+    if (this.parts.every((p) => p.answered)) this.release();
     // A re-list after a reconnect usually finds what is already in force: nothing to do.
-    if (this.lastValues !== undefined && sameValues(this.lastValues, snapshot.values)) return;
-    this.lastValues = snapshot.values;
-    const parsed = parseSharedConfig(snapshot);
+    if (part.lastValues !== undefined && sameValues(part.lastValues, snapshot.values)) return;
+    part.lastValues = snapshot.values;
+    const parsed = part.parse(snapshot);
     if (parsed.config === undefined) {
       this.handlers.refused(snapshot.revision, parsed.issues);
       return;
     }
-    this.good = parsed.config;
-    this.handlers.changed(parsed.config);
+    part.good = parsed.config;
+    const current = this.current();
+    if (current !== undefined) this.handlers.changed(current);
   }
 
   private release(): void {
@@ -134,6 +155,15 @@ export class SharedConfigSource {
     this.waiters = [];
     for (const fn of w) fn();
   }
+}
+
+/** Traefik routers as a part: always a config (bad routers skipped and reported). */
+function parseRouters(handlers: SharedConfigHandlers): (snapshot: SharedSnapshot) => SharedParse {
+  return (snapshot) => {
+    const { routes, skipped } = parseTraefikRouters(snapshot);
+    if (skipped.length > 0) handlers.skipped?.(snapshot.revision, skipped);
+    return { config: Object.freeze({ prefix: snapshot.prefix, revision: snapshot.revision, routes, services: [] }) };
+  };
 }
 
 function sameValues(a: ReadonlyMap<string, string>, b: ReadonlyMap<string, string>): boolean {

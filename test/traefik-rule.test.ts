@@ -1,8 +1,12 @@
 /**
- * Traefik router rules -> drover route matches (one per alternative), and the refusals, table-driven.
+ * Traefik router rules -> drover route matches (one per alternative), and the refusals,
+ * table-driven; Traefik KV routers -> ordered routes, a router drover cannot express skipped.
  */
 import { describe, expect, it } from 'vitest';
 import { parseTraefikRule, type RuleMatch } from '../src/config/traefik-rule.js';
+import { parseTraefikRouters } from '../src/config/traefik-routers.js';
+import type { SharedSnapshot } from '../src/config/shared.js';
+import { formatIssue } from '../src/errors.js';
 
 const accepted: [string, RuleMatch[]][] = [
   ['Host(`example.com`)', [{ host: 'example.com' }]],
@@ -65,4 +69,55 @@ describe('parseTraefikRule', () => {
       expect(() => parseTraefikRule(rule)).toThrow(why);
     });
   }
+});
+
+describe('parseTraefikRouters', () => {
+  const P = 'traefik/http/routers/';
+  const snap = (values: Record<string, string>): SharedSnapshot => ({ prefix: P, revision: '5', values: new Map(Object.entries(values).map(([k, v]) => [`${P}${k}`, v])) });
+
+  it('orders routers by priority (default: rule length), then name; one route per alternative', () => {
+    const r = parseTraefikRouters(
+      snap({
+        'short/rule': 'PathPrefix(`/`)',
+        'short/service': 'web@kv',
+        'api/rule': 'Host(`api.example.com`) && (PathPrefix(`/v1`) || PathPrefix(`/v2`))',
+        'api/service': 'api',
+        'pinned/rule': 'Path(`/ping`)',
+        'pinned/service': 'ping',
+        'pinned/priority': '1000',
+        'pinned/entryPoints/0': 'web',
+      }),
+    );
+    expect(r.skipped).toEqual([]);
+    expect(r.routes.map((x) => [x.index, x.service, x.match.host, x.match.pathPrefix, x.match.path])).toEqual([
+      [0, 'ping', undefined, undefined, '/ping'],
+      [1, 'api', 'api.example.com', '/v1', undefined],
+      [2, 'api', 'api.example.com', '/v2', undefined],
+      [3, 'web', undefined, '/', undefined],
+    ]);
+  });
+
+  it('skips a router it cannot express, naming it, and keeps the others', () => {
+    const r = parseTraefikRouters(
+      snap({
+        'good/rule': 'Host(`a.com`)',
+        'good/service': 'a',
+        'neg/rule': '!Host(`b.com`)',
+        'neg/service': 'b',
+        'mw/rule': 'Host(`c.com`)',
+        'mw/service': 'c',
+        'mw/middlewares/0': 'auth',
+        'nosvc/rule': 'Host(`d.com`)',
+        'badpath/rule': 'PathPrefix(`api`)',
+        'badpath/service': 'e',
+      }),
+    );
+    expect(r.routes.map((x) => x.service)).toEqual(['a']);
+    expect(r.skipped.map(formatIssue)).toEqual([
+      'traefik/http/routers/badpath/rule: routers.badpath: router "badpath" skipped: match.path_prefix: "api" must start with "/" (no spaces, query or fragment)',
+      'traefik/http/routers/mw/rule: routers.mw: router "mw" skipped: middlewares are not supported (drover would route without them)',
+      'traefik/http/routers/neg/rule: routers.neg: router "neg" skipped: rule "!Host(`b.com`)": negation (!) is not supported',
+      'traefik/http/routers/nosvc/rule: routers.nosvc: router "nosvc" skipped: it has no service',
+    ]);
+  });
 });

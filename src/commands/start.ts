@@ -84,6 +84,9 @@ export async function runStart(opts: StartOptions): Promise<number> {
         'shared config from etcd refused: the last good config keeps serving',
       );
     },
+    skipped: (revision, issues) => {
+      sharedLog.error({ revision, issues: issues.map(formatIssue), code: 'E_REGISTRY_INVALID_ENTRY' }, 'traefik routers skipped: the other routers apply');
+    },
   });
   const merge = (base: DroverConfig): DroverConfig => {
     const r = mergeSharedConfig(base, shared.current());
