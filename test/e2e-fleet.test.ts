@@ -296,10 +296,12 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
     const last = await configView(drovers[0]!.adminPort);
     await Promise.all([0, 1, 2].map((i) => cluster.stopMember(i)));
     await drovers[2]!.stop('SIGTERM');
-    const restarted = await startDrover(droverYaml());
+    // start-up waits up to 3 s for etcd before binding: allow for that on a loaded machine
+    const restarted = await startDrover(droverYaml(), { readyTimeoutMs: 30_000 });
     drovers[2] = restarted;
     const local = await startDrover(
       droverYaml(`services:\n  own: {backends: [{url: "${backends['fresh']?.url}"}]}\nroutes:\n  - {match: {path_prefix: /}, service: own}\n`),
+      { readyTimeoutMs: 30_000 },
     );
     try {
       const warned = await restarted.waitForLog((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('shared config not read from etcd yet'));

@@ -41,7 +41,10 @@ export function tempDir(prefix = 'drover-test-'): string {
  * Starts drover with `yaml` as its config. Listen and admin addresses should use port 0; the
  * ports are read from the `ready` log line. Extra files (a registry file) go in `files`.
  */
-export async function startDrover(yaml: string, options: { files?: Record<string, string>; env?: NodeJS.ProcessEnv; args?: string[] } = {}): Promise<DroverProcess> {
+export async function startDrover(
+  yaml: string,
+  options: { files?: Record<string, string>; env?: NodeJS.ProcessEnv; args?: string[]; /** ms to wait for `ready`; default 10000 */ readyTimeoutMs?: number } = {},
+): Promise<DroverProcess> {
   const dir = tempDir();
   const configFile = path.join(dir, 'drover.yaml');
   fs.writeFileSync(configFile, yaml);
@@ -93,7 +96,7 @@ export async function startDrover(yaml: string, options: { files?: Record<string
       });
     });
   };
-  const ready = await waitForLog((l) => l['msg'] === 'ready');
+  const ready = await waitForLog((l) => l['msg'] === 'ready', options.readyTimeoutMs);
   const listeners = ready['listen'] as { port: number }[];
   const admin = ready['admin'] as { port: number };
   return {
