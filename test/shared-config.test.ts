@@ -141,3 +141,22 @@ describe('mergeSharedConfig', () => {
     expect((describeConfig(local) as { sources: unknown }).sources).toEqual({ file: '', etcd: null });
   });
 });
+
+describe('registry.etcd.config_prefix', () => {
+  const cases: [string, string | undefined][] = [
+    ['{endpoints: [http://127.0.0.1:2379], config_prefix: /drover/config}', undefined],
+    ['{endpoints: [http://127.0.0.1:2379], config_prefix: /drover/services/cfg/}', 'registry.etcd.config_prefix: "/drover/services/cfg/" overlaps the members prefix "/drover/services/"; use a separate prefix such as /drover/config/'],
+    ['{endpoints: [http://127.0.0.1:2379], layout: traefik, config_prefix: traefik}', 'registry.etcd.config_prefix: "traefik" overlaps the members prefix "traefik/"; use a separate prefix such as /drover/config/'],
+    ['{endpoints: [http://127.0.0.1:2379], prefix: /a/, config_prefix: /}', 'registry.etcd.config_prefix: "/" overlaps the members prefix "/a/"; use a separate prefix such as /drover/config/'],
+  ];
+  for (const [etcd, error] of cases) {
+    it(`${etcd}: ${error ?? 'valid, a trailing / added'}`, () => {
+      const text = `registry:\n  etcd: ${etcd}\n`;
+      if (error === undefined) {
+        expect(parseConfig(text, '').registry.etcd?.configPrefix).toBe('/drover/config/');
+        return;
+      }
+      expect(() => parseConfig(text, '')).toThrow(error);
+    });
+  }
+});
