@@ -375,7 +375,8 @@ export class Runtime implements AdminModel {
   }
 
   routes(): RouteView[] {
-    return routeViews(this.config.routes, this.state.routeHits);
+    const origin = this.config.origin?.routes;
+    return routeViews(this.config.routes, this.state.routeHits).map((r) => ({ ...r, source: origin?.[r.index] ?? 'file' }));
   }
 
   checks(service: string): { id: string; checks: CheckView[] }[] | undefined {

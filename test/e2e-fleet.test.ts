@@ -138,6 +138,11 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
         ['/', 'home', 'etcd'],
       ]);
     }
+    const routesApi = (await (await fetch(`http://127.0.0.1:${drovers[0]!.adminPort}/api/routes`)).json()) as { routes: { service: string; source: string }[] };
+    expect(routesApi.routes.map((r) => [r.service, r.source])).toEqual([
+      ['fresh', 'etcd'],
+      ['home', 'etcd'],
+    ]);
     // `config get` prints what is stored, as YAML
     const got = await cli(['config', 'get', '--etcd', endpoints(), '--config-prefix', CONFIG]);
     expect(got.code).toBe(0);
@@ -212,6 +217,9 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
       expect(refused['issues']).toEqual([`${CONFIG}routes: routes.0.strip_prefx: unknown key "strip_prefx" (did you mean "strip_prefix"?)`]);
       expect(await answer(d.port, '/new')).toBe('200:fresh');
       expect(await answer(d.port, '/')).toBe('200:home');
+      // the refusal is in the events list too
+      const events = ((await (await fetch(`http://127.0.0.1:${d.adminPort}/api/events`)).json()) as { events: { kind?: string; reason?: string; to?: string }[] }).events;
+      expect(events.some((e) => e.kind === 'reload' && JSON.stringify(e).includes('strip_prefx'))).toBe(true);
     }
     // Mended by a valid push: served again.
     const pushed = await push(path.join(dir, 'new.yaml'));

@@ -63,6 +63,8 @@ export interface RouteView {
   strip_prefix?: string;
   /** requests this route matched (in this process, kept across reloads while the route is unchanged) */
   hits: number;
+  /** where it came from: the local `file` or the shared config in `etcd` */
+  source?: 'file' | 'etcd';
 }
 
 /** One service and its pool. */

@@ -83,6 +83,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
         { trigger: 'etcd', revision, issues: issues.map(formatIssue), code: issues[0]?.code ?? 'E_CONFIG_INVALID' },
         'shared config from etcd refused: the last good config keeps serving',
       );
+      if (started) runtime.noteReload(false, `trigger: etcd revision ${revision}: ${issues.map(formatIssue).join('; ')}`);
     },
     skipped: (revision, issues) => {
       sharedLog.error({ revision, issues: issues.map(formatIssue), code: 'E_REGISTRY_INVALID_ENTRY' }, 'traefik routers skipped: the other routers apply');

@@ -32,6 +32,7 @@
   var filterEl = $('filter');
   var connEl = $('conn');
   var totalsEl = $('totals');
+  var configEl = $('config');
   var toastEl = $('toast');
   var emptyEl = $('empty');
 
@@ -464,7 +465,7 @@
       setText(s.caret, open ? '\u25BE' : '\u25B8');
       s.caret.setAttribute('aria-expanded', String(open));
       s.table.style.display = open && visible > 0 ? '' : 'none';
-      setText(s.balancer, svc.balancer);
+      setText(s.balancer, svc.config_source === 'etcd' ? svc.balancer + ' \u00B7 etcd' : svc.balancer);
       s.panic.style.display = svc.panic ? '' : 'none';
       s.queue.style.display = svc.queue_depth > 0 ? '' : 'none';
       if (svc.queue_depth > 0) s.queue.textContent = 'QUEUE ' + svc.queue_depth;
@@ -599,7 +600,10 @@
       $('svc-panic').hidden = true;
       return;
     }
-    setText($('svc-balancer'), svc.balancer);
+    // the balancer, and where the service's settings came from (file, etcd @revision, or registry defaults)
+    var cfgSrc = svc.config_source || 'file';
+    var cfgRev = cfgSrc === 'etcd' && last.config && last.config.etcd ? ' @' + last.config.etcd.revision : '';
+    setText($('svc-balancer'), svc.balancer + ' \u00B7 settings: ' + cfgSrc + cfgRev);
     $('svc-panic').hidden = !svc.panic;
     var tbody = document.querySelector('#svc-backends tbody');
     var seen = new Set();
@@ -714,6 +718,11 @@
       hits.setAttribute('data-col', 'hits');
       tr.appendChild(hits);
       tr.appendChild(el('td', 'num', fmtRate(perSec[i])));
+      // where the route came from: the local file, or the shared config in etcd (with the revision in force)
+      var rev = last && last.config && last.config.etcd ? ' @' + last.config.etcd.revision : '';
+      var src = el('td', 'muted', r.source === 'etcd' ? 'etcd' + rev : (r.source || 'file'));
+      src.setAttribute('data-col', 'source');
+      tr.appendChild(src);
       return tr;
     });
     tbody.replaceChildren.apply(tbody, rows);
@@ -788,6 +797,14 @@
 
   // ---- render, polling ---------------------------------------------------------------------
 
+  /** Header: where the config in force came from (the file; the shared config in etcd and its revision). */
+  function renderConfigSources(c) {
+    if (!c) { setText(configEl, ''); return; }
+    var text = 'config: file (' + c.routes.file + ' routes)';
+    if (c.etcd) text += ' + etcd ' + c.etcd.prefix + ' @ revision ' + c.etcd.revision + ' (' + c.routes.etcd + ' routes)';
+    setText(configEl, text);
+  }
+
   function render() {
     if (!last) return;
     var now = Date.now();
@@ -800,6 +817,7 @@
     var sum = 0;
     rates.forEach(function (r) { sum += r.reqRate; });
     setText(totalsEl, services.length + ' services \u00B7 ' + n + ' backends \u00B7 ' + healthy + ' healthy \u00B7 ' + fmtRate(sum) + ' req/s');
+    renderConfigSources(last.config);
     if (route.view === 'overview') renderOverview(now);
     else if (route.view === 'service') renderService(now);
     else if (route.view === 'events') renderEventsView();
