@@ -32,7 +32,7 @@ it('push and diff of an invalid file print every problem and never connect (the 
   try {
     const file = path.join(dir, 'bad.yaml');
     fs.writeFileSync(file, 'services:\n  web: {balancer: fastest}\nroutes:\n  - {match: {path: x}, service: web}\n');
-    const problems = `${file}:2:19: services.web.balancer: "fastest" is not one of: round_robin, least_conn, p2c, random, hash\n${file}:4:20: routes.0.match.path: "x" must start with "/" (no spaces, query or fragment)\n${file}: not pushed (nothing was written)\n`;
+    const problems = `${file}:2:19: services.web.balancer: "fastest" is not one of: round_robin, least_conn, p2c, random, hash, ewma\n${file}:4:20: routes.0.match.path: "x" must start with "/" (no spaces, query or fragment)\n${file}: not pushed (nothing was written)\n`;
     // port 2 refuses connections: had the command connected, it would fail differently
     expect(run(['config', 'push', '-c', file, '--etcd', 'http://127.0.0.1:2'])).toEqual({ code: 1, stdout: '', stderr: problems });
     expect(run(['config', 'diff', '-c', file, '--etcd', 'http://127.0.0.1:2'])).toEqual({ code: 2, stdout: '', stderr: problems });

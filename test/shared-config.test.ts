@@ -56,7 +56,7 @@ describe('parseSharedConfig', () => {
     expect(asJson).toEqual(asYaml);
     // an invalid JSON value is still reported with its key and path
     expect(issuesOf({ 'services/web': JSON.stringify({ ...web, balancer: 'hsh' }) })).toEqual([
-      '/drover/config/services/web: services.web.balancer: "hsh" is not one of: round_robin, least_conn, p2c, random, hash (did you mean "hash"?)',
+      '/drover/config/services/web: services.web.balancer: "hsh" is not one of: round_robin, least_conn, p2c, random, hash, ewma (did you mean "hash"?)',
     ]);
   });
 
@@ -74,7 +74,7 @@ describe('parseSharedConfig', () => {
       { routes: '- match: {path_prefix: api}\n  service: api\n', 'services/api': 'balancer: leastconn\nretrys: 2\n' },
       [
         '/drover/config/routes: routes.0.match.path_prefix: "api" must start with "/" (no spaces, query or fragment)',
-        '/drover/config/services/api: services.api.balancer: "leastconn" is not one of: round_robin, least_conn, p2c, random, hash (did you mean "least_conn"?)',
+        '/drover/config/services/api: services.api.balancer: "leastconn" is not one of: round_robin, least_conn, p2c, random, hash, ewma (did you mean "least_conn"?)',
         '/drover/config/services/api: services.api.retrys: unknown key "retrys" (did you mean "retries"?)',
       ],
     ],
