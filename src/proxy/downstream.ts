@@ -114,6 +114,23 @@ export class NodeDownstream implements Downstream {
     // the wrapper `once` allocates.
     (this.res as TaggedResponse)[SINK] = sink;
     this.res.on('close', onResponseClose);
+    // A pipelined request's response waits in node:http's queue without a socket, and
+    // node:http never closes a queued response when the connection dies: watch the
+    // connection itself until the response gets it, or the exchange would wait forever.
+    const socket = this.req.socket;
+    if (this.res.socket === null && socket !== null) {
+      const res = this.res;
+      const gone = (): void => {
+        socket.off('close', gone);
+        res.off('finish', done);
+        if (!res.writableFinished) sink.clientClosed();
+      };
+      const done = (): void => {
+        socket.off('close', gone);
+      };
+      socket.on('close', gone);
+      res.once('finish', done);
+    }
   }
 
   openBody(): LazyBody | undefined {

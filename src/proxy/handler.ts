@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { rewritePath } from '../../routing/route-table.js';
 import { NodeDownstream, type Downstream, type RequestHead } from './downstream.js';
+import { isClosing } from './connection-state.js';
 import { Exchange } from './exchange.js';
 import { clientAddress, NO_EDITS, upstreamRequestHeaders } from './headers.js';
 import { sendError } from './respond.js';
@@ -44,6 +45,8 @@ export interface ListenerInfo extends HeadLimits {
  * origin-form) get 400 here, before any backend is involved.
  */
 export function handleRequest(state: ProxyState, listener: ListenerInfo, req: IncomingMessage, res: ServerResponse): void {
+  // parsed after a refusal on the same connection (pipelined): never answered, never forwarded
+  if (isClosing(req.socket)) return;
   const problem = requestProblem(req, listener);
   if (problem !== 0) {
     sendError(res, problem, undefined, true);

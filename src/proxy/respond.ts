@@ -4,6 +4,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { markClosing } from './connection-state.js';
 
 const ERROR_NAMES: Readonly<Record<number, string>> = {
   400: 'bad_request',
@@ -39,7 +40,11 @@ export function sendError(res: ServerResponse, status: number, service: string |
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
   };
-  if (close) headers['connection'] = 'close';
+  if (close) {
+    headers['connection'] = 'close';
+    // requests pipelined after this one are dropped, not forwarded (see connection-state.ts)
+    markClosing(res.req.socket);
+  }
   res.writeHead(status, headers);
   res.end(body);
   if (close) res.once('finish', () => res.socket?.destroySoon());

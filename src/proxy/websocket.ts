@@ -13,6 +13,7 @@ import { rewritePath } from '../../routing/route-table.js';
 import type { Backend } from '../../routing/backend.js';
 import { NO_EDITS, upstreamRequestHeaders } from './headers.js';
 import { requestProblem } from './validate.js';
+import { isClosing } from './connection-state.js';
 import { clientOf, hostWithoutPort, type ListenerInfo } from './handler.js';
 import { errorBody, writeRawError } from './respond.js';
 import type { AccessLogEntry, ProxyState, ServiceRuntime } from './types.js';
@@ -77,6 +78,8 @@ class UpgradeRecord {
 /** Handles the server's `upgrade` event. */
 export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   socket.on('error', () => socket.destroy());
+  // pipelined after a refusal on this connection: the refusal's end closes it, nothing is sent on
+  if (isClosing(socket as import('node:net').Socket)) return;
   // The listener's send timeout is for HTTP exchanges; a tunnel may be quiet for hours.
   (socket as import('node:net').Socket).setTimeout(0);
   const url = req.url ?? '';

@@ -1,0 +1,171 @@
+/**
+ * Issue 20, the second attack pass: pipelining around refused requests, path normalisation,
+ * upgrade tokens, transfer-codings, 1xx and early backend failures, against the real
+ * `bin/drover` over raw sockets, on both front ends (the fast path and node:http). Whether a
+ * backend saw anything is measured at the TCP level on a raw backend.
+ */
+import net from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { startDrover, type DroverProcess } from './helpers/drover.js';
+import { scrapeSum } from './helpers/metrics.js';
+import { adminBackends, eventually, fdCount, ok, rawExchange, startRawBackend, waitUntil, type RawBackend } from './helpers/raw-backend.js';
+
+/** The raw backend answers every head with 200 and the request target as the body. */
+function echoTarget(b: RawBackend): void {
+  b.respond((s, head) => s.write(ok(head.split(' ')[1] ?? '')));
+}
+
+const H = 'Host: x\r\n';
+const AFTER = `POST /v1/after HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc`;
+
+const FRONT_ENDS: [string, NodeJS.ProcessEnv][] = [
+  ['fast path', {}],
+  ['node:http', { DROVER_FAST_PATH: 'off' }],
+];
+
+describe.each(FRONT_ENDS)('%s', (_name, env) => {
+  let raw: RawBackend;
+  let drover: DroverProcess;
+
+  beforeAll(async () => {
+    raw = await startRawBackend('raw');
+    drover = await startDrover(
+      `
+listen:
+  - address: 127.0.0.1:0
+    limits: {max_url_bytes: 1024}
+admin: {address: 127.0.0.1:0}
+access_log: stdout
+services:
+  raw: {retries: 0, health: {passive: {consecutive_failures: 1000}}, backends: [{url: ${raw.url}, id: raw}]}
+routes:
+  - match: {path_prefix: /}
+    service: raw
+`,
+      { env },
+    );
+  });
+
+  afterAll(async () => {
+    await drover?.stop();
+    await raw?.close();
+  });
+
+  beforeEach(() => {
+    raw.reset();
+    echoTarget(raw);
+  });
+
+  /** Access log lines (requests) so far. */
+  const accessLines = (): Record<string, unknown>[] => drover.logs.filter((l) => typeof l['status'] === 'number' && 'path' in l);
+
+  describe('item 1: a refused request followed in the same write by a POST leaks nothing', () => {
+    const refused: [string, string][] = [
+      ['duplicate Host', `GET /v1/a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n`],
+      ['absolute-form target', `GET http://evil/v1/a HTTP/1.1\r\n${H}\r\n`],
+      ['fragment', `GET /v1/a#frag HTTP/1.1\r\n${H}\r\n`],
+      ['414', `GET /${'a'.repeat(1100)} HTTP/1.1\r\n${H}\r\n`],
+    ];
+
+    it.each(refused)('%s + POST: 400/414 and close; the POST reaches no backend', async (_case, first) => {
+      const r = await rawExchange(drover.port, first + AFTER);
+      expect(r.text).toMatch(/^HTTP\/1\.1 (400|414) /);
+      expect(r.closedByServer).toBe(true);
+      // only the refusal was answered: one status line
+      expect(r.text.match(/HTTP\/1\.1 \d{3} /g)).toHaveLength(1);
+      await new Promise((res) => setTimeout(res, 100));
+      expect(raw.connections).toBe(0);
+      expect(raw.bytes).toBe(0);
+      expect((await adminBackends(drover.adminPort)).every((b) => b.inflight === 0)).toBe(true);
+    });
+
+    it('a client that leaves with a pipelined POST still queued leaves nothing in flight', async () => {
+      // /slow is answered after 300 ms; the POST behind it (its body incomplete) is dispatched meanwhile
+      raw.respond((s, head) => {
+        const target = head.split(' ')[1] ?? '';
+        if (target === '/slow') setTimeout(() => s.writable && s.write(ok(target)), 300);
+        else s.write(ok(target));
+      });
+      const s = net.connect(drover.port, '127.0.0.1');
+      s.on('error', () => undefined);
+      s.write(`GET /slow HTTP/1.1\r\n${H}\r\nPOST /queued HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\nabc`);
+      await waitUntil(() => raw.heads.length >= 1);
+      s.destroy();
+      await waitUntil(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0), 5000);
+      await waitUntil(() => raw.open <= 1, 5000);
+    });
+
+    it('1 000 such connections leave fds, upstream connections and drover_backend_inflight at baseline', async () => {
+      // warm-up: pools, JIT, log stream; then the baseline
+      for (let i = 0; i < 20; i++) await rawExchange(drover.port, `GET /warm HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+      await waitUntil(() => raw.open === 0 || raw.open === 1);
+      const pid = drover.child.pid ?? 0;
+      const upstreamBefore = raw.open;
+      const fdsBefore = fdCount(pid);
+      raw.reset();
+      let left = 1000;
+      let refusedCount = 0;
+      await Promise.all(
+        Array.from({ length: 50 }, async () => {
+          while (left > 0) {
+            left--;
+            const r = await rawExchange(drover.port, `GET /v1/a HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n${AFTER}`);
+            if (/^HTTP\/1\.1 400 /.test(r.text) && r.closedByServer) refusedCount++;
+          }
+        }),
+      );
+      expect(refusedCount).toBe(1000);
+      // every client connection is gone once drover has seen them close
+      await eventually(() => fdCount(pid) <= fdsBefore, 5000);
+      expect(fdCount(pid)).toBeLessThanOrEqual(fdsBefore);
+      expect(raw.connections).toBe(0);
+      expect(raw.bytes).toBe(0);
+      expect(raw.open).toBe(upstreamBefore);
+      expect(await scrapeSum(drover.adminPort, 'drover_backend_inflight')).toBe(0);
+    }, 60_000);
+  });
+
+  describe('item 2: pipelining around a malformed request', () => {
+    it('GET /1 + a refused request + POST /3: /1 answered, then 400, close; /3 never forwarded', async () => {
+      const r = await rawExchange(drover.port, `GET /1 HTTP/1.1\r\n${H}\r\nGET /2 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\nPOST /3 HTTP/1.1\r\n${H}Content-Length: 3\r\n\r\nabc`);
+      const statuses = [...r.text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+      expect(statuses).toEqual(['200', '400']);
+      expect(r.text).toContain('\r\n\r\n/1');
+      expect(r.closedByServer).toBe(true);
+      await new Promise((res) => setTimeout(res, 100));
+      expect(raw.heads.map((h) => h.split('\r\n')[0])).toEqual(['GET /1 HTTP/1.1']);
+    });
+
+    it('GET /1 + a request the parser refuses: /1 answered (logged 200), then 400, close', async () => {
+      raw.respond((s, head) => setTimeout(() => s.write(ok(head.split(' ')[1] ?? '')), 50));
+      const before = accessLines().length;
+      const r = await rawExchange(drover.port, `GET /1 HTTP/1.1\r\n${H}\r\nGET /2 HTTP/1.1\r\n${H}X-A : b\r\n\r\nGET /3 HTTP/1.1\r\n${H}\r\n`);
+      const statuses = [...r.text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+      expect(statuses).toEqual(['200', '400']);
+      expect(r.text).toContain('\r\n\r\n/1');
+      expect(r.closedByServer).toBe(true);
+      expect(raw.heads.map((h) => h.split('\r\n')[0])).toEqual(['GET /1 HTTP/1.1']);
+      await waitUntil(() => accessLines().length > before);
+      expect(accessLines().slice(before).map((l) => [l['path'], l['status']])).toEqual([['/1', 200]]);
+    });
+
+    it('two good requests and then a refused one: both answered in order before the 400', async () => {
+      const r = await rawExchange(drover.port, `GET /1 HTTP/1.1\r\n${H}\r\nGET /2 HTTP/1.1\r\n${H}\r\nGET /3#x HTTP/1.1\r\n${H}\r\nGET /4 HTTP/1.1\r\n${H}\r\n`);
+      const statuses = [...r.text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+      expect(statuses).toEqual(['200', '200', '400']);
+      expect(r.text.indexOf('\r\n\r\n/1')).toBeLessThan(r.text.indexOf('\r\n\r\n/2'));
+      expect(r.closedByServer).toBe(true);
+      await new Promise((res) => setTimeout(res, 100));
+      expect(raw.heads.map((h) => h.split('\r\n')[0])).toEqual(['GET /1 HTTP/1.1', 'GET /2 HTTP/1.1']);
+    });
+  });
+});
+
+/** Opens a connection, writes `text`, resolves with the socket once connected. */
+export function openWith(port: number, text: string): Promise<net.Socket> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => resolve(s));
+    s.on('error', () => undefined);
+    s.write(text);
+  });
+}
