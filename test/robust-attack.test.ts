@@ -25,10 +25,13 @@ const FRONT_ENDS: [string, NodeJS.ProcessEnv][] = [
 
 describe.each(FRONT_ENDS)('%s', (_name, env) => {
   let raw: RawBackend;
+  /** behind `path_prefix: /public/` only */
+  let pub: RawBackend;
   let drover: DroverProcess;
 
   beforeAll(async () => {
     raw = await startRawBackend('raw');
+    pub = await startRawBackend('pub');
     drover = await startDrover(
       `
 listen:
@@ -38,7 +41,13 @@ admin: {address: 127.0.0.1:0}
 access_log: stdout
 services:
   raw: {retries: 0, health: {passive: {consecutive_failures: 1000}}, backends: [{url: ${raw.url}, id: raw}]}
+  pub: {retries: 0, backends: [{url: ${pub.url}, id: pub}]}
 routes:
+  - match: {path_prefix: /public/}
+    service: pub
+  - match: {path_prefix: /v1}
+    service: raw
+    strip_prefix: /v1
   - match: {path_prefix: /}
     service: raw
 `,
@@ -48,13 +57,22 @@ routes:
 
   afterAll(async () => {
     await drover?.stop();
-    await raw?.close();
+    await Promise.all([raw?.close(), pub?.close()]);
   });
 
   beforeEach(() => {
     raw.reset();
+    pub.reset();
     echoTarget(raw);
+    echoTarget(pub);
   });
+
+  /** One request on its own connection: status and body. */
+  async function get(target: string): Promise<{ status: number; body: string }> {
+    const r = await rawExchange(drover.port, `GET ${target} HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+    const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(r.text)?.[1] ?? 0);
+    return { status, body: r.text.slice(r.text.indexOf('\r\n\r\n') + 4) };
+  }
 
   /** Access log lines (requests) so far. */
   const accessLines = (): Record<string, unknown>[] => drover.logs.filter((l) => typeof l['status'] === 'number' && 'path' in l);
@@ -123,6 +141,44 @@ routes:
       expect(raw.open).toBe(upstreamBefore);
       expect(await scrapeSum(drover.adminPort, 'drover_backend_inflight')).toBe(0);
     }, 60_000);
+  });
+
+  describe('item 3: routing on the normalised path', () => {
+    // [sent, status, backend that must see it ('raw' | 'pub' | undefined), target it receives]
+    const cases: [string, number, 'raw' | 'pub' | undefined, string | undefined][] = [
+      ['/public/x', 200, 'pub', '/public/x'],
+      ['/public/../admin', 200, 'raw', '/admin'],
+      ['/public/%2e%2e/admin', 200, 'raw', '/admin'],
+      ['/public/%2E./admin?q=/public/', 200, 'raw', '/admin?q=/public/'],
+      ['/public/./x/../y', 200, 'pub', '/public/y'],
+      ['/public//x', 200, 'pub', '/public/x'],
+      ['//public/x', 200, 'pub', '/public/x'],
+      ['/%70ublic/%7Euser', 200, 'pub', '/public/~user'],
+      ['/v1/a/../b', 200, 'raw', '/b'],
+      ['/v1../admin', 400, undefined, undefined],
+      ['/../etc/passwd', 400, undefined, undefined],
+      ['/public/%2e%2e/%2e%2e/x', 400, undefined, undefined],
+      ['/public/a%2Fb', 400, undefined, undefined],
+      ['/public/a%5cb', 400, undefined, undefined],
+      ['/v1/a%2fb', 400, undefined, undefined],
+      ['/x%zz', 400, undefined, undefined],
+      ['/x%00', 400, undefined, undefined],
+      // a route that matches every path: encoded slashes pass as sent (identifiers use them)
+      ['/repo/a%2fb', 200, 'raw', '/repo/a%2Fb'],
+    ];
+
+    it.each(cases)('%s -> %i', async (target, status, backend, upstream) => {
+      const r = await get(target);
+      expect(r.status).toBe(status);
+      const seen = { raw: raw.heads.map((h) => h.split(' ')[1]), pub: pub.heads.map((h) => h.split(' ')[1]) };
+      if (backend === undefined) {
+        expect(seen).toEqual({ raw: [], pub: [] });
+      } else {
+        expect(seen[backend]).toEqual([upstream]);
+        expect(seen[backend === 'raw' ? 'pub' : 'raw']).toEqual([]);
+        expect(r.body).toBe(upstream);
+      }
+    });
   });
 
   describe('item 2: pipelining around a malformed request', () => {

@@ -9,12 +9,11 @@
  */
 import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { rewritePath } from '../../routing/route-table.js';
 import type { Backend } from '../../routing/backend.js';
 import { NO_EDITS, upstreamRequestHeaders } from './headers.js';
 import { requestProblem } from './validate.js';
 import { isClosing } from './connection-state.js';
-import { clientOf, hostWithoutPort, type ListenerInfo } from './handler.js';
+import { clientOf, routeRequest, type ListenerInfo } from './handler.js';
 import { errorBody, writeRawError } from './respond.js';
 import type { AccessLogEntry, ProxyState, ServiceRuntime } from './types.js';
 
@@ -82,7 +81,6 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
   if (isClosing(socket as import('node:net').Socket)) return;
   // The listener's send timeout is for HTTP exchanges; a tunnel may be quiet for hours.
   (socket as import('node:net').Socket).setTimeout(0);
-  const url = req.url ?? '';
   const { peer, trusted, clientIp } = clientOf(state, req);
   const record = new UpgradeRecord(state, req, clientIp);
   const problem = requestProblem(req, listener);
@@ -91,15 +89,14 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
     record.finish(problem);
     return;
   }
-  const q = url.indexOf('?');
-  const path = q === -1 ? url : url.slice(0, q);
   const method = req.method ?? 'GET';
-  const route = state.routes.match(method, hostWithoutPort(req.headers.host), path, req.headers);
-  if (route === undefined) {
-    refuse(socket, 404);
-    record.finish(404);
+  const routed = routeRequest(state, req);
+  if (typeof routed === 'number') {
+    refuse(socket, routed);
+    record.finish(routed);
     return;
   }
+  const { route, path, upstreamPath } = routed;
   state.routeHits[route.index] = (state.routeHits[route.index] ?? 0) + 1;
   record.route = route.index;
   record.service = route.service;
@@ -118,7 +115,6 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
   // Connection and Upgrade are hop-by-hop, but for an upgrade they are the point: put them back.
   headers.push('connection', 'upgrade', 'upgrade', req.headers.upgrade ?? 'websocket');
   const target = new URL(backend.url);
-  const upstreamPath = route.stripPrefix === undefined ? url : rewritePath(route, url);
   tunnel(svc, backend, socket, head, record, {
     host: target.hostname,
     port: Number(target.port || 80),
