@@ -48,6 +48,9 @@ routes:
   - match: {path_prefix: /v1}
     service: raw
     strip_prefix: /v1
+  - match: {path_prefix: /h2c}
+    service: raw
+    upgrades: [websocket, h2c]
   - match: {path_prefix: /}
     service: raw
 `,
@@ -178,6 +181,50 @@ routes:
         expect(seen[backend === 'raw' ? 'pub' : 'raw']).toEqual([]);
         expect(r.body).toBe(upstream);
       }
+    });
+  });
+
+  describe('item 4: only allowed upgrades are tunnelled', () => {
+    const KEY = 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n';
+    const upgrade = (path: string, protocol: string, extra = ''): string => `GET ${path} HTTP/1.1\r\n${H}Connection: Upgrade\r\nUpgrade: ${protocol}\r\n${extra}\r\n`;
+    beforeEach(() => {
+      // a backend that switches to whatever it is asked, then echoes one line
+      raw.respond((s, head) => {
+        const protocol = /\r\nupgrade: ([^\r]*)/i.exec(head)?.[1] ?? '?';
+        s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: ${protocol}\r\nConnection: Upgrade\r\n\r\ntunnel-open`);
+        s.end();
+      });
+    });
+
+    const refused: [string, string][] = [
+      ['h2c (smuggling)', upgrade('/x', 'h2c', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n')],
+      ['an unknown protocol', upgrade('/x', 'foo/1')],
+      ['two protocols', upgrade('/x', 'websocket, h2c', KEY)],
+      ['websocket without Sec-WebSocket-Key', upgrade('/x', 'websocket', 'Sec-WebSocket-Version: 13\r\n')],
+      ['websocket without Sec-WebSocket-Version', upgrade('/x', 'websocket', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n')],
+      ['websocket with a malformed key', upgrade('/x', 'websocket', 'Sec-WebSocket-Key: short\r\nSec-WebSocket-Version: 13\r\n')],
+      ['websocket version 8', upgrade('/x', 'websocket', 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n')],
+    ];
+    it.each(refused)('%s: 400, nothing reaches the backend', async (_case, text) => {
+      const r = await rawExchange(drover.port, text);
+      expect(r.text).toMatch(/^HTTP\/1\.1 400 /);
+      expect(r.text).not.toContain('tunnel-open');
+      await new Promise((res) => setTimeout(res, 50));
+      expect(raw.connections).toBe(0);
+    });
+
+    it('a valid WebSocket handshake is tunnelled', async () => {
+      const r = await rawExchange(drover.port, upgrade('/x', 'websocket', KEY));
+      expect(r.text).toMatch(/^HTTP\/1\.1 101 /);
+      expect(r.text).toContain('tunnel-open');
+      expect(raw.heads[0]).toMatch(/\r\nupgrade: websocket/i);
+    });
+
+    it('h2c on a route that lists it in upgrades is tunnelled', async () => {
+      const r = await rawExchange(drover.port, upgrade('/h2c/x', 'h2c', 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n'));
+      expect(r.text).toMatch(/^HTTP\/1\.1 101 /);
+      expect(r.text).toContain('tunnel-open');
+      expect(raw.heads[0]).toMatch(/\r\nupgrade: h2c/i);
     });
   });
 

@@ -74,6 +74,29 @@ class UpgradeRecord {
   }
 }
 
+/** Upgrade protocols tunnelled on a route that lists none (h2c and others are smuggling vectors). */
+const DEFAULT_UPGRADES: readonly string[] = ['websocket'];
+
+/** A Sec-WebSocket-Key: base64 of 16 bytes (RFC 6455 section 4.1). */
+const WS_KEY = /^[A-Za-z0-9+/]{22}==$/;
+
+/**
+ * The protocol to tunnel (lower-cased), or 400: the `Upgrade` value must be one protocol from
+ * the route's `upgrades` list, and a WebSocket handshake must carry a valid
+ * `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13`. A tunnel bypasses routing and header
+ * rules for everything after it, so only what the route allows is opened (h2c smuggling).
+ */
+function upgradeProblem(req: IncomingMessage, allowed: readonly string[]): string | 400 {
+  const protocol = (req.headers.upgrade ?? '').trim().toLowerCase();
+  if (protocol === '' || protocol.includes(',') || !allowed.includes(protocol)) return 400;
+  if (protocol === 'websocket') {
+    const key = req.headers['sec-websocket-key'];
+    const version = req.headers['sec-websocket-version'];
+    if (typeof key !== 'string' || !WS_KEY.test(key.trim()) || version?.trim() !== '13') return 400;
+  }
+  return protocol;
+}
+
 /** Handles the server's `upgrade` event. */
 export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   socket.on('error', () => socket.destroy());
@@ -98,6 +121,14 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
   }
   const { route, path, upstreamPath } = routed;
   state.routeHits[route.index] = (state.routeHits[route.index] ?? 0) + 1;
+  const protocol = upgradeProblem(req, route.upgrades ?? DEFAULT_UPGRADES);
+  if (typeof protocol === 'number') {
+    refuse(socket, protocol);
+    record.route = route.index;
+    record.service = route.service;
+    record.finish(protocol, 'upgrade refused');
+    return;
+  }
   record.route = route.index;
   record.service = route.service;
   const svc = state.services.get(route.service);
@@ -113,7 +144,7 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
   const { headers, requestId } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
   record.requestId = requestId;
   // Connection and Upgrade are hop-by-hop, but for an upgrade they are the point: put them back.
-  headers.push('connection', 'upgrade', 'upgrade', req.headers.upgrade ?? 'websocket');
+  headers.push('connection', 'upgrade', 'upgrade', protocol);
   const target = new URL(backend.url);
   tunnel(svc, backend, socket, head, record, {
     host: target.hostname,
