@@ -272,3 +272,47 @@ export function openWith(port: number, text: string): Promise<net.Socket> {
     s.write(text);
   });
 }
+
+describe('item 5: the admin API answers only its own names (DNS rebinding)', () => {
+  let raw: RawBackend;
+  let drover: DroverProcess;
+  beforeAll(async () => {
+    raw = await startRawBackend('raw');
+    drover = await startDrover(`
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0, allowed_hosts: [lb.internal, 'ops.example:9999']}
+access_log: off
+services:
+  web: {backends: [{url: ${raw.url}, id: b1}]}
+routes: [{match: {path_prefix: /}, service: web}]
+`);
+  });
+  afterAll(async () => {
+    await drover?.stop();
+    await raw?.close();
+  });
+
+  const call = async (method: string, path: string, host: string, extra = ''): Promise<number> => {
+    const r = await rawExchange(drover.adminPort, `${method} ${path} HTTP/1.1\r\nHost: ${host}\r\n${extra}Content-Length: 0\r\nConnection: close\r\n\r\n`);
+    return Number(/^HTTP\/1\.1 (\d{3}) /.exec(r.text)?.[1] ?? 0);
+  };
+  const state = async (): Promise<string | undefined> => (await adminBackends(drover.adminPort)).find((b) => b.id === 'b1')?.state;
+
+  it('a rebinding page (Host and Origin both rebind.example) cannot drain a backend or read the API', async () => {
+    const rebind = `rebind.example:${drover.adminPort}`;
+    expect(await call('POST', '/api/services/web/backends/b1/drain', rebind, `Origin: http://${rebind}\r\n`)).toBe(403);
+    expect(await call('GET', '/api/services', rebind)).toBe(403);
+    expect(await call('GET', '/metrics', 'ops.example:9901')).toBe(403); // listed with another port
+    expect(await state()).not.toBe('draining');
+  });
+
+  it('loopback names, IP literals and allowed_hosts are served', async () => {
+    const p = drover.adminPort;
+    for (const host of [`127.0.0.1:${p}`, `localhost:${p}`, `[::1]:${p}`, `LB.internal:${p}`, 'ops.example:9999', 'app.localhost']) {
+      expect(await call('GET', '/healthz', host)).toBe(200);
+    }
+    expect(await call('POST', '/api/services/web/backends/b1/drain', `localhost:${p}`, `Origin: http://localhost:${p}\r\n`)).toBe(200);
+    expect(await state()).toBe('draining');
+    expect(await call('POST', '/api/services/web/backends/b1/undrain', `127.0.0.1:${p}`)).toBe(200);
+  });
+});
