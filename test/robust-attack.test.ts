@@ -228,6 +228,57 @@ routes:
     });
   });
 
+  describe('item 6: transfer-codings other than chunked', () => {
+    it.each([['gzip, chunked'], ['deflate,chunked'], ['x-custom, chunked']])('a request with Transfer-Encoding: %s gets 501 and reaches no backend', async (te) => {
+      const r = await rawExchange(drover.port, `POST /x HTTP/1.1\r\n${H}Transfer-Encoding: ${te}\r\n\r\n3\r\nabc\r\n0\r\n\r\n`);
+      expect(r.text).toMatch(/^HTTP\/1\.1 501 /);
+      expect(r.closedByServer).toBe(true);
+      await new Promise((res) => setTimeout(res, 50));
+      expect(raw.connections).toBe(0);
+    });
+
+    it.each([
+      ['gzip, chunked', 'Transfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n'],
+      ['gzip', 'Transfer-Encoding: gzip\r\nConnection: close\r\n\r\nabc'],
+    ])('a backend answering Transfer-Encoding: %s gets the client a 502', async (_te, rest) => {
+      raw.respond((s) => {
+        s.write(`HTTP/1.1 200 OK\r\n${rest}`);
+        if (rest.includes('close')) s.end();
+      });
+      const r = await get('/coded');
+      expect(r.status).toBe(502);
+      expect(r.body).not.toContain('abc');
+    });
+  });
+
+  describe('item 8: a backend failing before the first body byte gets the client a 502', () => {
+    const cases: [string, string][] = [
+      ['200 + Content-Length 100, then FIN', 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n'],
+      ['a control byte in the reason phrase', 'HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok'],
+      ['a header value node:http refuses to write', 'HTTP/1.1 200 OK\r\nX-Bad: a\x7fb\r\nContent-Length: 2\r\n\r\nok'],
+    ];
+    it.each(cases)('%s: 502, logged 502', async (name, answer) => {
+      raw.respond((s) => {
+        s.write(Buffer.from(answer, 'latin1'));
+        s.end();
+      });
+      const target = `/early-${cases.findIndex((c) => c[0] === name)}`;
+      const r = await get(target);
+      expect(r.status).toBe(502);
+      expect(r.body).toBe('{"error":"bad_gateway","service":"raw"}');
+      await waitUntil(() => accessLines().some((l) => l['path'] === target));
+      expect(accessLines().find((l) => l['path'] === target)?.['status']).toBe(502);
+    });
+  });
+
+  describe('item 10: CONNECT', () => {
+    it('CONNECT gets 400 and reaches no backend', async () => {
+      const r = await rawExchange(drover.port, `CONNECT 127.0.0.1:${raw.port} HTTP/1.1\r\nHost: 127.0.0.1:${raw.port}\r\n\r\n`);
+      expect(r.text).toMatch(/^HTTP\/1\.1 400 /);
+      expect(raw.connections).toBe(0);
+    });
+  });
+
   describe('item 2: pipelining around a malformed request', () => {
     it('GET /1 + a refused request + POST /3: /1 answered, then 400, close; /3 never forwarded', async () => {
       const r = await rawExchange(drover.port, `GET /1 HTTP/1.1\r\n${H}\r\nGET /2 HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\nPOST /3 HTTP/1.1\r\n${H}Content-Length: 3\r\n\r\nabc`);

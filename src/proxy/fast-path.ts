@@ -584,6 +584,15 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
     this.headersSent = true;
   }
 
+  retractHead(): boolean {
+    if (this.head === '') return false;
+    this.head = '';
+    this.headersSent = false;
+    this.chunked = false;
+    this.bodyless = this.isHead;
+    return true;
+  }
+
   /** The head goes out with the first body bytes (or the end): one write for both. */
   private flushHead(): void {
     if (this.head !== '') {

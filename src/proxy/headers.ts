@@ -174,6 +174,21 @@ export function downstreamResponseHeaders(raw: readonly (Buffer | string)[]): st
   return out;
 }
 
+/**
+ * A backend's Transfer-Encoding other than a lone `chunked` (e.g. `gzip` or `gzip, chunked`),
+ * or undefined. undici removes the chunked framing and hands over the body still gzip-coded;
+ * relaying it re-chunked without the coding would hand the client bytes it cannot decode.
+ */
+export function responseCoding(raw: readonly (Buffer | string)[]): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as Buffer | string;
+    if (name.length !== 17 || name.toString('latin1').toLowerCase() !== 'transfer-encoding') continue;
+    const value = (raw[i + 1] as Buffer | string).toString('latin1').trim().toLowerCase();
+    if (value !== 'chunked') return value;
+  }
+  return undefined;
+}
+
 /** Counts `Host` headers in raw headers: more than one is a malformed request (400). */
 export function hostHeaderCount(raw: readonly string[]): number {
   let n = 0;

@@ -146,6 +146,11 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
     }
   });
   server.on('clientError', onClientError);
+  // CONNECT (forward-proxy tunnels) is not served: node:http would close without an answer
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', ignoreSocketError);
+    writeRawError(socket as Socket, 400, 'Bad Request', '{"error":"bad_request"}');
+  });
   server.on('error', () => undefined);
   server.on('connection', (s: Socket) => {
     sockets.add(s);

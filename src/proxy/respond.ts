@@ -12,6 +12,7 @@ const ERROR_NAMES: Readonly<Record<number, string>> = {
   414: 'uri_too_long',
   431: 'request_header_fields_too_large',
   499: 'client_closed_request',
+  501: 'not_implemented',
   502: 'bad_gateway',
   503: 'no_available_backend',
   504: 'gateway_timeout',

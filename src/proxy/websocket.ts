@@ -17,7 +17,7 @@ import { clientOf, routeRequest, type ListenerInfo } from './handler.js';
 import { errorBody, writeRawError } from './respond.js';
 import type { AccessLogEntry, ProxyState, ServiceRuntime } from './types.js';
 
-const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 404: 'Not Found', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 501: 'Not Implemented', 404: 'Not Found', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
 /** Open tunnels, so shutdown can close them after the grace period. */
 export const openTunnels = new Set<Duplex>();
