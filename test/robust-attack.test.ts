@@ -271,6 +271,20 @@ routes:
     });
   });
 
+  describe('item 10: address and URL claims from an untrusted client', () => {
+    it('X-Real-IP, X-Forwarded-Port, X-Original-URL and X-Rewrite-URL are dropped', async () => {
+      const r = await rawExchange(
+        drover.port,
+        `GET /claims HTTP/1.1\r\n${H}X-Real-IP: 6.6.6.6\r\nX-Forwarded-Port: 443\r\nX-Original-URL: /admin\r\nX-Rewrite-URL: /admin\r\nX-Kept: yes\r\nConnection: close\r\n\r\n`,
+      );
+      expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+      const head = (raw.heads[0] ?? '').toLowerCase();
+      expect(head).toContain('x-kept: yes');
+      for (const name of ['x-real-ip', 'x-forwarded-port', 'x-original-url', 'x-rewrite-url']) expect(head).not.toContain(`${name}:`);
+      expect(head).toContain('x-forwarded-for: 127.0.0.1');
+    });
+  });
+
   describe('item 10: CONNECT', () => {
     it('CONNECT gets 400 and reaches no backend', async () => {
       const r = await rawExchange(drover.port, `CONNECT 127.0.0.1:${raw.port} HTTP/1.1\r\nHost: 127.0.0.1:${raw.port}\r\n\r\n`);

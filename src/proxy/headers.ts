@@ -25,6 +25,13 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
 /** Headers drover itself sets on the way up; a client's copies are dropped or folded in. */
 const FORWARDING: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id', 'expect']);
 
+/**
+ * Client-address and original-URL claims backends trust like X-Forwarded-For (NGINX's
+ * X-Real-IP, X-Forwarded-Port, IIS/Symfony's X-Original-URL and X-Rewrite-URL): dropped from
+ * an untrusted peer, kept from a trusted proxy.
+ */
+const CLAIMS: ReadonlySet<string> = new Set(['x-real-ip', 'x-forwarded-port', 'x-forwarded-server', 'x-original-url', 'x-rewrite-url', 'x-original-forwarded-for']);
+
 /** What the proxy knows about the client connection, to build the forwarding headers. */
 export interface ForwardingInfo {
   /** the TCP peer's address */
@@ -112,6 +119,7 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardingI
       continue;
     }
     if (edits.remove.has(lower)) continue;
+    if (!info.trusted && CLAIMS.has(lower)) continue;
     if (lower === 'host') host = value;
     out.push(name, value);
   }
