@@ -141,7 +141,8 @@ routes:
       expect(fdCount(pid)).toBeLessThanOrEqual(fdsBefore);
       expect(raw.connections).toBe(0);
       expect(raw.bytes).toBe(0);
-      expect(raw.open).toBe(upstreamBefore);
+      // no new upstream connection (raw.connections above); the warm-up's idle one may have expired
+      expect(raw.open).toBeLessThanOrEqual(upstreamBefore);
       expect(await scrapeSum(drover.adminPort, 'drover_backend_inflight')).toBe(0);
     }, 60_000);
   });
