@@ -330,15 +330,6 @@ routes:
   });
 });
 
-/** Opens a connection, writes `text`, resolves with the socket once connected. */
-export function openWith(port: number, text: string): Promise<net.Socket> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1', () => resolve(s));
-    s.on('error', () => undefined);
-    s.write(text);
-  });
-}
-
 describe('item 5: the admin API answers only its own names (DNS rebinding)', () => {
   let raw: RawBackend;
   let drover: DroverProcess;
