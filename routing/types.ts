@@ -70,6 +70,8 @@ export interface RouteConfig {
   };
   readonly service: string;
   readonly stripPrefix?: string | undefined;
+  /** lower-cased `Upgrade` protocols tunnelled on this route; default `['websocket']` */
+  readonly upgrades?: readonly string[] | undefined;
   readonly requestHeaders: {
     /** names as written; matched case-insensitively */
     readonly set: readonly { readonly name: string; readonly value: string }[];

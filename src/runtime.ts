@@ -119,6 +119,7 @@ export class Runtime implements AdminModel {
         model: rt,
         metrics: rt.metrics,
         tokenEnv: config.admin.tokenEnv,
+        allowedHosts: config.admin.allowedHosts,
         logger: rt.logger.child({ component: 'admin' }),
       });
     } catch (err) {

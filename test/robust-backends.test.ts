@@ -77,22 +77,17 @@ describe('malformed responses: 502, never forwarded', () => {
     expect(r.body).toBe('fine');
   });
 
-  it.each(cases)('%s', async (name, answer) => {
+  it.each(cases)('%s', async (_name, answer) => {
     bad.respond((s) => {
       s.write(answer);
       setTimeout(() => s.destroy(), 50);
     });
     const before = await failuresOf('bad');
     const r = await rawExchange(drover.port, 'GET /bad HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
-    if (name === 'invalid chunk size') {
-      // The head was valid and is already committed when the body turns out broken: the only
-      // honest answer left is a closed connection with no response at all.
-      expect(r.text).toBe('');
-      expect(r.closedByServer).toBe(true);
-    } else {
-      expect(r.text).toMatch(/^HTTP\/1\.1 502 /);
-      expect(r.text.endsWith('{"error":"bad_gateway","service":"bad"}')).toBe(true);
-    }
+    // the invalid chunk size breaks the body before its first byte, while the head is still
+    // buffered in drover: it is taken back and the client gets a clean 502 too (issue 20, item 8)
+    expect(r.text).toMatch(/^HTTP\/1\.1 502 /);
+    expect(r.text.endsWith('{"error":"bad_gateway","service":"bad"}')).toBe(true);
     expect(r.text).not.toContain('SECRET');
     expect(await failuresOf('bad')).toBe(before + 1);
   });

@@ -16,6 +16,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { AdminModel } from './model.js';
 import { dashboardRoute } from './dashboard-routes.js';
+import { adminHostAllowed } from './host-check.js';
 
 /** Options of `startAdminServer`. */
 export interface AdminServerOptions {
@@ -38,6 +39,8 @@ export interface AdminServerOptions {
   readonly logger: Logger;
   /** ms between `/api/stream` pushes; default 1000 */
   readonly streamIntervalMs?: number;
+  /** `admin.allowed_hosts` (lower-cased); see `host-check.ts` for the default */
+  readonly allowedHosts?: readonly string[] | undefined;
 }
 
 /** A running admin server. */
@@ -107,6 +110,8 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
 
     // Body-less API: whatever a client sends is read and dropped, so keep-alive stays usable.
     req.resume();
+    // DNS rebinding: only names this listener answers to (host-check.ts)
+    if (!adminHostAllowed(req.headers.host, opts.allowedHosts)) return sendJson(res, 403, { error: 'forbidden_host' });
 
     const getOnly = (serve: () => void | Promise<void>): void | Promise<void> => {
       if (!isGet) return methodNotAllowed(res, 'GET, HEAD');

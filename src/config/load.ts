@@ -716,6 +716,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
       },
       service: r.service,
       ...(r.strip_prefix === undefined ? {} : { stripPrefix: r.strip_prefix }),
+      ...(r.upgrades === undefined ? {} : { upgrades: r.upgrades.map((u) => u.toLowerCase()) }),
       requestHeaders: {
         set: Object.entries(r.request_headers?.set ?? {}).map(([name, value]) => ({ name, value })),
         remove: (r.request_headers?.remove ?? []).map((n) => n.toLowerCase()),
@@ -728,10 +729,12 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
     file: absFile,
     listen,
     trustedProxies: p.trusted_proxies,
+    mergeSlashes: p.merge_slashes,
     accessLog: p.access_log === 'off' || p.access_log === 'stdout' ? p.access_log : abs(p.access_log),
     shutdownGrace: p.shutdown_grace,
     workers: p.workers,
-    admin: { address: formatHostPort(p.admin.address), host: p.admin.address.host, port: p.admin.address.port, tokenEnv: p.admin.token_env },
+    admin: { address: formatHostPort(p.admin.address), host: p.admin.address.host, port: p.admin.address.port, tokenEnv: p.admin.token_env,
+      ...(p.admin.allowed_hosts === undefined ? {} : { allowedHosts: p.admin.allowed_hosts.map((h) => h.toLowerCase()) }) },
     registry: {
       ...(p.registry.file === undefined ? {} : { file: abs(p.registry.file) }),
       ...(etcd === undefined

@@ -382,6 +382,10 @@ const routeSchema = z
       .describe('all given conditions must hold; {} matches everything'),
     service: z.string().min(1).describe('the service that handles matching requests'),
     strip_prefix: urlPath('removed from the start of the path before forwarding').optional(),
+    upgrades: z
+      .array(z.string().regex(TOKEN_PATTERN, { error: (iss) => `"${String(iss.input)}" is not an Upgrade protocol token` }))
+      .optional()
+      .describe('Upgrade protocols tunnelled on this route (default [websocket]; others get 400)'),
     request_headers: z
       .strictObject({
         set: z.record(headerName, headerValue).optional().describe('headers to set (replacing any the client sent)'),
@@ -525,6 +529,7 @@ export const configSchema = z
       )
       .default([])
       .describe('CIDRs whose X-Forwarded-* headers are kept and appended to (default none)'),
+    merge_slashes: z.boolean().default(true).describe('runs of "/" in request paths are merged into one before routing (default true)'),
     access_log: z.string().min(1).default('stdout').describe('off | stdout | PATH (JSON lines; default stdout)'),
     shutdown_grace: duration('on SIGTERM/SIGINT, time to let in-flight requests finish (default 30s)').prefault('30s'),
     workers: z
@@ -537,6 +542,10 @@ export const configSchema = z
         token_env: envName('if this variable is set, POST endpoints need "Authorization: Bearer <token>" (default DROVER_ADMIN_TOKEN)').default(
           'DROVER_ADMIN_TOKEN',
         ),
+        allowed_hosts: z
+          .array(z.string().min(1))
+          .optional()
+          .describe('Host values (host or host:port) the admin API answers; default: loopback names and the admin address (DNS rebinding guard)'),
       })
       .prefault({})
       .describe('admin endpoint'),

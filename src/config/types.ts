@@ -117,6 +117,8 @@ export interface DroverConfig {
   readonly listen: readonly ListenConfig[];
   /** CIDRs (or single addresses) */
   readonly trustedProxies: readonly string[];
+  /** runs of `/` in request paths are merged before routing; default true */
+  readonly mergeSlashes: boolean;
   /** 'off' | 'stdout' | absolute path */
   readonly accessLog: string;
   /** ms, default 30000 */
@@ -130,6 +132,8 @@ export interface DroverConfig {
     readonly port: number;
     /** default DROVER_ADMIN_TOKEN */
     readonly tokenEnv: string;
+    /** lower-cased Host values the admin API answers; undefined: loopback names and its address */
+    readonly allowedHosts?: readonly string[] | undefined;
   };
   readonly registry: {
     /** absolute path */

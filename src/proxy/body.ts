@@ -39,6 +39,11 @@ export class LazyBody extends Readable {
         this.push(null);
         return;
       }
+      // destroyed before undici first read (its connection died): no event will ever come
+      if (this.source.destroyed) {
+        this.onAbort();
+        return;
+      }
     }
     this.source.resume();
   }

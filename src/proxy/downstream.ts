@@ -4,7 +4,7 @@
  * the fast path (`fast-path.ts`, plain requests with at most a small whole body, read straight
  * off the connection).
  */
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import { validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { hasRequestBody, LazyBody } from './body.js';
 import { sendError } from './respond.js';
 
@@ -52,6 +52,11 @@ export interface Downstream {
   openBody(): LazyBody | undefined;
   /** Writes the response head. Throws (as node:http does) on a header it refuses to write. */
   writeHead(status: number, message: string | undefined, headers: string[]): void;
+  /**
+   * Takes back a head `writeHead` buffered but did not send yet (no body byte written).
+   * @returns true when it was taken back (an error answer is possible again)
+   */
+  retractHead(): boolean;
   /** Writes body bytes; false: wait for the sink's `resumeUpstream` before writing more. */
   write(chunk: Buffer): boolean;
   /** Arranges one `resumeUpstream` call on the sink when the socket drains. */
@@ -67,6 +72,9 @@ export interface Downstream {
    */
   sendError(status: number, service: string | undefined, closeAfter: boolean, name?: string): void;
 }
+
+/** What may not appear in a reason phrase (node:http refuses the same). */
+const STATUS_LINE_UNSAFE = /[^\t\x20-\x7e\x80-\xff]/;
 
 const SINK = Symbol('drover.sink');
 type TaggedResponse = ServerResponse & { [SINK]?: ExchangeSink };
@@ -85,6 +93,8 @@ export class NodeDownstream implements Downstream {
   private readonly res: ServerResponse;
   readonly hasBody: boolean;
   readonly wholeBody = undefined;
+  /** a head checked by `writeHead`, written with the first body byte or the end */
+  private head: { status: number; message: string | undefined; headers: string[] } | undefined;
 
   constructor(req: IncomingMessage, res: ServerResponse) {
     this.req = req;
@@ -93,7 +103,7 @@ export class NodeDownstream implements Downstream {
   }
 
   get headersSent(): boolean {
-    return this.res.headersSent;
+    return this.head !== undefined || this.res.headersSent;
   }
 
   get finished(): boolean {
@@ -114,6 +124,23 @@ export class NodeDownstream implements Downstream {
     // the wrapper `once` allocates.
     (this.res as TaggedResponse)[SINK] = sink;
     this.res.on('close', onResponseClose);
+    // A pipelined request's response waits in node:http's queue without a socket, and
+    // node:http never closes a queued response when the connection dies: watch the
+    // connection itself until the response gets it, or the exchange would wait forever.
+    const socket = this.req.socket;
+    if (this.res.socket === null && socket !== null) {
+      const res = this.res;
+      const gone = (): void => {
+        socket.off('close', gone);
+        res.off('finish', done);
+        if (!res.writableFinished) sink.clientClosed();
+      };
+      const done = (): void => {
+        socket.off('close', gone);
+      };
+      socket.on('close', gone);
+      res.once('finish', done);
+    }
   }
 
   openBody(): LazyBody | undefined {
@@ -121,11 +148,32 @@ export class NodeDownstream implements Downstream {
   }
 
   writeHead(status: number, message: string | undefined, headers: string[]): void {
-    if (message !== undefined && message !== '') this.res.writeHead(status, message, headers);
-    else this.res.writeHead(status, headers);
+    // the checks node:http's writeHead makes, now, so that a refused header fails here
+    if (message !== undefined && STATUS_LINE_UNSAFE.test(message)) throw new Error('invalid character in status message');
+    for (let i = 0; i < headers.length; i += 2) {
+      validateHeaderName(headers[i] as string);
+      validateHeaderValue(headers[i] as string, headers[i + 1] as string);
+    }
+    this.head = { status, message, headers };
+  }
+
+  retractHead(): boolean {
+    if (this.head === undefined) return false;
+    this.head = undefined;
+    return true;
+  }
+
+  /** Hands the buffered head to node:http (which sends it with the first bytes). */
+  private flushHead(): void {
+    const head = this.head;
+    if (head === undefined) return;
+    this.head = undefined;
+    if (head.message !== undefined && head.message !== '') this.res.writeHead(head.status, head.message, head.headers);
+    else this.res.writeHead(head.status, head.headers);
   }
 
   write(chunk: Buffer): boolean {
+    this.flushHead();
     return this.res.write(chunk);
   }
 
@@ -134,6 +182,7 @@ export class NodeDownstream implements Downstream {
   }
 
   end(): void {
+    this.flushHead();
     this.res.end();
   }
 

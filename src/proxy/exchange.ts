@@ -10,7 +10,7 @@ import type { Backend } from '../../routing/backend.js';
 import type { PickContext } from '../../routing/types.js';
 import type { LazyBody } from './body.js';
 import type { Downstream, ExchangeSink } from './downstream.js';
-import { downstreamResponseHeaders } from './headers.js';
+import { downstreamResponseHeaders, responseCoding } from './headers.js';
 import type { Waiter } from './queue.js';
 import type { AccessLogEntry, FailureKind, ProxyState, ServiceRuntime } from './types.js';
 import { upstreamOf } from './upstream.js';
@@ -209,11 +209,17 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, _headers: unknown, statusMessage?: string): void {
-    if (statusCode < 200) return; // 1xx informational: Node answers 100-continue itself
-    this.responseStarted = true;
-    this.settleAttempt(statusCode < 500 ? 'ok' : 'failed');
-    this.status = statusCode;
+    // 1xx informational (RFC 9110 15.2): swallowed, the final answer follows; Node answers a
+    // client's 100-continue itself, and an unsolicited 100 is no failure
+    if (statusCode < 200) return;
     const raw = (controller.rawHeaders ?? []) as (Buffer | string)[];
+    const coding = responseCoding(raw);
+    if (coding !== undefined) {
+      // a coding drover cannot pass on intact (its chunked framing is dropped): 502, as NGINX
+      this.error = `unsupported transfer-coding: ${coding}`;
+      controller.abort(Object.assign(new Error(this.error), { code: 'DROVER_BAD_CODING' }));
+      return;
+    }
     const headers = downstreamResponseHeaders(raw);
     if (this.clientGone) {
       controller.abort(new Error('client closed the connection'));
@@ -222,10 +228,15 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
     try {
       this.down.writeHead(statusCode, statusMessage, headers);
     } catch (err) {
-      // a header Node refuses to write (invalid characters from the backend)
+      // a header Node refuses to write (invalid characters from the backend): nothing was
+      // written, so the client still gets a clean 502
       this.error = `invalid response header: ${(err as Error).message}`;
       controller.abort(err as Error);
+      return;
     }
+    this.responseStarted = true;
+    this.settleAttempt(statusCode < 500 ? 'ok' : 'failed');
+    this.status = statusCode;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -278,6 +289,9 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
     const c = classifyUpstreamError(err);
     const detail = `${c.kind} ${(err as { code?: string }).code ?? err.message}`;
     this.error = detail;
+    // failed before the first body byte while the head is still buffered: take the head back,
+    // so the client gets a 502 (and the log says so) instead of an empty close
+    if (this.responseStarted && this.bytesOut === 0 && this.down.retractHead()) this.responseStarted = false;
     if (backend !== undefined) {
       backend.failures++;
       this.svc.backendCounters(backend).upstreamError(c.kind);

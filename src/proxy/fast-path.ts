@@ -584,6 +584,15 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
     this.headersSent = true;
   }
 
+  retractHead(): boolean {
+    if (this.head === '') return false;
+    this.head = '';
+    this.headersSent = false;
+    this.chunked = false;
+    this.bodyless = this.isHead;
+    return true;
+  }
+
   /** The head goes out with the first body bytes (or the end): one write for both. */
   private flushHead(): void {
     if (this.head !== '') {
@@ -623,12 +632,14 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
     super.destroy();
   }
 
-  sendError(status: number, service: string | undefined, _closeAfter: boolean, name?: string): void {
+  sendError(status: number, service: string | undefined, closeAfter: boolean, name?: string): void {
     if (this.headersSent || this.destroyed) {
       super.destroy();
       return;
     }
-    // `closeAfter` is for a body left unread: the fast path has always read it whole
+    // `closeAfter` is for a body left unread: the fast path has always read it whole; but a
+    // malformed request (400) ends its connection, as on node:http's side
+    if (closeAfter && status === 400) this.last = true;
     const body = Buffer.from(errorBody(status, service, name));
     // the same head and framing as a relayed response (HEAD: no body), as node:http does it
     this.writeHead(status, undefined, ['content-type', 'application/json', 'content-length', String(body.length)]);

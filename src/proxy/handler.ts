@@ -5,9 +5,12 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { rewritePath } from '../../routing/route-table.js';
+import type { RouteConfig } from '../../routing/types.js';
 import { NodeDownstream, type Downstream, type RequestHead } from './downstream.js';
+import { isClosing } from './connection-state.js';
 import { Exchange } from './exchange.js';
 import { clientAddress, NO_EDITS, upstreamRequestHeaders } from './headers.js';
+import { escapedSlashProblem, normalizePath, removeDotSegments } from './path.js';
 import { sendError } from './respond.js';
 import type { ProxyState } from './types.js';
 import { requestProblem, type HeadLimits } from './validate.js';
@@ -44,6 +47,8 @@ export interface ListenerInfo extends HeadLimits {
  * origin-form) get 400 here, before any backend is involved.
  */
 export function handleRequest(state: ProxyState, listener: ListenerInfo, req: IncomingMessage, res: ServerResponse): void {
+  // parsed after a refusal on the same connection (pipelined): never answered, never forwarded
+  if (isClosing(req.socket)) return;
   const problem = requestProblem(req, listener);
   if (problem !== 0) {
     sendError(res, problem, undefined, true);
@@ -60,18 +65,16 @@ export function handleRequest(state: ProxyState, listener: ListenerInfo, req: In
  *   involved (see `afterFirstChunk`); undefined for everything else
  */
 export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: RequestHead, down: Downstream, waitFor?: IncomingMessage): void {
-  const url = req.url ?? '';
-  const q = url.indexOf('?');
-  const path = q === -1 ? url : url.slice(0, q);
-  const host = hostWithoutPort(req.headers.host);
   const method = req.method ?? 'GET';
-  const route = state.routes.match(method, host, path, req.headers);
+  const routed = routeRequest(state, req);
   // Logged before answering: once the answer is written the fast path lets go of the head.
-  if (route === undefined) {
-    logUnproxied(state, req, 404, null, null);
-    down.sendError(404, undefined, false);
+  if (typeof routed === 'number') {
+    logUnproxied(state, req, routed, null, null);
+    // a path refused as ambiguous (400): the connection is not kept, as for other 400s
+    down.sendError(routed, undefined, routed === 400);
     return;
   }
+  const { route, path, upstreamPath } = routed;
   state.routeHits[route.index] = (state.routeHits[route.index] ?? 0) + 1;
   const svc = state.services.get(route.service);
   if (svc === undefined) {
@@ -81,7 +84,6 @@ export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: Req
   }
   const { peer, trusted, clientIp } = clientOf(state, req);
   const { headers, requestId } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
-  const upstreamPath = route.stripPrefix === undefined ? url : rewritePath(route, url);
   const ctx = { clientIp, path, headers: req.headers };
   const base = { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers };
   if (waitFor !== undefined) {
@@ -90,6 +92,39 @@ export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: Req
   } else {
     new Exchange(down, state, svc, ctx, base, route.index, requestId).start();
   }
+}
+
+/** A request's route, the path it was matched on, and the target sent upstream. */
+export interface Routed {
+  readonly route: RouteConfig;
+  /** the normalised path (no query) */
+  readonly path: string;
+  /** normalised path, `strip_prefix` applied, query as sent */
+  readonly upstreamPath: string;
+}
+
+/**
+ * Normalises the request path (see `path.ts`) and finds its route.
+ * @returns the route, or the status to answer: 400 (a path refused), 404 (no route)
+ */
+export function routeRequest(state: ProxyState, req: RequestHead): Routed | 400 | 404 {
+  const url = req.url ?? '';
+  const q = url.indexOf('?');
+  const raw = q === -1 ? url : url.slice(0, q);
+  const norm = normalizePath(raw, state.mergeSlashes);
+  if (norm === undefined) return 400;
+  const path = norm.path;
+  const route = state.routes.match(req.method ?? 'GET', hostWithoutPort(req.headers.host), path, req.headers);
+  if (route === undefined) return 404;
+  if (norm.escapedSlash && escapedSlashProblem(route)) return 400;
+  const target = path === raw ? url : q === -1 ? path : path + url.slice(q);
+  if (route.stripPrefix === undefined) return { route, path, upstreamPath: target };
+  // stripping may expose a dot-segment (`/v1../x` minus `/v1`): normalised again, or refused
+  const stripped = rewritePath(route, target);
+  const sq = stripped.indexOf('?');
+  const strippedPath = removeDotSegments(sq === -1 ? stripped : stripped.slice(0, sq));
+  if (strippedPath === undefined) return 400;
+  return { route, path, upstreamPath: sq === -1 ? strippedPath : strippedPath + stripped.slice(sq) };
 }
 
 /** True when `addr` is in `trusted_proxies`. */

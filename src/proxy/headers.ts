@@ -25,6 +25,13 @@ const HOP_BY_HOP: ReadonlySet<string> = new Set([
 /** Headers drover itself sets on the way up; a client's copies are dropped or folded in. */
 const FORWARDING: ReadonlySet<string> = new Set(['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded', 'x-request-id', 'expect']);
 
+/**
+ * Client-address and original-URL claims backends trust like X-Forwarded-For (NGINX's
+ * X-Real-IP, X-Forwarded-Port, IIS/Symfony's X-Original-URL and X-Rewrite-URL): dropped from
+ * an untrusted peer, kept from a trusted proxy.
+ */
+const CLAIMS: ReadonlySet<string> = new Set(['x-real-ip', 'x-forwarded-port', 'x-forwarded-server', 'x-original-url', 'x-rewrite-url', 'x-original-forwarded-for']);
+
 /** What the proxy knows about the client connection, to build the forwarding headers. */
 export interface ForwardingInfo {
   /** the TCP peer's address */
@@ -112,6 +119,7 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardingI
       continue;
     }
     if (edits.remove.has(lower)) continue;
+    if (!info.trusted && CLAIMS.has(lower)) continue;
     if (lower === 'host') host = value;
     out.push(name, value);
   }
@@ -172,6 +180,21 @@ export function downstreamResponseHeaders(raw: readonly (Buffer | string)[]): st
     out.push(name, (raw[i + 1] as Buffer | string).toString('latin1'));
   }
   return out;
+}
+
+/**
+ * A backend's Transfer-Encoding other than a lone `chunked` (e.g. `gzip` or `gzip, chunked`),
+ * or undefined. undici removes the chunked framing and hands over the body still gzip-coded;
+ * relaying it re-chunked without the coding would hand the client bytes it cannot decode.
+ */
+export function responseCoding(raw: readonly (Buffer | string)[]): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as Buffer | string;
+    if (name.length !== 17 || name.toString('latin1').toLowerCase() !== 'transfer-encoding') continue;
+    const value = (raw[i + 1] as Buffer | string).toString('latin1').trim().toLowerCase();
+    if (value !== 'chunked') return value;
+  }
+  return undefined;
 }
 
 /** Counts `Host` headers in raw headers: more than one is a malformed request (400). */

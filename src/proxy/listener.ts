@@ -7,6 +7,7 @@ import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenConfig, ListenerLimits } from '../config/types.js';
+import { afterResponses, markClosing, midRequest, noteRequest } from './connection-state.js';
 import { FastFrontEnd, fastPathAvailable } from './fast-path.js';
 import { handleRequest, type ListenerInfo } from './handler.js';
 import { writeRawError } from './respond.js';
@@ -29,18 +30,29 @@ export interface Listener {
 
 function onClientError(err: Error & { code?: string }, socket: Duplex): void {
   const s = socket as Socket & { _httpMessage?: { headersSent?: boolean } | null };
-  // Once a response has started on this connection, an error answer would corrupt it.
-  if (err.code === 'ECONNRESET' || !s.writable || s._httpMessage?.headersSent === true) {
+  if (err.code === 'ECONNRESET' || !s.writable) {
     s.destroy();
     return;
   }
-  if (err.code === 'HPE_HEADER_OVERFLOW') {
-    writeRawError(s, 431, 'Request Header Fields Too Large', '{"error":"request_header_fields_too_large"}');
-  } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
-    writeRawError(s, 408, 'Request Timeout', '{"error":"request_timeout"}');
-  } else {
-    writeRawError(s, 400, 'Bad Request', '{"error":"bad_request"}');
+  const answer = (): void => {
+    if (err.code === 'HPE_HEADER_OVERFLOW') {
+      writeRawError(s, 431, 'Request Header Fields Too Large', '{"error":"request_header_fields_too_large"}');
+    } else if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') {
+      writeRawError(s, 408, 'Request Timeout', '{"error":"request_timeout"}');
+    } else {
+      writeRawError(s, 400, 'Bad Request', '{"error":"bad_request"}');
+    }
+  };
+  if (midRequest(s)) {
+    // the error is in the body of the request being answered: its response cannot end well
+    markClosing(s);
+    // once a response has started on this connection, an error answer would corrupt it
+    if (s._httpMessage?.headersSent === true) s.destroy();
+    else answer();
+    return;
   }
+  // a later request is bad: the ones before it are answered first, in order, then the error
+  afterResponses(s, answer);
 }
 
 /**
@@ -115,6 +127,7 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   server.timeout = limits.sendTimeout;
   server.on('timeout', onSocketTimeout);
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    noteRequest(req);
     try {
       handleRequest(getState(), info, req, res);
     } catch (err) {
@@ -133,6 +146,11 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
     }
   });
   server.on('clientError', onClientError);
+  // CONNECT (forward-proxy tunnels) is not served: node:http would close without an answer
+  server.on('connect', (_req: IncomingMessage, socket: Duplex) => {
+    socket.on('error', ignoreSocketError);
+    writeRawError(socket as Socket, 400, 'Bad Request', '{"error":"bad_request"}');
+  });
   server.on('error', () => undefined);
   server.on('connection', (s: Socket) => {
     sockets.add(s);

@@ -4,6 +4,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { markClosing } from './connection-state.js';
 
 const ERROR_NAMES: Readonly<Record<number, string>> = {
   400: 'bad_request',
@@ -11,6 +12,7 @@ const ERROR_NAMES: Readonly<Record<number, string>> = {
   414: 'uri_too_long',
   431: 'request_header_fields_too_large',
   499: 'client_closed_request',
+  501: 'not_implemented',
   502: 'bad_gateway',
   503: 'no_available_backend',
   504: 'gateway_timeout',
@@ -39,7 +41,11 @@ export function sendError(res: ServerResponse, status: number, service: string |
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),
   };
-  if (close) headers['connection'] = 'close';
+  if (close) {
+    headers['connection'] = 'close';
+    // requests pipelined after this one are dropped, not forwarded (see connection-state.ts)
+    markClosing(res.req.socket);
+  }
   res.writeHead(status, headers);
   res.end(body);
   if (close) res.once('finish', () => res.socket?.destroySoon());

@@ -231,6 +231,7 @@ export function buildProxyState(
     services,
     trusted,
     anyTrusted: config.trustedProxies.length > 0,
+    mergeSlashes: config.mergeSlashes,
     accessLog: config.accessLog === 'off' ? undefined : accessLog,
   };
 }

@@ -106,6 +106,8 @@ export interface ProxyState {
   readonly trusted: BlockList;
   /** false when `trusted_proxies` is empty: the per-request address check is skipped */
   readonly anyTrusted: boolean;
+  /** `merge_slashes` */
+  readonly mergeSlashes: boolean;
   /** undefined when `access_log: off` */
   readonly accessLog: ((entry: AccessLogEntry) => void) | undefined;
   /**

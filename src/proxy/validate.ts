@@ -25,10 +25,25 @@ const HOST_VALUE = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-
  * and `*` are not proxied) or carries a fragment; more than one Host, a missing Host on 1.1, or
  * a Host value that is not an authority; too long a target; too many header fields.
  */
-export function requestProblem(req: IncomingMessage, limits: HeadLimits): 0 | 400 | 414 | 431 {
+export function requestProblem(req: IncomingMessage, limits: HeadLimits): 0 | 400 | 414 | 431 | 501 {
   const problem = targetProblem(req.url ?? '', req.rawHeaders.length / 2, req.httpVersionMajor, req.httpVersionMinor, limits);
   if (problem !== 0) return problem;
-  return hostProblem(hostHeaderCount(req.rawHeaders), req.headers.host, req.httpVersionMinor);
+  const host = hostProblem(hostHeaderCount(req.rawHeaders), req.headers.host, req.httpVersionMinor);
+  if (host !== 0) return host;
+  return codingProblem(req.headers['transfer-encoding']);
+}
+
+/**
+ * RFC 9112 section 6.1: a request whose last transfer-coding is not `chunked` has no reliable
+ * length (400); one with other codings before `chunked` (`gzip, chunked`) is one drover would
+ * have to decode to forward, and re-chunking it without them would change the body the backend
+ * sees, so it is refused as not understood (501, as NGINX does; HAProxy answers 422).
+ */
+export function codingProblem(te: string | undefined): 0 | 400 | 501 {
+  if (te === undefined) return 0;
+  const v = te.trim().toLowerCase();
+  if (v === 'chunked') return 0;
+  return /(?:^|,)[ \t]*chunked[ \t]*$/.test(v) ? 501 : 400;
 }
 
 /**

@@ -9,15 +9,15 @@
  */
 import http, { type IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { rewritePath } from '../../routing/route-table.js';
 import type { Backend } from '../../routing/backend.js';
 import { NO_EDITS, upstreamRequestHeaders } from './headers.js';
 import { requestProblem } from './validate.js';
-import { clientOf, hostWithoutPort, type ListenerInfo } from './handler.js';
+import { isClosing } from './connection-state.js';
+import { clientOf, routeRequest, type ListenerInfo } from './handler.js';
 import { errorBody, writeRawError } from './respond.js';
 import type { AccessLogEntry, ProxyState, ServiceRuntime } from './types.js';
 
-const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 404: 'Not Found', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
+const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 501: 'Not Implemented', 404: 'Not Found', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
 /** Open tunnels, so shutdown can close them after the grace period. */
 export const openTunnels = new Set<Duplex>();
@@ -74,12 +74,36 @@ class UpgradeRecord {
   }
 }
 
+/** Upgrade protocols tunnelled on a route that lists none (h2c and others are smuggling vectors). */
+const DEFAULT_UPGRADES: readonly string[] = ['websocket'];
+
+/** A Sec-WebSocket-Key: base64 of 16 bytes (RFC 6455 section 4.1). */
+const WS_KEY = /^[A-Za-z0-9+/]{22}==$/;
+
+/**
+ * The protocol to tunnel (lower-cased), or 400: the `Upgrade` value must be one protocol from
+ * the route's `upgrades` list, and a WebSocket handshake must carry a valid
+ * `Sec-WebSocket-Key` and `Sec-WebSocket-Version: 13`. A tunnel bypasses routing and header
+ * rules for everything after it, so only what the route allows is opened (h2c smuggling).
+ */
+function upgradeProblem(req: IncomingMessage, allowed: readonly string[]): string | 400 {
+  const protocol = (req.headers.upgrade ?? '').trim().toLowerCase();
+  if (protocol === '' || protocol.includes(',') || !allowed.includes(protocol)) return 400;
+  if (protocol === 'websocket') {
+    const key = req.headers['sec-websocket-key'];
+    const version = req.headers['sec-websocket-version'];
+    if (typeof key !== 'string' || !WS_KEY.test(key.trim()) || version?.trim() !== '13') return 400;
+  }
+  return protocol;
+}
+
 /** Handles the server's `upgrade` event. */
 export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: IncomingMessage, socket: Duplex, head: Buffer): void {
   socket.on('error', () => socket.destroy());
+  // pipelined after a refusal on this connection: the refusal's end closes it, nothing is sent on
+  if (isClosing(socket as import('node:net').Socket)) return;
   // The listener's send timeout is for HTTP exchanges; a tunnel may be quiet for hours.
   (socket as import('node:net').Socket).setTimeout(0);
-  const url = req.url ?? '';
   const { peer, trusted, clientIp } = clientOf(state, req);
   const record = new UpgradeRecord(state, req, clientIp);
   const problem = requestProblem(req, listener);
@@ -88,16 +112,23 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
     record.finish(problem);
     return;
   }
-  const q = url.indexOf('?');
-  const path = q === -1 ? url : url.slice(0, q);
   const method = req.method ?? 'GET';
-  const route = state.routes.match(method, hostWithoutPort(req.headers.host), path, req.headers);
-  if (route === undefined) {
-    refuse(socket, 404);
-    record.finish(404);
+  const routed = routeRequest(state, req);
+  if (typeof routed === 'number') {
+    refuse(socket, routed);
+    record.finish(routed);
     return;
   }
+  const { route, path, upstreamPath } = routed;
   state.routeHits[route.index] = (state.routeHits[route.index] ?? 0) + 1;
+  const protocol = upgradeProblem(req, route.upgrades ?? DEFAULT_UPGRADES);
+  if (typeof protocol === 'number') {
+    refuse(socket, protocol);
+    record.route = route.index;
+    record.service = route.service;
+    record.finish(protocol, 'upgrade refused');
+    return;
+  }
   record.route = route.index;
   record.service = route.service;
   const svc = state.services.get(route.service);
@@ -113,9 +144,8 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
   const { headers, requestId } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
   record.requestId = requestId;
   // Connection and Upgrade are hop-by-hop, but for an upgrade they are the point: put them back.
-  headers.push('connection', 'upgrade', 'upgrade', req.headers.upgrade ?? 'websocket');
+  headers.push('connection', 'upgrade', 'upgrade', protocol);
   const target = new URL(backend.url);
-  const upstreamPath = route.stripPrefix === undefined ? url : rewritePath(route, url);
   tunnel(svc, backend, socket, head, record, {
     host: target.hostname,
     port: Number(target.port || 80),

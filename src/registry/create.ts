@@ -16,7 +16,8 @@ export async function createRegistries(config: DroverConfig, logger: Logger): Pr
   if (config.registry.file !== undefined) out.push(new FileRegistry(config.registry.file, logger));
   if (config.registry.etcd !== undefined) {
     const { EtcdRegistry } = await import('./etcd.js');
-    out.push(new EtcdRegistry(config.registry.etcd, logger.child({ component: 'etcd' })));
+    // EtcdRegistry tags its lines (component, source) itself
+    out.push(new EtcdRegistry(config.registry.etcd, logger));
   }
   return out;
 }

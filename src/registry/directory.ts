@@ -174,13 +174,16 @@ export class ServiceDirectory implements RegistrySink {
     this.opts.observer.event(source, type);
   }
 
-  invalidEntry(source: string, key: string, reason: string): void {
+  invalidEntry(source: string, key: string, fullReason: string): void {
     this.opts.observer.invalid(source);
-    const k = `${source}\u0000${key}\u0000${reason}`;
+    // A reason quotes the value: five 1 MB garbage puts used to write 12 MB of log and keep
+    // the megabytes in the dedupe set. Capped, the same garbage under one key logs once.
+    const reason = capText(fullReason);
+    const k = `${source}\u0000${capText(key)}\u0000${reason}`;
     if (this.loggedInvalid.has(k)) return;
     if (this.loggedInvalid.size > 10_000) this.loggedInvalid.clear(); // bounded memory under churn
     this.loggedInvalid.add(k);
-    this.opts.logger.warn({ source, key, reason, code: 'E_REGISTRY_INVALID_ENTRY' }, 'registry entry skipped');
+    this.opts.logger.warn({ source, key: capText(key), reason, code: 'E_REGISTRY_INVALID_ENTRY' }, 'registry entry skipped');
   }
 
   /** Delivers pending changes now (tests and shutdown use it; normally a timer does). */
@@ -251,4 +254,12 @@ function sameMembers(a: ReadonlyMap<string, MemberSpec>, b: ReadonlyMap<string, 
     if (o === undefined || !sameMember(m, o)) return false;
   }
   return true;
+}
+
+/** chars of an invalid entry's key or reason kept in the log (and its dedupe key) */
+const MAX_LOGGED_CHARS = 256;
+
+/** `text` cut to MAX_LOGGED_CHARS, saying how long it was. */
+export function capText(text: string): string {
+  return text.length <= MAX_LOGGED_CHARS ? text : `${text.slice(0, MAX_LOGGED_CHARS)}... (${text.length} chars)`;
 }

@@ -62,6 +62,9 @@ const BAD_SEGMENT = /[\s\u0000-\u001f\u007f]/;
 export function normaliseOrigin(raw: string): Parsed<string> {
   const text = raw.trim();
   if (text === '') return fail('empty address');
+  // WHATWG URL parsing strips tabs and newlines inside (`http://h\t1:80` is `http://h1:80`):
+  // a value with whitespace or control characters is a broken write, not an address
+  if (/[\x00-\x20\x7f]/.test(text)) return fail(`whitespace or a control character in ${JSON.stringify(text)}`);
   const hasScheme = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(text);
   let url: URL;
   try {
@@ -74,9 +77,12 @@ export function normaliseOrigin(raw: string): Parsed<string> {
   if (url.username !== '' || url.password !== '') return fail('credentials are not allowed in a backend URL');
   if (url.pathname !== '/' && url.pathname !== '') return fail(`a backend URL has no path (got ${url.pathname})`);
   if (url.search !== '' || url.hash !== '') return fail('a backend URL has no query or fragment');
-  // Bare `host:port` must carry its port: registrator writes one, and guessing 80 hides mistakes.
-  if (!hasScheme && url.port === '' && !/:80\/?$/.test(text)) return fail('missing port in host:port');
-  const port = url.port === '' ? '80' : url.port;
+  // The port must be written out, 1-65535: registrator writes one, and guessing 80 hides mistakes
+  // (the URL parser turns an explicit :80 into no port, hence the look at the text).
+  const written = /:([0-9]+)\/?$/.exec(text)?.[1];
+  if (written === undefined) return fail('missing port');
+  const port = Number(written);
+  if (port < 1 || port > 65535) return fail(`port ${written} is not in 1-65535`);
   return ok(`http://${url.hostname}:${port}`);
 }
 

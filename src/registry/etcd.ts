@@ -239,6 +239,7 @@ export class EtcdRegistry implements Registry {
     logger: Logger,
     private readonly options: EtcdRegistryOptions = {},
   ) {
+    // the one `component` of its lines: the caller adds none (pino repeats a key, never replaces it)
     this.log = logger.child({ component: 'registry', source: ETCD_SOURCE });
     this.backoff = new Backoff({ ...options.backoff, ...(options.random !== undefined ? { random: options.random } : {}) });
     this.callTimeoutMs = options.callTimeoutMs ?? 5000;

@@ -15,6 +15,8 @@ export interface RawBackend {
   readonly connections: number;
   /** bytes received so far, over every connection */
   readonly bytes: number;
+  /** connections open now */
+  readonly open: number;
   /** request heads seen, in order */
   readonly heads: string[];
   respond(r: RawResponder): void;
@@ -66,6 +68,9 @@ export async function startRawBackend(name: string): Promise<RawBackend> {
     },
     get bytes() {
       return bytes;
+    },
+    get open() {
+      return sockets.size;
     },
     heads,
     respond: (r) => {
@@ -150,4 +155,9 @@ export async function eventually(check: () => boolean | Promise<boolean>, timeou
 /** `eventually`, failing with the condition's source when `timeoutMs` passes without it. */
 export async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   if (!(await eventually(check, timeoutMs))) throw new Error(`condition not met within ${timeoutMs} ms: ${String(check)}`);
+}
+
+/** Open file descriptors of a process (Linux). */
+export function fdCount(pid: number): number {
+  return fs.readdirSync(`/proc/${pid}/fd`).length;
 }
