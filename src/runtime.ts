@@ -18,6 +18,7 @@ import type { DroverConfig, ServiceConfig } from './config/types.js';
 import { defaultServiceConfig } from './config/defaults.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { syncAcme, type AcmeManager } from './acme/manager.js';
 import { startListener, type Listener } from './proxy/listener.js';
 import { buildProxyState, ServiceEntry } from './proxy/service.js';
 import type { AccessLogEntry, ProxyState, ServiceRuntime } from './proxy/types.js';
@@ -74,6 +75,8 @@ export class Runtime implements AdminModel {
   private registries: Registry[] = [];
   private registryKey = '';
   private listeners: Listener[] = [];
+  /** obtains and renews the `acme:` certificate; undefined without `acme:` */
+  private acme: AcmeManager | undefined;
   private admin: { address: { host: string; port: number }; close(): Promise<void> } | undefined;
   private accessLog: ((entry: AccessLogEntry) => void) | undefined;
   private stopping = false;
@@ -121,6 +124,8 @@ export class Runtime implements AdminModel {
         tokenEnv: config.admin.tokenEnv,
         logger: rt.logger.child({ component: 'admin' }),
       });
+      // after the listeners: http-01 challenges must be answerable before the first order
+      rt.acme = syncAcme(undefined, config.acme, rt.logger);
     } catch (err) {
       await rt.shutdown(0);
       throw err;
@@ -160,6 +165,7 @@ export class Runtime implements AdminModel {
     this.config = config;
     this.applyServices(config);
     this.state = this.buildState(config);
+    this.acme = syncAcme(this.acme, config.acme, this.logger);
     await this.restartRegistries(config);
     this.directory.flush();
   }
@@ -394,6 +400,7 @@ export class Runtime implements AdminModel {
    */
   async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
+    this.acme?.stop();
     const closing = Promise.all(this.listeners.map((l) => l.close()));
     // server.close() stops accepting at once: from here new connections are refused.
     this.logger.info({ listeners: this.listeners.length }, 'listeners closed');

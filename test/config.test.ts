@@ -446,6 +446,28 @@ describe('errors are located and all reported', () => {
       want: [{ line: 2, token: 'workers', path: '', message: /^YAML syntax: Map keys must be unique/, code: ErrorCodes.CONFIG_SYNTAX }],
     },
     {
+      name: 'acme: bad directory, wildcard domain, bad email',
+      text: ['acme:', '  directory: ftp://acme.test/dir', '  email: nobody', '  domains: [example.com, "*.example.com"]'],
+      want: [
+        { line: 2, token: 'ftp:', path: 'acme.directory', message: /must be an https:\/\/ URL/ },
+        { line: 3, token: 'nobody', path: 'acme.email', message: /is not an e-mail address/ },
+        { line: 4, token: '"*.example.com"', path: 'acme.domains.1', message: /not a DNS name http-01 can validate/ },
+      ],
+    },
+    {
+      name: 'acme: domains required and not empty',
+      text: ['acme:', '  directory: https://acme.test/dir', '  domains: []'],
+      want: [{ line: 3, token: '[]', path: 'acme.domains', message: /needs at least one domain/ }],
+    },
+    {
+      name: 'services.tls: unknown key and a bad server_name',
+      text: ['services:', '  web:', '    tls: {server_name: "a b", verfy: false}'],
+      want: [
+        { line: 3, token: '"a b"', path: 'services.web.tls.server_name', message: /is not a host name/ },
+        { line: 3, token: 'verfy', path: 'services.web.tls.verfy', message: /unknown key "verfy" \(did you mean "verify"\?\)/ },
+      ],
+    },
+    {
       name: 'document that is not a map',
       text: ['- a', '- b'],
       want: [{ line: 1, token: '- a', path: '', message: /^expected a map, got a list$/ }],
@@ -732,5 +754,25 @@ routes:
     expect(web?.hashKey).toBeUndefined();
     expect(c.routes.map((r) => r.service)).toEqual(['web', 'web']);
     expect(c.routes[0]?.stripPrefix).toBe('/v1');
+  });
+});
+
+describe('upstream TLS and ACME sections', () => {
+  it('resolve paths against the config file, read the CA, and default verify and storage', () => {
+    const d = mkdtempSync(path.join(tmpdir(), 'drover-cfg-tls-'));
+    try {
+      writeFileSync(path.join(d, 'ca.pem'), 'PEM TEXT');
+      const file = path.join(d, 'drover.yaml');
+      const c = parseConfig(
+        ['acme:', '  directory: https://acme.test/dir', '  domains: [Example.COM]', 'services:', '  web:', '    tls: {ca: ca.pem, server_name: api.internal}', '    backends: [{url: "https://10.0.0.1:8443"}]'].join('\n'),
+        file,
+      );
+      expect(c.acme).toEqual({ directory: 'https://acme.test/dir', domains: ['example.com'], storage: path.join(d, 'acme') });
+      expect(c.services[0]?.tls).toEqual({ ca: path.join(d, 'ca.pem'), caPem: ['PEM TEXT'], serverName: 'api.internal', verify: true });
+      expect(c.services[0]?.health.active).toBeUndefined();
+      expect(c.services[0]?.backends[0]?.url).toBe('https://10.0.0.1:8443');
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });

@@ -19,7 +19,7 @@ let server: https.Server;
 let port: number;
 let drover: DroverProcess;
 /** SNI of every TLS connection the backend accepted */
-const sni: (string | false)[] = [];
+const sni: (string | false | null)[] = [];
 let certDir: string;
 
 beforeAll(async () => {

@@ -612,6 +612,7 @@ function checkReferencedFiles(raw: unknown, file: string, locator: Locator): Con
       for (const k of ['cert', 'key', 'ca']) want(['listen', i, 'tls', k], 'file');
     });
   }
+  want(['acme', 'ca'], 'file');
   const services = getRaw(raw, ['services']);
   if (services !== null && typeof services === 'object' && !Array.isArray(services)) {
     for (const name of Object.keys(services)) want(['services', name, 'tls', 'ca'], 'file');
@@ -764,6 +765,17 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
             },
           }),
     },
+    ...(p.acme === undefined
+      ? {}
+      : {
+          acme: {
+            directory: p.acme.directory,
+            ...(p.acme.email === undefined ? {} : { email: p.acme.email }),
+            domains: p.acme.domains.map((d) => d.toLowerCase()),
+            storage: abs(p.acme.storage),
+            ...(p.acme.ca === undefined ? {} : { ca: abs(p.acme.ca) }),
+          },
+        }),
     services,
     routes,
   };

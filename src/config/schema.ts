@@ -486,6 +486,42 @@ const etcdSchema = z
   .describe('etcd v3 registry');
 
 // ---------------------------------------------------------------------------------------------
+// ACME.
+
+/** A DNS name http-01 can validate: no wildcard, no port, no trailing dot. */
+const DNS_NAME_PATTERN = /^(?=.{1,253}$)(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?\.)*[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$/;
+
+function checkDirectoryUrl(text: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return `"${text}" is not a URL (e.g. https://acme-v02.api.letsencrypt.org/directory)`;
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') return `"${text}" must be an https:// URL`;
+  return undefined;
+}
+
+const acmeSchema = z
+  .strictObject({
+    directory: z
+      .string()
+      .superRefine((s, ctx) => {
+        const err = checkDirectoryUrl(s);
+        if (err !== undefined) ctx.addIssue({ code: 'custom', message: err });
+      })
+      .describe("the ACME server's directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory"),
+    email: z.email({ error: (iss) => `"${String(iss.input)}" is not an e-mail address` }).optional().describe('contact address for the ACME account'),
+    domains: z
+      .array(z.string().regex(DNS_NAME_PATTERN, { error: (iss) => `"${String(iss.input)}" is not a DNS name http-01 can validate (no wildcards)` }))
+      .min(1, { error: 'needs at least one domain' })
+      .describe('names on the certificate (one certificate for all of them; the first is its name)'),
+    storage: absPathish('directory for the account key and certificates (relative to the config file; default acme/)').default('acme/'),
+    ca: absPathish('PEM CA to trust for the directory (test servers such as pebble); default: the system CAs').optional(),
+  })
+  .describe('obtain and renew certificates with ACME http-01 (answered on the plain listeners)');
+
+// ---------------------------------------------------------------------------------------------
 // The file.
 
 /** Limits on client connections and requests (`limits:` and `listen[].limits:`), without defaults. */
@@ -566,6 +602,7 @@ export const configSchema = z
       })
       .prefault({})
       .describe('where members come from besides services: (any subset; merged per service)'),
+    acme: acmeSchema.optional(),
     services: z.record(serviceNameSchema, serviceSchema).default({}).describe('services by name'),
     routes: z.array(routeSchema).default([]).describe('routes in order; the first match wins'),
   })

@@ -128,6 +128,19 @@ export interface EtcdRegistryConfig {
   readonly tls?: { readonly ca?: string | undefined; readonly cert?: string | undefined; readonly key?: string | undefined } | undefined;
 }
 
+/** `acme:`: certificates obtained and renewed with ACME http-01. */
+export interface AcmeConfig {
+  /** the directory URL */
+  readonly directory: string;
+  readonly email?: string | undefined;
+  /** names on the one certificate; the first names it (its storage subdirectory) */
+  readonly domains: readonly string[];
+  /** absolute path of the storage directory (account key, certificates, pending challenges) */
+  readonly storage: string;
+  /** absolute path of a PEM CA trusted for the directory; undefined: the system CAs */
+  readonly ca?: string | undefined;
+}
+
 export interface DroverConfig {
   /** absolute path of the file this came from (empty for an in-memory config) */
   readonly file: string;
@@ -153,6 +166,8 @@ export interface DroverConfig {
     readonly file?: string | undefined;
     readonly etcd?: EtcdRegistryConfig | undefined;
   };
+  /** undefined: no ACME */
+  readonly acme?: AcmeConfig | undefined;
   /** services in file order (then shared ones from etcd) */
   readonly services: readonly ServiceConfig[];
   readonly routes: readonly RouteConfig[];

@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { rewritePath } from '../../routing/route-table.js';
+import { CHALLENGE_PREFIX, challengeAnswer, type AcmeStorage } from '../acme/storage.js';
 import { NodeDownstream, type Downstream, type RequestHead } from './downstream.js';
 import { Exchange } from './exchange.js';
 import { clientAddress, NO_EDITS, upstreamRequestHeaders } from './headers.js';
@@ -61,6 +62,7 @@ export function handleRequest(state: ProxyState, listener: ListenerInfo, req: In
  */
 export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: RequestHead, down: Downstream, waitFor?: IncomingMessage): void {
   const url = req.url ?? '';
+  if (state.acmeChallenges !== undefined && listener.proto === 'http' && url.startsWith(CHALLENGE_PREFIX) && answerChallenge(state, state.acmeChallenges, req, down)) return;
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
   const host = hostWithoutPort(req.headers.host);
@@ -90,6 +92,22 @@ export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: Req
   } else {
     new Exchange(down, state, svc, ctx, base, route.index, requestId).start();
   }
+}
+
+/**
+ * Answers a pending ACME http-01 challenge (`GET /.well-known/acme-challenge/<token>` on a plain
+ * listener) with its key authorization, before routing. False when the token is not pending:
+ * the request is then routed like any other (a backend may run its own ACME client).
+ */
+function answerChallenge(state: ProxyState, storage: AcmeStorage, req: RequestHead, down: Downstream): boolean {
+  const answer = challengeAnswer(storage, req.url ?? '');
+  if (answer === undefined) return false;
+  const body = Buffer.from(answer);
+  logUnproxied(state, req, 200, null, null);
+  down.writeHead(200, undefined, ['content-type', 'text/plain', 'content-length', String(body.length)]);
+  if (req.method !== 'HEAD') down.write(body);
+  down.end();
+  return true;
 }
 
 /** True when `addr` is in `trusted_proxies`. */
