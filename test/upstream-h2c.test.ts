@@ -18,6 +18,8 @@ interface H2cBackend {
   readonly port: number;
   /** every request's headers, in arrival order */
   readonly seen: http2.IncomingHttpHeaders[];
+  /** GOAWAY (graceful) or destroy every open connection */
+  dropSessions(graceful: boolean): void;
   close(): Promise<void>;
 }
 
@@ -28,6 +30,12 @@ interface H2cBackend {
 async function startH2c(): Promise<H2cBackend> {
   const seen: http2.IncomingHttpHeaders[] = [];
   const server = http2.createServer();
+  const open = new Set<http2.ServerHttp2Session>();
+  server.on('session', (sess) => {
+    open.add(sess);
+    sess.on('close', () => open.delete(sess));
+    sess.on('error', () => undefined);
+  });
   server.on('stream', (stream, headers) => {
     seen.push(headers);
     stream.on('error', () => undefined);
@@ -52,6 +60,12 @@ async function startH2c(): Promise<H2cBackend> {
   return {
     port,
     seen,
+    dropSessions: (graceful) => {
+      for (const sess of open) {
+        if (graceful) sess.close();
+        else sess.destroy();
+      }
+    },
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());
@@ -303,6 +317,27 @@ describe('plain HTTP/2 backend (h2c://)', () => {
       req.end('abc');
     });
     expect(r).toEqual({ text: 'plain:abc', trailers: {} });
+  });
+
+  it('a backend that closes its connection (GOAWAY or reset): the next request opens a new one', async () => {
+    const get = (): Promise<number> =>
+      new Promise((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port: drover.port, path: '/again', agent: false }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          })
+          .on('error', reject);
+      });
+    expect(await get()).toBe(200);
+    for (const graceful of [true, false]) {
+      plain.dropSessions(graceful);
+      // drover learns of the closed session asynchronously; until then a request may still be
+      // sent on it and fail (502); once it is gone, requests go out on a new connection
+      expect(await eventually(async () => (await get()) === 200)).toBe(true);
+      // and keep doing so: the dead session is not reused
+      expect(await Promise.all([get(), get(), get()])).toEqual([200, 200, 200]);
+    }
   });
 
   it('active health checks run over h2c and mark the backend healthy', async () => {
