@@ -12,6 +12,7 @@ import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from './helpers/backends.js';
 import { BIN, startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
+import { scrapeSum } from './helpers/metrics.js';
 import { adminBackends, eventually } from './helpers/raw-backend.js';
 import { issueCert, makeCa } from './helpers/tls.js';
 
@@ -86,11 +87,14 @@ describe('https:// backends', () => {
   it('the same CA but the certificate does not name the IP address dialled: 502', async () => {
     const r = await request(drover.port, { path: '/noname' });
     expect(r).toMatchObject({ status: 502, body: '{"error":"bad_gateway","service":"noname"}' });
+    expect(await scrapeSum(drover.adminPort, 'drover_upstream_errors_total', { service: 'noname', kind: 'connect' })).toBe(1);
   });
 
-  it('without the CA the certificate is not trusted: 502', async () => {
+  it('without the CA the certificate is not trusted: 502, counted as a connect error (the request was never sent)', async () => {
     const r = await request(drover.port, { path: '/noca' });
     expect(r).toMatchObject({ status: 502, body: '{"error":"bad_gateway","service":"noca"}' });
+    expect(await scrapeSum(drover.adminPort, 'drover_upstream_errors_total', { service: 'noca', kind: 'connect' })).toBeGreaterThanOrEqual(1);
+    expect(await scrapeSum(drover.adminPort, 'drover_upstream_errors_total', { service: 'noca', kind: 'reset' })).toBe(0);
   });
 
   it('verify: false accepts the certificate anyway', async () => {

@@ -49,9 +49,15 @@ export function classifyUpstreamError(err: Error): Classified {
     case 'UND_ERR_BODY_TIMEOUT':
       return { kind: 'timeout', reached: true, status: 504 };
     default:
+      // TLS to an https:// backend failed (certificate not trusted, wrong name, expired, no
+      // common protocol): the request was never sent, so it is as safe to retry as a refusal
+      if (TLS_FAILURE.test(code)) return { kind: 'connect', reached: false, status: 502 };
       return { kind: 'reset', reached: true, status: 502 };
   }
 }
+
+/** OpenSSL's verification codes and Node's TLS error codes. */
+const TLS_FAILURE = /CERT|^UNABLE_TO_|^ERR_TLS_|^ERR_SSL_|^EPROTO$/;
 
 /** Dispatch options shared by every attempt of one request. */
 interface DispatchBase {
