@@ -226,6 +226,28 @@ describe('gRPC server behind an h2c:// backend', () => {
     expect(r.trailers['grpc-status']).toBe('0');
   });
 
+  it('a stalled stream does not hold the others on the shared connection', async () => {
+    // a server stream (~5 MB) far larger than every window and socket buffer, read by nobody for now
+    const stalled = new Promise<{ req: http.ClientRequest; res: http.IncomingMessage }>((resolve, reject) => {
+      const req = http.request(
+        { host: '127.0.0.1', port: drover.port, method: 'POST', path: '/t.T/ServerStream', headers: { 'content-type': 'application/grpc', te: 'trailers' }, agent: false },
+        (res) => {
+          res.pause();
+          resolve({ req, res });
+        },
+      );
+      req.on('error', reject);
+      req.end(grpcFrame('400000'));
+    });
+    const { req, res } = await stalled;
+    await new Promise((r) => setTimeout(r, 300));
+    // meanwhile, on the same HTTP/2 connection to the backend, other calls go through
+    const answers = await Promise.all([1, 2, 3].map((i) => grpcOverH1(drover.port, '/t.T/Unary', [`during${i}`])));
+    expect(answers.map((a) => a.messages[0])).toEqual(['g1:during1', 'g1:during2', 'g1:during3']);
+    req.destroy();
+    res.destroy();
+  });
+
   it('client-streaming: every message of the chunked request body reached the server', async () => {
     const r = await grpcOverH1(drover.port, '/t.T/ClientStream', ['a', 'b', 'c']);
     expect(r.messages).toEqual(['g1:a+b+c']);
