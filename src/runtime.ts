@@ -77,6 +77,7 @@ export class Runtime implements AdminModel {
   private listeners: Listener[] = [];
   /** obtains and renews the `acme:` certificate; undefined without `acme:` */
   private acme: AcmeManager | undefined;
+  private acmeStarted = false;
   private admin: { address: { host: string; port: number }; close(): Promise<void> } | undefined;
   private accessLog: ((entry: AccessLogEntry) => void) | undefined;
   private stopping = false;
@@ -124,13 +125,23 @@ export class Runtime implements AdminModel {
         tokenEnv: config.admin.tokenEnv,
         logger: rt.logger.child({ component: 'admin' }),
       });
-      // after the listeners: http-01 challenges must be answerable before the first order
-      rt.acme = syncAcme(undefined, config.acme, rt.logger);
+      // after the listeners: http-01 challenges must be answerable before the first order (a
+      // cluster primary serves nothing itself: it starts ACME once its workers listen)
+      if (rt.serve) rt.startAcme();
     } catch (err) {
       await rt.shutdown(0);
       throw err;
     }
     return rt;
+  }
+
+  /**
+   * Starts obtaining and renewing the `acme:` certificate (if configured) and keeps it in step
+   * with reloads from now on. Call once the plain listeners serve: http-01 needs them.
+   */
+  startAcme(): void {
+    this.acmeStarted = true;
+    this.acme = syncAcme(this.acme, this.config.acme, this.logger);
   }
 
   /** Bound proxy listener addresses, in config order. */
@@ -165,7 +176,7 @@ export class Runtime implements AdminModel {
     this.config = config;
     this.applyServices(config);
     this.state = this.buildState(config);
-    this.acme = syncAcme(this.acme, config.acme, this.logger);
+    if (this.acmeStarted) this.acme = syncAcme(this.acme, config.acme, this.logger);
     await this.restartRegistries(config);
     this.directory.flush();
   }

@@ -100,6 +100,25 @@ acme:
     expect(got).toHaveLength(1);
     expect(logs).toContain('acme: ordering a certificate');
   }, 120_000);
+
+  it('with workers: 2 the primary orders and the workers answer the challenges', async () => {
+    await drover?.stop();
+    const own = tempDir('drover-acme-storage-');
+    try {
+      const text = yaml().replace(`storage: ${storage}`, `storage: ${own}`).replace(`domains: [${DOMAINS.join(', ')}]`, 'domains: [c.drover.test]');
+      drover = await startDrover(`workers: 2\n${text}`, { files: files() });
+      await drover.waitForLog((l) => l['msg'] === 'acme: certificate obtained', 60_000);
+      const leaf = new X509Certificate(fs.readFileSync(path.join(own, 'c.drover.test', 'cert.pem'), 'utf8'));
+      expect(leaf.subjectAltName).toBe('DNS:c.drover.test');
+      // one ACME client only: one order, from one process
+      const orders = drover.logs.filter((l) => l['msg'] === 'acme: ordering a certificate');
+      expect(orders).toHaveLength(1);
+    } finally {
+      await drover?.stop();
+      drover = undefined;
+      fs.rmSync(own, { recursive: true, force: true });
+    }
+  }, 90_000);
 });
 
 it('renewalReason: missing, unparsable, names not covered, expiring, fine', () => {

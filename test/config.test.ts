@@ -455,6 +455,11 @@ describe('errors are located and all reported', () => {
       ],
     },
     {
+      name: 'acme without a plain listener',
+      text: ['listen: [{address: 127.0.0.1:8443, tls: {cert: c.pem, key: k.pem}}]', 'acme:', '  directory: https://acme.test/dir', '  domains: [a.test]'],
+      want: [{ line: 3, token: 'directory', path: 'acme', message: /acme needs a listener without tls/ }],
+    },
+    {
       name: 'acme: domains required and not empty',
       text: ['acme:', '  directory: https://acme.test/dir', '  domains: []'],
       want: [{ line: 3, token: '[]', path: 'acme.domains', message: /needs at least one domain/ }],

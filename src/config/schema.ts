@@ -619,6 +619,10 @@ export const configSchema = z
       }
       seen.set(key, i);
     });
+    // http-01 is answered on plain listeners only: without one, no certificate could ever be issued
+    if (v.acme !== undefined && v.listen.every((l: unknown) => (l as { tls?: unknown } | null)?.tls !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['acme'], message: 'acme needs a listener without tls: http-01 challenges are answered on plain listeners (port 80 for public ACME servers)' });
+    }
   }, onAnyMap)
   .meta({ title: 'drover configuration (drover.yaml)' });
 
