@@ -316,8 +316,9 @@ class H2Call implements Dispatcher.DispatchController {
     this.stopBody();
     // The backend answered in full while the request body may still be streaming (a gRPC server
     // may end a call early): nothing more is wanted from us, close our side too.
+    // (only then: a stream both sides have ended closes by itself, without an RST_STREAM)
     const stream = this.stream;
-    if (stream !== undefined && !stream.closed) stream.close(NGHTTP2_NO_ERROR);
+    if (stream !== undefined && !stream.closed && !stream.writableFinished) stream.close(NGHTTP2_NO_ERROR);
     this.handler.onResponseEnd?.(this, trailers as IncomingHttpHeaders);
   }
 
