@@ -18,6 +18,7 @@ import type { DroverConfig, ServiceConfig } from './config/types.js';
 import { defaultServiceConfig } from './config/defaults.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import { syncAcme, type AcmeManager } from './acme/manager.js';
 import { startListener, type Listener } from './proxy/listener.js';
 import { buildProxyState, ServiceEntry } from './proxy/service.js';
 import type { AccessLogEntry, ProxyState, ServiceRuntime } from './proxy/types.js';
@@ -74,6 +75,9 @@ export class Runtime implements AdminModel {
   private registries: Registry[] = [];
   private registryKey = '';
   private listeners: Listener[] = [];
+  /** obtains and renews the `acme:` certificate; undefined without `acme:` */
+  private acme: AcmeManager | undefined;
+  private acmeStarted = false;
   private admin: { address: { host: string; port: number }; close(): Promise<void> } | undefined;
   private accessLog: ((entry: AccessLogEntry) => void) | undefined;
   private stopping = false;
@@ -122,11 +126,23 @@ export class Runtime implements AdminModel {
         allowedHosts: config.admin.allowedHosts,
         logger: rt.logger.child({ component: 'admin' }),
       });
+      // after the listeners: http-01 challenges must be answerable before the first order (a
+      // cluster primary serves nothing itself: it starts ACME once its workers listen)
+      if (rt.serve) rt.startAcme();
     } catch (err) {
       await rt.shutdown(0);
       throw err;
     }
     return rt;
+  }
+
+  /**
+   * Starts obtaining and renewing the `acme:` certificate (if configured) and keeps it in step
+   * with reloads from now on. Call once the plain listeners serve: http-01 needs them.
+   */
+  startAcme(): void {
+    this.acmeStarted = true;
+    this.acme = syncAcme(this.acme, this.config.acme, this.logger);
   }
 
   /** Bound proxy listener addresses, in config order. */
@@ -161,6 +177,7 @@ export class Runtime implements AdminModel {
     this.config = config;
     this.applyServices(config);
     this.state = this.buildState(config);
+    if (this.acmeStarted) this.acme = syncAcme(this.acme, config.acme, this.logger);
     await this.restartRegistries(config);
     this.directory.flush();
   }
@@ -395,6 +412,7 @@ export class Runtime implements AdminModel {
    */
   async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
+    this.acme?.stop();
     const closing = Promise.all(this.listeners.map((l) => l.close()));
     // server.close() stops accepting at once: from here new connections are refused.
     this.logger.info({ listeners: this.listeners.length }, 'listeners closed');

@@ -74,12 +74,17 @@ describe('address and url parsers', () => {
     ['http://127.0.0.1:9001', 'http://127.0.0.1:9001', '127.0.0.1:9001'],
     ['http://Web-1.internal:80/', 'http://web-1.internal:80', 'web-1.internal:80'],
     ['http://[::1]:9001', 'http://[::1]:9001', '[::1]:9001'],
+    ['HTTPS://Api.Internal:8443', 'https://api.internal:8443', 'api.internal:8443'],
+    ['h2c://127.0.0.1:50051/', 'h2c://127.0.0.1:50051', '127.0.0.1:50051'],
   ])('backend url %s', (text, url, id) => {
     expect(parseBackendUrl(text)).toMatchObject({ url, id });
   });
   it.each([
-    ['https://a:1', /https backends are not supported/],
+    ['ftp://a:1', /not an http:\/\/, https:\/\/ or h2c:\/\//],
+    ['h2://a:1', /not an http:\/\/, https:\/\/ or h2c:\/\//],
     ['http://a', /explicit port/],
+    ['h2c://a', /explicit port: h2c:\/\/host:port/],
+    ['https://u:p@a:1', /credentials/],
     ['http://a:1/x', /path/],
     ['http://a:0', /not a port/],
     ['a:1', /not an http/],
@@ -357,9 +362,9 @@ describe('errors are located and all reported', () => {
     },
     {
       name: 'bad backend urls',
-      text: ['services:', '  web:', '    backends:', '      - url: https://10.0.0.1:443', '      - {url: "http://10.0.0.1"}'],
+      text: ['services:', '  web:', '    backends:', '      - url: ftp://10.0.0.1:443', '      - {url: "http://10.0.0.1"}'],
       want: [
-        { line: 4, token: 'https', path: 'services.web.backends.0.url', message: /https backends are not supported yet/ },
+        { line: 4, token: 'ftp', path: 'services.web.backends.0.url', message: /is not an http:\/\/, https:\/\/ or h2c:\/\/ host:port URL/ },
         { line: 5, token: '"http', path: 'services.web.backends.1.url', message: /explicit port/ },
       ],
     },
@@ -440,6 +445,33 @@ describe('errors are located and all reported', () => {
       name: 'duplicate keys are a YAML error',
       text: ['workers: 1', 'workers: 2'],
       want: [{ line: 2, token: 'workers', path: '', message: /^YAML syntax: Map keys must be unique/, code: ErrorCodes.CONFIG_SYNTAX }],
+    },
+    {
+      name: 'acme: bad directory, wildcard domain, bad email',
+      text: ['acme:', '  directory: ftp://acme.test/dir', '  email: nobody', '  domains: [example.com, "*.example.com"]'],
+      want: [
+        { line: 2, token: 'ftp:', path: 'acme.directory', message: /must be an https:\/\/ URL/ },
+        { line: 3, token: 'nobody', path: 'acme.email', message: /is not an e-mail address/ },
+        { line: 4, token: '"*.example.com"', path: 'acme.domains.1', message: /not a DNS name http-01 can validate/ },
+      ],
+    },
+    {
+      name: 'acme without a plain listener',
+      text: ['listen: [{address: 127.0.0.1:8443, tls: {cert: c.pem, key: k.pem}}]', 'acme:', '  directory: https://acme.test/dir', '  domains: [a.test]'],
+      want: [{ line: 3, token: 'directory', path: 'acme', message: /acme needs a listener without tls/ }],
+    },
+    {
+      name: 'acme: domains required and not empty',
+      text: ['acme:', '  directory: https://acme.test/dir', '  domains: []'],
+      want: [{ line: 3, token: '[]', path: 'acme.domains', message: /needs at least one domain/ }],
+    },
+    {
+      name: 'services.tls: unknown key and a bad server_name',
+      text: ['services:', '  web:', '    tls: {server_name: "a b", verfy: false}'],
+      want: [
+        { line: 3, token: '"a b"', path: 'services.web.tls.server_name', message: /is not a host name/ },
+        { line: 3, token: 'verfy', path: 'services.web.tls.verfy', message: /unknown key "verfy" \(did you mean "verify"\?\)/ },
+      ],
     },
     {
       name: 'document that is not a map',
@@ -728,5 +760,25 @@ routes:
     expect(web?.hashKey).toBeUndefined();
     expect(c.routes.map((r) => r.service)).toEqual(['web', 'web']);
     expect(c.routes[0]?.stripPrefix).toBe('/v1');
+  });
+});
+
+describe('upstream TLS and ACME sections', () => {
+  it('resolve paths against the config file, read the CA, and default verify and storage', () => {
+    const d = mkdtempSync(path.join(tmpdir(), 'drover-cfg-tls-'));
+    try {
+      writeFileSync(path.join(d, 'ca.pem'), 'PEM TEXT');
+      const file = path.join(d, 'drover.yaml');
+      const c = parseConfig(
+        ['acme:', '  directory: https://acme.test/dir', '  domains: [Example.COM]', 'services:', '  web:', '    tls: {ca: ca.pem, server_name: api.internal}', '    backends: [{url: "https://10.0.0.1:8443"}]'].join('\n'),
+        file,
+      );
+      expect(c.acme).toEqual({ directory: 'https://acme.test/dir', domains: ['example.com'], storage: path.join(d, 'acme') });
+      expect(c.services[0]?.tls).toEqual({ ca: path.join(d, 'ca.pem'), caPem: ['PEM TEXT'], serverName: 'api.internal', verify: true });
+      expect(c.services[0]?.health.active).toBeUndefined();
+      expect(c.services[0]?.backends[0]?.url).toBe('https://10.0.0.1:8443');
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });

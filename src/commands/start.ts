@@ -134,6 +134,8 @@ export async function runStart(opts: StartOptions): Promise<number> {
         await rt.shutdown(0);
         throw err;
       });
+      // the workers serve the plain listeners now: http-01 challenges can be answered
+      rt.startAcme();
     }
   } catch (err) {
     logger.fatal({ err, code: 'E_LISTEN_FAILED' }, 'could not start');

@@ -58,6 +58,21 @@ export interface TimeoutsConfig {
   readonly idle: number;
 }
 
+/** `services.<name>.tls`: how drover checks `https://` backends. */
+export interface UpstreamTlsConfig {
+  /** absolute path of a PEM CA bundle; undefined: Node's bundled CAs */
+  readonly ca?: string | undefined;
+  /**
+   * The CA bundle's contents, read when the config was loaded (a reload reads it again); empty
+   * when it could not be read, which trusts nothing (fails closed). Undefined without `ca`.
+   */
+  readonly caPem?: readonly string[] | undefined;
+  /** SNI and the name checked in the certificate; undefined: the backend URL's host */
+  readonly serverName?: string | undefined;
+  /** default true; false accepts any certificate */
+  readonly verify: boolean;
+}
+
 export interface StaticBackendConfig {
   /** default: `host:port` of the URL */
   readonly id: string;
@@ -95,6 +110,8 @@ export interface ServiceConfig {
   };
   /** prefer backends of the zone in `DROVER_ZONE` (default false) */
   readonly zoneAware: boolean;
+  /** TLS to `https://` backends; undefined: verify against the system CAs, SNI = URL host */
+  readonly tls?: UpstreamTlsConfig | undefined;
   readonly backends: readonly StaticBackendConfig[];
 }
 
@@ -109,6 +126,19 @@ export interface EtcdRegistryConfig {
   readonly usernameEnv?: string | undefined;
   readonly passwordEnv?: string | undefined;
   readonly tls?: { readonly ca?: string | undefined; readonly cert?: string | undefined; readonly key?: string | undefined } | undefined;
+}
+
+/** `acme:`: certificates obtained and renewed with ACME http-01. */
+export interface AcmeConfig {
+  /** the directory URL */
+  readonly directory: string;
+  readonly email?: string | undefined;
+  /** names on the one certificate; the first names it (its storage subdirectory) */
+  readonly domains: readonly string[];
+  /** absolute path of the storage directory (account key, certificates, pending challenges) */
+  readonly storage: string;
+  /** absolute path of a PEM CA trusted for the directory; undefined: the system CAs */
+  readonly ca?: string | undefined;
 }
 
 export interface DroverConfig {
@@ -140,6 +170,8 @@ export interface DroverConfig {
     readonly file?: string | undefined;
     readonly etcd?: EtcdRegistryConfig | undefined;
   };
+  /** undefined: no ACME */
+  readonly acme?: AcmeConfig | undefined;
   /** services in file order (then shared ones from etcd) */
   readonly services: readonly ServiceConfig[];
   readonly routes: readonly RouteConfig[];

@@ -5,12 +5,13 @@
  *
  * One object per request holds all state, so the handler callbacks are methods, not closures.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Backend } from '../../routing/backend.js';
 import type { PickContext } from '../../routing/types.js';
 import type { LazyBody } from './body.js';
 import type { Downstream, ExchangeSink } from './downstream.js';
-import { downstreamResponseHeaders, responseCoding } from './headers.js';
+import { downstreamResponseHeaders, responseCoding, responseTrailers } from './headers.js';
 import type { Waiter } from './queue.js';
 import type { AccessLogEntry, FailureKind, ProxyState, ServiceRuntime } from './types.js';
 import { upstreamOf } from './upstream.js';
@@ -48,15 +49,28 @@ export function classifyUpstreamError(err: Error): Classified {
     case 'UND_ERR_BODY_TIMEOUT':
       return { kind: 'timeout', reached: true, status: 504 };
     default:
+      // TLS to an https:// backend failed (certificate not trusted, wrong name, expired, no
+      // common protocol): the request was never sent, so it is as safe to retry as a refusal
+      if (TLS_FAILURE.test(code)) return { kind: 'connect', reached: false, status: 502 };
       return { kind: 'reset', reached: true, status: 502 };
   }
 }
+
+/** OpenSSL's verification codes and Node's TLS error codes. */
+const TLS_FAILURE = /CERT|^UNABLE_TO_|^ERR_TLS_|^ERR_SSL_|^EPROTO$/;
 
 /** Dispatch options shared by every attempt of one request. */
 interface DispatchBase {
   readonly method: Dispatcher.HttpMethod;
   readonly path: string;
   readonly headers: string[];
+  /** the client sent `TE: trailers`: HTTP/2 upstreams are sent `te: trailers` */
+  readonly teTrailers?: boolean | undefined;
+}
+
+/** `base.headers` plus `te: trailers`, for HTTP/2 upstreams of clients that accept trailers. */
+function withTeTrailers(headers: string[]): string[] {
+  return [...headers, 'te', 'trailers'];
 }
 
 export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waiter {
@@ -171,7 +185,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
     backend.requests++;
     this.attemptAt = performance.now();
     this.svc.attemptSent(backend);
-    const up = upstreamOf(backend, this.svc.config.timeouts);
+    const up = upstreamOf(backend, this.svc.config.timeouts, this.svc.config.tls);
     let body: LazyBody | Buffer | null = null;
     if (this.withBody) {
       const whole = this.down.wholeBody;
@@ -187,7 +201,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
         {
           method: this.base.method,
           path: this.base.path,
-          headers: this.base.headers,
+          headers: up.h2 && this.base.teTrailers === true ? withTeTrailers(this.base.headers) : this.base.headers,
           body,
           headersTimeout: this.svc.config.timeouts.responseHeaders,
           bodyTimeout: this.svc.config.timeouts.idle,
@@ -252,7 +266,12 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
     this.controller?.resume();
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders | undefined): void {
+    // gRPC's status travels in trailers; a downstream that cannot carry them drops them
+    if (trailers !== undefined && this.down.sendTrailers !== undefined) {
+      const t = responseTrailers(trailers);
+      if (t !== undefined) this.down.sendTrailers(t);
+    }
     this.down.end();
     const backend = this.backend;
     if (backend !== undefined) {

@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { rewritePath } from '../../routing/route-table.js';
 import type { RouteConfig } from '../../routing/types.js';
+import { CHALLENGE_PREFIX, challengeAnswer, type AcmeStorage } from '../acme/storage.js';
 import { NodeDownstream, type Downstream, type RequestHead } from './downstream.js';
 import { isClosing } from './connection-state.js';
 import { Exchange } from './exchange.js';
@@ -65,6 +66,8 @@ export function handleRequest(state: ProxyState, listener: ListenerInfo, req: In
  *   involved (see `afterFirstChunk`); undefined for everything else
  */
 export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: RequestHead, down: Downstream, waitFor?: IncomingMessage): void {
+  const url = req.url ?? '';
+  if (state.acmeChallenges !== undefined && listener.proto === 'http' && url.startsWith(CHALLENGE_PREFIX) && answerChallenge(state, state.acmeChallenges, req, down)) return;
   const method = req.method ?? 'GET';
   const routed = routeRequest(state, req);
   // Logged before answering: once the answer is written the fast path lets go of the head.
@@ -83,9 +86,9 @@ export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: Req
     return;
   }
   const { peer, trusted, clientIp } = clientOf(state, req);
-  const { headers, requestId } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
+  const { headers, requestId, teTrailers } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
   const ctx = { clientIp, path, headers: req.headers };
-  const base = { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers };
+  const base = { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers, teTrailers };
   if (waitFor !== undefined) {
     // the closure only on this rare path: most requests have no chunked body
     afterFirstChunk(waitFor, () => new Exchange(down, state, svc, ctx, base, route.index, requestId).start());
@@ -125,6 +128,22 @@ export function routeRequest(state: ProxyState, req: RequestHead): Routed | 400 
   const strippedPath = removeDotSegments(sq === -1 ? stripped : stripped.slice(0, sq));
   if (strippedPath === undefined) return 400;
   return { route, path, upstreamPath: sq === -1 ? strippedPath : strippedPath + stripped.slice(sq) };
+}
+
+/**
+ * Answers a pending ACME http-01 challenge (`GET /.well-known/acme-challenge/<token>` on a plain
+ * listener) with its key authorization, before routing. False when the token is not pending:
+ * the request is then routed like any other (a backend may run its own ACME client).
+ */
+function answerChallenge(state: ProxyState, storage: AcmeStorage, req: RequestHead, down: Downstream): boolean {
+  const answer = challengeAnswer(storage, req.url ?? '');
+  if (answer === undefined) return false;
+  const body = Buffer.from(answer);
+  logUnproxied(state, req, 200, null, null);
+  down.writeHead(200, undefined, ['content-type', 'text/plain', 'content-length', String(body.length)]);
+  if (req.method !== 'HEAD') down.write(body);
+  down.end();
+  return true;
 }
 
 /** True when `addr` is in `trusted_proxies`. */

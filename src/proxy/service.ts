@@ -12,6 +12,7 @@ import type { PassiveOutcome } from '../../health/types.js';
 import type { DroverConfig, ServiceConfig } from '../config/types.js';
 import type { Metrics } from '../metrics.js';
 import { compileEdits } from './headers.js';
+import { AcmeStorage } from '../acme/storage.js';
 import { WaitQueue, type Waiter } from './queue.js';
 import type { AccessLogEntry, Admission, AttemptOutcome, BackendCounters, ProxyState, ServiceCounters, ServiceRuntime } from './types.js';
 
@@ -233,5 +234,6 @@ export function buildProxyState(
     anyTrusted: config.trustedProxies.length > 0,
     mergeSlashes: config.mergeSlashes,
     accessLog: config.accessLog === 'off' ? undefined : accessLog,
+    ...(config.acme === undefined ? {} : { acmeChallenges: new AcmeStorage(config.acme.storage) }),
   };
 }

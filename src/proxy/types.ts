@@ -8,6 +8,7 @@ import type { Backend } from '../../routing/backend.js';
 import type { ServicePool } from '../../routing/pool.js';
 import type { RouteTable } from '../../routing/route-table.js';
 import type { ServiceConfig } from '../config/types.js';
+import type { AcmeStorage } from '../acme/storage.js';
 import type { HeaderEdits } from './headers.js';
 import type { Waiter } from './queue.js';
 
@@ -117,4 +118,6 @@ export interface ProxyState {
   readonly routeHits: Float64Array;
   /** one key per route (its config as JSON), to tell which routes a rebuild kept */
   readonly routeKeys: readonly string[];
+  /** `acme.storage`, whose pending http-01 challenges plain listeners answer; undefined without `acme:` */
+  readonly acmeChallenges?: AcmeStorage | undefined;
 }

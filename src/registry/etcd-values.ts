@@ -5,7 +5,7 @@
  *
  * Layouts (contract section 3):
  * - `drover`: `<prefix><service>/<instance-id>` = JSON `{"url","weight","zone","draining","meta"}`,
- *   or bare `host:port`, or `http://host:port`.
+ *   or bare `host:port`, or `http://host:port` (`https://` and `h2c://` too).
  * - `traefik`: `<prefix>http/services/<svc>/loadbalancer/servers/<n>/url` and `.../weight`.
  *
  * Invalid values are reported and skipped. An invalid update to a key that had a valid value
@@ -55,9 +55,10 @@ export interface TraefikKey {
 const BAD_SEGMENT = /[\s\u0000-\u001f\u007f]/;
 
 /**
- * Normalises a backend address to the origin `http://host:port`. Accepts `host:port`,
- * `http://host:port` and `http://host` (port 80), with an optional trailing `/`. Refuses other
- * schemes, paths, queries, fragments and credentials: a registry value names a backend, not a URL.
+ * Normalises a backend address to the origin `scheme://host:port`. Accepts `host:port` (http),
+ * `http://host:port`, `https://host:port` and `h2c://host:port`, with an optional trailing `/`;
+ * the port is always written out. Refuses other schemes, paths, queries, fragments, credentials,
+ * whitespace and control characters: a registry value names a backend, not a URL.
  */
 export function normaliseOrigin(raw: string): Parsed<string> {
   const text = raw.trim();
@@ -65,25 +66,30 @@ export function normaliseOrigin(raw: string): Parsed<string> {
   // WHATWG URL parsing strips tabs and newlines inside (`http://h\t1:80` is `http://h1:80`):
   // a value with whitespace or control characters is a broken write, not an address
   if (/[\x00-\x20\x7f]/.test(text)) return fail(`whitespace or a control character in ${JSON.stringify(text)}`);
-  const hasScheme = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(text);
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(text)?.[1]?.toLowerCase();
+  // h2c is not a scheme WHATWG URL knows (its host would stay opaque): parse it as http.
+  const asHttp = scheme === undefined ? `http://${text}` : scheme === 'h2c' ? `http${text.slice(3)}` : text;
   let url: URL;
   try {
-    url = new URL(hasScheme ? text : `http://${text}`);
+    url = new URL(asHttp);
   } catch {
     return fail(`not a host:port or http:// URL: ${JSON.stringify(text)}`);
   }
-  if (url.protocol !== 'http:') return fail(`unsupported scheme ${url.protocol.replace(/:$/, '')} (only http)`);
+  const protocol = scheme === 'h2c' ? 'h2c:' : url.protocol;
+  if (protocol !== 'http:' && protocol !== 'https:' && protocol !== 'h2c:') {
+    return fail(`unsupported scheme ${protocol.replace(/:$/, '')} (http, https or h2c)`);
+  }
   if (url.hostname === '') return fail('missing host');
   if (url.username !== '' || url.password !== '') return fail('credentials are not allowed in a backend URL');
   if (url.pathname !== '/' && url.pathname !== '') return fail(`a backend URL has no path (got ${url.pathname})`);
   if (url.search !== '' || url.hash !== '') return fail('a backend URL has no query or fragment');
-  // The port must be written out, 1-65535: registrator writes one, and guessing 80 hides mistakes
-  // (the URL parser turns an explicit :80 into no port, hence the look at the text).
+  // The port must be written out, 1-65535: registrator writes one, and guessing 80 or 443 hides
+  // mistakes (the URL parser turns an explicit default port into no port, hence the look at the text).
   const written = /:([0-9]+)\/?$/.exec(text)?.[1];
   if (written === undefined) return fail('missing port');
   const port = Number(written);
   if (port < 1 || port > 65535) return fail(`port ${written} is not in 1-65535`);
-  return ok(`http://${url.hostname}:${port}`);
+  return ok(`${protocol}//${url.hostname}:${port}`);
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
