@@ -25,7 +25,8 @@ export interface ServicePoolOptions {
   /**
    * Percent 0-100. When fewer than this share of the members that have a verdict (`available`
    * or `failed`) is available, the `failed` ones become candidates too (Envoy's panic mode).
-   * `pending` and `draining` members never count and never serve. 0 disables panic mode.
+   * `pending` and `draining` members never count and never serve; with none available and some
+   * `pending`, panic waits for their verdicts. 0 disables panic mode.
    */
   readonly panicThreshold: number;
   /**
@@ -430,8 +431,10 @@ export class ServicePool {
       if (a === 'available') healthy++;
     }
     // Envoy's rule, over the members that have a verdict: panic when healthy% < threshold; then
-    // the failed ones serve too. A member still waiting for its first check never does.
-    const panic = judged > 0 && healthy * 100 < this.settings.panicThreshold * judged;
+    // the failed ones serve too. A member still waiting for its first check never does, and
+    // while nothing is available but some wait, panic waits for their verdicts too (requests
+    // wait with it, see `whenDecided`): at start, the one judged first must not take everything.
+    const panic = judged > 0 && healthy * 100 < this.settings.panicThreshold * judged && (healthy > 0 || pending === 0);
     const next: Backend[] = [];
     for (const e of this.entries.values()) {
       const a = e.backend.availability;

@@ -172,7 +172,10 @@ describe('ServicePool availability (health is its only owner)', () => {
     { threshold: 50, members: ['a:p', 'b:p'], panic: false, cands: [] },
     { threshold: 100, members: ['a:p'], panic: false, cands: [] },
     { threshold: 50, members: ['a:a', 'b:p', 'c:p', 'd:p'], panic: false, cands: ['a'] },
-    { threshold: 50, members: ['a:f', 'b:p'], panic: true, cands: ['a'] },
+    // ... and with nothing available, panic waits for the pending verdicts (requests wait too)
+    { threshold: 50, members: ['a:f', 'b:p'], panic: false, cands: [] },
+    { threshold: 50, members: ['a:f', 'b:f', 'c:p'], panic: false, cands: [] },
+    { threshold: 50, members: ['a:a', 'b:f', 'c:f', 'd:p'], panic: true, cands: ['a', 'b', 'c'] },
     { threshold: 50, members: ['a:a', 'b:f', 'c:p'], panic: false, cands: ['a'] },
     { threshold: 100, members: ['a:a', 'b:a', 'c:a', 'd:f'], panic: true, cands: ['a', 'b', 'c', 'd'] },
     { threshold: 100, members: ['a:a', 'b:a'], panic: false, cands: ['a', 'b'] },
