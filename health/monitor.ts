@@ -127,11 +127,6 @@ export class HealthMonitor {
     return true;
   }
 
-  /** Services being tracked (for tests of service retirement). */
-  serviceNames(): string[] {
-    return [...this.services.keys()];
-  }
-
   /** Stops every checker and the store's expiry timer. */
   close(): void {
     for (const t of this.services.values()) t.checker?.close();
