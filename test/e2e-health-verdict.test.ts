@@ -12,6 +12,7 @@ import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { parseMetrics } from './helpers/metrics.js';
+import { waitUntil } from './helpers/raw-backend.js';
 
 const TOKEN = 'test-token-12';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -62,16 +63,6 @@ async function servicesOf(adminPort: number): Promise<{ name: string; backends: 
 
 async function view(adminPort: number, svc: string, id: string): Promise<BackendView | undefined> {
   return (await servicesOf(adminPort)).find((s) => s.name === svc)?.backends.find((b) => b.id === id);
-}
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 async function readyz(adminPort: number): Promise<number> {
@@ -165,7 +156,7 @@ describe('verdict before traffic, at start', () => {
     later(() => d.stop());
     const traffic = load(d.port, '/app');
     expect(await readyz(d.adminPort)).toBe(503);
-    await waitFor('/readyz 200', async () => ((await readyz(d.adminPort)) === 200 ? true : undefined));
+    await waitUntil(async () => (await readyz(d.adminPort)) === 200);
     await sleep(300);
     await traffic.stop();
 
@@ -187,7 +178,7 @@ describe('verdict before traffic, at start', () => {
     const yaml = webYaml(`127.0.0.1:${port}`, good, sick);
     const first = await startDrover(yaml);
     later(() => first.stop());
-    await waitFor('first drover ready', async () => ((await readyz(first.adminPort)) === 200 ? true : undefined));
+    await waitUntil(async () => (await readyz(first.adminPort)) === 200);
     const traffic = load(port, '/app');
     await sleep(400);
     // SIGTERM: the old process stops accepting and finishes what it has in flight. Only while it
@@ -198,7 +189,7 @@ describe('verdict before traffic, at start', () => {
     const secondAt = Date.now();
     const second = await startDrover(yaml);
     later(() => second.stop());
-    await waitFor('second drover ready', async () => ((await readyz(second.adminPort)) === 200 ? true : undefined));
+    await waitUntil(async () => (await readyz(second.adminPort)) === 200);
     await sleep(300);
     await traffic.stop();
 
@@ -232,10 +223,10 @@ services:
 routes: [{match: {path_prefix: /}, service: ramp}]
 `);
     later(() => d.stop());
-    await waitFor('s2 unhealthy', async () => ((await view(d.adminPort, 'ramp', 's2'))?.state === 'unhealthy' ? true : undefined));
+    await waitUntil(async () => (await view(d.adminPort, 'ramp', 's2'))?.state === 'unhealthy');
     await sleep(700);
     s2.health = 200;
-    await waitFor('s2 healthy', async () => ((await view(d.adminPort, 'ramp', 's2'))?.state === 'healthy' ? true : undefined), 5000);
+    await waitUntil(async () => (await view(d.adminPort, 'ramp', 's2'))?.state === 'healthy', 5000);
     const recoveredAt = Date.now();
     const first: string[] = [];
     for (let i = 0; i < 40; i++) first.push((await request(d.port, { path: '/r' })).body);
@@ -323,11 +314,12 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
 
   it('a reload that adds a service with a sick backend: requests wait for the verdicts, none reaches the sick one', async () => {
     const traffic = load(d.port, '/late/x');
-    await waitFor('a 200 from w1 for /late before the reload', () => (traffic.results.some((r) => r.body === 'w1') ? true : undefined));
+    await waitUntil(() => traffic.results.some((r) => r.body === 'w1'));
     const reloads = d.logs.filter((l) => l['msg'] === 'config reloaded').length;
     d.writeConfig(yaml(true));
-    const reloaded = await waitFor('the reload', () => d.logs.filter((l) => l['msg'] === 'config reloaded')[reloads]);
-    await waitFor('answers from late-good', () => (traffic.results.filter((r) => r.body === 'late-good').length >= 5 ? true : undefined));
+    await waitUntil(() => d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads);
+    const reloaded = d.logs.filter((l) => l['msg'] === 'config reloaded')[reloads] as Record<string, unknown>;
+    await waitUntil(() => traffic.results.filter((r) => r.body === 'late-good').length >= 5);
     await traffic.stop();
     expect(traffic.errors).toEqual([]);
     // before the reload /late/x went to web (the catch-all route), after it to late-good only
@@ -341,11 +333,11 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
 
   it('backends that join through the registry, one of them sick: it gets no request', async () => {
     const traffic = load(d.port, '/reg/x');
-    await waitFor('a 503 while reg has no member', () => (traffic.results.some((r) => r.status === 503) ? true : undefined));
+    await waitUntil(() => traffic.results.some((r) => r.status === 503));
     writeRegistry({ reg: true, drDraining: false, tmp: true });
     const joined = await d.waitForLog((l) => l['msg'] === 'pool changed' && l['service'] === 'reg');
     const joinedAt = logTime(joined);
-    await waitFor('answers from reg-good', () => (traffic.results.filter((r) => r.body === 'reg-good').length >= 5 ? true : undefined));
+    await waitUntil(() => traffic.results.filter((r) => r.body === 'reg-good').length >= 5);
     await traffic.stop();
     expect(traffic.errors).toEqual([]);
     const afterJoin = traffic.results.filter((r) => r.sentAt > joinedAt);
@@ -357,20 +349,18 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
 
   it('admin drain, then the registry sets and clears draining: consistent everywhere, no false transition', async () => {
     const dr1 = n['dr1'] as Node;
-    await waitFor('dr1 and dr2 healthy', async () => {
+    await waitUntil(async () => {
       const [a, b] = [await view(d.adminPort, 'dr', 'dr1'), await view(d.adminPort, 'dr', 'dr2')];
-      return a?.state === 'healthy' && b?.state === 'healthy' ? true : undefined;
+      return a?.state === 'healthy' && b?.state === 'healthy';
     });
     const drained = await request(d.adminPort, { method: 'POST', path: '/api/services/dr/backends/dr1/drain', headers: AUTH });
     expect(drained.status).toBe(200);
     expect(JSON.parse(drained.body)).toMatchObject({ id: 'dr1', state: 'draining', reason: 'drained through the admin API' });
 
     writeRegistry({ reg: true, drDraining: true, tmp: true });
-    await waitFor('both drains in the reason', async () =>
-      (await view(d.adminPort, 'dr', 'dr1'))?.reason === 'draining (registry); drained through the admin API' ? true : undefined,
-    );
+    await waitUntil(async () => (await view(d.adminPort, 'dr', 'dr1'))?.reason === 'draining (registry); drained through the admin API');
     writeRegistry({ reg: true, drDraining: false, tmp: true });
-    await waitFor('the registry drain lifted', async () => ((await view(d.adminPort, 'dr', 'dr1'))?.reason === 'drained through the admin API' ? true : undefined));
+    await waitUntil(async () => (await view(d.adminPort, 'dr', 'dr1'))?.reason === 'drained through the admin API');
     // health, the pool (who gets requests) and /metrics agree: still drained
     expect((await view(d.adminPort, 'dr', 'dr1'))?.state).toBe('draining');
     const seen = dr1.app.length;
@@ -401,7 +391,7 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
     // the config first: once tmp has left the registry file, a route naming it fails `check`
     const reloads = d.logs.filter((l) => l['msg'] === 'config reloaded').length;
     d.writeConfig(yaml(false));
-    await waitFor('the reload', () => (d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads ? true : undefined));
+    await waitUntil(() => d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads);
     await d.waitForLog((l) => l['msg'] === 'service retired' && l['service'] === 'late');
     writeRegistry({ reg: true, drDraining: false, tmp: false });
     await d.waitForLog((l) => l['msg'] === 'service retired' && l['service'] === 'tmp');
@@ -409,7 +399,7 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
     const names = (await servicesOf(d.adminPort)).map((s) => s.name);
     expect(names).not.toContain('tmp');
     expect(names).not.toContain('late');
-    await waitFor('no series of tmp or late', async () => (!(await hasSeries('tmp')) && !(await hasSeries('late')) ? true : undefined), 5000);
+    await waitUntil(async () => !(await hasSeries('tmp')) && !(await hasSeries('late')), 5000);
     // a route that still names the retired service answers 503, as for any service with no backend
     const a = await request(d.port, { path: '/tmp/x' });
     expect(a.status).toBe(503);
