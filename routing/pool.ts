@@ -143,7 +143,7 @@ export class ServicePool {
 
   /**
    * Applies a registry's full member list, diffed by `id`: unchanged ids keep their Backend
-   * object (and its counters); a changed weight/zone/draining/meta/source mutates it in place; a
+   * object (and its counters); a changed weight/zone/meta/source mutates it in place; a
    * changed `url` replaces it (remove + add); missing ids leave (`member = false`). A new
    * Backend is `pending` until `setAvailable` says otherwise. Members that join outside the
    * initial set (see `SyncOptions.initial`) ramp up when they first become available. The
