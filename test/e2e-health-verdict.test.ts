@@ -407,3 +407,52 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
     expect(await hasSeries('tmp')).toBe(false);
   });
 });
+
+describe('the same rules with workers: 2 (verdicts and drains reach the workers through the primary)', () => {
+  it('a sick backend gets no request at start; an admin drain holds through a registry drain and undrain', async () => {
+    const good = await node('good', 200, 500);
+    const sick = await node('sick', 503);
+    const other = await node('other');
+    later(() => Promise.all([good.backend.close(), sick.backend.close(), other.backend.close()]));
+    const file = (draining: boolean): string => `services:\n  web:\n    backends: [{url: ${other.url}, id: other, draining: ${draining}}]\n`;
+    const d = await startDrover(
+      `
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0}
+access_log: off
+workers: 2
+registry: {file: services.yaml}
+services:
+  web:
+    health:
+      active: {path: /healthz, interval: 300ms, timeout: 2s, rise: 2, fall: 3}
+    backends: [{url: ${good.url}, id: good}, {url: ${sick.url}, id: sick}]
+routes: [{match: {path_prefix: /}, service: web}]
+`,
+      { env: { DROVER_ADMIN_TOKEN: TOKEN }, files: { 'services.yaml': file(false) } },
+    );
+    later(() => d.stop());
+    const traffic = load(d.port, '/app');
+    await waitUntil(async () => (await readyz(d.adminPort)) === 200);
+    await sleep(300);
+    await traffic.stop();
+    expect(traffic.errors).toEqual([]);
+    expect(new Set(traffic.results.map((r) => `${r.status} ${r.body}`))).toEqual(new Set(['200 good', '200 other']));
+    expect(sick.app).toEqual([]);
+
+    expect((await request(d.adminPort, { method: 'POST', path: '/api/services/web/backends/other/drain', headers: AUTH })).status).toBe(200);
+    const registry = path.join(d.dir, 'services.yaml');
+    for (const draining of [true, false]) {
+      fs.writeFileSync(`${registry}.tmp`, file(draining));
+      fs.renameSync(`${registry}.tmp`, registry);
+      const want = draining ? 'draining (registry); drained through the admin API' : 'drained through the admin API';
+      await waitUntil(async () => (await view(d.adminPort, 'web', 'other'))?.reason === want);
+    }
+    await sleep(100); // the primary's snapshot reaches the workers within a turn of its loop
+    const seen = other.app.length;
+    for (let i = 0; i < 10; i++) expect((await request(d.port, { path: '/x' })).body).toBe('good');
+    expect(other.app.length).toBe(seen);
+    const transitions = d.logs.filter((l) => l['msg'] === 'health transition' && l['backend'] === 'other').map((l) => `${String(l['from'])}->${String(l['to'])}`);
+    expect(transitions).toEqual(['unknown->healthy', 'healthy->draining']);
+  });
+});
