@@ -34,6 +34,19 @@ export interface ActiveCheckerOptions {
 /** Fraction of `interval` by which each delay is randomly lengthened or shortened. */
 export const JITTER = 0.1;
 
+/**
+ * Most ms a new backend's first probe waits (random, at most `JITTER` of `interval` too): enough
+ * that many drovers starting together do not probe in step, short enough that the verdict a new
+ * backend needs before any traffic comes at once. A request waiting for that verdict waits at
+ * most this plus the check timeout (see `firstVerdictWithin`).
+ */
+export const FIRST_PROBE_JITTER_MS = 50;
+
+/** Longest time in ms from adding a backend to its first verdict: first-probe jitter plus the probe timeout. */
+export function firstVerdictWithin(cfg: Pick<ActiveCheckConfig, 'timeout'>): number {
+  return FIRST_PROBE_JITTER_MS + cfg.timeout;
+}
+
 interface Target {
   url: string;
   timer: NodeJS.Timeout | undefined;
@@ -80,7 +93,7 @@ export class ActiveChecker {
   }
 
   /**
-   * Starts checking a backend, with a first probe at once. Adding a known id with the same URL
+   * Starts checking a backend, with a first probe at once (within `FIRST_PROBE_JITTER_MS`). Adding a known id with the same URL
    * does nothing; with another URL it aborts the probe in flight and starts over on the new URL.
    */
   add(id: string, url: string): void {
@@ -90,12 +103,12 @@ export class ActiveChecker {
       if (existing.url === url) return;
       this.stop(existing);
       existing.url = url;
-      this.schedule(id, existing, 0);
+      this.schedule(id, existing, this.firstDelay());
       return;
     }
     const t: Target = { url, timer: undefined, dueAt: 0, running: undefined, startedAt: 0 };
     this.targets.set(id, t);
-    this.schedule(id, t, 0);
+    this.schedule(id, t, this.firstDelay());
   }
 
   /** Stops checking a backend; a probe in flight is aborted and its result dropped. */
@@ -129,6 +142,11 @@ export class ActiveChecker {
     this.closed = true;
     for (const t of this.targets.values()) this.stop(t);
     this.targets.clear();
+  }
+
+  /** Delay of a new backend's first probe in ms: at once, give or take a small jitter. */
+  private firstDelay(): number {
+    return this.random() * Math.min(FIRST_PROBE_JITTER_MS, this.cfg.interval * JITTER);
   }
 
   /** One jittered interval in ms. */

@@ -31,8 +31,6 @@ export interface HealthMonitorOptions {
 
 interface Tracked {
   checker: ActiveChecker | undefined;
-  /** registry draining flag last forwarded, per id; admin drains are left alone until it changes */
-  draining: Map<string, boolean>;
   urls: Map<string, string>;
 }
 
@@ -66,7 +64,7 @@ export class HealthMonitor {
     const sh = this.store.service(service, cfg);
     let tracked = this.services.get(service);
     if (tracked === undefined) {
-      tracked = { checker: undefined, draining: new Map(), urls: new Map() };
+      tracked = { checker: undefined, urls: new Map() };
       this.services.set(service, tracked);
     }
     const active = cfg.active;
@@ -92,13 +90,9 @@ export class HealthMonitor {
       seen.add(m.id);
       const oldUrl = tracked.urls.get(m.id);
       if (oldUrl !== undefined && oldUrl !== m.url) sh.remove(m.id); // another host: its history does not apply
-      if (!sh.has(m.id)) {
-        sh.add(m.id, now, { draining: m.draining });
-        tracked.draining.set(m.id, m.draining);
-      } else if (tracked.draining.get(m.id) !== m.draining) {
-        tracked.draining.set(m.id, m.draining);
-        sh.setDraining(m.id, m.draining, now, m.draining ? 'draining (registry)' : 'undrained (registry)');
-      }
+      // The registry's flag is its own drain; an admin drain is held apart and left alone.
+      if (!sh.has(m.id)) sh.add(m.id, now, { draining: m.draining });
+      else sh.setDraining(m.id, 'registry', m.draining, now);
       tracked.urls.set(m.id, m.url);
       tracked.checker?.add(m.id, m.url);
     }
@@ -106,7 +100,6 @@ export class HealthMonitor {
       if (seen.has(id)) continue;
       sh.remove(id);
       tracked.checker?.remove(id);
-      tracked.draining.delete(id);
       tracked.urls.delete(id);
     }
   }
@@ -123,11 +116,14 @@ export class HealthMonitor {
     this.store.get(service)?.passiveResult(id, outcome, this.clock());
   }
 
-  /** Admin drain/undrain; returns false when the backend is unknown. */
-  setDraining(service: string, id: string, draining: boolean, reason?: string): boolean {
+  /**
+   * Admin drain/undrain, held apart from the registry's drain (see `ServiceHealth.setDraining`);
+   * returns false when the backend is unknown.
+   */
+  setDraining(service: string, id: string, draining: boolean): boolean {
     const sh = this.store.get(service);
     if (sh === undefined || !sh.has(id)) return false;
-    sh.setDraining(id, draining, this.clock(), reason);
+    sh.setDraining(id, 'admin', draining, this.clock());
     return true;
   }
 

@@ -4,12 +4,21 @@
  * the proxy's request outcomes, an expiry timer (`HealthStore`) and the registry/admin drain.
  *
  * Each backend has an underlying health (`unknown` | `healthy` | `unhealthy`, from active checks)
- * and two overlays: an outlier ejection and draining. The shown state is
- * `draining` > `ejected` > underlying health. Only changes of the shown state are transitions;
- * availability (may it get new requests?) is reported separately, and only when it changes.
+ * and two overlays: an outlier ejection and draining (held independently by the registry and by
+ * the admin API). The shown state is `draining` > `ejected` > underlying health. Only changes of
+ * the shown state are transitions; availability (what the data path may send it, see
+ * `Availability`) is reported separately, and only when it changes. This is the one place that
+ * decides availability: the pool only applies it.
+ *
+ * Verdict before traffic (Envoy's rule for hosts that are being warmed up): under active checks
+ * a new backend is `unknown` and `pending` until its first probe, which gives a verdict at once
+ * either way (pass: healthy; fail: unhealthy). Only later changes need `rise` passes or `fall`
+ * failures in a row.
  */
 import type {
+  Availability,
   AvailabilityListener,
+  DrainSource,
   HealthSnapshot,
   HealthState,
   HealthTransition,
@@ -81,8 +90,8 @@ interface BackendRecord {
   healthReason: string;
   /**
    * Set on backends that were serving when active checks were turned on by a reload: they stay
-   * available while `unknown` until the checks give a verdict, so adding a check does not take a
-   * whole service out for `rise` intervals.
+   * available while `unknown` until their first probe gives a verdict, so adding a check does
+   * not take a whole service out while it is probed.
    */
   provisional: boolean;
   passes: number;
@@ -100,11 +109,14 @@ interface BackendRecord {
   ejections: number;
   lastEjectionEnd: number | undefined;
   ejectionReason: string;
-  draining: boolean;
+  /** drained by the registry's `"draining": true` */
+  registryDrain: boolean;
+  /** drained through the admin API; survives registry updates */
+  adminDrain: boolean;
   state: HealthState;
   reason: string;
   since: number;
-  available: boolean;
+  availability: Availability;
 }
 
 const PASSIVE_LABELS: Record<'connect' | 'reset' | 'timeout', readonly [one: string, many: string]> = {
@@ -112,6 +124,26 @@ const PASSIVE_LABELS: Record<'connect' | 'reset' | 'timeout', readonly [one: str
   reset: ['reset', 'resets'],
   timeout: ['timeout', 'timeouts'],
 };
+
+const UNDRAIN_REASON: Record<DrainSource, string> = {
+  registry: 'undrained (registry)',
+  admin: 'undrained through the admin API',
+};
+
+function drainSources(rec: BackendRecord): DrainSource[] {
+  const out: DrainSource[] = [];
+  if (rec.registryDrain) out.push('registry');
+  if (rec.adminDrain) out.push('admin');
+  return out;
+}
+
+/** `draining (registry)`, `drained through the admin API`, or both joined by `; `. */
+function drainReason(rec: BackendRecord): string {
+  const parts: string[] = [];
+  if (rec.registryDrain) parts.push('draining (registry)');
+  if (rec.adminDrain) parts.push('drained through the admin API');
+  return parts.join('; ');
+}
 
 function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`;
@@ -126,7 +158,7 @@ export class ServiceHealth {
   private readonly observer: HealthObserver;
   /** outputs of the input being processed; flushed to the observer when it returns */
   private pendingTransitions: HealthTransition[] = [];
-  private pendingAvailability: [id: string, available: boolean][] = [];
+  private pendingAvailability: [id: string, availability: Availability][] = [];
   private pendingEjections: [id: string, until: number][] = [];
 
   constructor(service: string, cfg: ServiceHealthConfig, observer: HealthObserver = {}) {
@@ -156,17 +188,17 @@ export class ServiceHealth {
   }
 
   /**
-   * Starts tracking a backend, in state `unknown` (or `draining` if `draining`). With active
-   * checks it is not available until it passes `rise` checks; without, it is available at once.
-   * Always reports the initial availability to `setAvailable`. Adding a known id does nothing.
+   * Starts tracking a backend, in state `unknown` (or `draining` if the registry says
+   * `draining`). With active checks it is `pending` until its first probe result; without, it is
+   * available at once. Always reports the initial availability to `setAvailable`. Adding a known
+   * id does nothing.
    */
   add(id: string, now: number, options: { draining?: boolean } = {}): void {
     if (this.records.has(id)) return;
     const active = this.cfg.active;
     const rec: BackendRecord = {
       health: 'unknown',
-      healthReason:
-        active === undefined ? 'added; no active checks' : `added; waiting for ${plural(active.rise, 'passed check')}`,
+      healthReason: active === undefined ? 'added; no active checks' : 'added; waiting for its first check',
       provisional: false,
       passes: 0,
       fails: 0,
@@ -180,17 +212,18 @@ export class ServiceHealth {
       ejections: 0,
       lastEjectionEnd: undefined,
       ejectionReason: '',
-      draining: options.draining === true,
+      registryDrain: options.draining === true,
+      adminDrain: false,
       state: 'unknown',
       reason: '',
       since: now,
-      available: false,
+      availability: 'pending',
     };
     rec.state = this.shownOf(rec);
-    rec.reason = rec.draining ? 'draining' : rec.healthReason;
-    rec.available = this.availableOf(rec);
+    rec.reason = rec.state === 'draining' ? drainReason(rec) : rec.healthReason;
+    rec.availability = this.availabilityOf(rec);
     this.records.set(id, rec);
-    this.pendingAvailability.push([id, rec.available]);
+    this.pendingAvailability.push([id, rec.availability]);
     this.flush();
   }
 
@@ -201,7 +234,23 @@ export class ServiceHealth {
 
   /** May this backend receive new requests? false for an unknown id. */
   isAvailable(id: string): boolean {
-    return this.records.get(id)?.available ?? false;
+    return this.records.get(id)?.availability === 'available';
+  }
+
+  /** What the data path is told about this backend; undefined for an unknown id. */
+  availability(id: string): Availability | undefined {
+    return this.records.get(id)?.availability;
+  }
+
+  /**
+   * Backends under active checks that have had no probe result yet (the ones `/readyz` waits
+   * for). 0 without active checks.
+   */
+  awaitingFirstCheck(): number {
+    if (this.cfg.active === undefined) return 0;
+    let n = 0;
+    for (const rec of this.records.values()) if (rec.lastCheck === undefined) n++;
+    return n;
   }
 
   /** Current state of one backend, or undefined for an unknown id. */
@@ -212,7 +261,9 @@ export class ServiceHealth {
       state: rec.state,
       reason: rec.reason,
       since: rec.since,
-      available: rec.available,
+      available: rec.availability === 'available',
+      availability: rec.availability,
+      drainedBy: drainSources(rec),
       ejections: rec.ejections,
       ejectedUntil: rec.ejectedUntil,
       lastCheck: rec.lastCheck,
@@ -227,8 +278,9 @@ export class ServiceHealth {
   /**
    * Applies a new config, keeping every record. Turning active checks off moves `unhealthy`
    * backends to `unknown` (nothing could bring them back) and makes them available; turning them
-   * on keeps serving backends available until the checks decide (`fall` failures or `rise`
-   * passes). Changed rise/fall/ejection values apply from the next result on.
+   * on keeps serving backends available until their first probe decides (they were serving a
+   * moment ago: taking them all out for one probe would empty the service for nothing). Changed
+   * rise/fall/ejection values apply from the next result on.
    */
   reconfigure(cfg: ServiceHealthConfig, now: number): HealthTransition[] {
     const wasActive = this.cfg.active !== undefined;
@@ -238,6 +290,7 @@ export class ServiceHealth {
       for (const [id, rec] of this.records) {
         rec.passes = 0;
         rec.fails = 0;
+        rec.lastCheck = undefined;
         if (isActive) {
           rec.provisional = rec.health === 'unknown';
         } else {
@@ -255,9 +308,11 @@ export class ServiceHealth {
 
   /**
    * One active probe result. `detail` says what was seen (`status 500`, `connect ECONNREFUSED`).
-   * `rise` consecutive passes make a backend healthy, `fall` consecutive failures unhealthy; any
-   * pass resets the failure run and any failure the pass run, which damps flapping. Ignored for
-   * unknown ids and when the service has no active checks (a probe that outlived a reload).
+   * The first result of a backend that has none (`unknown`) is its verdict at once: a pass makes
+   * it healthy, a failure unhealthy. After that, `rise` consecutive passes make a backend healthy
+   * and `fall` consecutive failures unhealthy; any pass resets the failure run and any failure the
+   * pass run, which damps flapping. Ignored for unknown ids and when the service has no active
+   * checks (a probe that outlived a reload).
    */
   activeResult(id: string, ok: boolean, detail: string, now: number): HealthTransition[] {
     const rec = this.records.get(id);
@@ -266,7 +321,13 @@ export class ServiceHealth {
     rec.lastCheck = { ok, detail, at: now };
     rec.checks.push(rec.lastCheck);
     if (rec.checks.length > CHECK_HISTORY) rec.checks.shift();
-    if (ok) {
+    if (rec.health === 'unknown') {
+      rec.passes = ok ? 1 : 0;
+      rec.fails = ok ? 0 : 1;
+      rec.health = ok ? 'healthy' : 'unhealthy';
+      rec.healthReason = ok ? 'first check passed' : `first check failed: ${detail}`;
+      rec.provisional = false;
+    } else if (ok) {
       rec.fails = 0;
       rec.passes += 1;
       if (rec.health !== 'healthy' && rec.passes >= active.rise) {
@@ -340,15 +401,23 @@ export class ServiceHealth {
   }
 
   /**
-   * Drains (no new requests, in-flight ones finish) or undrains a backend; set by the registry
-   * (`"draining": true`) or the admin API. Undraining restores the underlying state. `reason`
-   * defaults to `draining` / `undrained`.
+   * Drains (no new requests, in-flight ones finish) or undrains a backend for one `source`: the
+   * registry (`"draining": true`) and the admin API each hold their own drain, and the backend
+   * stays draining while either does (undraining through the admin API does not override the
+   * registry, and a registry update does not undo an admin drain). Undraining the last one
+   * restores the underlying state. While draining, `reason` names every source holding it.
+   * Repeating the current value does nothing.
    */
-  setDraining(id: string, draining: boolean, now: number, reason?: string): HealthTransition[] {
+  setDraining(id: string, source: DrainSource, draining: boolean, now: number): HealthTransition[] {
     const rec = this.records.get(id);
-    if (rec === undefined || rec.draining === draining) return [];
-    rec.draining = draining;
-    this.commit(id, rec, now, reason ?? (draining ? 'draining' : 'undrained'));
+    if (rec === undefined) return [];
+    if ((source === 'admin' ? rec.adminDrain : rec.registryDrain) === draining) return [];
+    if (source === 'admin') rec.adminDrain = draining;
+    else rec.registryDrain = draining;
+    const reason = rec.adminDrain || rec.registryDrain ? drainReason(rec) : UNDRAIN_REASON[source];
+    this.commit(id, rec, now, reason);
+    // Still draining for the other source: no transition, but the reason says who holds it now.
+    if (rec.state === 'draining') rec.reason = reason;
     return this.flush();
   }
 
@@ -387,31 +456,31 @@ export class ServiceHealth {
   }
 
   private shownOf(rec: BackendRecord): HealthState {
-    if (rec.draining) return 'draining';
+    if (rec.adminDrain || rec.registryDrain) return 'draining';
     if (rec.ejectedUntil !== undefined) return 'ejected';
     return rec.health;
   }
 
-  private availableOf(rec: BackendRecord): boolean {
-    if (rec.draining || rec.ejectedUntil !== undefined) return false;
-    if (rec.health === 'healthy') return true;
-    if (rec.health === 'unhealthy') return false;
-    return this.cfg.active === undefined || rec.provisional;
+  private availabilityOf(rec: BackendRecord): Availability {
+    if (rec.adminDrain || rec.registryDrain) return 'draining';
+    if (rec.ejectedUntil !== undefined || rec.health === 'unhealthy') return 'failed';
+    if (rec.health === 'healthy' || this.cfg.active === undefined || rec.provisional) return 'available';
+    return 'pending';
   }
 
   /** Records the effect of a mutation: a transition if the shown state moved, an availability change if that moved. */
   private commit(id: string, rec: BackendRecord, now: number, reason: string): void {
     const to = this.shownOf(rec);
-    const available = this.availableOf(rec);
+    const availability = this.availabilityOf(rec);
     if (to !== rec.state) {
-      this.pendingTransitions.push({ service: this.service, id, from: rec.state, to, reason, at: now, available });
+      this.pendingTransitions.push({ service: this.service, id, from: rec.state, to, reason, at: now, available: availability === 'available' });
       rec.state = to;
       rec.reason = reason;
       rec.since = now;
     }
-    if (available !== rec.available) {
-      rec.available = available;
-      this.pendingAvailability.push([id, available]);
+    if (availability !== rec.availability) {
+      rec.availability = availability;
+      this.pendingAvailability.push([id, availability]);
     }
   }
 
@@ -428,7 +497,7 @@ export class ServiceHealth {
       for (const [id, until] of ejections) this.observer.ejectionScheduled(this.service, id, until);
     }
     if (this.observer.setAvailable !== undefined) {
-      for (const [id, available] of availability) this.observer.setAvailable(this.service, id, available);
+      for (const [id, a] of availability) this.observer.setAvailable(this.service, id, a);
     }
     if (this.observer.onTransition !== undefined) {
       for (const t of transitions) this.observer.onTransition(t);

@@ -60,7 +60,7 @@ export class HealthStore {
       return existing;
     }
     const created = new ServiceHealth(name, cfg, {
-      setAvailable: (service, id, available) => this.availability?.setAvailable(service, id, available),
+      setAvailable: (service, id, availability) => this.availability?.setAvailable(service, id, availability),
       onTransition: (t) => this.transitions?.onTransition(t),
       ejectionScheduled: () => this.arm(),
     });
@@ -76,6 +76,14 @@ export class HealthStore {
   /** Forgets a whole service (it left both the config and every registry). */
   delete(name: string): void {
     this.byService.delete(name);
+    this.arm(); // its ejections no longer hold the expiry timer
+  }
+
+  /** Backends of every service still waiting for their first active check (see `/readyz`). */
+  awaitingFirstCheck(): number {
+    let n = 0;
+    for (const sh of this.byService.values()) n += sh.awaitingFirstCheck();
+    return n;
   }
 
   /** Names of the tracked services. */

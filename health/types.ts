@@ -10,6 +10,20 @@ export type HealthState = 'unknown' | 'healthy' | 'unhealthy' | 'ejected' | 'dra
 /** Every state, in a stable order (for metric label pre-registration and docs). */
 export const HEALTH_STATES: readonly HealthState[] = ['unknown', 'healthy', 'unhealthy', 'ejected', 'draining'];
 
+/**
+ * Health's one answer to the data path about a backend (declared structurally identical in
+ * `routing/types.ts`, which cannot import `health/`):
+ * - `available`: may receive new requests;
+ * - `failed`: has a verdict against it (unhealthy, ejected): no new requests, except in panic mode;
+ * - `pending`: under active checks and still waiting for its first one: never a candidate, and
+ *   not counted by panic mode (it has no verdict yet);
+ * - `draining`: drained by the registry or the admin API: never a candidate, not counted by panic mode.
+ */
+export type Availability = 'available' | 'failed' | 'pending' | 'draining';
+
+/** Who drained a backend; each holds it independently until that same source undrains it. */
+export type DrainSource = 'registry' | 'admin';
+
 /** Active checks of one service (the config loader builds these: `ServiceConfig['health']` is this type). */
 export interface ActiveCheckConfig {
   /** HTTP path to GET (e.g. `/healthz`); absent when `tcp` is true */
@@ -87,6 +101,10 @@ export interface HealthSnapshot {
   /** ms timestamp of the last change of `state` (or of when the backend was added) */
   readonly since: number;
   readonly available: boolean;
+  /** what the data path is told (see `Availability`) */
+  readonly availability: Availability;
+  /** which sources hold a drain on it */
+  readonly drainedBy: readonly DrainSource[];
   /** ejections counted towards the next ejection's length (after decay) */
   readonly ejections: number;
   /** ms timestamp when the current ejection ends; undefined when not ejected */
@@ -94,12 +112,13 @@ export interface HealthSnapshot {
 }
 
 /**
- * The one method the data path needs from health (like Traefik's `StatusUpdater`): whether a
- * backend may receive new requests. The wiring forwards it to `ServicePool.setAvailable`.
- * Called only when the answer changes, and once when a backend is added (with its initial value).
+ * The one method the data path needs from health (like Traefik's `StatusUpdater`): what a
+ * backend may receive. Health is the only owner of that answer (drain included); the wiring
+ * forwards it to `ServicePool.setAvailable`. Called only when the answer changes, and once when a
+ * backend is added (with its initial value).
  */
 export interface AvailabilityListener {
-  setAvailable(service: string, id: string, available: boolean): void;
+  setAvailable(service: string, id: string, availability: Availability): void;
 }
 
 /** Receives every real state transition: for logs, `drover_health_transitions_total` and the dashboard. */

@@ -5,7 +5,7 @@
  * mutates the same object, so counters and in-flight requests are never lost by an update.
  */
 import { PeakEwma } from './latency.js';
-import type { MemberSpec } from './types.js';
+import type { Availability, MemberSpec } from './types.js';
 
 export class Backend {
   /** unique within its service */
@@ -24,10 +24,11 @@ export class Backend {
   zone: string | undefined;
   source: string;
   meta: Readonly<Record<string, unknown>>;
-  /** set by the registry (`draining: true`) or by the admin API */
-  draining: boolean;
-  /** set by health: false while unhealthy, ejected, or not yet checked under active checks */
-  available = true;
+  /**
+   * Health's verdict, applied by `ServicePool.setAvailable`. A new backend is `pending` (no
+   * traffic) until health has said otherwise: the wiring tells health of it in the same turn.
+   */
+  availability: Availability = 'pending';
   /** false once the backend left its pool: it finishes what it has in flight, gets nothing new */
   member = true;
   /** requests currently being proxied to this backend */
@@ -36,7 +37,7 @@ export class Backend {
   requests = 0;
   /** failed requests (connect errors, resets, timeouts, 5xx) since the backend joined */
   failures = 0;
-  /** ms timestamp (pool clock) when the backend became available; drives slow start */
+  /** ms timestamp (pool clock) when the backend last became available; drives slow start */
   availableSince: number;
   /** latency to response headers as the data path observed it (peak EWMA, see `latency.ts`) */
   readonly latency = new PeakEwma();
@@ -52,7 +53,16 @@ export class Backend {
     this.zone = spec.zone;
     this.source = spec.source;
     this.meta = spec.meta ?? {};
-    this.draining = spec.draining;
     this.availableSince = now;
+  }
+
+  /** May it receive new requests (outside panic mode)? */
+  get available(): boolean {
+    return this.availability === 'available';
+  }
+
+  /** Drained by the registry or the admin API (as health decided). */
+  get draining(): boolean {
+    return this.availability === 'draining';
   }
 }

@@ -1,14 +1,19 @@
 /**
- * One service's backends: membership (diffed from registry lists), availability (from health),
- * draining (registry or admin), panic mode, slow start, and the balancing policy that picks
- * among the current candidates. Everything that changes candidates or weights ends in exactly
- * one `policy.rebuild`, so `pick` stays a cheap synchronous call.
+ * One service's backends: membership (diffed from registry lists), availability (health's
+ * verdict, drain included: health is its only owner, the pool applies it), panic mode, slow
+ * start, and the balancing policy that picks among the current candidates. Everything that
+ * changes candidates or weights ends in exactly one `policy.rebuild` (one per `batch`), so
+ * `pick` stays a cheap synchronous call.
+ *
+ * Public shape: membership `sync`, health `setAvailable`, settings `reconfigure`, `batch` to
+ * group them, `pick` / `candidates()` for the data path, `whenDecided` for a request that
+ * arrives while every member still waits for its first verdict, `close`.
  */
 import { Backend } from './backend.js';
 import type { Policy } from './policy.js';
 import { createPolicy } from './policies.js';
 import { zoneCandidates } from './zones.js';
-import type { BalancerName, Clock, HashKeySpec, MemberSpec, PickContext, RandomSource } from './types.js';
+import type { Availability, BalancerName, Clock, HashKeySpec, MemberSpec, PickContext, RandomSource } from './types.js';
 
 /** How a pool balances and protects its backends. */
 export interface ServicePoolOptions {
@@ -18,11 +23,17 @@ export interface ServicePoolOptions {
   /** only for `hash`; default `{kind:'ip'}` */
   readonly hashKey?: HashKeySpec | undefined;
   /**
-   * Percent 0-100. When fewer than this share of non-draining members is available, every
-   * non-draining member becomes a candidate (Envoy's panic mode). 0 disables panic mode.
+   * Percent 0-100. When fewer than this share of the members that have a verdict (`available`
+   * or `failed`) is available, the `failed` ones become candidates too (Envoy's panic mode).
+   * `pending` and `draining` members never count and never serve; with none available and some
+   * `pending`, panic waits for their verdicts. 0 disables panic mode.
    */
   readonly panicThreshold: number;
-  /** ms over which a joining or recovering backend's weight ramps up; 0 = off */
+  /**
+   * ms over which a backend's weight ramps up when it becomes available after it was seen
+   * `failed`, or for the first time after it joined a pool that had already had its initial
+   * sync (HAProxy's `slowstart` rule); 0 = off
+   */
   readonly slowStart: number;
   /**
    * Most requests in flight to one backend; a backend at it is not picked. 0 or undefined =
@@ -47,6 +58,16 @@ export interface PoolDiff {
 /** Options `reconfigure` can change (a config reload); the clock and randomness stay. */
 export type ServicePoolSettings = Omit<ServicePoolOptions, 'name' | 'clock' | 'random'>;
 
+/** Options of one `sync`. */
+export interface SyncOptions {
+  /**
+   * true: these members are the pool's initial set (present at start): they do not ramp when
+   * they first become available. Default: true for the pool's first sync only, so members that
+   * join later ramp. The wiring passes true until every registry has listed once.
+   */
+  readonly initial?: boolean | undefined;
+}
+
 /** Share of the weight a backend starts slow start with. */
 export const SLOW_START_FLOOR = 0.1;
 /** Number of weight steps over a slow-start window. */
@@ -54,12 +75,16 @@ export const SLOW_START_STEPS = 10;
 
 interface Entry {
   readonly backend: Backend;
-  /** `draining` as the registry last said */
-  registryDraining: boolean;
-  /** drained through the admin API; survives registry updates */
-  adminDraining: boolean;
   /** effective weight still ramping up */
   ramping: boolean;
+  /** ramp when it next becomes available: it joined after the initial set, or was seen failed */
+  rampOnAvailable: boolean;
+}
+
+/** A request waiting for a verdict (see `whenDecided`). */
+interface Waiter {
+  readonly done: () => void;
+  readonly timer: NodeJS.Timeout;
 }
 
 /** The backends of one service and the policy that balances over them. */
@@ -82,8 +107,13 @@ export class ServicePool {
   private current: readonly Backend[] = [];
   private inPanic = false;
   private weightsDirty = false;
-  /** clock time of the first `sync`; undefined before it */
-  private firstSyncAt: number | undefined;
+  /** members still `pending` (waiting for their first verdict), as of the last `changed` */
+  private pendingCount = 0;
+  private synced = false;
+  /** > 0 inside `batch`: `changed` is deferred to its end */
+  private batchDepth = 0;
+  private changedInBatch = false;
+  private readonly waiters = new Set<Waiter>();
   private rampTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -96,9 +126,14 @@ export class ServicePool {
     this.policy.rebuild(this.current);
   }
 
-  /** True while fewer than `panicThreshold`% of non-draining members are available. */
+  /** True while fewer than `panicThreshold`% of the members with a verdict are available. */
   get panic(): boolean {
     return this.inPanic;
+  }
+
+  /** Members waiting for their first verdict (`pending`). */
+  get awaitingVerdict(): number {
+    return this.pendingCount;
   }
 
   /** The balancer in use. */
@@ -108,13 +143,16 @@ export class ServicePool {
 
   /**
    * Applies a registry's full member list, diffed by `id`: unchanged ids keep their Backend
-   * object (and its counters); a changed weight/zone/draining/meta/source mutates it in place; a
-   * changed `url` replaces it (remove + add); missing ids leave (`member = false`). Members that
-   * join after the pool's warm-up (the first `slowStart` ms after the first sync) ramp up.
+   * object (and its counters); a changed weight/zone/meta/source mutates it in place; a
+   * changed `url` replaces it (remove + add); missing ids leave (`member = false`). A new
+   * Backend is `pending` until `setAvailable` says otherwise. Members that join outside the
+   * initial set (see `SyncOptions.initial`) ramp up when they first become available. The
+   * registry's `draining` flag is not read here: health folds it into availability.
    */
-  sync(members: readonly MemberSpec[]): PoolDiff {
+  sync(members: readonly MemberSpec[], options: SyncOptions = {}): PoolDiff {
     const now = this.clock();
-    if (this.firstSyncAt === undefined) this.firstSyncAt = now;
+    const initial = options.initial ?? !this.synced;
+    this.synced = true;
     const diff: PoolDiff = { added: [], removed: [], updated: [] };
     const next = new Map<string, MemberSpec>();
     for (const m of members) next.set(m.id, m);
@@ -128,11 +166,11 @@ export class ServicePool {
     for (const spec of next.values()) {
       const entry = this.entries.get(spec.id);
       if (entry === undefined) {
-        diff.added.push(this.add(spec, now));
+        diff.added.push(this.add(spec, now, initial));
       } else if (entry.backend.url !== spec.url) {
         this.drop(entry);
         diff.removed.push(entry.backend);
-        diff.added.push(this.add(spec, now));
+        diff.added.push(this.add(spec, now, initial));
       } else if (this.update(entry, spec, now)) {
         diff.updated.push(entry.backend);
       }
@@ -174,42 +212,74 @@ export class ServicePool {
   }
 
   /**
-   * Health's verdict. A backend that becomes available again ramps up (slow start) unless the
-   * pool is still in its warm-up. Unknown ids are ignored.
+   * Health's verdict, the only input that decides whether a member may get new requests. A
+   * backend that becomes available after it was seen `failed`, or for the first time after it
+   * joined outside the initial set, ramps up over `slowStart` (HAProxy's rule; an undrain is no
+   * recovery and does not ramp, unless the drain interrupted a ramp). Unknown ids are ignored.
    */
-  setAvailable(id: string, available: boolean): void {
+  setAvailable(id: string, availability: Availability): void {
     const entry = this.entries.get(id);
-    if (entry === undefined || entry.backend.available === available) return;
+    if (entry === undefined || entry.backend.availability === availability) return;
     const b = entry.backend;
-    b.available = available;
-    if (available) {
+    const was = b.availability;
+    b.availability = availability;
+    if (availability === 'failed') entry.rampOnAvailable = true;
+    if (availability === 'available') {
       const now = this.clock();
       b.availableSince = now;
-      if (this.shouldRamp(now)) this.startRamp(entry, now);
+      if (entry.rampOnAvailable && this.settings.slowStart > 0) this.startRamp(entry, now);
+      entry.rampOnAvailable = false;
+    } else if (was === 'available' && entry.ramping) {
+      // Out mid-ramp: the ramp starts over when it is back.
+      entry.ramping = false;
+      entry.rampOnAvailable = true;
+      b.effectiveWeight = b.weight;
+      this.weightsDirty = true;
     }
     this.changed();
   }
 
   /**
-   * Admin API drain (`true`) or undrain (`false`). Independent of the registry's `draining`:
-   * undraining here does not override a registry drain, and a registry update does not undo
-   * an admin drain. Returns the backend, or undefined for an unknown id.
+   * Runs `fn` (a `sync` and the `setAvailable` calls that follow it, say) with the candidate
+   * rebuild and the `onChange` notification deferred to its end: one rebuild for the batch.
    */
-  setAdminDraining(id: string, draining: boolean): Backend | undefined {
-    const entry = this.entries.get(id);
-    if (entry === undefined) return undefined;
-    if (entry.adminDraining !== draining) {
-      entry.adminDraining = draining;
-      const was = entry.backend.draining;
-      entry.backend.draining = entry.registryDraining || draining;
-      if (was !== entry.backend.draining) this.changed();
+  batch(fn: () => void): void {
+    this.batchDepth++;
+    try {
+      fn();
+    } finally {
+      this.batchDepth--;
+      if (this.batchDepth === 0 && this.changedInBatch) {
+        this.changedInBatch = false;
+        this.changed();
+      }
     }
-    return entry.backend;
   }
 
-  /** True when the admin API drained this backend (whatever the registry says). */
-  isAdminDraining(id: string): boolean {
-    return this.entries.get(id)?.adminDraining ?? false;
+  /**
+   * For a request that found no candidate while members still wait for their first verdict:
+   * calls `done` once (asynchronously) as soon as there is a candidate or nothing is `pending`
+   * any more, or after `timeoutMs`, or when the pool closes, whichever comes first; the caller
+   * then picks again. Returns a function that cancels the wait (`done` is then not called).
+   */
+  whenDecided(timeoutMs: number, done: () => void): () => void {
+    if (this.closed || this.current.length > 0 || this.pendingCount === 0) {
+      queueMicrotask(done);
+      return () => undefined;
+    }
+    const waiter: Waiter = {
+      done,
+      timer: setTimeout(() => {
+        this.waiters.delete(waiter);
+        done();
+      }, Math.max(0, timeoutMs)),
+    };
+    waiter.timer.unref();
+    this.waiters.add(waiter);
+    return () => {
+      clearTimeout(waiter.timer);
+      this.waiters.delete(waiter);
+    };
   }
 
   /**
@@ -250,18 +320,17 @@ export class ServicePool {
     return this.policy.pick(ctx, skip);
   }
 
-  /** Stops the slow-start timer; weights freeze where they are. */
+  /** Stops the slow-start timer (weights freeze where they are) and releases waiting requests. */
   close(): void {
     this.closed = true;
     if (this.rampTimer !== undefined) clearTimeout(this.rampTimer);
     this.rampTimer = undefined;
+    this.releaseWaiters();
   }
 
-  private add(spec: MemberSpec, now: number): Backend {
+  private add(spec: MemberSpec, now: number, initial: boolean): Backend {
     const b = new Backend(this.name, spec, now);
-    const entry: Entry = { backend: b, registryDraining: spec.draining, adminDraining: false, ramping: false };
-    this.entries.set(spec.id, entry);
-    if (this.shouldRamp(now)) this.startRamp(entry, now);
+    this.entries.set(spec.id, { backend: b, ramping: false, rampOnAvailable: !initial });
     return b;
   }
 
@@ -289,23 +358,12 @@ export class ServicePool {
       b.source = spec.source;
       changed = true;
     }
-    if (entry.registryDraining !== spec.draining) {
-      entry.registryDraining = spec.draining;
-      b.draining = spec.draining || entry.adminDraining;
-      changed = true;
-    }
     const meta = spec.meta ?? {};
     if (!sameJson(b.meta, meta)) {
       b.meta = meta;
       changed = true;
     }
     return changed;
-  }
-
-  /** Joins and recoveries ramp, except during the warm-up after the first sync (all start cold together). */
-  private shouldRamp(now: number): boolean {
-    const s = this.settings.slowStart;
-    return s > 0 && this.firstSyncAt !== undefined && now >= this.firstSyncAt + s;
   }
 
   private startRamp(entry: Entry, now: number): void {
@@ -358,28 +416,51 @@ export class ServicePool {
 
   /** Recomputes candidates and panic mode, rebuilds the policy once if needed, notifies. */
   private changed(): void {
-    let members = 0;
-    let healthy = 0;
-    for (const e of this.entries.values()) {
-      if (e.backend.draining) continue;
-      members++;
-      if (e.backend.available) healthy++;
+    if (this.batchDepth > 0) {
+      this.changedInBatch = true;
+      return;
     }
-    // Envoy's rule: panic when healthy% < threshold; then every non-draining member is a candidate.
-    const panic = members > 0 && healthy * 100 < this.settings.panicThreshold * members;
+    let judged = 0;
+    let healthy = 0;
+    let pending = 0;
+    for (const e of this.entries.values()) {
+      const a = e.backend.availability;
+      if (a === 'pending') pending++;
+      if (a !== 'available' && a !== 'failed') continue;
+      judged++;
+      if (a === 'available') healthy++;
+    }
+    // Envoy's rule, over the members that have a verdict: panic when healthy% < threshold; then
+    // the failed ones serve too. A member still waiting for its first check never does, and
+    // while nothing is available but some wait, panic waits for their verdicts too (requests
+    // wait with it, see `whenDecided`): at start, the one judged first must not take everything.
+    const panic = judged > 0 && healthy * 100 < this.settings.panicThreshold * judged && (healthy > 0 || pending === 0);
     const next: Backend[] = [];
     for (const e of this.entries.values()) {
-      const b = e.backend;
-      if (!b.draining && (panic || b.available)) next.push(b);
+      const a = e.backend.availability;
+      if (a === 'available' || (panic && a === 'failed')) next.push(e.backend);
     }
     this.inPanic = panic;
+    this.pendingCount = pending;
     const chosen = zoneCandidates(this.settings.localZone, this.settings.panicThreshold, this.backends(), next);
     if (this.weightsDirty || !sameList(this.current, chosen)) {
       this.current = chosen;
       this.weightsDirty = false;
       this.policy.rebuild(chosen);
     }
+    if (this.waiters.size > 0 && (chosen.length > 0 || pending === 0)) this.releaseWaiters();
     this.onChange?.(this);
+  }
+
+  /** Hands every waiting request back to its caller, after the current call stack. */
+  private releaseWaiters(): void {
+    if (this.waiters.size === 0) return;
+    const ready = [...this.waiters];
+    this.waiters.clear();
+    for (const w of ready) clearTimeout(w.timer);
+    queueMicrotask(() => {
+      for (const w of ready) w.done();
+    });
   }
 }
 

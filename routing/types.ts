@@ -5,6 +5,16 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 
+/**
+ * What health says a backend may receive (the same union as `Availability` in `health/types.ts`,
+ * declared here because `routing/` does not import `health/`):
+ * - `available`: a candidate;
+ * - `failed`: unhealthy or ejected: a candidate only in panic mode, and counted by it;
+ * - `pending`: waiting for its first active check: never a candidate, not counted by panic mode;
+ * - `draining`: drained (registry or admin): never a candidate, not counted by panic mode.
+ */
+export type Availability = 'available' | 'failed' | 'pending' | 'draining';
+
 /** Balancing policy names, as written in YAML (`balancer:`). */
 export type BalancerName = 'round_robin' | 'least_conn' | 'p2c' | 'random' | 'hash' | 'ewma';
 
@@ -27,7 +37,10 @@ export interface MemberSpec {
   /** > 0; default 1 */
   readonly weight: number;
   readonly zone?: string | undefined;
-  /** true: keep in-flight requests, send no new ones */
+  /**
+   * The registry's drain flag (true: keep in-flight requests, send no new ones). Health reads it
+   * and folds it into its `Availability`; the pool never does.
+   */
   readonly draining: boolean;
   /** `static` | `file` | `etcd` (or another registry's name) */
   readonly source: string;

@@ -4,9 +4,11 @@
  * registry event -> per-service member list -> pool diff -> health tracking -> policy rebuild.
  *
  * A config reload builds a new immutable `ProxyState` and swaps it in one assignment; pools,
- * backends, connections and health records are kept and reconfigured in place.
+ * backends, connections and health records are kept and reconfigured in place. A service that
+ * is neither configured nor has a member left is retired whole (see `retire`).
  */
 import type { Backend } from '../routing/backend.js';
+import type { PoolDiff } from '../routing/pool.js';
 import type { MemberSpec } from '../routing/types.js';
 import { HealthMonitor } from '../health/monitor.js';
 import { HealthStore } from '../health/store.js';
@@ -81,6 +83,14 @@ export class Runtime implements AdminModel {
   private admin: { address: { host: string; port: number }; close(): Promise<void> } | undefined;
   private accessLog: ((entry: AccessLogEntry) => void) | undefined;
   private stopping = false;
+  /** `start` has run its first registry sync (before that, the directory's readiness means nothing) */
+  private startedUp = false;
+  /** every registry has listed once since start: members that join from now on ramp (slow start) */
+  private settled = false;
+  /** every backend under active checks had its first verdict once (latched: `/readyz` warm-up) */
+  private warm = false;
+  /** per service, releases of departed backends still waiting for their in-flight requests */
+  private readonly releasing = new WeakMap<ServiceEntry, Set<Promise<void>>>();
 
   private constructor(config: DroverConfig, options: RuntimeOptions) {
     this.config = config;
@@ -91,7 +101,8 @@ export class Runtime implements AdminModel {
     this.onPoolChange = options.onPoolChange;
     this.readyWhen = options.readyWhen ?? (() => true);
     this.store = new HealthStore({
-      availability: { setAvailable: (service, id, available) => this.entries.get(service)?.pool.setAvailable(id, available) },
+      // health is the one owner of availability; the pool only applies it
+      availability: { setAvailable: (service, id, availability) => this.entries.get(service)?.pool.setAvailable(id, availability) },
       transitions: { onTransition: (t) => this.onTransition(t) },
       onError: (err) => this.logger.error({ err }, 'health listener failed'),
     });
@@ -115,6 +126,8 @@ export class Runtime implements AdminModel {
     rt.applyServices(config);
     await rt.restartRegistries(config);
     rt.directory.flush();
+    rt.startedUp = true;
+    if (rt.directory.ready()) rt.settled = true;
     try {
       if (rt.serve) for (const l of config.listen) rt.listeners.push(await startListener(l, () => rt.state));
       rt.admin = await startAdminServer({
@@ -220,9 +233,9 @@ export class Runtime implements AdminModel {
       if (entry.configured && !config.services.some((s) => s.name === name)) entry.reconfigure(defaultServiceConfig(name), false);
     }
     this.directory.replaceAll(STATIC_SOURCE, statics);
-    for (const entry of this.entries.values()) {
-      this.monitor.sync(entry.name, entry.config.health, this.directory.merged(entry.name));
-    }
+    // Applied now rather than at the directory's next flush, so the new settings (health above
+    // all) are in force when this returns; that flush then finds nothing left to change.
+    for (const entry of [...this.entries.values()]) this.applyService(entry, this.directory.merged(entry.name));
   }
 
   private applyMembers(changed: ReadonlyMap<string, readonly MemberSpec[]>): void {
@@ -236,32 +249,63 @@ export class Runtime implements AdminModel {
         this.entries.set(name, entry);
         created = true;
       }
-      const diff = entry.pool.sync(members);
       this.metrics.poolUpdate(name);
-      this.monitor.sync(name, entry.config.health, members);
-      // A Backend starts available. Its health record may predate it (applyServices tracks
-      // static members before the directory flush creates them in the pool, and the
-      // availability reported then found no pool entry): copy the verdict now, or a backend
-      // that has not passed its active checks yet would get traffic.
-      const health = this.store.get(name);
-      for (const b of diff.added) entry.pool.setAvailable(b.id, health?.isAvailable(b.id) ?? true);
-      for (const b of diff.removed) this.retire(entry, b);
-      this.registryEvents(name, diff.added, diff.removed);
-      if (diff.added.length + diff.removed.length > 0) {
-        this.logger.info(
-          { service: name, added: diff.added.map((b) => b.id), removed: diff.removed.map((b) => b.id), members: members.length },
-          'pool changed',
-        );
-      }
+      this.applyService(entry, members);
     }
+    if (this.startedUp && !this.settled && this.directory.ready()) this.settled = true;
     if (created) this.state = this.buildState(this.config);
   }
 
+  /**
+   * One service's merged member list: the pool first, then health, in one batch, so every
+   * verdict health reports finds its Backend and the pool rebuilds once. A new Backend is
+   * `pending` until health's `add` (in the same batch) says what it may receive.
+   */
+  private applyService(entry: ServiceEntry, members: readonly MemberSpec[]): void {
+    const pool = entry.pool;
+    let diff: PoolDiff = { added: [], removed: [], updated: [] };
+    pool.batch(() => {
+      diff = pool.sync(members, { initial: !this.settled });
+      this.monitor.sync(entry.name, entry.config.health, members);
+    });
+    for (const b of diff.removed) this.release(entry, b);
+    this.registryEvents(entry.name, diff.added, diff.removed);
+    if (diff.added.length + diff.removed.length > 0) {
+      this.logger.info(
+        { service: entry.name, added: diff.added.map((b) => b.id), removed: diff.removed.map((b) => b.id), members: members.length },
+        'pool changed',
+      );
+    }
+    if (!entry.configured && pool.backends().length === 0) this.retire(entry);
+  }
+
   /** A backend left its pool: close its connections once its in-flight requests are done. */
-  private retire(entry: ServiceEntry, backend: Backend): void {
-    void releaseUpstream(backend).then(() => {
+  private release(entry: ServiceEntry, backend: Backend): void {
+    let pending = this.releasing.get(entry);
+    if (pending === undefined) this.releasing.set(entry, (pending = new Set()));
+    const done: Promise<void> = releaseUpstream(backend).then(() => {
+      pending.delete(done);
       if (entry.pool.get(backend.id) === undefined) this.metrics.forgetBackend(entry.name, backend.id);
     });
+    pending.add(done);
+  }
+
+  /**
+   * A service that is not configured and has no member left: its pool, health records and
+   * checker timers, and admin entry go now (new requests for it get 503, as for any unknown
+   * service); its metric series go once the requests it still has in flight are done, unless the
+   * service came back meanwhile (then they are the new one's).
+   */
+  private retire(entry: ServiceEntry): void {
+    const name = entry.name;
+    if (this.entries.get(name) !== entry) return;
+    this.entries.delete(name);
+    this.monitor.removeService(name);
+    entry.pool.close();
+    void Promise.all([...(this.releasing.get(entry) ?? [])]).then(() => {
+      if (!this.entries.has(name)) this.metrics.forgetService(name);
+    });
+    this.logger.info({ service: name }, 'service retired');
   }
 
   private newEntry(config: ServiceConfig, configured: boolean): ServiceEntry {
@@ -312,7 +356,7 @@ export class Runtime implements AdminModel {
 
   private *backendSamples(): Iterable<{ service: string; backend: string; up: boolean; inflight: number }> {
     for (const entry of this.entries.values()) {
-      for (const b of entry.pool.backends()) yield { service: entry.name, backend: b.id, up: b.available && !b.draining, inflight: b.inflight };
+      for (const b of entry.pool.backends()) yield { service: entry.name, backend: b.id, up: b.available, inflight: b.inflight };
     }
   }
 
@@ -339,7 +383,8 @@ export class Runtime implements AdminModel {
       url: b.url,
       weight: b.weight,
       source: b.source,
-      state: b.draining ? 'draining' : (h?.state ?? 'unknown'),
+      // health's answer, drain included: the one owner of a backend's state
+      state: h?.state ?? 'unknown',
       inflight: b.inflight,
       requests: b.requests,
       failures: b.failures,
@@ -356,15 +401,22 @@ export class Runtime implements AdminModel {
 
   setDraining(service: string, id: string, draining: boolean): BackendView | undefined {
     const entry = this.entries.get(service);
-    const b = entry?.pool.setAdminDraining(id, draining);
-    if (entry === undefined || b === undefined) return undefined;
-    this.monitor.setDraining(service, id, b.draining, draining ? 'drained through the admin API' : 'undrained through the admin API');
+    const b = entry?.pool.get(id);
+    // Health holds the admin drain (apart from the registry's) and tells the pool.
+    if (entry === undefined || b === undefined || !this.monitor.setDraining(service, id, draining)) return undefined;
     this.logger.info({ service, backend: id, draining }, draining ? 'backend drained' : 'backend undrained');
     return this.view(entry, b);
   }
 
+  /**
+   * Every registry has listed once and, like Envoy's cluster warm-up, every backend under
+   * active checks has had its first verdict (its first probe's result, a timeout included).
+   * Once warm, later members do not make drover unready again.
+   */
   ready(): boolean {
-    return !this.stopping && this.directory.ready() && this.readyWhen();
+    if (this.stopping || !this.directory.ready() || !this.readyWhen()) return false;
+    if (!this.warm) this.warm = this.store.awaitingFirstCheck() === 0;
+    return this.warm;
   }
 
   effectiveConfig(): unknown {

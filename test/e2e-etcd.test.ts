@@ -167,7 +167,9 @@ routes:
     await waitFor(async () => (await request(d.port, { path: '/reg' })).status === 503, '503 once regonly is empty');
     expect(JSON.parse((await request(d.port, { path: '/reg' })).body)).toEqual({ error: 'no_available_backend', service: 'regonly' });
     expect(await metric(d, 'drover_registry_events_total', { source: 'etcd', type: 'delete' })).toBe(1);
-    expect(await metric(d, 'drover_pool_updates_total', { service: 'regonly' })).toBeGreaterThanOrEqual(2);
+    // ... and, configured nowhere, it is retired: no admin entry, and its series go with it
+    expect(await pool(d, 'regonly')).toBeUndefined();
+    await waitFor(async () => !(await request(d.adminPort, { path: '/metrics' })).body.includes('service="regonly"'), 'no series of regonly');
   });
 
   it('a new member of a service with active checks is probed at once and gets traffic as soon as it passes, not before', async () => {

@@ -4,6 +4,8 @@ import { ServiceHealth, ejectionDuration, formatDuration, isPassiveFailure } fro
 import { HealthStore } from '../health/store.js';
 import type {
   ActiveCheckConfig,
+  Availability,
+  DrainSource,
   HealthState,
   HealthTransition,
   PassiveCheckConfig,
@@ -35,7 +37,7 @@ type Step =
   | { at: number; active: string; ok: boolean; detail?: string; times?: number }
   | { at: number; passive: string; outcome: PassiveOutcome; times?: number }
   | { at: number; tick: true }
-  | { at: number; drain: string; draining: boolean }
+  | { at: number; drain: string; draining: boolean; source?: DrainSource }
   | { at: number; reconfigure: ServiceHealthConfig };
 
 interface Case {
@@ -46,7 +48,7 @@ interface Case {
   transitions: string[];
   /** final shown state and availability per id */
   final: Record<string, { state: HealthState; available: boolean; reason?: string | RegExp }>;
-  /** every availability notification, in order, as `id=bool` (optional) */
+  /** every availability notification, in order, as `id=availability` (optional) */
   availability?: string[];
 }
 
@@ -55,9 +57,9 @@ function run(c: Case): { transitions: HealthTransition[]; availability: string[]
   const availability: string[] = [];
   const sh = new ServiceHealth('web', c.cfg, {
     onTransition: (t) => seen.push(t),
-    setAvailable: (service, id, available) => {
+    setAvailable: (service, id, a) => {
       expect(service).toBe('web');
-      availability.push(`${id}=${available}`);
+      availability.push(`${id}=${a}`);
     },
   });
   const returned: HealthTransition[] = [];
@@ -69,7 +71,7 @@ function run(c: Case): { transitions: HealthTransition[]; availability: string[]
     } else if ('passive' in s) {
       for (let i = 0; i < (s.times ?? 1); i++) returned.push(...sh.passiveResult(s.passive, s.outcome, s.at));
     } else if ('tick' in s) returned.push(...sh.tick(s.at));
-    else if ('drain' in s) returned.push(...sh.setDraining(s.drain, s.draining, s.at));
+    else if ('drain' in s) returned.push(...sh.setDraining(s.drain, s.source ?? 'admin', s.draining, s.at));
     else returned.push(...sh.reconfigure(s.reconfigure, s.at));
   }
   // The returned arrays and the listener see the same transitions.
@@ -79,18 +81,39 @@ function run(c: Case): { transitions: HealthTransition[]; availability: string[]
 
 const cases: Case[] = [
   {
-    name: 'active: a new backend is unknown and unavailable until rise passes',
+    name: 'active: a new backend is unknown and pending (no traffic, not counted) until its first check',
+    cfg: WITH_ACTIVE,
+    steps: [{ at: 0, add: 'a' }],
+    transitions: [],
+    final: { a: { state: 'unknown', available: false, reason: 'added; waiting for its first check' } },
+    availability: ['a=pending'],
+  },
+  {
+    name: 'active: its first passing check makes it healthy at once (one pass, not rise)',
     cfg: WITH_ACTIVE,
     steps: [
       { at: 0, add: 'a' },
-      { at: 2000, active: 'a', ok: true },
+      { at: 20, active: 'a', ok: true },
     ],
-    transitions: [],
-    final: { a: { state: 'unknown', available: false, reason: 'added; waiting for 2 passed checks' } },
-    availability: ['a=false'],
+    transitions: ['a:unknown->healthy'],
+    final: { a: { state: 'healthy', available: true, reason: 'first check passed' } },
+    availability: ['a=pending', 'a=available'],
   },
   {
-    name: 'active: rise passes make it healthy and available',
+    name: 'active: its first failing check makes it unhealthy at once; coming back then needs rise passes',
+    cfg: WITH_ACTIVE,
+    steps: [
+      { at: 0, add: 'a' },
+      { at: 20, active: 'a', ok: false, detail: 'status 503' },
+      { at: 2000, active: 'a', ok: true },
+      { at: 4000, active: 'a', ok: true },
+    ],
+    transitions: ['a:unknown->unhealthy', 'a:unhealthy->healthy'],
+    final: { a: { state: 'healthy', available: true, reason: '2 passed checks' } },
+    availability: ['a=pending', 'a=failed', 'a=available'],
+  },
+  {
+    name: 'active: further passes change nothing',
     cfg: WITH_ACTIVE,
     steps: [
       { at: 0, add: 'a' },
@@ -98,8 +121,8 @@ const cases: Case[] = [
       { at: 4000, active: 'a', ok: true, times: 5 },
     ],
     transitions: ['a:unknown->healthy'],
-    final: { a: { state: 'healthy', available: true, reason: '2 passed checks' } },
-    availability: ['a=false', 'a=true'],
+    final: { a: { state: 'healthy', available: true, reason: 'first check passed' } },
+    availability: ['a=pending', 'a=available'],
   },
   {
     name: 'active: fall consecutive failures make it unhealthy, with the last detail',
@@ -112,7 +135,7 @@ const cases: Case[] = [
     ],
     transitions: ['a:unknown->healthy', 'a:healthy->unhealthy'],
     final: { a: { state: 'unhealthy', available: false, reason: '3 failed checks: connect ECONNREFUSED' } },
-    availability: ['a=false', 'a=true', 'a=false'],
+    availability: ['a=pending', 'a=available', 'a=failed'],
   },
   {
     name: 'active: flapping healthy backend is damped (a pass resets the failure run)',
@@ -156,15 +179,15 @@ const cases: Case[] = [
     final: { a: { state: 'healthy', available: true, reason: '2 passed checks' } },
   },
   {
-    name: 'active: an unknown backend that keeps failing becomes unhealthy (availability unchanged)',
+    name: 'active: a first probe that timed out is a verdict too; more failures change nothing',
     cfg: WITH_ACTIVE,
     steps: [
       { at: 0, add: 'a' },
       { at: 1, active: 'a', ok: false, detail: 'timeout after 1000ms', times: 3 },
     ],
     transitions: ['a:unknown->unhealthy'],
-    final: { a: { state: 'unhealthy', available: false, reason: '3 failed checks: timeout after 1000ms' } },
-    availability: ['a=false'],
+    final: { a: { state: 'unhealthy', available: false, reason: 'first check failed: timeout after 1000ms' } },
+    availability: ['a=pending', 'a=failed'],
   },
   {
     name: 'passive only: a new backend is unknown and available; stray active results are ignored',
@@ -175,7 +198,7 @@ const cases: Case[] = [
     ],
     transitions: [],
     final: { a: { state: 'unknown', available: true, reason: 'added; no active checks' } },
-    availability: ['a=true'],
+    availability: ['a=available'],
   },
   {
     name: 'passive: consecutive 5xx eject; the ejection ends on time and restores the prior state',
@@ -193,7 +216,7 @@ const cases: Case[] = [
       a: { state: 'unknown', available: true, reason: 'ejection ended after 30s' },
       b: { state: 'unknown', available: true },
     },
-    availability: ['a=true', 'b=true', 'c=true', 'a=false', 'a=true'],
+    availability: ['a=available', 'b=available', 'c=available', 'a=failed', 'a=available'],
   },
   {
     name: 'passive: an ejected healthy backend comes back healthy',
@@ -318,8 +341,8 @@ const cases: Case[] = [
       { at: 6, drain: 'a', draining: false },
     ],
     transitions: ['a:unknown->healthy', 'a:healthy->draining', 'a:draining->healthy'],
-    final: { a: { state: 'healthy', available: true, reason: 'undrained' } },
-    availability: ['a=false', 'a=true', 'a=false', 'a=true'],
+    final: { a: { state: 'healthy', available: true, reason: 'undrained through the admin API' } },
+    availability: ['a=pending', 'a=available', 'a=draining', 'a=available'],
   },
   {
     name: 'drain hides health changes underneath; undrain shows the current underlying state',
@@ -333,7 +356,7 @@ const cases: Case[] = [
     ],
     transitions: ['a:unknown->healthy', 'a:healthy->draining', 'a:draining->unhealthy'],
     final: { a: { state: 'unhealthy', available: false } },
-    availability: ['a=false', 'a=true', 'a=false'],
+    availability: ['a=pending', 'a=available', 'a=draining', 'a=failed'],
   },
   {
     name: 'an ejection that ends while draining is silent; undrain shows the restored state',
@@ -354,8 +377,73 @@ const cases: Case[] = [
     cfg: PASSIVE_ONLY,
     steps: [{ at: 0, add: 'a', draining: true }],
     transitions: [],
-    final: { a: { state: 'draining', available: false } },
-    availability: ['a=false'],
+    final: { a: { state: 'draining', available: false, reason: 'draining (registry)' } },
+    availability: ['a=draining'],
+  },
+  {
+    name: 'registry and admin drains are independent: each holds the backend, the reason names both, no transition until the last lets go',
+    cfg: WITH_ACTIVE,
+    steps: [
+      { at: 0, add: 'a' },
+      { at: 1, active: 'a', ok: true },
+      { at: 2, drain: 'a', draining: true, source: 'admin' },
+      { at: 3, drain: 'a', draining: true, source: 'registry' },
+      { at: 4, drain: 'a', draining: false, source: 'registry' },
+      { at: 5, drain: 'a', draining: false, source: 'registry' },
+    ],
+    transitions: ['a:unknown->healthy', 'a:healthy->draining'],
+    final: { a: { state: 'draining', available: false, reason: 'drained through the admin API' } },
+    availability: ['a=pending', 'a=available', 'a=draining'],
+  },
+  {
+    name: 'both drains held: the reason names both; an admin undrain leaves the registry drain in force',
+    cfg: WITH_ACTIVE,
+    steps: [
+      { at: 0, add: 'a', draining: true },
+      { at: 1, active: 'a', ok: true },
+      { at: 2, drain: 'a', draining: true, source: 'admin' },
+    ],
+    transitions: [],
+    final: { a: { state: 'draining', available: false, reason: 'draining (registry); drained through the admin API' } },
+  },
+  {
+    name: '... then the admin undrain: still draining (registry); the registry undrain restores health',
+    cfg: WITH_ACTIVE,
+    steps: [
+      { at: 0, add: 'a', draining: true },
+      { at: 1, active: 'a', ok: true },
+      { at: 2, drain: 'a', draining: true, source: 'admin' },
+      { at: 3, drain: 'a', draining: false, source: 'admin' },
+      { at: 4, drain: 'a', draining: false, source: 'admin' },
+    ],
+    transitions: [],
+    final: { a: { state: 'draining', available: false, reason: 'draining (registry)' } },
+    availability: ['a=draining'],
+  },
+  {
+    name: 'undrain of the last drain restores the underlying verdict, with the source in the reason',
+    cfg: WITH_ACTIVE,
+    steps: [
+      { at: 0, add: 'a', draining: true },
+      { at: 1, active: 'a', ok: true },
+      { at: 2, drain: 'a', draining: true, source: 'admin' },
+      { at: 3, drain: 'a', draining: false, source: 'registry' },
+      { at: 4, drain: 'a', draining: false, source: 'admin' },
+    ],
+    transitions: ['a:draining->healthy'],
+    final: { a: { state: 'healthy', available: true, reason: 'undrained through the admin API' } },
+    availability: ['a=draining', 'a=available'],
+  },
+  {
+    name: 'a drained backend still waiting for its first check goes back to pending when undrained',
+    cfg: WITH_ACTIVE,
+    steps: [
+      { at: 0, add: 'a', draining: true },
+      { at: 1, drain: 'a', draining: false, source: 'registry' },
+    ],
+    transitions: ['a:draining->unknown'],
+    final: { a: { state: 'unknown', available: false, reason: 'undrained (registry)' } },
+    availability: ['a=draining', 'a=pending'],
   },
   {
     name: 'reconfigure: rise/fall changes keep the records and apply from the next result',
@@ -386,40 +474,38 @@ const cases: Case[] = [
       b: { state: 'healthy', available: true },
       c: { state: 'unknown', available: true },
     },
-    availability: ['a=false', 'b=false', 'c=false', 'b=true', 'a=true', 'c=true'],
+    availability: ['a=pending', 'b=pending', 'c=pending', 'a=failed', 'b=available', 'a=available', 'c=available'],
   },
   {
-    name: 'reconfigure: turning active checks on keeps serving backends available until a verdict',
+    name: 'reconfigure: turning active checks on keeps serving backends available until their first check',
     cfg: PASSIVE_ONLY,
     steps: [
       { at: 0, add: 'a' },
       { at: 0, add: 'b' },
       { at: 1, reconfigure: WITH_ACTIVE },
-      { at: 2, active: 'a', ok: false, times: 2 },
-      { at: 3, active: 'b', ok: true },
     ],
     transitions: [],
     final: { a: { state: 'unknown', available: true }, b: { state: 'unknown', available: true } },
-    availability: ['a=true', 'b=true'],
+    availability: ['a=available', 'b=available'],
   },
   {
-    name: 'reconfigure: ... and the verdict then applies (fall -> unhealthy, rise -> healthy)',
+    name: 'reconfigure: ... and that first check is their verdict (a fail: unhealthy, a pass: healthy); a newcomer is pending',
     cfg: PASSIVE_ONLY,
     steps: [
       { at: 0, add: 'a' },
       { at: 0, add: 'b' },
       { at: 1, reconfigure: WITH_ACTIVE },
-      { at: 2, active: 'a', ok: false, times: 3 },
-      { at: 3, active: 'b', ok: true, times: 2 },
+      { at: 2, active: 'a', ok: false },
+      { at: 3, active: 'b', ok: true },
       { at: 4, add: 'c' },
     ],
     transitions: ['a:unknown->unhealthy', 'b:unknown->healthy'],
     final: {
-      a: { state: 'unhealthy', available: false },
+      a: { state: 'unhealthy', available: false, reason: 'first check failed: status 500' },
       b: { state: 'healthy', available: true },
       c: { state: 'unknown', available: false },
     },
-    availability: ['a=true', 'b=true', 'a=false', 'c=false'],
+    availability: ['a=available', 'b=available', 'a=failed', 'c=pending'],
   },
   {
     name: 'remove forgets the record; re-adding starts afresh',
@@ -433,7 +519,7 @@ const cases: Case[] = [
     ],
     transitions: ['a:unknown->healthy'],
     final: { a: { state: 'unknown', available: false } },
-    availability: ['a=false', 'a=true', 'a=false'],
+    availability: ['a=pending', 'a=available', 'a=pending'],
   },
 ];
 
@@ -458,10 +544,9 @@ describe('ServiceHealth state machine', () => {
     const sh = new ServiceHealth('api', WITH_ACTIVE);
     sh.add('a', 100);
     expect(sh.snapshot('a')?.since).toBe(100);
-    sh.activeResult('a', true, 'status 200', 200);
     const [t] = sh.activeResult('a', true, 'status 204', 300);
-    expect(t).toEqual({ service: 'api', id: 'a', from: 'unknown', to: 'healthy', reason: '2 passed checks', at: 300, available: true });
-    expect(sh.snapshot('a')).toMatchObject({ state: 'healthy', since: 300, lastCheck: { ok: true, detail: 'status 204', at: 300 } });
+    expect(t).toEqual({ service: 'api', id: 'a', from: 'unknown', to: 'healthy', reason: 'first check passed', at: 300, available: true });
+    expect(sh.snapshot('a')).toMatchObject({ state: 'healthy', since: 300, availability: 'available', drainedBy: [], lastCheck: { ok: true, detail: 'status 204', at: 300 } });
     sh.activeResult('a', true, 'status 200', 400);
     expect(sh.snapshot('a')?.since).toBe(300);
   });
@@ -470,7 +555,8 @@ describe('ServiceHealth state machine', () => {
     const sh = new ServiceHealth('api', WITH_ACTIVE);
     expect(sh.activeResult('x', true, 'status 200', 1)).toEqual([]);
     expect(sh.passiveResult('x', S502, 1)).toEqual([]);
-    expect(sh.setDraining('x', true, 1)).toEqual([]);
+    expect(sh.setDraining('x', 'admin', true, 1)).toEqual([]);
+    expect(sh.availability('x')).toBeUndefined();
     expect(sh.isAvailable('x')).toBe(false);
     expect(sh.snapshot('x')).toBeUndefined();
     sh.remove('x');
@@ -568,7 +654,7 @@ describe('invariants under random inputs (fast-check)', () => {
     fc.record({ t: fc.constant('remove' as const), id: fc.constantFrom(...ids) }),
     fc.record({ t: fc.constant('active' as const), id: fc.constantFrom(...ids), ok: fc.boolean() }),
     fc.record({ t: fc.constant('passive' as const), id: fc.constantFrom(...ids), outcome: arbOutcome }),
-    fc.record({ t: fc.constant('drain' as const), id: fc.constantFrom(...ids), draining: fc.boolean() }),
+    fc.record({ t: fc.constant('drain' as const), id: fc.constantFrom(...ids), draining: fc.boolean(), source: fc.constantFrom<DrainSource>('registry', 'admin') }),
     fc.record({ t: fc.constant('tick' as const) }),
     fc.record({ t: fc.constant('reconfigure' as const), active: fc.boolean(), pct: fc.integer({ min: 0, max: 100 }) }),
   );
@@ -577,7 +663,7 @@ describe('invariants under random inputs (fast-check)', () => {
     fc.assert(
       fc.property(fc.array(fc.record({ dt: fc.integer({ min: 0, max: 20_000 }), input: arbInput }), { maxLength: 200 }), (steps) => {
         let pct = 50;
-        const lastAvail = new Map<string, boolean>();
+        const lastAvail = new Map<string, Availability>();
         const state = new Map<string, HealthState>();
         const sh = new ServiceHealth('web', { active: ACTIVE, passive: { ...PASSIVE, consecutiveFailures: 2, ejection: 5000 } }, {
           onTransition: (t) => {
@@ -585,9 +671,9 @@ describe('invariants under random inputs (fast-check)', () => {
             expect(state.get(t.id)).toBe(t.from);
             state.set(t.id, t.to);
           },
-          setAvailable: (_s, id, available) => {
-            expect(lastAvail.get(id)).not.toBe(available);
-            lastAvail.set(id, available);
+          setAvailable: (_s, id, a) => {
+            expect(lastAvail.get(id)).not.toBe(a);
+            lastAvail.set(id, a);
           },
         });
         let now = 0;
@@ -613,7 +699,7 @@ describe('invariants under random inputs (fast-check)', () => {
               sh.passiveResult(input.id, input.outcome, now);
               break;
             case 'drain':
-              sh.setDraining(input.id, input.draining, now);
+              sh.setDraining(input.id, input.source, input.draining, now);
               break;
             case 'tick':
               sh.tick(now);
@@ -636,9 +722,14 @@ describe('invariants under random inputs (fast-check)', () => {
             if (snap === undefined) throw new Error('missing');
             if (snap.ejectedUntil !== undefined) ejected += 1;
             expect(snap.state).toBe(state.get(id));
-            expect(snap.available).toBe(lastAvail.get(id));
-            if (snap.state === 'draining' || snap.state === 'ejected' || snap.state === 'unhealthy') expect(snap.available).toBe(false);
-            if (snap.state === 'healthy') expect(snap.available).toBe(true);
+            expect(snap.availability).toBe(lastAvail.get(id));
+            expect(snap.available).toBe(snap.availability === 'available');
+            // the shown state and what the data path is told never disagree
+            if (snap.state === 'draining') expect(snap.availability).toBe('draining');
+            if (snap.state === 'ejected' || snap.state === 'unhealthy') expect(snap.availability).toBe('failed');
+            if (snap.state === 'healthy') expect(snap.availability).toBe('available');
+            if (snap.availability === 'pending') expect(snap.state).toBe('unknown');
+            expect(snap.drainedBy.length > 0).toBe(snap.state === 'draining');
           }
           if (ejected > 0) expect(ejected * 100).toBeLessThanOrEqual(pct * sh.size);
         }
@@ -653,12 +744,17 @@ describe('HealthStore', () => {
     const store = new HealthStore({ autoExpire: false, clock: () => 10 });
     const sh = store.service('web', WITH_ACTIVE);
     sh.add('a', 0);
+    sh.add('b', 0);
+    expect(store.awaitingFirstCheck()).toBe(2);
     sh.activeResult('a', true, 'status 200', 1);
     sh.activeResult('a', true, 'status 200', 2);
+    expect(store.awaitingFirstCheck()).toBe(1);
+    sh.activeResult('b', false, 'timeout after 1000ms', 3);
+    expect(store.awaitingFirstCheck()).toBe(0);
     const again = store.service('web', { active: { ...ACTIVE, interval: 500 }, passive: PASSIVE });
     expect(again).toBe(sh);
     expect(again.config.active?.interval).toBe(500);
-    expect(store.snapshot('web', 'a')).toMatchObject({ state: 'healthy', reason: '2 passed checks', since: 2 });
+    expect(store.snapshot('web', 'a')).toMatchObject({ state: 'healthy', reason: 'first check passed', since: 1 });
     expect(store.snapshot('web', 'zz')).toBeUndefined();
     expect(store.snapshot('nope', 'a')).toBeUndefined();
     expect(store.names()).toEqual(['web']);
@@ -683,7 +779,7 @@ describe('HealthStore', () => {
     for (let i = 0; i < 5; i++) web.passiveResult('a', S502, 0);
     expect(store.tick(999)).toEqual([]);
     expect(store.tick(30_000).map((t) => `${t.service}/${t.id}:${t.to}`)).toEqual(['web/a:unknown', 'api/x:unknown']);
-    expect(avail).toEqual(['web/a=true', 'web/b=true', 'api/x=true', 'api/x=false', 'web/a=false', 'web/a=true', 'api/x=true']);
+    expect(avail).toEqual(['web/a=available', 'web/b=available', 'api/x=available', 'api/x=failed', 'web/a=failed', 'web/a=available', 'api/x=available']);
     expect(trans).toEqual(['api/x:ejected', 'web/a:ejected', 'web/a:unknown', 'api/x:unknown']);
   });
 
@@ -707,7 +803,7 @@ describe('HealthStore', () => {
     const sh = store.service('web', { passive: { consecutiveFailures: 1, ejection: 40, maxEjectedPercent: 50 } });
     sh.add('a', Date.now());
     sh.add('b', Date.now());
-    sh.setDraining('a', true, Date.now());
+    sh.setDraining('a', 'admin', true, Date.now());
     expect(sh.passiveResult('a', CONNECT, Date.now())).toEqual([]);
     expect(sh.snapshot('a')?.ejectedUntil).toBeDefined();
     const deadline = Date.now() + 5000;

@@ -16,6 +16,14 @@ function pool(over: Partial<ServicePoolOptions> = {}): ServicePool {
   return new ServicePool({ name: 'web', balancer: 'round_robin', panicThreshold: 50, slowStart: 0, clock: () => 0, random: mulberry32(1), ...over });
 }
 
+/** `sync`, then every member available (health's answer for a backend without active checks), in one batch. */
+function join(p: ServicePool, members: readonly MemberSpec[]): void {
+  p.batch(() => {
+    p.sync(members);
+    for (const mm of members) p.setAvailable(mm.id, 'available');
+  });
+}
+
 function ids(bs: readonly Backend[]): string[] {
   return bs.map((b) => b.id).sort();
 }
@@ -23,7 +31,7 @@ function ids(bs: readonly Backend[]): string[] {
 describe('max_conns: a backend at its limit is never picked', () => {
   it.each(BALANCER_NAMES.map((n) => [n]))('%s', (balancer) => {
     const p = pool({ balancer, maxConns: 2, ...(balancer === 'hash' ? { hashKey: { kind: 'ip' } } : {}) });
-    p.sync([m('a'), m('b'), m('c')]);
+    join(p, [m('a'), m('b'), m('c')]);
     const r = mulberry32(7);
     // take slots as a proxy would, and check the limit after every pick
     const taken: Backend[] = [];
@@ -53,7 +61,7 @@ describe('max_conns: a backend at its limit is never picked', () => {
     ['all full', 3, [3, 4], true],
   ] as const)('saturated(): %s', (_name, maxConns, inflight, expected) => {
     const p = pool({ maxConns });
-    p.sync([m('a'), m('b')]);
+    join(p, [m('a'), m('b')]);
     p.backends().forEach((b, i) => (b.inflight = inflight[i]!));
     expect(p.saturated()).toBe(expected);
   });
@@ -61,8 +69,8 @@ describe('max_conns: a backend at its limit is never picked', () => {
   it('saturated() is false with no candidate at all (that is no_available_backend)', () => {
     const p = pool({ maxConns: 1, panicThreshold: 0 });
     expect(p.saturated()).toBe(false);
-    p.sync([m('a')]);
-    p.setAvailable('a', false);
+    join(p, [m('a')]);
+    p.setAvailable('a', 'failed');
     p.backends()[0]!.inflight = 1;
     expect(p.candidates()).toEqual([]);
     expect(p.saturated()).toBe(false);
@@ -70,7 +78,7 @@ describe('max_conns: a backend at its limit is never picked', () => {
 
   it('a reload can raise or remove the limit', () => {
     const p = pool({ maxConns: 1 });
-    p.sync([m('a')]);
+    join(p, [m('a')]);
     p.backends()[0]!.inflight = 1;
     expect(p.pick(ctx)).toBeUndefined();
     p.reconfigure({ balancer: 'round_robin', panicThreshold: 50, slowStart: 0, maxConns: 0 });
@@ -95,23 +103,24 @@ describe('zone-aware candidates', () => {
   it.each(rows)('%s', (_name, zone, threshold, members, expected) => {
     // through a real pool, so "candidates" are what health, draining and panic mode leave
     const p = pool({ panicThreshold: 0, localZone: zone });
-    p.sync(members.map(([id, z, , draining]) => m(id, z, { draining })));
-    for (const [id, , available] of members) p.setAvailable(id, available);
+    p.sync(members.map(([id, z]) => m(id, z)));
+    // health's answer folds the drain in (the pool reads no drain flag of its own)
+    for (const [id, , available, draining] of members) p.setAvailable(id, draining ? 'draining' : available ? 'available' : 'failed');
     const all = p.backends().filter((b) => b.available && !b.draining);
     expect(ids(zoneCandidates(zone, threshold, p.backends(), all))).toEqual([...expected].sort());
   });
 
   it('the pool balances over the local zone and spills over when it fails, recomputed on change', () => {
     const p = pool({ localZone: 'a', panicThreshold: 50 });
-    p.sync([m('a1', 'a'), m('a2', 'a'), m('b1', 'b'), m('b2', 'b')]);
+    join(p, [m('a1', 'a'), m('a2', 'a'), m('b1', 'b'), m('b2', 'b')]);
     expect(ids(p.candidates())).toEqual(['a1', 'a2']);
     const seen = new Set(Array.from({ length: 20 }, () => p.pick(ctx)?.id));
     expect([...seen].sort()).toEqual(['a1', 'a2']);
-    p.setAvailable('a1', false); // 1 of 2 = 50 %: still local
+    p.setAvailable('a1', 'failed'); // 1 of 2 = 50 %: still local
     expect(ids(p.candidates())).toEqual(['a2']);
-    p.setAvailable('a2', false); // 0 %: spill over to the other zone
+    p.setAvailable('a2', 'failed'); // 0 %: spill over to the other zone
     expect(ids(p.candidates())).toEqual(['b1', 'b2']);
-    p.setAvailable('a1', true);
+    p.setAvailable('a1', 'available');
     expect(ids(p.candidates())).toEqual(['a1']);
     // a reload that turns zone awareness off balances over everything again
     p.reconfigure({ balancer: 'round_robin', panicThreshold: 50, slowStart: 0 });

@@ -4,7 +4,7 @@ import type { ServicePoolOptions } from '../routing/pool.js';
 import { POLICIES } from '../routing/policies.js';
 import type { Backend } from '../routing/backend.js';
 import type { Policy } from '../routing/policy.js';
-import type { MemberSpec, PickContext } from '../routing/types.js';
+import type { Availability, MemberSpec, PickContext } from '../routing/types.js';
 import { mulberry32 } from './helpers/random.js';
 
 const ctx: PickContext = { clientIp: '10.0.0.1', path: '/', headers: {} };
@@ -22,6 +22,19 @@ function pool(over: Partial<ServicePoolOptions> = {}): ServicePool {
     clock: () => Date.now(),
     random: mulberry32(1),
     ...over,
+  });
+}
+
+const AVAILABILITY = { a: 'available', f: 'failed', p: 'pending', d: 'draining' } as const;
+
+/**
+ * `sync`, then every new member available (what health says at once of a backend without
+ * active checks), in one batch as the runtime does it.
+ */
+function up(p: ServicePool, members: readonly MemberSpec[]): void {
+  p.batch(() => {
+    const { added } = p.sync(members);
+    for (const b of added) p.setAvailable(b.id, 'available');
   });
 }
 
@@ -56,6 +69,7 @@ describe('ServicePool.sync', () => {
   it('diffs by id and keeps the same Backend objects', () => {
     const p = pool();
     const d1 = p.sync([m('a'), m('b'), m('c')]);
+    for (const b of d1.added) p.setAvailable(b.id, 'available');
     expect(ids(d1.added)).toEqual(['a', 'b', 'c']);
     expect(d1.removed).toEqual([]);
     const [a, b, c] = p.backends();
@@ -78,6 +92,7 @@ describe('ServicePool.sync', () => {
     // url change = remove + add; c removed
     expect(d3.removed).toEqual([c, b]);
     expect(ids(d3.added)).toEqual(['b', 'd']);
+    for (const x of d3.added) p.setAvailable(x.id, 'available');
     expect(p.get('b')).not.toBe(b);
     expect(p.get('b')!.url).toBe('http://127.0.0.1:1234');
     expect(b!.member).toBe(false);
@@ -107,23 +122,23 @@ describe('ServicePool.sync', () => {
     expect(p.pick(ctx)).toBeUndefined();
   });
 
-  it('rebuilds the policy once per batch and notifies once', () => {
+  it('rebuilds the policy once per batch (a sync and its verdicts) and notifies once', () => {
     const rb = countRebuilds();
     try {
       const p = pool();
       const changes = vi.fn();
       p.onChange = changes;
       const base = rb.count();
-      p.sync([m('a'), m('b'), m('c'), m('d')]);
+      up(p, [m('a'), m('b'), m('c'), m('d')]);
       expect(rb.count() - base).toBe(1);
       expect(changes).toHaveBeenCalledTimes(1);
-      p.sync([m('a', { weight: 2 }), m('b', { weight: 3 }), m('e'), m('f')]);
+      up(p, [m('a', { weight: 2 }), m('b', { weight: 3 }), m('e'), m('f')]);
       expect(rb.count() - base).toBe(2);
       expect(changes).toHaveBeenCalledTimes(2);
-      p.sync([m('a', { weight: 2 }), m('b', { weight: 3 }), m('e'), m('f')]); // nothing changed
+      up(p, [m('a', { weight: 2 }), m('b', { weight: 3 }), m('e'), m('f')]); // nothing changed
       expect(rb.count() - base).toBe(2);
       expect(changes).toHaveBeenCalledTimes(2);
-      p.sync([m('a', { weight: 2, zone: 'z' }), m('b', { weight: 3 }), m('e'), m('f')]); // zone: no rebuild needed
+      up(p, [m('a', { weight: 2, zone: 'z' }), m('b', { weight: 3 }), m('e'), m('f')]); // zone: no rebuild needed
       expect(rb.count() - base).toBe(2);
       expect(changes).toHaveBeenCalledTimes(3);
       expect(changes).toHaveBeenLastCalledWith(p);
@@ -134,80 +149,69 @@ describe('ServicePool.sync', () => {
 
   it('passes the exclusion set to the policy', () => {
     const p = pool();
-    p.sync([m('a'), m('b')]);
+    up(p, [m('a'), m('b')]);
     const a = p.get('a')!;
     expect(picked(p, 10, new Set([a]))).toEqual(new Set(['b']));
     expect(p.pick(ctx, new Set(p.backends()))).toBeUndefined();
   });
 });
 
-describe('ServicePool draining', () => {
+describe('ServicePool availability (health is its only owner)', () => {
   it.each([
-    // steps applied in order to member b; expected: b.draining and whether b is picked
-    { desc: 'registry drain', steps: [['reg', true]], draining: true },
-    { desc: 'registry drain then undrain', steps: [['reg', true], ['reg', false]], draining: false },
-    { desc: 'admin drain', steps: [['admin', true]], draining: true },
-    { desc: 'admin drain survives a registry update', steps: [['admin', true], ['reg', false], ['reg', true], ['reg', false]], draining: true },
-    { desc: 'admin undrain does not undo a registry drain', steps: [['reg', true], ['admin', true], ['admin', false]], draining: true },
-    { desc: 'both lifted', steps: [['reg', true], ['admin', true], ['admin', false], ['reg', false]], draining: false },
-    { desc: 'admin drain and undrain', steps: [['admin', true], ['admin', false]], draining: false },
-  ] as const)('$desc', ({ steps, draining }) => {
-    const p = pool();
-    p.sync([m('a'), m('b')]);
-    const b = p.get('b')!;
-    for (const [who, value] of steps) {
-      if (who === 'reg') p.sync([m('a'), m('b', { draining: value })]);
-      else expect(p.setAdminDraining('b', value)).toBe(b);
-    }
-    expect(p.get('b')).toBe(b);
-    expect(b.draining).toBe(draining);
-    expect(picked(p, 20).has('b')).toBe(!draining);
-    expect(p.candidates().includes(b)).toBe(!draining);
-  });
-
-  it('admin drain of an unknown id gives undefined', () => {
-    const p = pool();
-    p.sync([m('a')]);
-    expect(p.setAdminDraining('zz', true)).toBeUndefined();
-    expect(p.isAdminDraining('a')).toBe(false);
-    p.setAdminDraining('a', true);
-    expect(p.isAdminDraining('a')).toBe(true);
-  });
-});
-
-describe('ServicePool panic mode', () => {
-  it.each([
-    // members: id + flags (u = unavailable, d = draining); expected candidates and panic
-    { threshold: 0, members: ['a:u', 'b:u'], panic: false, cands: [] },
-    { threshold: 0, members: ['a', 'b:u'], panic: false, cands: ['a'] },
+    // id:flag with a = available, f = failed, p = pending, d = draining; expected candidates and panic
+    { threshold: 0, members: ['a:f', 'b:f'], panic: false, cands: [] },
+    { threshold: 0, members: ['a:a', 'b:f'], panic: false, cands: ['a'] },
     { threshold: 50, members: [], panic: false, cands: [] },
-    { threshold: 50, members: ['a', 'b:u', 'c:u', 'd:u'], panic: true, cands: ['a', 'b', 'c', 'd'] },
-    { threshold: 50, members: ['a', 'b', 'c:u', 'd:u'], panic: false, cands: ['a', 'b'] },
-    { threshold: 50, members: ['a:u', 'b:u'], panic: true, cands: ['a', 'b'] },
-    { threshold: 50, members: ['a', 'b:u', 'c:d', 'd:d'], panic: false, cands: ['a'] }, // draining not counted
-    { threshold: 50, members: ['a:u', 'b:u', 'c:d'], panic: true, cands: ['a', 'b'] }, // draining never used
+    { threshold: 50, members: ['a:a', 'b:f', 'c:f', 'd:f'], panic: true, cands: ['a', 'b', 'c', 'd'] },
+    { threshold: 50, members: ['a:a', 'b:a', 'c:f', 'd:f'], panic: false, cands: ['a', 'b'] },
+    { threshold: 50, members: ['a:f', 'b:f'], panic: true, cands: ['a', 'b'] },
+    { threshold: 50, members: ['a:a', 'b:f', 'c:d', 'd:d'], panic: false, cands: ['a'] }, // draining not counted
+    { threshold: 50, members: ['a:f', 'b:f', 'c:d'], panic: true, cands: ['a', 'b'] }, // draining never used
     { threshold: 50, members: ['a:d', 'b:d'], panic: false, cands: [] },
-    { threshold: 100, members: ['a', 'b', 'c', 'd:u'], panic: true, cands: ['a', 'b', 'c', 'd'] },
-    { threshold: 100, members: ['a', 'b'], panic: false, cands: ['a', 'b'] },
-    { threshold: 34, members: ['a', 'b:u', 'c:u'], panic: true, cands: ['a', 'b', 'c'] },
-    { threshold: 33, members: ['a', 'b:u', 'c:u'], panic: false, cands: ['a'] },
+    // pending (no verdict yet): never a candidate, in panic or not, and not counted
+    { threshold: 50, members: ['a:p', 'b:p'], panic: false, cands: [] },
+    { threshold: 100, members: ['a:p'], panic: false, cands: [] },
+    { threshold: 50, members: ['a:a', 'b:p', 'c:p', 'd:p'], panic: false, cands: ['a'] },
+    // ... and with nothing available, panic waits for the pending verdicts (requests wait too)
+    { threshold: 50, members: ['a:f', 'b:p'], panic: false, cands: [] },
+    { threshold: 50, members: ['a:f', 'b:f', 'c:p'], panic: false, cands: [] },
+    { threshold: 50, members: ['a:a', 'b:f', 'c:f', 'd:p'], panic: true, cands: ['a', 'b', 'c'] },
+    { threshold: 50, members: ['a:a', 'b:f', 'c:p'], panic: false, cands: ['a'] },
+    { threshold: 100, members: ['a:a', 'b:a', 'c:a', 'd:f'], panic: true, cands: ['a', 'b', 'c', 'd'] },
+    { threshold: 100, members: ['a:a', 'b:a'], panic: false, cands: ['a', 'b'] },
+    { threshold: 34, members: ['a:a', 'b:f', 'c:f'], panic: true, cands: ['a', 'b', 'c'] },
+    { threshold: 33, members: ['a:a', 'b:f', 'c:f'], panic: false, cands: ['a'] },
   ])('threshold $threshold, members $members', ({ threshold, members, panic, cands }) => {
     const p = pool({ panicThreshold: threshold });
-    p.sync(members.map((s) => m(s.split(':')[0]!, { draining: s.endsWith(':d') })));
-    for (const s of members) if (s.endsWith(':u')) p.setAvailable(s.split(':')[0]!, false);
+    p.batch(() => {
+      p.sync(members.map((s) => m(s.split(':')[0]!)));
+      for (const s of members) p.setAvailable(s.split(':')[0]!, AVAILABILITY[s.split(':')[1] as keyof typeof AVAILABILITY]);
+    });
     expect(p.panic).toBe(panic);
+    expect(p.awaitingVerdict).toBe(members.filter((s) => s.endsWith(':p')).length);
     expect(ids(p.candidates())).toEqual(cands);
     const got = picked(p, 40);
     expect(got).toEqual(cands.length === 0 ? new Set([undefined]) : new Set(cands));
   });
 
+  it('a new Backend is pending until health says otherwise; the registry drain flag is not read here', () => {
+    const p = pool();
+    p.sync([m('a'), m('b', { draining: true })]);
+    expect(p.backends().map((b) => b.availability)).toEqual(['pending', 'pending']);
+    expect(p.candidates()).toEqual([]);
+    p.setAvailable('b', 'available'); // health's answer wins: it folded the flag in (or not)
+    expect(ids(p.candidates())).toEqual(['b']);
+    p.sync([m('a'), m('b', { draining: false })]);
+    expect(p.get('b')!.availability).toBe('available');
+  });
+
   it('leaves panic when backends recover, and follows a new threshold on reconfigure', () => {
     const p = pool({ panicThreshold: 50 });
-    p.sync([m('a'), m('b'), m('c')]);
-    p.setAvailable('a', false);
-    p.setAvailable('b', false);
+    up(p, [m('a'), m('b'), m('c')]);
+    p.setAvailable('a', 'failed');
+    p.setAvailable('b', 'failed');
     expect(p.panic).toBe(true);
-    p.setAvailable('b', true);
+    p.setAvailable('b', 'available');
     expect(p.panic).toBe(false);
     expect(ids(p.candidates())).toEqual(['b', 'c']);
     p.reconfigure({ balancer: 'round_robin', panicThreshold: 80, slowStart: 0 });
@@ -217,19 +221,75 @@ describe('ServicePool panic mode', () => {
 
   it('ignores unknown ids and repeated verdicts', () => {
     const p = pool();
-    p.sync([m('a')]);
+    up(p, [m('a')]);
     const changes = vi.fn();
     p.onChange = changes;
-    p.setAvailable('zz', false);
-    p.setAvailable('a', true);
+    p.setAvailable('zz', 'failed');
+    p.setAvailable('a', 'available');
     expect(changes).not.toHaveBeenCalled();
-    p.setAvailable('a', false);
-    p.setAvailable('a', false);
+    p.setAvailable('a', 'failed');
+    p.setAvailable('a', 'failed');
     expect(changes).toHaveBeenCalledTimes(1);
   });
 });
 
-describe('ServicePool slow start', () => {
+describe('ServicePool.whenDecided (a request waiting for first verdicts)', () => {
+  beforeEach(() => {
+    vi.useFakeTimers({ now: 1_000_000 });
+  });
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+  const flush = (): Promise<void> => Promise.resolve();
+
+  it.each([
+    // what happens while one request waits (timeout 1000 ms) on a pool of two pending members
+    { desc: 'a passes first: released at once, with a candidate', steps: [[10, 'a', 'available']], released: 10, cands: ['a'] },
+    { desc: 'one fails, then the other passes: released when the second verdict comes', steps: [[10, 'a', 'failed'], [30, 'b', 'available']], released: 30, cands: ['b'] },
+    { desc: 'both fail: released once nothing is pending (then 503)', steps: [[10, 'a', 'failed'], [20, 'b', 'failed']], released: 20, cands: [] },
+    { desc: 'no verdict in time: released at the timeout', steps: [], released: 1000, cands: [] },
+    { desc: 'a drain is no verdict: still waiting for b', steps: [[10, 'a', 'draining'], [40, 'b', 'available']], released: 40, cands: ['b'] },
+  ] as const)('$desc', async ({ steps, released, cands }) => {
+    const p = pool();
+    p.sync([m('a'), m('b')]);
+    expect(p.awaitingVerdict).toBe(2);
+    let at: number | undefined;
+    const start = Date.now();
+    p.whenDecided(1000, () => {
+      at = Date.now() - start;
+    });
+    let now = 0;
+    for (const [t, id, a] of steps) {
+      vi.advanceTimersByTime(t - now);
+      now = t;
+      p.setAvailable(id, a);
+      await flush();
+    }
+    vi.advanceTimersByTime(1000 - now);
+    await flush();
+    expect(at).toBe(released);
+    expect(ids(p.candidates())).toEqual(cands);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('answers at once when there is a candidate or nothing pending; cancel and close', async () => {
+    const p = pool();
+    const calls: string[] = [];
+    p.whenDecided(1000, () => calls.push('empty pool'));
+    await flush();
+    p.sync([m('a')]);
+    const cancel = p.whenDecided(1000, () => calls.push('cancelled'));
+    cancel();
+    p.whenDecided(1000, () => calls.push('closed'));
+    p.close();
+    await flush();
+    vi.advanceTimersByTime(2000);
+    expect(calls).toEqual(['empty pool', 'closed']);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});
+
+describe('ServicePool slow start (HAProxy rule: after a failure, or for a late joiner; never for the initial set)', () => {
   beforeEach(() => {
     vi.useFakeTimers({ now: 1_000_000 });
   });
@@ -237,19 +297,84 @@ describe('ServicePool slow start', () => {
     vi.useRealTimers();
   });
 
-  const S = 10_000;
+  const S = 4_000;
+  type Step = readonly [at: number, what: 'sync', ids: readonly string[], initial?: boolean] | readonly [at: number, id: string, a: Availability];
 
-  it('does not ramp the first members, ramps a later joiner linearly in ~10 steps', () => {
+  it.each([
+    {
+      desc: 'initial members are not ramped, even when their first verdict comes late',
+      steps: [[0, 'sync', ['a', 'b']], [300, 'a', 'available'], [3000, 'b', 'available']],
+      at: 3000,
+      weights: { a: 10, b: 10 },
+    },
+    {
+      desc: 'an initial member that failed its first check ramps when it recovers, even 1.5 s after start (no warm-up window)',
+      steps: [[0, 'sync', ['a', 'b']], [10, 'a', 'available'], [10, 'b', 'failed'], [1500, 'b', 'available']],
+      at: 1500 + S / 2,
+      weights: { a: 10, b: 10 * (0.1 + 0.9 * 0.5) },
+    },
+    {
+      desc: 'a healthy member that fails and recovers ramps from the floor',
+      steps: [[0, 'sync', ['a', 'b']], [10, 'a', 'available'], [10, 'b', 'available'], [500, 'b', 'failed'], [900, 'b', 'available']],
+      at: 900,
+      weights: { a: 10, b: 1 },
+    },
+    {
+      desc: 'a member that joins right after the first sync ramps once it has passed its first check',
+      steps: [[0, 'sync', ['a']], [10, 'a', 'available'], [100, 'sync', ['a', 'c']], [200, 'c', 'available']],
+      at: 200 + (3 * S) / 10, // three of its ten steps
+      weights: { a: 10, c: 10 * (0.1 + 0.9 * 0.3) },
+    },
+    {
+      desc: 'a sync marked initial (a second registry listing before drover settled) does not ramp',
+      steps: [[0, 'sync', ['a']], [10, 'a', 'available'], [100, 'sync', ['a', 'c'], true], [200, 'c', 'available']],
+      at: 200,
+      weights: { a: 10, c: 10 },
+    },
+    {
+      desc: 'an undrain is no recovery: no ramp',
+      steps: [[0, 'sync', ['a', 'b']], [10, 'a', 'available'], [10, 'b', 'available'], [500, 'b', 'draining'], [900, 'b', 'available']],
+      at: 900,
+      weights: { a: 10, b: 10 },
+    },
+    {
+      desc: 'a drain that interrupts a ramp: the ramp starts over when it is back',
+      steps: [[0, 'sync', ['a', 'b']], [10, 'a', 'available'], [10, 'b', 'failed'], [100, 'b', 'available'], [2100, 'b', 'draining'], [3000, 'b', 'available']],
+      at: 3000 + S / 2,
+      weights: { a: 10, b: 10 * (0.1 + 0.9 * 0.5) },
+    },
+    {
+      desc: 'a ramp ends at full weight after the window',
+      steps: [[0, 'sync', ['a', 'b']], [10, 'a', 'available'], [10, 'b', 'failed'], [100, 'b', 'available']],
+      at: 100 + S + 1,
+      weights: { a: 10, b: 10 },
+    },
+  ] as { desc: string; steps: Step[]; at: number; weights: Record<string, number> }[])('$desc', ({ steps, at, weights }) => {
+    const p = pool({ slowStart: S });
+    let now = 0;
+    for (const step of steps) {
+      vi.advanceTimersByTime(step[0] - now);
+      now = step[0];
+      if (step[1] === 'sync') {
+        const [, , list, initial] = step as readonly [number, 'sync', readonly string[], boolean?];
+        p.sync(list.map((id) => m(id, { weight: 10 })), initial === undefined ? {} : { initial });
+      }
+      else p.setAvailable(step[1], step[2] as Availability);
+    }
+    vi.advanceTimersByTime(at - now);
+    for (const [id, w] of Object.entries(weights)) expect(p.get(id)!.effectiveWeight, id).toBeCloseTo(w, 1);
+  });
+
+  it('ramps a later joiner linearly in ~10 steps, one rebuild per step', () => {
     const rb = countRebuilds();
     try {
       const p = pool({ slowStart: S });
-      p.sync([m('a', { weight: 10 }), m('b', { weight: 10 })]);
+      up(p, [m('a', { weight: 10 }), m('b', { weight: 10 })]);
       expect(p.backends().map((b) => b.effectiveWeight)).toEqual([10, 10]);
       expect(vi.getTimerCount()).toBe(0);
-      vi.advanceTimersByTime(S); // past the pool's warm-up
 
       const before = rb.count();
-      p.sync([m('a', { weight: 10 }), m('b', { weight: 10 }), m('c', { weight: 10 })]);
+      up(p, [m('a', { weight: 10 }), m('b', { weight: 10 }), m('c', { weight: 10 })]);
       const c = p.get('c')!;
       expect(c.effectiveWeight).toBeCloseTo(10 * SLOW_START_FLOOR);
       expect(c.availableSince).toBe(Date.now());
@@ -261,7 +386,7 @@ describe('ServicePool slow start', () => {
       }
       expect(seen[10]).toBe(10);
       expect(vi.getTimerCount()).toBe(0); // done: no timer left
-      // one rebuild for the join, one per step
+      // one rebuild for the join (sync and verdict in one batch), one per step
       expect(rb.count() - before).toBe(11);
       expect(p.get('a')!.effectiveWeight).toBe(10);
     } finally {
@@ -269,11 +394,12 @@ describe('ServicePool slow start', () => {
     }
   });
 
-  it('the policy sees the ramped weight', () => {
+  it('the policy sees the ramped weight: a recovered backend gets a small share of the first requests', () => {
     const p = pool({ slowStart: S });
-    p.sync([m('a', { weight: 10 })]);
-    vi.advanceTimersByTime(S);
-    p.sync([m('a', { weight: 10 }), m('b', { weight: 10 })]);
+    up(p, [m('a', { weight: 10 }), m('b', { weight: 10 })]);
+    p.setAvailable('b', 'failed');
+    vi.advanceTimersByTime(1500);
+    p.setAvailable('b', 'available');
     const early = Array.from({ length: 110 }, () => p.pick(ctx)!.id).filter((x) => x === 'b').length;
     expect(early).toBe(10); // 10 : 1
     vi.advanceTimersByTime(S);
@@ -281,48 +407,21 @@ describe('ServicePool slow start', () => {
     expect(late).toBe(50);
   });
 
-  it('ramps a backend that becomes available again', () => {
-    const p = pool({ slowStart: S });
-    p.sync([m('a', { weight: 4 }), m('b', { weight: 4 })]);
-    vi.advanceTimersByTime(S);
-    p.setAvailable('b', false);
-    vi.advanceTimersByTime(5_000);
-    expect(vi.getTimerCount()).toBe(0);
-    p.setAvailable('b', true);
-    const b = p.get('b')!;
-    expect(b.effectiveWeight).toBeCloseTo(0.4);
-    vi.advanceTimersByTime(S / 2);
-    expect(b.effectiveWeight).toBeCloseTo(4 * (0.1 + 0.9 * 0.5));
-    vi.advanceTimersByTime(S / 2);
-    expect(b.effectiveWeight).toBe(4);
-  });
-
-  it('does not ramp during the warm-up after the first sync', () => {
-    const p = pool({ slowStart: S });
-    p.sync([m('a')]);
-    vi.advanceTimersByTime(S / 2);
-    p.sync([m('a'), m('b', { weight: 3 })]); // e.g. a second registry's first list
-    expect(p.get('b')!.effectiveWeight).toBe(3);
-    expect(vi.getTimerCount()).toBe(0);
-  });
-
   it('slow_start 0 gives full weight at once', () => {
     const p = pool({ slowStart: 0 });
-    p.sync([m('a')]);
-    vi.advanceTimersByTime(60_000);
-    p.sync([m('a'), m('b', { weight: 7 })]);
+    up(p, [m('a')]);
+    up(p, [m('a'), m('b', { weight: 7 })]);
     expect(p.get('b')!.effectiveWeight).toBe(7);
-    p.setAvailable('b', false);
-    p.setAvailable('b', true);
+    p.setAvailable('b', 'failed');
+    p.setAvailable('b', 'available');
     expect(p.get('b')!.effectiveWeight).toBe(7);
     expect(vi.getTimerCount()).toBe(0);
   });
 
   it('a weight change mid-ramp scales the ramped weight', () => {
     const p = pool({ slowStart: S });
-    p.sync([m('a')]);
-    vi.advanceTimersByTime(S);
-    p.sync([m('a'), m('b', { weight: 10 })]);
+    up(p, [m('a')]);
+    up(p, [m('a'), m('b', { weight: 10 })]);
     vi.advanceTimersByTime(S / 2);
     p.sync([m('a'), m('b', { weight: 20 })]);
     expect(p.get('b')!.effectiveWeight).toBeCloseTo(20 * 0.55);
@@ -332,14 +431,13 @@ describe('ServicePool slow start', () => {
 
   it('close() stops the ramp timer; reconfigure to 0 finishes ramps', () => {
     const p = pool({ slowStart: S });
-    p.sync([m('a')]);
-    vi.advanceTimersByTime(S);
-    p.sync([m('a'), m('b', { weight: 10 })]);
+    up(p, [m('a')]);
+    up(p, [m('a'), m('b', { weight: 10 })]);
     expect(vi.getTimerCount()).toBe(1);
     p.reconfigure({ balancer: 'round_robin', panicThreshold: 0, slowStart: 0 });
     expect(p.get('b')!.effectiveWeight).toBe(10);
     p.reconfigure({ balancer: 'round_robin', panicThreshold: 0, slowStart: S });
-    p.sync([m('a'), m('b', { weight: 10 }), m('c', { weight: 10 })]);
+    up(p, [m('a'), m('b', { weight: 10 }), m('c', { weight: 10 })]);
     expect(vi.getTimerCount()).toBe(1);
     p.close();
     expect(vi.getTimerCount()).toBe(0);
@@ -348,9 +446,8 @@ describe('ServicePool slow start', () => {
 
   it('a throwing onChange does not escape the timer', () => {
     const p = pool({ slowStart: S });
-    p.sync([m('a')]);
-    vi.advanceTimersByTime(S);
-    p.sync([m('a'), m('b')]);
+    up(p, [m('a')]);
+    up(p, [m('a'), m('b')]);
     p.onChange = () => {
       throw new Error('listener bug');
     };
@@ -361,7 +458,7 @@ describe('ServicePool slow start', () => {
 describe('ServicePool.reconfigure', () => {
   it('switches policy and keeps the Backend objects', () => {
     const p = pool();
-    p.sync([m('a'), m('b'), m('c')]);
+    up(p, [m('a'), m('b'), m('c')]);
     const before = p.backends();
     p.reconfigure({ balancer: 'hash', hashKey: { kind: 'ip' }, panicThreshold: 0, slowStart: 0 });
     expect(p.balancer).toBe('hash');
@@ -373,7 +470,7 @@ describe('ServicePool.reconfigure', () => {
 
   it('keeps round-robin position when the balancer is unchanged', () => {
     const p = pool();
-    p.sync([m('a', { weight: 3 }), m('b'), m('c')]);
+    up(p, [m('a', { weight: 3 }), m('b'), m('c')]);
     const seq: string[] = [];
     for (let i = 0; i < 10; i++) {
       if (i === 3) p.reconfigure({ balancer: 'round_robin', panicThreshold: 10, slowStart: 0 });
@@ -388,10 +485,10 @@ describe('ServicePool timers (real)', () => {
     const timeouts = (): number => process.getActiveResourcesInfo().filter((x) => x === 'Timeout').length;
     let now = 0;
     const p = pool({ slowStart: 60_000, clock: () => now });
-    p.sync([m('a')]);
+    up(p, [m('a')]);
     now = 60_000;
     const before = timeouts();
-    p.sync([m('a'), m('b')]);
+    up(p, [m('a'), m('b')]);
     expect(p.get('b')!.effectiveWeight).toBeLessThan(1); // ramping, so a timer exists
     expect(timeouts()).toBe(before);
     p.close();

@@ -12,6 +12,7 @@ import cluster, { type Worker } from 'node:cluster';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { AggregatorRegistry } from 'prom-client';
+import type { Availability } from '../../routing/types.js';
 import type { DroverConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -162,12 +163,12 @@ export class ClusterPrimary {
     const services: ServiceSnapshot[] = [];
     for (const svc of this.opts.runtime.pools().values()) {
       const members = [];
-      const unavailable: string[] = [];
+      const availability: Availability[] = [];
       for (const b of svc.pool.backends()) {
         members.push({ id: b.id, url: b.url, weight: b.weight, zone: b.zone, draining: b.draining, source: b.source, meta: b.meta });
-        if (!b.available) unavailable.push(b.id);
+        availability.push(b.availability);
       }
-      services.push({ name: svc.name, members, unavailable });
+      services.push({ name: svc.name, members, availability });
     }
     return { seq: ++this.seq, services };
   }

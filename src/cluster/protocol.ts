@@ -8,17 +8,17 @@
  * and in-flight counts, plus passive-health outcomes in order), `metrics` (the answer).
  */
 import type { DroverConfig } from '../config/types.js';
-import type { MemberSpec } from '../../routing/types.js';
+import type { Availability, MemberSpec } from '../../routing/types.js';
 import type { PassiveOutcome } from '../../health/types.js';
 import type { SeriesDelta } from '../series/deltas.js';
 
-/** One service's pool as the primary sees it: members (draining = registry or admin) and availability. */
+/** One service's pool as the primary sees it: members and health's verdict on each. */
 export interface ServiceSnapshot {
   readonly name: string;
-  /** current members; `draining` is the registry's or the admin API's drain */
+  /** current members */
   readonly members: readonly MemberSpec[];
-  /** ids the primary's health store considers unavailable */
-  readonly unavailable: readonly string[];
+  /** health's verdict on each member, drain included, in `members` order */
+  readonly availability: readonly Availability[];
 }
 
 /** Every pool, pushed whole on each (coalesced) change: a few services of a few backends each. */

@@ -63,11 +63,15 @@ export class WorkerProxy implements PassiveSink {
     this.state = this.build();
   }
 
-  /** Applies the primary's pools: members, then availability. */
+  /**
+   * Applies the primary's pools: members, then availability, in one batch per pool. A service
+   * the primary no longer has is retired here too: its pool goes at once, its metric series once
+   * its in-flight requests are done (unless it came back meanwhile).
+   */
   apply(snapshot: PoolsSnapshot): void {
     if (snapshot.seq <= this.seq) return;
     this.seq = snapshot.seq;
-    let created = false;
+    let changed = false;
     const seen = new Set<string>();
     for (const s of snapshot.services) {
       seen.add(s.name);
@@ -75,17 +79,25 @@ export class WorkerProxy implements PassiveSink {
       if (svc === undefined) {
         svc = new ServiceEntry(this.serviceConfig(s.name), this.metrics, (service, id, outcome) => this.passive(service, id, outcome));
         this.services.set(s.name, svc);
-        created = true;
+        changed = true;
       }
-      const diff = svc.pool.sync(s.members);
-      for (const b of diff.removed) void releaseUpstream(b);
-      const down = new Set(s.unavailable);
-      for (const m of s.members) svc.pool.setAvailable(m.id, !down.has(m.id));
+      const pool = svc.pool;
+      pool.batch(() => {
+        for (const b of pool.sync(s.members).removed) void releaseUpstream(b);
+        s.members.forEach((m, i) => pool.setAvailable(m.id, s.availability[i] ?? 'pending'));
+      });
     }
     for (const [name, svc] of this.services) {
-      if (!seen.has(name)) for (const b of svc.pool.sync([]).removed) void releaseUpstream(b);
+      if (seen.has(name)) continue;
+      this.services.delete(name);
+      svc.pool.close();
+      const released = svc.pool.sync([]).removed.map((b) => releaseUpstream(b));
+      void Promise.all(released).then(() => {
+        if (!this.services.has(name)) this.metrics.forgetService(name);
+      });
+      changed = true;
     }
-    if (created) this.state = this.build();
+    if (changed) this.state = this.build();
   }
 
   passive(service: string, id: string, outcome: PassiveOutcome): void {

@@ -15,6 +15,7 @@ import { downstreamResponseHeaders, responseCoding, responseTrailers } from './h
 import type { Waiter } from './queue.js';
 import type { AccessLogEntry, FailureKind, ProxyState, ServiceRuntime } from './types.js';
 import { upstreamOf } from './upstream.js';
+import { firstVerdictWithin } from '../../health/active.js';
 
 /** Most replays of one request after stale keep-alive connections (see `isStaleSocket`). */
 const MAX_STALE_REPLAYS = 4;
@@ -100,6 +101,9 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
   /** replays after stale keep-alive connections so far (at most MAX_STALE_REPLAYS) */
   private staleReplays = 0;
   private responseStarted = false;
+  /** set while waiting for a first verdict (see `attempt`); calling it cancels the wait */
+  private cancelWait: (() => void) | undefined;
+  private waited = false;
   private finished = false;
   private clientGone = false;
   private bytesOut = 0;
@@ -161,9 +165,26 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
       this.fail(this.status === 504 ? 504 : 502, undefined, this.error ?? 'bad_gateway');
     } else if (admission === 'saturated') {
       this.fail(503, undefined, 'backend_saturated', 'backend_saturated');
-    } else {
+    } else if (!this.waitForVerdict()) {
       this.fail(503, undefined, 'no_available_backend');
     }
+  }
+
+  /**
+   * Nothing available, but some backends wait for their first check (drover just started, or
+   * they just joined): wait for that verdict (bounded by the first probe's jitter and timeout),
+   * then attempt again, instead of failing the request or sending it to a backend nobody
+   * checked. Once per request; false when there is nothing to wait for.
+   */
+  private waitForVerdict(): boolean {
+    const active = this.svc.config.health.active;
+    if (this.waited || active === undefined || this.svc.pool.awaitingVerdict === 0) return false;
+    this.waited = true;
+    this.cancelWait = this.svc.pool.whenDecided(firstVerdictWithin(active), () => {
+      this.cancelWait = undefined;
+      if (!this.finished) this.attempt();
+    });
+    return true;
   }
 
   /** The queue found a slot (already taken) on `backend`. */
@@ -384,6 +405,8 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
         this.queued = false;
         this.svc.leaveQueue(this);
       }
+      this.cancelWait?.();
+      this.cancelWait = undefined;
       this.controller?.abort(new Error('client closed the connection'));
       if (this.controller === undefined && this.backend === undefined) this.done();
     }

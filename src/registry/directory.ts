@@ -122,6 +122,7 @@ export class ServiceDirectory implements RegistrySink {
     for (const [name, bySource] of this.members) {
       if (bySource.has(source) && !services.has(name)) {
         bySource.delete(source);
+        this.prune(name);
         this.touch(name);
       }
     }
@@ -132,6 +133,7 @@ export class ServiceDirectory implements RegistrySink {
       const prev = bySource.get(source);
       if (prev !== undefined && sameMembers(prev, next)) continue;
       bySource.set(source, next);
+      this.prune(name);
       this.touch(name);
     }
   }
@@ -152,7 +154,19 @@ export class ServiceDirectory implements RegistrySink {
   delete(source: string, service: string, id: string): void {
     const m = this.members.get(service)?.get(source);
     if (m === undefined || !m.delete(id)) return;
+    this.prune(service);
     this.touch(service);
+  }
+
+  /**
+   * Drops a service's empty per-source maps, and the service itself once no source has a member
+   * left: services come and go under churn, and an empty entry must not outlive them.
+   */
+  private prune(service: string): void {
+    const bySource = this.members.get(service);
+    if (bySource === undefined) return;
+    for (const [source, m] of bySource) if (m.size === 0) bySource.delete(source);
+    if (bySource.size === 0) this.members.delete(service);
   }
 
   markSynced(source: string): void {
