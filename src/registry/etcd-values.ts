@@ -7,11 +7,17 @@
  * - `drover`: `<prefix><service>/<instance-id>` = JSON `{"url","weight","zone","draining","meta"}`,
  *   or bare `host:port`, or `http://host:port`.
  * - `traefik`: `<prefix>http/services/<svc>/loadbalancer/servers/<n>/url` and `.../weight`.
+ * - `skydns`: `<prefix><reversed domain labels>/<id>` = SkyDNS JSON (src/registry/skydns-values.ts).
  *
  * Invalid values are reported and skipped. An invalid update to a key that had a valid value
  * removes nothing: the last valid member stays (a registry typo never empties a pool).
  */
 import type { MemberSpec } from '../../routing/types.js';
+// A cycle (skydns-values uses this module's parsers), harmless: both only use each other inside functions.
+import { SkyDnsModel } from './skydns-values.js';
+
+/** Key layouts of the etcd registry (`registry.etcd.layout`). */
+export type EtcdLayout = 'drover' | 'traefik' | 'skydns';
 
 /** The `source` of every member the etcd registry reports. */
 export const ETCD_SOURCE = 'etcd';
@@ -317,7 +323,8 @@ class TraefikModel implements KeyspaceModel {
 }
 
 /** Creates the model for a layout. `prefix` ends with `/` (or is `''` for the whole key space). */
-export function createKeyspaceModel(layout: 'drover' | 'traefik', prefix: string, source: string = ETCD_SOURCE): KeyspaceModel {
+export function createKeyspaceModel(layout: EtcdLayout, prefix: string, source: string = ETCD_SOURCE): KeyspaceModel {
+  if (layout === 'skydns') return new SkyDnsModel(prefix, source);
   return layout === 'traefik' ? new TraefikModel(prefix, source) : new DroverModel(prefix, source);
 }
 
@@ -326,7 +333,7 @@ export function createKeyspaceModel(layout: 'drover' | 'traefik', prefix: string
  * applied to a fresh model. Returns the members per service and the invalid entries seen.
  */
 export function assembleKeyspace(
-  layout: 'drover' | 'traefik',
+  layout: EtcdLayout,
   prefix: string,
   kvs: Iterable<readonly [key: string, value: string]>,
   source: string = ETCD_SOURCE,
