@@ -37,6 +37,15 @@ export interface ZooKeeperRegistryOptions {
   readonly spinDelayMs?: number;
 }
 
+/**
+ * Closes a client for good. `close()` only queues a close-session request, which a client that
+ * is not connected never sends; its socket (possibly hung mid-handshake) is destroyed too.
+ */
+export function discard(client: Client): void {
+  client.close();
+  (client as unknown as { connectionManager?: { socket?: { destroy(): void } } }).connectionManager?.socket?.destroy();
+}
+
 /** A ZooKeeper error code, or undefined for other errors. */
 function zkCode(err: unknown): number | undefined {
   return err instanceof Exception ? err.getCode() : undefined;
@@ -66,6 +75,8 @@ export class ZooKeeperRegistry implements Registry {
   private connected: boolean | undefined;
   private closed = false;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** replaces a client that has had no session for longer than the session timeout */
+  private handshakeTimer: NodeJS.Timeout | undefined;
   /** reads scheduled for the next turn, coalesced: `c:<path>` children, `d:<path>` data */
   private readonly scheduled = new Set<string>();
 
@@ -91,9 +102,30 @@ export class ZooKeeperRegistry implements Registry {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.handshakeTimer);
     this.gen++;
-    this.client?.close();
+    if (this.client !== undefined) discard(this.client);
     this.client = undefined;
+  }
+
+  /**
+   * node-zookeeper-client has no deadline on the session handshake: a server that accepts the
+   * TCP connection but never answers (one that is still loading its database after a restart)
+   * hangs the client for good. Without a session for longer than the session timeout, that
+   * session is dead on the server anyway, so a new client (new session, full re-walk) loses
+   * nothing.
+   */
+  private armHandshakeWatchdog(): void {
+    clearTimeout(this.handshakeTimer);
+    const gen = this.gen;
+    this.handshakeTimer = setTimeout(() => {
+      if (gen !== this.gen || this.closed) return;
+      this.log.warn({ code: ErrorCodes.REGISTRY_UNREACHABLE, servers: this.config.servers }, 'zookeeper: no session within the session timeout: starting a new one');
+      this.needWalk = true;
+      if (this.client !== undefined) discard(this.client);
+      this.connect();
+    }, this.config.sessionTimeout + 1000);
+    this.handshakeTimer.unref();
   }
 
   private connect(): void {
@@ -105,8 +137,10 @@ export class ZooKeeperRegistry implements Registry {
       spinDelay: this.options.spinDelayMs ?? 1000,
     });
     this.client = client;
+    client.on('state', (state) => this.log.debug({ state: String(state) }, 'zookeeper client state'));
     client.on('connected', () => {
       if (gen !== this.gen) return;
+      clearTimeout(this.handshakeTimer);
       this.log.info({ servers: this.config.servers, sessionTimeoutMs: client.getSessionTimeout() }, 'zookeeper connected');
       this.setConnected(true);
       if (!this.synced || this.needWalk) this.walk();
@@ -115,6 +149,7 @@ export class ZooKeeperRegistry implements Registry {
       if (gen !== this.gen) return;
       this.log.warn({ code: ErrorCodes.REGISTRY_UNREACHABLE, servers: this.config.servers }, 'zookeeper disconnected: keeping the last members');
       this.setConnected(false);
+      this.armHandshakeWatchdog();
     });
     client.on('expired', () => {
       if (gen !== this.gen || this.closed) return;
@@ -122,7 +157,7 @@ export class ZooKeeperRegistry implements Registry {
       this.log.warn({ code: ErrorCodes.REGISTRY_UNREACHABLE }, 'zookeeper session expired: reconnecting and re-listing');
       this.setConnected(false);
       this.needWalk = true;
-      client.close();
+      discard(client);
       this.connect();
     });
     client.on('authenticationFailed', () => {
@@ -131,6 +166,7 @@ export class ZooKeeperRegistry implements Registry {
       this.setConnected(false);
     });
     client.connect();
+    this.armHandshakeWatchdog();
   }
 
   /** Reads the whole tree again (first sync, after expiry or failed reads); diffs against the model. */

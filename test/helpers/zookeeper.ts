@@ -9,6 +9,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, createWriteStream, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { describe } from 'vitest';
@@ -16,8 +17,8 @@ import { createClient, CreateMode, Exception, type Client } from 'node-zookeeper
 import { freePort } from './etcd.js';
 
 const JAR = process.env['ZOOKEEPER_JAR'] ?? '/usr/share/java/zookeeper.jar';
-/** silences ZooKeeper's logging (its manifest names every other jar it needs) */
-const SLF4J_NOP = '/usr/share/java/slf4j-nop.jar';
+/** a logger for ZooKeeper's log file (its manifest names every other jar it needs) */
+const SLF4J_SIMPLE = '/usr/share/java/slf4j-simple.jar';
 
 function executable(file: string): boolean {
   try {
@@ -80,6 +81,18 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((resolve) => child.once('exit', () => resolve()));
 }
 
+/** Sends a four-letter command (`srvr`, `ruok`...) and resolves with the answer ('' on failure). */
+function fourLetter(port: number, cmd: string): Promise<string> {
+  return new Promise((resolve) => {
+    let out = '';
+    const s = net.connect({ host: '127.0.0.1', port }, () => s.end(cmd));
+    s.setTimeout(1000, () => s.destroy());
+    s.on('data', (d: Buffer) => (out += d.toString('utf8')));
+    s.on('error', () => undefined);
+    s.on('close', () => resolve(out));
+  });
+}
+
 /** Connects a client; rejects after `timeoutMs`. */
 export function connectZk(servers: string, sessionTimeout = 4000, timeoutMs = 10_000): Promise<Client> {
   return new Promise((resolve, reject) => {
@@ -123,7 +136,7 @@ export async function startZooKeeper(): Promise<ZooKeeperServer> {
     const out = createWriteStream(logFile, { flags: 'a' });
     const bin = java();
     if (bin === undefined) throw new Error('java not found');
-    const c = spawn(bin, ['-Xmx128m', '-cp', `${root}:${JAR}:${SLF4J_NOP}`, 'org.apache.zookeeper.server.ZooKeeperServerMain', cfg], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(bin, ['-Xmx128m', '-Dorg.slf4j.simpleLogger.defaultLogLevel=info', '-cp', `${root}:${JAR}:${SLF4J_SIMPLE}`, 'org.apache.zookeeper.server.ZooKeeperServerMain', cfg], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
     c.stdout?.pipe(out);
     c.stderr?.pipe(out);
     c.on('error', () => undefined);
@@ -131,9 +144,14 @@ export async function startZooKeeper(): Promise<ZooKeeperServer> {
     c.once('exit', () => live.delete(c));
     child = c;
   };
+  // Ready once `srvr` reports a mode: the server accepts connections before its database is
+  // loaded and drops them then ("ZooKeeperServer not running").
   const waitReady = async (): Promise<void> => {
-    const c = await connectZk(servers, 4000, 20_000);
-    c.close();
+    const deadline = Date.now() + 20_000;
+    while (!(await fourLetter(port, 'srvr')).includes('Mode:')) {
+      if (Date.now() > deadline) throw new Error(`zookeeper on ${port} not ready after 20 s\n${server.logs()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
   };
   const server: ZooKeeperServer = {
     servers,
