@@ -180,12 +180,17 @@ export class DnsRegistry implements Registry {
     const bare = fqdn(name);
     if (net.isIP(bare) !== 0) return { addresses: [bare], ttl: Infinity };
     const extra = additionals.filter((r) => (r.type === 'A' || r.type === 'AAAA') && fqdn(r.name).toLowerCase() === bare.toLowerCase() && typeof r.data === 'string');
-    const records =
-      extra.length > 0
-        ? extra
-        : (await Promise.all([this.query(bare, 'A'), this.query(bare, 'AAAA')])).flatMap((a) =>
-            a.answers.filter((r) => (r.type === 'A' || r.type === 'AAAA') && typeof r.data === 'string'),
-          );
+    let records = extra;
+    if (records.length === 0) {
+      // A server that answered one family and refused the other (dnsmasq without upstream
+      // refuses AAAA for a name it only has A for) gives that family; no answer at all fails.
+      const settled = await Promise.allSettled([this.query(bare, 'A'), this.query(bare, 'AAAA')]);
+      const answered = settled.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+      const rejected = settled.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+      const failure = rejected.find((r) => !(r.reason instanceof RcodeError)) ?? (answered.length === 0 ? rejected[0] : undefined);
+      if (failure !== undefined) throw failure.reason;
+      records = answered.flatMap((a) => a.answers.filter((r) => (r.type === 'A' || r.type === 'AAAA') && typeof r.data === 'string'));
+    }
     if (records.length === 0) return undefined;
     return { addresses: [...new Set(records.map((r) => r.data as string))], ttl: Math.min(...records.map((r) => r.ttl)) };
   }
@@ -193,7 +198,7 @@ export class DnsRegistry implements Registry {
   /** A query whose NOERROR or NXDOMAIN answer comes back; any other outcome throws. */
   private async query(name: string, type: 'SRV' | 'A' | 'AAAA'): Promise<DnsAnswer> {
     const ans = await queryDns(this.servers, fqdn(name), type, { timeoutMs: this.config.timeout, attempts: 2 });
-    if (ans.rcode !== 0 && ans.rcode !== RCODE_NXDOMAIN) throw new Error(`${name} ${type}: ${ans.server} answered rcode ${ans.rcode}`);
+    if (ans.rcode !== 0 && ans.rcode !== RCODE_NXDOMAIN) throw new RcodeError(`${name} ${type}: ${ans.server} answered rcode ${ans.rcode}`);
     return ans;
   }
 
@@ -223,6 +228,9 @@ export class DnsRegistry implements Registry {
     return this.sink;
   }
 }
+
+/** A server answered, but with a failure code (SERVFAIL, REFUSED...). */
+class RcodeError extends Error {}
 
 function srvOf(a: DnsRecord): SrvRecord[] {
   const d = a.data as { target?: unknown; port?: unknown; priority?: unknown; weight?: unknown } | undefined;
