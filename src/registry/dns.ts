@@ -57,6 +57,8 @@ export class DnsRegistry implements Registry {
   private readonly states: TargetState[];
   private sink: RegistrySink | undefined;
   private synced = false;
+  /** every service has been answered once (not failed): the full view was reported */
+  private listed = false;
   private connected: boolean | undefined;
   private closed = false;
 
@@ -83,6 +85,7 @@ export class DnsRegistry implements Registry {
     this.sink = sink;
     this.log.info({ servers: this.servers.map(formatDnsServer), services: this.states.length }, 'dns registry starting');
     if (this.states.length === 0) {
+      this.safely(() => sink.replaceAll(DNS_SOURCE, new Map()));
       this.markSynced();
       this.setConnected(true);
       return;
@@ -132,6 +135,12 @@ export class DnsRegistry implements Registry {
       }
     }
     st.tried = true;
+    if (!this.listed && this.states.every((x) => x.tried && x.ok)) {
+      // The whole view once (the sink diffs it): after a config reload this registry is a new
+      // instance, and members its predecessor reported for services no longer resolved must go.
+      this.listed = true;
+      this.safely(() => sink.replaceAll(DNS_SOURCE, new Map(this.states.filter((x) => x.current.length > 0).map((x) => [x.target.service, x.current]))));
+    }
     this.setConnected(this.states.every((s) => !s.tried || s.ok));
     if (!this.synced && this.states.every((s) => s.tried)) this.markSynced();
     st.timer = setTimeout(() => void this.resolve(st), delay);

@@ -352,10 +352,22 @@ export class ZooKeeperRegistry implements Registry {
     const members = [...this.model.values()].reduce((n, m) => n + [...m.values()].filter((x) => x !== undefined).length, 0);
     this.log.info({ services: this.model.size, members, resync: this.synced }, 'zookeeper tree listed');
     this.safely(() => {
+      // The whole view once more (the sink diffs it): after a config reload this registry is a new
+      // instance, and members its predecessor reported that are gone now must go too.
+      sink.replaceAll(ZOOKEEPER_SOURCE, this.snapshot());
       if (this.synced) sink.countEvent(ZOOKEEPER_SOURCE, 'resync');
       else sink.markSynced(ZOOKEEPER_SOURCE);
     });
     this.synced = true;
+  }
+
+  private snapshot(): Map<string, MemberSpec[]> {
+    const out = new Map<string, MemberSpec[]>();
+    for (const [service, instances] of this.model) {
+      const list = [...instances.values()].filter((m): m is MemberSpec => m !== undefined);
+      if (list.length > 0) out.set(service, list);
+    }
+    return out;
   }
 
   private setConnected(connected: boolean): void {
