@@ -8,13 +8,12 @@
  *   or bare `host:port`, or `http://host:port`.
  * - `traefik`: `<prefix>http/services/<svc>/loadbalancer/servers/<n>/url` and `.../weight`.
  * - `skydns`: `<prefix><reversed domain labels>/<id>` = SkyDNS JSON (src/registry/skydns-values.ts).
+ *   The model for a layout comes from src/registry/keyspace.ts.
  *
  * Invalid values are reported and skipped. An invalid update to a key that had a valid value
  * removes nothing: the last valid member stays (a registry typo never empties a pool).
  */
 import type { MemberSpec } from '../../routing/types.js';
-// A cycle (skydns-values uses this module's parsers), harmless: both only use each other inside functions.
-import { SkyDnsModel } from './skydns-values.js';
 
 /** Key layouts of the etcd registry (`registry.etcd.layout`). */
 export type EtcdLayout = 'drover' | 'traefik' | 'skydns';
@@ -196,7 +195,7 @@ function member(id: string, v: MemberValue, source: string): MemberSpec {
 }
 
 /** `drover` layout: one key per member. */
-class DroverModel implements KeyspaceModel {
+export class DroverModel implements KeyspaceModel {
   // key -> last valid member; invalid updates leave the entry alone
   private readonly members = new Map<string, { service: string; member: MemberSpec }>();
   constructor(
@@ -243,7 +242,7 @@ interface TraefikServer {
  * `traefik` layout: a server exists once its `url` key does; `weight` comes from the sibling key
  * (default 1; an invalid weight is reported and counts as 1).
  */
-class TraefikModel implements KeyspaceModel {
+export class TraefikModel implements KeyspaceModel {
   private readonly servers = new Map<string, Map<string, TraefikServer>>();
   constructor(
     private readonly prefix: string,
@@ -320,28 +319,4 @@ class TraefikModel implements KeyspaceModel {
     effects.push({ type: 'put', service, member: m });
     return effects;
   }
-}
-
-/** Creates the model for a layout. `prefix` ends with `/` (or is `''` for the whole key space). */
-export function createKeyspaceModel(layout: EtcdLayout, prefix: string, source: string = ETCD_SOURCE): KeyspaceModel {
-  if (layout === 'skydns') return new SkyDnsModel(prefix, source);
-  return layout === 'traefik' ? new TraefikModel(prefix, source) : new DroverModel(prefix, source);
-}
-
-/**
- * Builds the full member list of a range read (the initial list or a resync): every key is
- * applied to a fresh model. Returns the members per service and the invalid entries seen.
- */
-export function assembleKeyspace(
-  layout: EtcdLayout,
-  prefix: string,
-  kvs: Iterable<readonly [key: string, value: string]>,
-  source: string = ETCD_SOURCE,
-): { model: KeyspaceModel; services: Map<string, MemberSpec[]>; invalid: { key: string; reason: string }[] } {
-  const model = createKeyspaceModel(layout, prefix, source);
-  const invalid: { key: string; reason: string }[] = [];
-  for (const [key, value] of kvs) {
-    for (const e of model.put(key, value)) if (e.type === 'invalid') invalid.push({ key: e.key, reason: e.reason });
-  }
-  return { model, services: model.snapshot(), invalid };
 }
