@@ -194,23 +194,23 @@ function member(id: string, v: MemberValue, source: string): MemberSpec {
   return { id, url: v.url, weight: v.weight, zone: v.zone, draining: v.draining, source, meta: v.meta };
 }
 
-/** `drover` layout: one key per member. */
-export class DroverModel implements KeyspaceModel {
+/** Turns one key and its value into a member of one service, or says why not. */
+export type KeyMemberParser = (key: string, value: string) => Parsed<{ readonly service: string; readonly member: MemberSpec }>;
+
+/**
+ * A layout with one key per member (drover, skydns): `parse` reads a key and its value; an
+ * invalid update leaves the key's last valid member in place.
+ */
+export class KeyPerMemberModel implements KeyspaceModel {
   // key -> last valid member; invalid updates leave the entry alone
   private readonly members = new Map<string, { service: string; member: MemberSpec }>();
-  constructor(
-    private readonly prefix: string,
-    private readonly source: string,
-  ) {}
+  constructor(private readonly parse: KeyMemberParser) {}
 
   put(key: string, value: string): ModelEffect[] {
-    const k = parseDroverKey(this.prefix, key);
-    if (!k.ok) return [{ type: 'invalid', key, reason: k.reason }];
-    const v = parseMemberValue(value);
-    if (!v.ok) return [{ type: 'invalid', key, reason: v.reason }];
-    const m = member(k.value.id, v.value, this.source);
-    this.members.set(key, { service: k.value.service, member: m });
-    return [{ type: 'put', service: k.value.service, member: m }];
+    const r = this.parse(key, value);
+    if (!r.ok) return [{ type: 'invalid', key, reason: r.reason }];
+    this.members.set(key, { service: r.value.service, member: r.value.member });
+    return [{ type: 'put', service: r.value.service, member: r.value.member }];
   }
 
   delete(key: string): ModelEffect[] {
@@ -229,6 +229,37 @@ export class DroverModel implements KeyspaceModel {
     }
     return out;
   }
+}
+
+/** `drover` layout: one key per member, `<prefix><service>/<id>` = a member value. */
+export function droverModel(prefix: string, source: string): KeyspaceModel {
+  return new KeyPerMemberModel((key, value) => {
+    const k = parseDroverKey(prefix, key);
+    if (!k.ok) return k;
+    const v = parseMemberValue(value);
+    if (!v.ok) return v;
+    return ok({ service: k.value.service, member: member(k.value.id, v.value, source) });
+  });
+}
+
+/** Parses JSON that must be an object. */
+export function parseJsonObject(raw: string): Parsed<Record<string, unknown>> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw);
+  } catch (err) {
+    return fail(`invalid JSON: ${(err as Error).message}`);
+  }
+  return isPlainObject(doc) ? ok(doc) : fail('value must be a JSON object');
+}
+
+/** `http://host:port` from separate JSON fields (`host` a name or IP, IPv6 without brackets; `port` 1-65535). */
+export function hostPortOrigin(host: unknown, port: unknown): Parsed<string> {
+  if (typeof host !== 'string' || host === '') return fail('"host" must be a non-empty string');
+  const p = typeof port === 'string' && /^\d+$/.test(port) ? Number(port) : port;
+  if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535) return fail('"port" must be a whole number 1-65535');
+  const origin = normaliseOrigin(`${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${p}`);
+  return origin.ok ? origin : fail(`"host": ${origin.reason}`);
 }
 
 interface TraefikServer {

@@ -4,13 +4,13 @@
  * an import circle.
  */
 import type { MemberSpec } from '../../routing/types.js';
-import { DroverModel, ETCD_SOURCE, TraefikModel, type EtcdLayout, type KeyspaceModel } from './etcd-values.js';
-import { SkyDnsModel } from './skydns-values.js';
+import { ETCD_SOURCE, TraefikModel, droverModel, type EtcdLayout, type KeyspaceModel } from './etcd-values.js';
+import { skyDnsModel } from './skydns-values.js';
 
 /** Creates the model for a layout. `prefix` ends with `/` (or is `''` for the whole key space). */
 export function createKeyspaceModel(layout: EtcdLayout, prefix: string, source: string = ETCD_SOURCE): KeyspaceModel {
-  if (layout === 'skydns') return new SkyDnsModel(prefix, source);
-  return layout === 'traefik' ? new TraefikModel(prefix, source) : new DroverModel(prefix, source);
+  if (layout === 'skydns') return skyDnsModel(prefix, source);
+  return layout === 'traefik' ? new TraefikModel(prefix, source) : droverModel(prefix, source);
 }
 
 /**

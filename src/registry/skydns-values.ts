@@ -16,7 +16,7 @@
  * a member needs a port. Pure; no I/O.
  */
 import type { MemberSpec } from '../../routing/types.js';
-import { MAX_WEIGHT, normaliseOrigin, type KeyspaceModel, type ModelEffect, type Parsed } from './etcd-values.js';
+import { KeyPerMemberModel, MAX_WEIGHT, hostPortOrigin, parseJsonObject, type KeyspaceModel, type Parsed } from './etcd-values.js';
 
 /** Where a `skydns`-layout key points. */
 export interface SkyDnsKey {
@@ -40,22 +40,12 @@ export function parseSkyDnsKey(prefix: string, key: string): Parsed<SkyDnsKey> {
 
 /** Parses a SkyDNS record value into a member's url and weight. */
 export function parseSkyDnsValue(raw: string): Parsed<{ url: string; weight: number; meta: Record<string, unknown> }> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(raw);
-  } catch (err) {
-    return { ok: false, reason: `invalid JSON: ${(err as Error).message}` };
-  }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return { ok: false, reason: 'value must be a JSON object' };
-  const d = doc as Record<string, unknown>;
-  if (typeof d['host'] !== 'string' || d['host'] === '') return { ok: false, reason: '"host" must be a non-empty string' };
-  const port = d['port'];
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) {
-    return { ok: false, reason: '"port" must be a whole number 1-65535 (a record without port is an A record, not a member)' };
-  }
-  const host = d['host'].includes(':') && !d['host'].startsWith('[') ? `[${d['host']}]` : d['host'];
-  const origin = normaliseOrigin(`${host}:${port}`);
-  if (!origin.ok) return { ok: false, reason: `"host": ${origin.reason}` };
+  const doc = parseJsonObject(raw);
+  if (!doc.ok) return doc;
+  const d = doc.value;
+  if (d['port'] === undefined) return { ok: false, reason: '"port" is missing (a record without port is an A record, not a member)' };
+  const origin = hostPortOrigin(d['host'], d['port']);
+  if (!origin.ok) return origin;
   const w = d['weight'];
   if (w !== undefined && (typeof w !== 'number' || !Number.isFinite(w) || w < 0 || w > MAX_WEIGHT)) {
     return { ok: false, reason: `"weight" must be a number 0-${MAX_WEIGHT}` };
@@ -66,37 +56,13 @@ export function parseSkyDnsValue(raw: string): Parsed<{ url: string; weight: num
 }
 
 /** `skydns` layout: one key per member. */
-export class SkyDnsModel implements KeyspaceModel {
-  private readonly members = new Map<string, { service: string; member: MemberSpec }>();
-  constructor(
-    private readonly prefix: string,
-    private readonly source: string,
-  ) {}
-
-  put(key: string, value: string): ModelEffect[] {
-    const k = parseSkyDnsKey(this.prefix, key);
-    if (!k.ok) return [{ type: 'invalid', key, reason: k.reason }];
+export function skyDnsModel(prefix: string, source: string): KeyspaceModel {
+  return new KeyPerMemberModel((key, value) => {
+    const k = parseSkyDnsKey(prefix, key);
+    if (!k.ok) return k;
     const v = parseSkyDnsValue(value);
-    if (!v.ok) return [{ type: 'invalid', key, reason: v.reason }];
-    const m: MemberSpec = { id: k.value.id, url: v.value.url, weight: v.value.weight, draining: false, source: this.source, meta: v.value.meta };
-    this.members.set(key, { service: k.value.service, member: m });
-    return [{ type: 'put', service: k.value.service, member: m }];
-  }
-
-  delete(key: string): ModelEffect[] {
-    const entry = this.members.get(key);
-    if (entry === undefined) return [];
-    this.members.delete(key);
-    return [{ type: 'delete', service: entry.service, id: entry.member.id }];
-  }
-
-  snapshot(): Map<string, MemberSpec[]> {
-    const out = new Map<string, MemberSpec[]>();
-    for (const { service, member } of this.members.values()) {
-      const list = out.get(service) ?? [];
-      list.push(member);
-      out.set(service, list);
-    }
-    return out;
-  }
+    if (!v.ok) return v;
+    const member: MemberSpec = { id: k.value.id, url: v.value.url, weight: v.value.weight, draining: false, source, meta: v.value.meta };
+    return { ok: true, value: { service: k.value.service, member } };
+  });
 }

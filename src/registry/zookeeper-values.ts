@@ -10,7 +10,7 @@
  *   `labels.az` or `labels.zone`, when a string, becomes the member's zone.
  */
 import type { MemberSpec } from '../../routing/types.js';
-import { normaliseOrigin, parseMemberValue, parseWeight, type Parsed } from './etcd-values.js';
+import { hostPortOrigin, parseJsonObject, parseMemberValue, parseWeight, type Parsed } from './etcd-values.js';
 
 /** The `source` of every member the ZooKeeper registry reports. */
 export const ZOOKEEPER_SOURCE = 'zookeeper';
@@ -22,20 +22,11 @@ const BAD_ID = /[\s/\u0000-\u001f\u007f]/;
 
 /** Parses Nerve's JSON registration. */
 export function parseNerveValue(raw: string): Parsed<{ url: string; weight: number; zone?: string | undefined; meta: Record<string, unknown> }> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(raw);
-  } catch (err) {
-    return { ok: false, reason: `invalid JSON: ${(err as Error).message}` };
-  }
-  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) return { ok: false, reason: 'value must be a JSON object' };
-  const d = doc as Record<string, unknown>;
-  const host = d['host'];
-  if (typeof host !== 'string' || host === '') return { ok: false, reason: '"host" must be a non-empty string' };
-  const port = typeof d['port'] === 'string' && /^\d+$/.test(d['port']) ? Number(d['port']) : d['port'];
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) return { ok: false, reason: '"port" must be a whole number 1-65535' };
-  const origin = normaliseOrigin(`${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${port}`);
-  if (!origin.ok) return { ok: false, reason: `"host": ${origin.reason}` };
+  const doc = parseJsonObject(raw);
+  if (!doc.ok) return doc;
+  const d = doc.value;
+  const origin = hostPortOrigin(d['host'], d['port']);
+  if (!origin.ok) return origin;
   let weight = 1;
   if (d['weight'] !== undefined && d['weight'] !== null) {
     const w = parseWeight(d['weight']);
