@@ -7,7 +7,7 @@ import { EtcdLeaseInvalidError, castGrpcError, type Etcd3 } from 'etcd3';
 import type { Logger } from './log.js';
 import { ErrorCodes } from './errors.js';
 import { createEtcdClient } from './registry/etcd.js';
-import { sleep } from './registry/backoff.js';
+import { HealthGate } from './register-health.js';
 import { memberValue, type RegisterOptions } from './registration.js';
 
 function message(err: unknown): string {
@@ -23,15 +23,12 @@ export class Registrar {
   private readonly value: string;
   private readonly client: Etcd3;
   private leaseId: string | undefined;
-  private healthy: boolean;
-  private passes = 0;
-  private failures = 0;
+  private readonly health: HealthGate;
   private stopping = false;
   private busy: Promise<void> = Promise.resolve();
   private pending = false;
   private lastError: string | undefined;
   private readonly timers: NodeJS.Timeout[] = [];
-  private readonly abort = new AbortController();
 
   constructor(
     private readonly options: RegisterOptions,
@@ -41,25 +38,22 @@ export class Registrar {
     this.key = `${options.prefix}${options.service}/${options.id}`;
     this.value = memberValue(options);
     this.client = client ?? createEtcdClient({ endpoints: options.endpoints, callTimeoutMs: 3000 });
-    this.healthy = options.healthUrl === undefined;
+    this.health = new HealthGate(options.healthUrl, options.healthIntervalMs, options.healthThreshold, log, () => this.kick());
   }
 
   /** Starts health probing (if any) and the reconcile loop; returns at once. */
   start(): void {
     const tickMs = Math.max(500, Math.floor((this.options.ttlSeconds * 1000) / 3));
     this.timers.push(setInterval(() => this.kick(), tickMs));
-    if (this.options.healthUrl !== undefined) {
-      void this.probeLoop();
-    } else {
-      this.kick();
-    }
+    this.health.start();
+    if (this.options.healthUrl === undefined) this.kick();
   }
 
   /** Stops the loops, revokes the lease (the key goes at once) and closes the client. */
   async stop(): Promise<void> {
     if (this.stopping) return;
     this.stopping = true;
-    this.abort.abort();
+    this.health.stop();
     for (const t of this.timers) clearInterval(t);
     await this.busy;
     if (this.leaseId !== undefined) {
@@ -94,7 +88,7 @@ export class Registrar {
   }
 
   private async reconcile(): Promise<void> {
-    if (!this.healthy) {
+    if (!this.health.healthy) {
       if (this.leaseId !== undefined) {
         await this.revoke(this.leaseId);
         this.leaseId = undefined;
@@ -154,41 +148,4 @@ export class Registrar {
       if (!(err instanceof EtcdLeaseInvalidError)) throw err;
     }
   }
-
-  private async probeLoop(): Promise<void> {
-    const url = this.options.healthUrl as string;
-    while (!this.stopping) {
-      const ok = await this.probe(url);
-      if (this.stopping) break;
-      if (ok) {
-        this.passes++;
-        this.failures = 0;
-      } else {
-        this.failures++;
-        this.passes = 0;
-      }
-      const t = this.options.healthThreshold;
-      if (!this.healthy && this.passes >= t) {
-        this.healthy = true;
-        this.log.info({ url }, 'health check passing');
-        this.kick();
-      } else if (this.healthy && this.failures >= t) {
-        this.healthy = false;
-        this.log.warn({ url }, 'health check failing');
-        this.kick();
-      }
-      await sleep(this.options.healthIntervalMs, this.abort.signal);
-    }
-  }
-
-  private async probe(url: string): Promise<boolean> {
-    try {
-      const res = await fetch(url, { redirect: 'manual', signal: AbortSignal.timeout(Math.max(200, this.options.healthIntervalMs)) });
-      await res.body?.cancel();
-      return res.status >= 200 && res.status < 400;
-    } catch {
-      return false;
-    }
-  }
 }
-

@@ -6,7 +6,10 @@
 
 /** Resolved `drover register` settings. */
 export interface RegisterOptions {
+  /** etcd endpoints; empty with `zookeeper` */
   readonly endpoints: readonly string[];
+  /** ZooKeeper servers `host:port,...`: an ephemeral znode instead of an etcd lease */
+  readonly zookeeper?: string | undefined;
   readonly service: string;
   /** normalised origin `http://host:port` */
   readonly url: string;
@@ -18,7 +21,7 @@ export interface RegisterOptions {
   readonly zone?: string | undefined;
   /** full URL probed with GET; absent = no health check (always registered) */
   readonly healthUrl?: string | undefined;
-  /** ends with `/`; default `/drover/services/` */
+  /** ends with `/`; default `/drover/services/` (the same path for ZooKeeper) */
   readonly prefix: string;
   /** ms between health probes; default 1000 */
   readonly healthIntervalMs: number;

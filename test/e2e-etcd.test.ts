@@ -8,7 +8,7 @@ import { expect, it } from 'vitest';
 import { describeEtcd, useSharedEtcd } from './helpers/etcd.js';
 import { startBackend, request, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { parseMetrics, seriesValue } from './helpers/metrics.js';
+import { bodies, metric, pool, poolIds, uniq, waitFor } from './helpers/e2e.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
 
@@ -35,57 +35,6 @@ async function drover(yaml: string, files?: Record<string, string>): Promise<Dro
   later(() => d.stop('SIGKILL'));
   return d;
 }
-
-async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}${last !== undefined ? `: ${String(last)}` : ''}`);
-}
-
-interface PoolEntry {
-  id: string;
-  url: string;
-  source: string;
-  state: string;
-  inflight: number;
-}
-
-async function pool(d: DroverProcess, service: string): Promise<PoolEntry[] | undefined> {
-  const res = await request(d.adminPort, { path: '/api/services' });
-  const body = JSON.parse(res.body) as { services: { name: string; backends: PoolEntry[] }[] };
-  return body.services.find((s) => s.name === service)?.backends;
-}
-
-async function poolIds(d: DroverProcess, service: string): Promise<string> {
-  return ((await pool(d, service)) ?? []).map((b) => `${b.id}:${b.state}`).sort().join(',');
-}
-
-/** The value of one sample in `/metrics` (0 when absent). */
-async function metric(d: DroverProcess, name: string, labels: Record<string, string>): Promise<number> {
-  const res = await request(d.adminPort, { path: '/metrics' });
-  return seriesValue(parseMetrics(res.body), name, labels) ?? 0;
-}
-
-/** Bodies of `n` sequential requests, each on a fresh connection. */
-async function bodies(port: number, path: string, n: number): Promise<string[]> {
-  const out: string[] = [];
-  for (let i = 0; i < n; i++) {
-    const r = await request(port, { path });
-    out.push(r.status === 200 ? r.body : `${r.status}:${r.body}`);
-  }
-  return out;
-}
-
-const uniq = (xs: readonly string[]): string[] => [...new Set(xs)].sort();
 
 function baseYaml(endpoint: string, prefix: string, extra = ''): string {
   return `

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { assembleKeyspace, createKeyspaceModel } from '../src/registry/keyspace.js';
 import {
-  assembleKeyspace,
-  createKeyspaceModel,
   normaliseOrigin,
   parseDroverKey,
   parseMemberValue,

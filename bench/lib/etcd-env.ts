@@ -24,7 +24,8 @@ export const RESULTS_DIR = path.join(ROOT, 'bench', 'results');
 const children = new Set<ChildProcess>();
 const dirs = new Set<string>();
 
-function track(child: ChildProcess): ChildProcess {
+/** Kills `child` with the others when the benchmark ends. */
+export function track(child: ChildProcess): ChildProcess {
   children.add(child);
   child.once('exit', () => children.delete(child));
   child.on('error', () => undefined);

@@ -4,7 +4,8 @@
  * lease alive, and re-creates key and lease whenever they are gone (lease expired while etcd was
  * unreachable, etcd wiped, key deleted by hand). With `--health` the key exists only while the
  * check passes (removed after 2 consecutive failures, put back after 2 passes). SIGINT/SIGTERM
- * revoke the lease, so the key disappears at once, and exit 0.
+ * revoke the lease, so the key disappears at once, and exit 0. With `--zookeeper` the same member
+ * value goes into an ephemeral znode `<prefix>/<service>/<id>` instead (src/zk-registrar.ts).
  */
 import os from 'node:os';
 import type { Command } from 'commander';
@@ -15,7 +16,8 @@ import type { RegisterOptions } from '../registration.js';
 
 /** Raw flag values as commander hands them over. */
 export interface RegisterFlags {
-  etcd: string;
+  etcd?: string;
+  zookeeper?: string;
   service: string;
   url: string;
   id?: string;
@@ -45,8 +47,12 @@ export function defaultInstanceId(url: string, hostname: string = os.hostname())
 /** Validates the flags; returns the settings or the list of problems. */
 export function resolveRegisterFlags(flags: RegisterFlags): { ok: true; value: RegisterOptions } | { ok: false; errors: string[] } {
   const errors: string[] = [];
-  const endpoints = flags.etcd.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  if (endpoints.length === 0) errors.push('--etcd: at least one endpoint is required');
+  const endpoints = (flags.etcd ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const zookeeper = flags.zookeeper?.split(',').map((s) => s.trim()).filter((s) => s !== '').join(',');
+  if (flags.zookeeper !== undefined && flags.etcd !== undefined) errors.push('--etcd/--zookeeper: give one of them, not both');
+  else if (flags.zookeeper !== undefined) {
+    if (zookeeper === undefined || !/^[^,:\s]+:\d{1,5}(?:,[^,:\s]+:\d{1,5})*$/.test(zookeeper)) errors.push('--zookeeper: expected host:port[,host:port...]');
+  } else if (endpoints.length === 0) errors.push('--etcd: at least one endpoint is required (or --zookeeper SERVERS)');
   const origin = normaliseOrigin(flags.url);
   if (!origin.ok) errors.push(`--url: ${origin.reason}`);
   let prefix = flags.prefix ?? '/drover/services/';
@@ -75,6 +81,7 @@ export function resolveRegisterFlags(flags: RegisterFlags): { ok: true; value: R
     ok: true,
     value: {
       endpoints,
+      ...(flags.zookeeper !== undefined ? { zookeeper } : {}),
       service: flags.service,
       url: origin.value,
       id,
@@ -93,8 +100,9 @@ export function resolveRegisterFlags(flags: RegisterFlags): { ok: true; value: R
 export function addRegisterCommand(program: Command): void {
   program
     .command('register')
-    .description('announce one instance in etcd on a lease (sidecar); the key goes away when this process stops')
-    .requiredOption('--etcd <urls>', 'etcd endpoints, comma-separated (http://127.0.0.1:2379)')
+    .description('announce one instance in etcd on a lease, or in ZooKeeper as an ephemeral znode (sidecar); it goes away when this process stops')
+    .option('--etcd <urls>', 'etcd endpoints, comma-separated (http://127.0.0.1:2379)')
+    .option('--zookeeper <servers>', 'ZooKeeper servers, comma-separated host:port: writes the ephemeral znode <prefix>/<service>/<id> instead (--ttl is the session timeout)')
     .requiredOption('--service <name>', 'service name')
     .requiredOption('--url <url>', 'this instance, http://host:port or host:port')
     .option('--id <id>', 'instance id (default: <hostname>-<port of --url>)')
@@ -107,10 +115,20 @@ export function addRegisterCommand(program: Command): void {
       const resolved = resolveRegisterFlags(flags);
       if (!resolved.ok) cmd.error(resolved.errors.map((e) => `error: ${e}`).join('\n'), { exitCode: 1, code: ErrorCodes.CLI_USAGE });
       const log = createLogger().child({ component: 'register' });
-      // Loaded on use: the etcd client (gRPC, protobufs) costs most of the CLI's start-up time.
-      const { Registrar } = await import('../registrar.js');
-      const registrar = new Registrar(resolved.value, log);
-      log.info({ key: registrar.key, endpoints: resolved.value.endpoints, ttl: resolved.value.ttlSeconds, health: resolved.value.healthUrl }, 'starting');
+      const opts = resolved.value;
+      let registrar: { start(): void; stop(): Promise<void> };
+      if (opts.zookeeper !== undefined) {
+        const { ZkRegistrar } = await import('../zk-registrar.js');
+        const zk = new ZkRegistrar({ ...opts, zookeeper: opts.zookeeper }, log);
+        log.info({ path: zk.path, zookeeper: opts.zookeeper, ttl: opts.ttlSeconds, health: opts.healthUrl }, 'starting');
+        registrar = zk;
+      } else {
+        // Loaded on use: the etcd client (gRPC, protobufs) costs most of the CLI's start-up time.
+        const { Registrar } = await import('../registrar.js');
+        const etcd = new Registrar(opts, log);
+        log.info({ key: etcd.key, endpoints: opts.endpoints, ttl: opts.ttlSeconds, health: opts.healthUrl }, 'starting');
+        registrar = etcd;
+      }
       await new Promise<void>((resolve) => {
         const onSignal = (signal: NodeJS.Signals): void => {
           process.off('SIGINT', onSignal);

@@ -10,7 +10,8 @@ import type { BackendView, ServiceView } from '../admin/model.js';
 /** Default admin API address (the config default of `admin.address`). */
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9901';
 
-const HEADERS = ['SERVICE', 'BACKEND', 'URL', 'STATE', 'WEIGHT', 'INFLIGHT', 'MAX-CONNS', 'REQUESTS', 'EWMA-MS', 'LAST-CHANGE'] as const;
+// SOURCE last: scripts that read the columns before it by position keep working.
+const HEADERS = ['SERVICE', 'BACKEND', 'URL', 'STATE', 'WEIGHT', 'INFLIGHT', 'MAX-CONNS', 'REQUESTS', 'EWMA-MS', 'LAST-CHANGE', 'SOURCE'] as const;
 /** columns printed right-aligned (numbers) */
 const RIGHT = new Set<number>([4, 5, 6, 7, 8]);
 
@@ -18,7 +19,7 @@ const RIGHT = new Set<number>([4, 5, 6, 7, 8]);
 export function addStatusCommand(program: Command): void {
   program
     .command('status')
-    .description('print the services and backends of a running drover (state, weight, inflight, requests, last change)')
+    .description('print the services and backends of a running drover (state, weight, inflight, requests, last change, source)')
     .option('--admin <url>', 'admin API base URL', DEFAULT_ADMIN_URL)
     .option('--timeout <duration>', 'give up after this long (e.g. 5s, 500ms)', '5s')
     .action(async (options: { admin: string; timeout: string }) => {
@@ -117,7 +118,7 @@ export function formatStatusTable(services: readonly ServiceView[], now: number)
   const rows: string[][] = [[...HEADERS]];
   for (const s of services) {
     if (s.backends.length === 0) {
-      rows.push([s.name, '(none)', '-', '-', '-', '-', '-', '-', '-', '-']);
+      rows.push([s.name, '(none)', '-', '-', '-', '-', '-', '-', '-', '-', '-']);
       continue;
     }
     for (const b of s.backends) rows.push(backendRow(s.name, b, now));
@@ -136,7 +137,7 @@ export function formatStatusTable(services: readonly ServiceView[], now: number)
 
 function backendRow(service: string, b: BackendView, now: number): string[] {
   // MAX-CONNS 0 is "unlimited"; EWMA-MS `-` is "no answer observed yet" (or an older drover)
-  return [service, s(b.id), s(b.url), s(b.state), num(b.weight), num(b.inflight), num(b.max_conns), num(b.requests), num(b.latency_ewma_ms), lastChange(b.last_change, now)];
+  return [service, s(b.id), s(b.url), s(b.state), num(b.weight), num(b.inflight), num(b.max_conns), num(b.requests), num(b.latency_ewma_ms), lastChange(b.last_change, now), s(b.source)];
 }
 
 function s(v: unknown): string {

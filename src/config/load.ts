@@ -545,6 +545,7 @@ function checkRouteServices(raw: unknown, baseDir: string, locator: Locator): Co
   const routes = getRaw(raw, ['routes']);
   if (!Array.isArray(routes)) return [];
   if (isPlainObject(getRaw(raw, ['registry', 'etcd']))) return []; // may appear in etcd later
+  if (isPlainObject(getRaw(raw, ['registry', 'zookeeper']))) return []; // or in ZooKeeper
   const known = new Set(Object.keys(asObject(getRaw(raw, ['services']))));
   let fileNote = '';
   const regFile = getRaw(raw, ['registry', 'file']);
@@ -711,6 +712,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
       zoneAware: s.zone_aware,
       ...(tls === undefined ? {} : { tls }),
       backends: s.backends.map(backendOf),
+      ...(s.dns === undefined ? {} : { dns: 'srv' in s.dns ? { srv: s.dns.srv } : { a: s.dns.a, port: s.dns.port } }),
     };
   });
   const routes = p.routes.map(
@@ -733,7 +735,9 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
     }),
   );
   const etcd = p.registry.etcd;
-  const prefix = etcd === undefined ? '' : (etcd.prefix ?? (etcd.layout === 'traefik' ? 'traefik/' : '/drover/services/'));
+  const prefix = etcd === undefined ? '' : (etcd.prefix ?? (etcd.layout === 'traefik' ? 'traefik/' : etcd.layout === 'skydns' ? '/skydns/' : '/drover/services/'));
+  const zk = p.registry.zookeeper;
+  const dns = p.registry.dns;
   return {
     file: absFile,
     listen,
@@ -767,6 +771,17 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
                   }),
             },
           }),
+      ...(zk === undefined
+        ? {}
+        : {
+            zookeeper: {
+              servers: zk.servers.split(',').map((x) => x.trim()).join(','),
+              prefix: zk.prefix.length > 1 ? zk.prefix.replace(/\/$/, '') : zk.prefix,
+              layout: zk.layout,
+              sessionTimeout: zk.session_timeout,
+            },
+          }),
+      ...(dns === undefined ? {} : { dns: { servers: dns.servers ?? [], refresh: dns.refresh, timeout: dns.timeout } }),
     },
     ...(p.acme === undefined
       ? {}

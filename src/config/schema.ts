@@ -24,6 +24,8 @@ const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** RFC 9110 token: what a header name or method may contain. */
 const TOKEN_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HOST_MATCH_PATTERN = /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+/** A DNS name as written in `services.<name>.dns` (labels may start with `_`, a trailing dot is allowed). */
+const HOSTNAME_PATTERN_DNS = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.?$/;
 const HOSTNAME_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 
 // ---------------------------------------------------------------------------------------------
@@ -334,6 +336,19 @@ export const serviceSchema = z
       .describe('prefer backends whose zone equals the DROVER_ZONE environment variable while at least panic_threshold % of them are available (default false)'),
     tls: upstreamTlsSchema.optional(),
     backends: z.array(backendSchema).default([]).describe('static members, merged with the registries\''),
+    dns: z
+      .union(
+        [
+          z.strictObject({ srv: z.string().regex(HOSTNAME_PATTERN_DNS).describe('SRV name, e.g. _http._tcp.web.service.consul') }),
+          z.strictObject({
+            a: z.string().regex(HOSTNAME_PATTERN_DNS).describe('name whose A/AAAA records are the members'),
+            port: z.int().min(1).max(65535).describe('port of every member'),
+          }),
+        ],
+        { error: 'expected {srv: NAME} or {a: NAME, port: N}' },
+      )
+      .optional()
+      .describe('members from DNS (registry.dns): SRV targets and ports, or A/AAAA addresses with a port'),
   })
   .superRefine((v, ctx) => {
     // hash_key with another balancer is accepted and ignored: the contract's own example
@@ -457,8 +472,8 @@ const etcdSchema = z
       .string()
       .min(1)
       .optional()
-      .describe('key prefix (default /drover/services/ for layout drover, traefik/ for layout traefik); a trailing / is added'),
-    layout: z.enum(['drover', 'traefik']).default('drover').describe('key layout (default drover)'),
+      .describe('key prefix (default /drover/services/ for layout drover, traefik/ for layout traefik, /skydns/ for layout skydns); a trailing / is added'),
+    layout: z.enum(['drover', 'traefik', 'skydns']).default('drover').describe('key layout (default drover); skydns: CoreDNS/SkyDNS JSON under /skydns/<reversed name>/<id>'),
     config_prefix: z
       .string()
       .regex(/^[^\s]+$/, { error: 'must be a key prefix without spaces, e.g. /drover/config/' })
@@ -488,6 +503,44 @@ const etcdSchema = z
     if (overlap !== undefined) ctx.addIssue({ code: 'custom', path: ['config_prefix'], message: overlap });
   }, onAnyMap)
   .describe('etcd v3 registry');
+
+const ZK_SERVER_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+const zookeeperSchema = z
+  .strictObject({
+    servers: z
+      .string()
+      .superRefine((s, ctx) => {
+        const bad = s.split(',').map((x) => x.trim()).filter((x) => !ZK_SERVER_PATTERN.test(x));
+        if (bad.length > 0) ctx.addIssue({ code: 'custom', message: `"${bad.join(',')}" is not host:port[,host:port...] (e.g. 127.0.0.1:2181)` });
+      })
+      .describe('ZooKeeper servers, comma-separated host:port (e.g. 127.0.0.1:2181)'),
+    prefix: z
+      .string()
+      .regex(/^\/(?:[^/\s]+(?:\/[^/\s]+)*)?\/?$/, { error: (iss) => `"${String(iss.input)}" is not a ZooKeeper path (starts with /, no empty segments)` })
+      .default('/drover/services')
+      .describe('znode under which <service>/<instance> live (default /drover/services)'),
+    layout: z.enum(['drover', 'nerve']).default('drover').describe('drover: data as etcd values (JSON or host:port); nerve: Nerve JSON {host,port,name,weight} (default drover)'),
+    session_timeout: duration('ZooKeeper session timeout asked for (the server clamps it; default 10s)').prefault('10s'),
+  })
+  .describe('ZooKeeper registry: ephemeral znodes <prefix>/<service>/<instance>');
+
+const dnsServerSchema = z.string().superRefine((s, ctx) => {
+  const m = /^(?:\[([^\]]+)\]|([^:\[\]]+|[0-9A-Fa-f:]+))(?::(\d{1,5}))?$/.exec(s);
+  const host = m?.[1] ?? m?.[2];
+  const v6bare = m?.[2] !== undefined && m[2].includes(':');
+  if (m === null || host === undefined || isIP(v6bare ? s : host) === 0 || (m[3] !== undefined && (Number(m[3]) < 1 || Number(m[3]) > 65535))) {
+    ctx.addIssue({ code: 'custom', message: `"${s}" is not an IP address with an optional port (e.g. 127.0.0.1:53, [::1]:53)` });
+  }
+});
+
+const dnsRegistrySchema = z
+  .strictObject({
+    servers: z.array(dnsServerSchema).min(1).optional().describe('DNS servers, IP[:port] (default: the system resolvers)'),
+    refresh: duration('re-resolve at least this often; shorter answer TTLs are honoured, never below 1s (default 5s)').prefault('5s'),
+    timeout: duration('wait for one answer before retrying (default 1s)').prefault('1s'),
+  })
+  .describe('DNS registry: members from SRV or A/AAAA records named by services.<name>.dns');
 
 // ---------------------------------------------------------------------------------------------
 // ACME.
@@ -608,6 +661,8 @@ export const configSchema = z
       .strictObject({
         file: absPathish('YAML file of services and backends, watched (relative to the config file)').optional(),
         etcd: etcdSchema.optional(),
+        zookeeper: zookeeperSchema.optional(),
+        dns: dnsRegistrySchema.optional(),
       })
       .prefault({})
       .describe('where members come from besides services: (any subset; merged per service)'),

@@ -113,6 +113,33 @@ export interface ServiceConfig {
   /** TLS to `https://` backends; undefined: verify against the system CAs, SNI = URL host */
   readonly tls?: UpstreamTlsConfig | undefined;
   readonly backends: readonly StaticBackendConfig[];
+  /** members from DNS (`services.<name>.dns`), resolved by the DNS registry */
+  readonly dns?: ServiceDnsConfig | undefined;
+}
+
+/** `services.<name>.dns`: an SRV name, or an A/AAAA name with the port every address serves on. */
+export type ServiceDnsConfig = { readonly srv: string } | { readonly a: string; readonly port: number };
+
+/** `registry.zookeeper`. */
+export interface ZooKeeperRegistryConfig {
+  /** `host:port,host:port` as node-zookeeper-client takes it */
+  readonly servers: string;
+  /** default `/drover/services`, never ends with `/` (except the root `/`) */
+  readonly prefix: string;
+  /** default drover */
+  readonly layout: 'drover' | 'nerve';
+  /** ms asked for as session timeout; default 10000 (the server clamps it to 2-20 ticks) */
+  readonly sessionTimeout: number;
+}
+
+/** `registry.dns`. */
+export interface DnsRegistryConfig {
+  /** `IP:port` (IPv6 as `[v6]:port`); empty: the system's resolvers at start */
+  readonly servers: readonly string[];
+  /** ms, re-resolve at least this often; default 5000 */
+  readonly refresh: number;
+  /** ms, per-query timeout before a retry; default 1000 */
+  readonly timeout: number;
 }
 
 export interface EtcdRegistryConfig {
@@ -120,7 +147,7 @@ export interface EtcdRegistryConfig {
   /** default `/drover/services/`, always ends with `/` */
   readonly prefix: string;
   /** default drover */
-  readonly layout: 'drover' | 'traefik';
+  readonly layout: 'drover' | 'traefik' | 'skydns';
   /** shared config (`routes`, `services/<name>`) under this prefix; always ends with `/`; unset: none */
   readonly configPrefix?: string | undefined;
   readonly usernameEnv?: string | undefined;
@@ -169,6 +196,9 @@ export interface DroverConfig {
     /** absolute path */
     readonly file?: string | undefined;
     readonly etcd?: EtcdRegistryConfig | undefined;
+    readonly zookeeper?: ZooKeeperRegistryConfig | undefined;
+    /** set when `registry.dns` is written (a service's `dns:` without it uses the defaults) */
+    readonly dns?: DnsRegistryConfig | undefined;
   };
   /** undefined: no ACME */
   readonly acme?: AcmeConfig | undefined;

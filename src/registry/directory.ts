@@ -19,7 +19,7 @@ import type { RegistrySink } from './types.js';
 export const STATIC_SOURCE = 'static';
 
 /** Sources in precedence order: when two report the same id for one service, the first wins. */
-const PRECEDENCE = [STATIC_SOURCE, 'file', 'etcd'];
+const PRECEDENCE = [STATIC_SOURCE, 'file', 'etcd', 'zookeeper', 'dns'];
 
 /** Receives registry bookkeeping, for metrics. */
 export interface DirectoryObserver {
@@ -101,7 +101,7 @@ export class ServiceDirectory implements RegistrySink {
     return out;
   }
 
-  /** The merged members of one service now (precedence static > file > etcd on id clashes). */
+  /** The merged members of one service now (precedence static > file > etcd > zookeeper > dns on id clashes). */
   merged(service: string): MemberSpec[] {
     const bySource = this.members.get(service);
     if (bySource === undefined) return [];

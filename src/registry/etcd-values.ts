@@ -7,11 +7,16 @@
  * - `drover`: `<prefix><service>/<instance-id>` = JSON `{"url","weight","zone","draining","meta"}`,
  *   or bare `host:port`, or `http://host:port` (`https://` and `h2c://` too).
  * - `traefik`: `<prefix>http/services/<svc>/loadbalancer/servers/<n>/url` and `.../weight`.
+ * - `skydns`: `<prefix><reversed domain labels>/<id>` = SkyDNS JSON (src/registry/skydns-values.ts).
+ *   The model for a layout comes from src/registry/keyspace.ts.
  *
  * Invalid values are reported and skipped. An invalid update to a key that had a valid value
  * removes nothing: the last valid member stays (a registry typo never empties a pool).
  */
 import type { MemberSpec } from '../../routing/types.js';
+
+/** Key layouts of the etcd registry (`registry.etcd.layout`). */
+export type EtcdLayout = 'drover' | 'traefik' | 'skydns';
 
 /** The `source` of every member the etcd registry reports. */
 export const ETCD_SOURCE = 'etcd';
@@ -201,23 +206,23 @@ function member(id: string, v: MemberValue, source: string): MemberSpec {
   return { id, url: v.url, weight: v.weight, zone: v.zone, draining: v.draining, source, meta: v.meta };
 }
 
-/** `drover` layout: one key per member. */
-class DroverModel implements KeyspaceModel {
+/** Turns one key and its value into a member of one service, or says why not. */
+export type KeyMemberParser = (key: string, value: string) => Parsed<{ readonly service: string; readonly member: MemberSpec }>;
+
+/**
+ * A layout with one key per member (drover, skydns): `parse` reads a key and its value; an
+ * invalid update leaves the key's last valid member in place.
+ */
+export class KeyPerMemberModel implements KeyspaceModel {
   // key -> last valid member; invalid updates leave the entry alone
   private readonly members = new Map<string, { service: string; member: MemberSpec }>();
-  constructor(
-    private readonly prefix: string,
-    private readonly source: string,
-  ) {}
+  constructor(private readonly parse: KeyMemberParser) {}
 
   put(key: string, value: string): ModelEffect[] {
-    const k = parseDroverKey(this.prefix, key);
-    if (!k.ok) return [{ type: 'invalid', key, reason: k.reason }];
-    const v = parseMemberValue(value);
-    if (!v.ok) return [{ type: 'invalid', key, reason: v.reason }];
-    const m = member(k.value.id, v.value, this.source);
-    this.members.set(key, { service: k.value.service, member: m });
-    return [{ type: 'put', service: k.value.service, member: m }];
+    const r = this.parse(key, value);
+    if (!r.ok) return [{ type: 'invalid', key, reason: r.reason }];
+    this.members.set(key, { service: r.value.service, member: r.value.member });
+    return [{ type: 'put', service: r.value.service, member: r.value.member }];
   }
 
   delete(key: string): ModelEffect[] {
@@ -238,6 +243,37 @@ class DroverModel implements KeyspaceModel {
   }
 }
 
+/** `drover` layout: one key per member, `<prefix><service>/<id>` = a member value. */
+export function droverModel(prefix: string, source: string): KeyspaceModel {
+  return new KeyPerMemberModel((key, value) => {
+    const k = parseDroverKey(prefix, key);
+    if (!k.ok) return k;
+    const v = parseMemberValue(value);
+    if (!v.ok) return v;
+    return ok({ service: k.value.service, member: member(k.value.id, v.value, source) });
+  });
+}
+
+/** Parses JSON that must be an object. */
+export function parseJsonObject(raw: string): Parsed<Record<string, unknown>> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(raw);
+  } catch (err) {
+    return fail(`invalid JSON: ${(err as Error).message}`);
+  }
+  return isPlainObject(doc) ? ok(doc) : fail('value must be a JSON object');
+}
+
+/** `http://host:port` from separate JSON fields (`host` a name or IP, IPv6 without brackets; `port` 1-65535). */
+export function hostPortOrigin(host: unknown, port: unknown): Parsed<string> {
+  if (typeof host !== 'string' || host === '') return fail('"host" must be a non-empty string');
+  const p = typeof port === 'string' && /^\d+$/.test(port) ? Number(port) : port;
+  if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535) return fail('"port" must be a whole number 1-65535');
+  const origin = normaliseOrigin(`${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${p}`);
+  return origin.ok ? origin : fail(`"host": ${origin.reason}`);
+}
+
 interface TraefikServer {
   url?: string | undefined;
   weight?: string | undefined;
@@ -249,7 +285,7 @@ interface TraefikServer {
  * `traefik` layout: a server exists once its `url` key does; `weight` comes from the sibling key
  * (default 1; an invalid weight is reported and counts as 1).
  */
-class TraefikModel implements KeyspaceModel {
+export class TraefikModel implements KeyspaceModel {
   private readonly servers = new Map<string, Map<string, TraefikServer>>();
   constructor(
     private readonly prefix: string,
@@ -326,27 +362,4 @@ class TraefikModel implements KeyspaceModel {
     effects.push({ type: 'put', service, member: m });
     return effects;
   }
-}
-
-/** Creates the model for a layout. `prefix` ends with `/` (or is `''` for the whole key space). */
-export function createKeyspaceModel(layout: 'drover' | 'traefik', prefix: string, source: string = ETCD_SOURCE): KeyspaceModel {
-  return layout === 'traefik' ? new TraefikModel(prefix, source) : new DroverModel(prefix, source);
-}
-
-/**
- * Builds the full member list of a range read (the initial list or a resync): every key is
- * applied to a fresh model. Returns the members per service and the invalid entries seen.
- */
-export function assembleKeyspace(
-  layout: 'drover' | 'traefik',
-  prefix: string,
-  kvs: Iterable<readonly [key: string, value: string]>,
-  source: string = ETCD_SOURCE,
-): { model: KeyspaceModel; services: Map<string, MemberSpec[]>; invalid: { key: string; reason: string }[] } {
-  const model = createKeyspaceModel(layout, prefix, source);
-  const invalid: { key: string; reason: string }[] = [];
-  for (const [key, value] of kvs) {
-    for (const e of model.put(key, value)) if (e.type === 'invalid') invalid.push({ key: e.key, reason: e.reason });
-  }
-  return { model, services: model.snapshot(), invalid };
 }

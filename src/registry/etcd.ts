@@ -35,7 +35,8 @@ import { DroverError, ErrorCodes } from '../errors.js';
 import type { RandomSource } from '../../routing/types.js';
 import type { Registry, RegistrySink } from './types.js';
 import { Backoff, sleep, type BackoffOptions } from './backoff.js';
-import { ETCD_SOURCE, assembleKeyspace, type KeyspaceModel, type ModelEffect } from './etcd-values.js';
+import { ETCD_SOURCE, type KeyspaceModel, type ModelEffect } from './etcd-values.js';
+import { assembleKeyspace } from './keyspace.js';
 
 /** How to reach etcd: what `createEtcdClient` needs. */
 export interface EtcdConnectionOptions {

@@ -29,8 +29,8 @@ export interface TestBackend {
   destroyConnections(): void;
 }
 
-/** Starts a backend that answers `200 <name>` unless told otherwise. */
-export async function startBackend(name: string, port = 0): Promise<TestBackend> {
+/** Starts a backend that answers `200 <name>` unless told otherwise; `host` is any loopback address (default 127.0.0.1). */
+export async function startBackend(name: string, port = 0, host = '127.0.0.1'): Promise<TestBackend> {
   const seen: SeenRequest[] = [];
   let behaviour: Behaviour | undefined;
   const sockets = new Set<Socket>();
@@ -54,13 +54,13 @@ export async function startBackend(name: string, port = 0): Promise<TestBackend>
     s.on('close', () => sockets.delete(s));
   });
   server.on('clientError', (_e, s) => s.destroy());
-  await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', () => resolve()));
+  await new Promise<void>((resolve) => server.listen(port, host, () => resolve()));
   const addr = server.address();
   const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
   return {
     name,
     port: bound,
-    url: `http://127.0.0.1:${bound}`,
+    url: `http://${host}:${bound}`,
     seen,
     behave: (b) => {
       behaviour = b;

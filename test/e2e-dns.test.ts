@@ -1,0 +1,101 @@
+/**
+ * End to end with DNS: Debian's real dnsmasq serving Consul-shaped SRV records and a hosts file,
+ * the real `bin/drover` child process, backends on distinct loopback addresses that name
+ * themselves. Nothing on the path is mocked.
+ */
+import { expect, it } from 'vitest';
+import { describeDnsmasq, startDnsmasq, type Dnsmasq } from './helpers/dns.js';
+import { startBackend, request, type TestBackend } from './helpers/backends.js';
+import { startDrover, type DroverProcess } from './helpers/drover.js';
+import { bodies, metric, pool, uniq, waitFor } from './helpers/e2e.js';
+import { cleanupAfterEach } from './helpers/cleanup.js';
+
+const later = cleanupAfterEach();
+
+async function backendAt(name: string, host: string, port = 0): Promise<TestBackend> {
+  const b = await startBackend(name, port, host);
+  later(() => b.close());
+  return b;
+}
+
+async function dnsmasq(args: string[], hosts = ''): Promise<Dnsmasq> {
+  const dm = await startDnsmasq(args, hosts);
+  later(() => dm.stop());
+  return dm;
+}
+
+async function drover(server: string, services: string): Promise<DroverProcess> {
+  const d = await startDrover(`
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0}
+access_log: off
+shutdown_grace: 1s
+registry:
+  dns: {servers: ["${server}"], refresh: 1s, timeout: 200ms}
+services:
+${services}
+routes:
+  - match: {path_prefix: /}
+    service: web
+`);
+  later(() => d.stop('SIGKILL'));
+  return d;
+}
+
+function counts(xs: readonly string[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const x of xs) out[x] = (out[x] ?? 0) + 1;
+  return out;
+}
+
+describeDnsmasq('drover with DNS (dnsmasq), end to end', () => {
+  it('Consul DNS interface: _web._tcp.service.consul SRV targets become members; SRV weights honoured by weighted round robin', async () => {
+    const w1 = await backendAt('consul-w1', '127.0.0.11');
+    const w2 = await backendAt('consul-w2', '127.0.0.12');
+    const dm = await dnsmasq([
+      `--srv-host=_web._tcp.service.consul,web1.node.dc1.consul,${w1.port},1,1`,
+      `--srv-host=_web._tcp.service.consul,web2.node.dc1.consul,${w2.port},1,3`,
+      // a higher priority value: a fallback, unused while priority 1 resolves
+      `--srv-host=_web._tcp.service.consul,spare.node.dc1.consul,9,2,100`,
+      '--host-record=web1.node.dc1.consul,127.0.0.11',
+      '--host-record=web2.node.dc1.consul,127.0.0.12',
+      '--host-record=spare.node.dc1.consul,127.0.0.13',
+      '--local-ttl=1',
+    ]);
+    const d = await drover(dm.server, '  web:\n    dns: {srv: _web._tcp.service.consul}\n');
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+    const members = (await pool(d, 'web')) ?? [];
+    expect(members.map((m) => `${m.id}:${m.source}`).sort()).toEqual([`127.0.0.11:${w1.port}:dns`, `127.0.0.12:${w2.port}:dns`]);
+    // Smooth weighted round robin: every 4 requests carry weight 1 once and weight 3 three times.
+    expect(counts(await bodies(d.port, '/', 40))).toEqual({ 'consul-w1': 10, 'consul-w2': 30 });
+    expect(await metric(d, 'drover_registry_connected', { source: 'dns' })).toBe(1);
+  });
+
+  it('A records: traffic follows adds and removals; dnsmasq killed: traffic keeps flowing on the last members; changes made meanwhile apply when it returns', async () => {
+    const a = await backendAt('legacy-a', '127.0.0.21');
+    const b = await backendAt('legacy-b', '127.0.0.22', a.port);
+    const c = await backendAt('legacy-c', '127.0.0.23', a.port);
+    const dm = await dnsmasq(['--local-ttl=1'], '127.0.0.21 legacy.internal\n');
+    const d = await drover(dm.server, `  web:\n    dns: {a: legacy.internal, port: ${a.port}}\n`);
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+    expect(uniq(await bodies(d.port, '/', 4))).toEqual(['legacy-a']);
+
+    await dm.reload('127.0.0.21 legacy.internal\n127.0.0.22 legacy.internal\n');
+    await waitFor(async () => uniq(await bodies(d.port, '/', 4)).length === 2, 'legacy-b added');
+    await dm.reload('127.0.0.22 legacy.internal\n');
+    await waitFor(async () => JSON.stringify(uniq(await bodies(d.port, '/', 4))) === '["legacy-b"]', 'legacy-a removed');
+    expect(await metric(d, 'drover_registry_events_total', { source: 'dns', type: 'delete' })).toBe(1);
+
+    await dm.kill();
+    await waitFor(async () => (await metric(d, 'drover_registry_connected', { source: 'dns' })) === 0, 'dns unreachable noticed');
+    expect(uniq(await bodies(d.port, '/', 4))).toEqual(['legacy-b']);
+    // Changed while dnsmasq was down; served once it is back.
+    await dm.reload('127.0.0.22 legacy.internal\n127.0.0.23 legacy.internal\n'); // only the file: nothing runs
+    expect(uniq(await bodies(d.port, '/', 4))).toEqual(['legacy-b']);
+    await dm.restart();
+    await waitFor(async () => uniq(await bodies(d.port, '/', 4)).join() === 'legacy-b,legacy-c', 'legacy-c after the restart');
+    expect(await metric(d, 'drover_registry_connected', { source: 'dns' })).toBe(1);
+    expect(c.seen.length).toBeGreaterThan(0);
+    expect(b.seen.length).toBeGreaterThan(0);
+  });
+});

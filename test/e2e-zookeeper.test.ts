@@ -1,0 +1,129 @@
+/**
+ * End to end with ZooKeeper: a real ZooKeeper server (test/helpers/zookeeper.ts), the real
+ * `bin/drover` child process, backends that name themselves, `drover register --zookeeper` as a
+ * real child process, and a TCP proxy between drover and ZooKeeper that the tests cut.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { CreateMode, type Client } from 'node-zookeeper-client';
+import { describeZooKeeper, startZooKeeper, zk, type ZooKeeperServer } from './helpers/zookeeper.js';
+import { startBackend, request, type TestBackend } from './helpers/backends.js';
+import { BIN, startDrover, type DroverProcess } from './helpers/drover.js';
+import { bodies, metric, pool, uniq, waitFor } from './helpers/e2e.js';
+import { startTcpProxy } from './helpers/tcp-proxy.js';
+import { cleanupAfterEach } from './helpers/cleanup.js';
+
+const later = cleanupAfterEach();
+let seq = 0;
+const nextPrefix = (): string => `/e2e${process.pid}-${++seq}/services`;
+
+async function backends(...names: string[]): Promise<TestBackend[]> {
+  const out = await Promise.all(names.map((n) => startBackend(n)));
+  for (const b of out) later(() => b.close());
+  return out;
+}
+
+async function drover(servers: string, prefix: string, extra = ''): Promise<DroverProcess> {
+  const d = await startDrover(`
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0}
+access_log: off
+shutdown_grace: 1s
+registry:
+  zookeeper: {servers: "${servers}", prefix: ${prefix}, session_timeout: 1s}
+routes:
+  - match: {path_prefix: /}
+    service: web
+${extra}`);
+  later(() => d.stop('SIGKILL'));
+  return d;
+}
+
+const hostPort = (b: TestBackend): string => b.url.replace('http://', '');
+
+describeZooKeeper('drover with ZooKeeper, end to end', () => {
+  let server: ZooKeeperServer;
+  let c: Client;
+  beforeAll(async () => {
+    server = await startZooKeeper();
+    c = await server.client();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  it('members added and removed in ZooKeeper: traffic follows; source, connected and events are reported', async () => {
+    const p = nextPrefix();
+    const [a, b] = await backends('zk-a', 'zk-b');
+    await zk.mkdirp(c, `${p}/web`);
+    await zk.put(c, `${p}/web/a`, hostPort(a as TestBackend));
+    const d = await drover(server.servers, p);
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+    expect(uniq(await bodies(d.port, '/', 4))).toEqual(['zk-a']);
+    expect(((await pool(d, 'web')) ?? []).map((x) => `${x.id}:${x.source}`)).toEqual(['a:zookeeper']);
+    expect(await metric(d, 'drover_registry_connected', { source: 'zookeeper' })).toBe(1);
+
+    await zk.put(c, `${p}/web/b`, JSON.stringify({ url: (b as TestBackend).url, weight: 1 }));
+    await waitFor(async () => uniq(await bodies(d.port, '/', 4)).length === 2, 'traffic on both');
+    await zk.remove(c, `${p}/web/a`);
+    await waitFor(async () => (await pool(d, 'web'))?.length === 1, 'a removed');
+    expect(uniq(await bodies(d.port, '/', 4))).toEqual(['zk-b']);
+    expect(await metric(d, 'drover_registry_events_total', { source: 'zookeeper', type: 'put' })).toBe(2);
+    expect(await metric(d, 'drover_registry_events_total', { source: 'zookeeper', type: 'delete' })).toBe(1);
+  });
+
+  it('ZooKeeper out of reach (cut, then killed): traffic keeps flowing on the last members; changes made meanwhile apply on return', async () => {
+    const p = nextPrefix();
+    const [a, b] = await backends('zk-a', 'zk-b');
+    await zk.mkdirp(c, `${p}/web`);
+    await zk.put(c, `${p}/web/a`, hostPort(a as TestBackend), CreateMode.PERSISTENT);
+    const proxy = await startTcpProxy({ port: server.port });
+    later(() => proxy.close());
+    const d = await drover(`127.0.0.1:${proxy.port}`, p);
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+
+    proxy.cut();
+    await waitFor(async () => (await metric(d, 'drover_registry_connected', { source: 'zookeeper' })) === 0, 'disconnected');
+    await zk.put(c, `${p}/web/b`, hostPort(b as TestBackend), CreateMode.PERSISTENT);
+    await zk.remove(c, `${p}/web/a`);
+    expect(uniq(await bodies(d.port, '/', 4))).toEqual(['zk-a']); // the last members keep serving
+    proxy.restore();
+    await waitFor(async () => JSON.stringify(uniq(await bodies(d.port, '/', 3))) === '["zk-b"]', 'the changes applied');
+    expect(await metric(d, 'drover_registry_connected', { source: 'zookeeper' })).toBe(1);
+
+    await server.kill();
+    await waitFor(async () => (await metric(d, 'drover_registry_connected', { source: 'zookeeper' })) === 0, 'disconnected (killed)');
+    expect(uniq(await bodies(d.port, '/', 4))).toEqual(['zk-b']);
+    await server.start();
+    c = await server.client();
+    await zk.put(c, `${p}/web/a`, hostPort(a as TestBackend), CreateMode.PERSISTENT);
+    await waitFor(async () => uniq(await bodies(d.port, '/', 4)).length === 2, 'a back after the restart', 20_000);
+  });
+
+  it('drover register --zookeeper: member while it runs; gone at once on SIGTERM; gone with the session when the registrant is killed', async () => {
+    const p = nextPrefix();
+    const [a, b] = await backends('reg-a', 'reg-b');
+    const d = await drover(server.servers, p);
+    const register = (backend: TestBackend, id: string): ChildProcess => {
+      const child = spawn(process.execPath, [BIN, 'register', '--zookeeper', server.servers, '--service', 'web', '--url', backend.url, '--id', id, '--ttl', '2s', '--prefix', p], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      later(() => child.kill('SIGKILL'));
+      return child;
+    };
+    const ra = register(a as TestBackend, 'a');
+    const rb = register(b as TestBackend, 'b');
+    await waitFor(async () => ((await pool(d, 'web')) ?? []).map((x) => x.id).sort().join() === 'a,b', 'both registered');
+    expect(uniq(await bodies(d.port, '/', 4))).toEqual(['reg-a', 'reg-b']);
+
+    const exited = new Promise<number | null>((resolve) => ra.once('exit', (code) => resolve(code)));
+    ra.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(await zk.children(c, `${p}/web`)).toEqual(['b']); // removed before the exit
+    await waitFor(async () => (await pool(d, 'web'))?.length === 1, 'a gone');
+
+    rb.kill('SIGKILL'); // no goodbye: the session expires and takes the znode with it
+    await waitFor(async () => (await zk.children(c, `${p}/web`)).length === 0, 'znode removed by session expiry');
+    await waitFor(async () => (await request(d.port, { path: '/' })).status === 503, 'no member left');
+  });
+});

@@ -1,0 +1,184 @@
+/**
+ * ZooKeeperRegistry against a real ZooKeeper server (test/helpers/zookeeper.ts), reporting to
+ * the shared RecordingSink. A TCP proxy between registry and server cuts the registry off while
+ * the test keeps writing to the server directly.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { CreateMode, type Client } from 'node-zookeeper-client';
+import { ZooKeeperRegistry } from '../src/registry/zookeeper.js';
+import type { ZooKeeperRegistryConfig } from '../src/config/types.js';
+import { createLogger, silentLogger } from '../src/log.js';
+import { describeZooKeeper, startZooKeeper, zk, type ZooKeeperServer } from './helpers/zookeeper.js';
+import { RecordingSink } from './helpers/recording-sink.js';
+import { startTcpProxy } from './helpers/tcp-proxy.js';
+import { cleanupAfterEach } from './helpers/cleanup.js';
+import { waitUntil } from './helpers/raw-backend.js';
+
+const later = cleanupAfterEach();
+let seq = 0;
+const nextPrefix = (): string => `/t${process.pid}-${++seq}/services`;
+
+describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
+  let server: ZooKeeperServer;
+  let c: Client;
+  beforeAll(async () => {
+    server = await startZooKeeper();
+    c = await server.client();
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  async function startRegistry(config: Partial<ZooKeeperRegistryConfig> & { prefix: string }, servers = server.servers): Promise<RecordingSink> {
+    const sink = new RecordingSink();
+    const reg = new ZooKeeperRegistry({ servers, layout: 'drover', sessionTimeout: 2000, ...config }, process.env['DEBUG_ZK'] ? createLogger({ level: 'debug' }) : silentLogger(), { spinDelayMs: 100 });
+    later(() => reg.close());
+    await reg.start(sink);
+    return sink;
+  }
+
+  it('lists the tree, then follows adds, data changes and removals; bare and JSON values; invalid skipped', async () => {
+    const p = nextPrefix();
+    await zk.mkdirp(c, `${p}/web`);
+    await zk.mkdirp(c, `${p}/api`);
+    await zk.put(c, `${p}/web/a`, '{"url":"http://127.0.0.1:9001","weight":2,"zone":"z1"}');
+    await zk.put(c, `${p}/web/b`, '127.0.0.1:9002');
+    await zk.put(c, `${p}/web/bad`, 'not an address');
+    await zk.put(c, `${p}/api/x`, 'http://127.0.0.1:9100', CreateMode.PERSISTENT);
+    const sink = await startRegistry({ prefix: p });
+    await waitUntil(() => sink.synced.has('zookeeper'));
+    expect(sink.view('zookeeper')).toEqual({
+      api: { x: 'http://127.0.0.1:9100' },
+      web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' },
+    });
+    expect(sink.member('web', 'a', 'zookeeper')).toMatchObject({ weight: 2, zone: 'z1', source: 'zookeeper' });
+    expect(sink.invalid.map((i) => i.key)).toEqual([`${p}/web/bad`]);
+    expect(sink.connected.get('zookeeper')).toBe(true);
+
+    await zk.put(c, `${p}/web/c`, '127.0.0.1:9003');
+    await zk.remove(c, `${p}/web/b`);
+    await zk.put(c, `${p}/web/a`, '{"url":'); // a broken update keeps the last valid value
+    await zk.put(c, `${p}/web/bad`, '127.0.0.1:9004'); // fixed
+    await zk.mkdirp(c, `${p}/new`);
+    await zk.put(c, `${p}/new/n1`, '127.0.0.1:9200');
+    await waitUntil(() => sink.member('new', 'n1', 'zookeeper') !== undefined && sink.member('web', 'bad', 'zookeeper') !== undefined);
+    await waitUntil(() => sink.invalid.some((i) => i.key === `${p}/web/a`));
+    expect(sink.view('zookeeper')).toEqual({
+      api: { x: 'http://127.0.0.1:9100' },
+      new: { n1: 'http://127.0.0.1:9200' },
+      web: { a: 'http://127.0.0.1:9001', bad: 'http://127.0.0.1:9004', c: 'http://127.0.0.1:9003' },
+    });
+    expect(sink.member('web', 'a', 'zookeeper')?.weight).toBe(2);
+
+    await zk.remove(c, `${p}/api/x`);
+    await zk.remove(c, `${p}/api`);
+    await waitUntil(() => sink.view('zookeeper')['api'] === undefined);
+    expect(Object.keys(sink.view('zookeeper')).sort()).toEqual(['new', 'web']);
+  });
+
+  it('layout nerve: ephemeral sequential children with Nerve JSON', async () => {
+    const p = nextPrefix();
+    await zk.mkdirp(c, `${p}/web`);
+    const n1 = await zk.put(c, `${p}/web/i-1_`, JSON.stringify({ host: '127.0.0.1', port: 9001, name: 'i-1', weight: 3, labels: { az: 'us-1a' } }), CreateMode.EPHEMERAL_SEQUENTIAL);
+    await zk.put(c, `${p}/web/i-2_`, JSON.stringify({ host: '127.0.0.1', port: 9002, name: 'i-2' }), CreateMode.EPHEMERAL_SEQUENTIAL);
+    await zk.put(c, `${p}/web/i-3_`, JSON.stringify({ host: '127.0.0.1', name: 'no port' }), CreateMode.EPHEMERAL_SEQUENTIAL);
+    const sink = await startRegistry({ prefix: p, layout: 'nerve' });
+    await waitUntil(() => sink.synced.has('zookeeper'));
+    const web = Object.values(sink.view('zookeeper')['web'] ?? {}).sort();
+    expect(web).toEqual(['http://127.0.0.1:9001', 'http://127.0.0.1:9002']);
+    const id1 = n1.slice(n1.lastIndexOf('/') + 1);
+    expect(id1).toMatch(/^i-1_\d{10}$/);
+    expect(sink.member('web', id1, 'zookeeper')).toMatchObject({ weight: 3, zone: 'us-1a', meta: { name: 'i-1', labels: { az: 'us-1a' } } });
+    expect(sink.invalid).toHaveLength(1);
+    await zk.remove(c, n1);
+    await waitUntil(() => sink.member('web', id1, 'zookeeper') === undefined);
+    expect(Object.values(sink.view('zookeeper')['web'] ?? {})).toEqual(['http://127.0.0.1:9002']);
+  });
+
+  it('a prefix that does not exist yet: no members, then the services once it is created', async () => {
+    const p = nextPrefix();
+    const sink = await startRegistry({ prefix: p });
+    await waitUntil(() => sink.synced.has('zookeeper'));
+    expect(sink.view('zookeeper')).toEqual({});
+    await zk.mkdirp(c, `${p}/web`);
+    await zk.put(c, `${p}/web/a`, '127.0.0.1:9001');
+    await waitUntil(() => sink.member('web', 'a', 'zookeeper') !== undefined);
+  });
+
+  it('a burst of 500 znode changes (creates, value changes, deletes) ends with exactly the final set', async () => {
+    const p = nextPrefix();
+    await zk.mkdirp(c, `${p}/web`);
+    const sink = await startRegistry({ prefix: p });
+    await waitUntil(() => sink.synced.has('zookeeper'));
+    // A deterministic mix over 60 instance names, each change one request, all sent without
+    // waiting (ZooKeeper applies one session's requests in order, so the final state is known).
+    const expected = new Map<string, number>();
+    const ops: Promise<unknown>[] = [];
+    const cb = (resolve: () => void, reject: (e: Error) => void) => (err: unknown): void => (err ? reject(err as Error) : resolve());
+    for (let i = 0; i < 500; i++) {
+      const name = `i${(i * 7) % 60}`;
+      const path = `${p}/web/${name}`;
+      const data = Buffer.from(`127.0.0.1:${10_000 + i}`);
+      if (i % 5 === 4 && expected.has(name)) {
+        expected.delete(name);
+        ops.push(new Promise<void>((res, rej) => c.remove(path, cb(res, rej))));
+      } else if (expected.has(name)) {
+        expected.set(name, 10_000 + i);
+        ops.push(new Promise<void>((res, rej) => c.setData(path, data, cb(res, rej))));
+      } else {
+        expected.set(name, 10_000 + i);
+        ops.push(new Promise<void>((res, rej) => c.create(path, data, CreateMode.EPHEMERAL, cb(res, rej))));
+      }
+    }
+    await Promise.all(ops);
+    // The last write is also the marker: wait for it, then for the whole set to settle.
+    const want = Object.fromEntries([...expected.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, port]) => [n, `http://127.0.0.1:${port}`]));
+    await waitUntil(() => JSON.stringify(sink.view('zookeeper')['web'] ?? {}) === JSON.stringify(want), 15_000).catch(() => undefined);
+    expect(sink.view('zookeeper')['web'] ?? {}).toEqual(want);
+  });
+
+  it('cut off past its session timeout: keeps the last members, then re-lists and applies what changed meanwhile', async () => {
+    const p = nextPrefix();
+    await zk.mkdirp(c, `${p}/web`);
+    await zk.put(c, `${p}/web/a`, '127.0.0.1:9001');
+    await zk.put(c, `${p}/web/b`, '127.0.0.1:9002');
+    const proxy = await startTcpProxy({ port: server.port });
+    later(() => proxy.close());
+    const sink = await startRegistry({ prefix: p, sessionTimeout: 800 }, `127.0.0.1:${proxy.port}`);
+    await waitUntil(() => sink.synced.has('zookeeper'));
+    proxy.cut();
+    await waitUntil(() => sink.connected.get('zookeeper') === false);
+    await zk.remove(c, `${p}/web/a`);
+    await zk.put(c, `${p}/web/c`, '127.0.0.1:9003');
+    await zk.put(c, `${p}/web/b`, '127.0.0.1:9012');
+    // Well past the session timeout: the server expires the registry's session.
+    await new Promise((r) => setTimeout(r, 2000));
+    expect(sink.view('zookeeper')).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
+    const resyncsBefore = sink.events.resync;
+    proxy.restore();
+    await waitUntil(() => sink.events.resync > resyncsBefore);
+    expect(sink.connected.get('zookeeper')).toBe(true);
+    expect(sink.view('zookeeper')).toEqual({ web: { b: 'http://127.0.0.1:9012', c: 'http://127.0.0.1:9003' } });
+    // Watches of the new session work.
+    await zk.put(c, `${p}/web/d`, '127.0.0.1:9004');
+    await waitUntil(() => sink.member('web', 'd', 'zookeeper') !== undefined);
+  });
+
+  it('the server killed: keeps the last members; follows changes once it is back', async () => {
+    const p = nextPrefix();
+    await zk.mkdirp(c, `${p}/web`);
+    await zk.put(c, `${p}/web/a`, '127.0.0.1:9001', CreateMode.PERSISTENT);
+    const sink = await startRegistry({ prefix: p });
+    await waitUntil(() => sink.synced.has('zookeeper'));
+    await server.kill();
+    await waitUntil(() => sink.connected.get('zookeeper') === false);
+    expect(sink.view('zookeeper')).toEqual({ web: { a: 'http://127.0.0.1:9001' } });
+    await server.start();
+    await waitUntil(() => sink.connected.get('zookeeper') === true, 15_000);
+    const c2 = await server.client();
+    await zk.put(c2, `${p}/web/b`, '127.0.0.1:9002', CreateMode.PERSISTENT);
+    await waitUntil(() => sink.member('web', 'b', 'zookeeper') !== undefined);
+    expect(sink.view('zookeeper')).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
+    c = c2; // the first client's session may have gone with the old process
+  });
+});
