@@ -19,6 +19,8 @@ export const ErrorCodes = {
   REGISTRY_UNREACHABLE: 'E_REGISTRY_UNREACHABLE',
   /** a listener could not bind */
   LISTEN_FAILED: 'E_LISTEN_FAILED',
+  /** a certificate or private key that cannot be served (unparsable, mismatched, expired) */
+  TLS_CERTIFICATE: 'E_TLS_CERTIFICATE',
   /** bad command-line usage */
   CLI_USAGE: 'E_CLI_USAGE',
   /** admin API request could not be served */
@@ -38,11 +40,13 @@ export interface ConfigIssue {
   readonly path: string;
   readonly message: string;
   readonly code: ErrorCode;
+  /** `warning`: printed by `drover check` but does not make the config invalid (e.g. a certificate about to expire) */
+  readonly severity?: 'warning' | undefined;
 }
 
 /** Formats an issue the way `drover check` and `drover start` print it. */
 export function formatIssue(issue: ConfigIssue): string {
-  return `${issue.file}:${issue.line}:${issue.col}: ${issue.path === '' ? '(root)' : issue.path}: ${issue.message}`;
+  return `${issue.file}:${issue.line}:${issue.col}: ${issue.path === '' ? '(root)' : issue.path}: ${issue.severity === 'warning' ? 'warning: ' : ''}${issue.message}`;
 }
 
 /** Base class: an error with a stable code. */

@@ -17,7 +17,9 @@ import type { DroverConfig, ServiceConfig } from './config/types.js';
 import { defaultServiceConfig } from './config/defaults.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+import type { ChallengeResponder } from './proxy/edge-answers.js';
 import { startListener, type Listener } from './proxy/listener.js';
+import type { TlsObserver } from './proxy/tls-front.js';
 import { buildProxyState, ServiceEntry } from './proxy/service.js';
 import type { AccessLogEntry, ProxyState, ServiceRuntime } from './proxy/types.js';
 import { destroyUpstream, releaseUpstream } from './proxy/upstream.js';
@@ -94,7 +96,7 @@ export class Runtime implements AdminModel {
     await rt.restartRegistries(config);
     rt.directory.flush();
     try {
-      if (rt.serve) for (const l of config.listen) rt.listeners.push(await startListener(l, () => rt.state));
+      if (rt.serve) for (const l of config.listen) rt.listeners.push(await startListener(l, () => rt.state, rt.tlsObserver()));
       rt.admin = await startAdminServer({
         host: config.admin.host,
         port: config.admin.port,
@@ -108,6 +110,37 @@ export class Runtime implements AdminModel {
       throw err;
     }
     return rt;
+  }
+
+  /** What TLS listeners report to: handshake and certificate reload counts, and the log. */
+  private tlsObserver(): TlsObserver {
+    this.metrics.setCertificates(() => this.listeners.flatMap((l) => l.certificates?.list() ?? []));
+    return {
+      handshake: (listener, result) => this.metrics.tlsHandshake(listener, result),
+      reload: (result) => this.metrics.configReload(result),
+      logger: this.logger.child({ component: 'tls' }),
+    };
+  }
+
+  /**
+   * Serves a certificate obtained at run time (ACME) on every TLS listener, next to the files'
+   * ones: chosen by SNI like them, replacing an earlier one of the same `name`. Throws a
+   * `DroverError` (`E_TLS_CERTIFICATE`) when the pair cannot be served; nothing changes then.
+   * Returns how many listeners took it (0 when none does TLS).
+   */
+  setCertificate(name: string, certPem: string, keyPem: string): number {
+    let n = 0;
+    for (const l of this.listeners) {
+      if (l.certificates === undefined) continue;
+      l.certificates.set(name, certPem, keyPem);
+      n++;
+    }
+    return n;
+  }
+
+  /** Registers the answerer of ACME http-01 challenges on every listener (undefined removes it). */
+  setChallengeResponder(responder: ChallengeResponder | undefined): void {
+    for (const l of this.listeners) l.setChallengeResponder(responder);
   }
 
   /** Bound proxy listener addresses, in config order. */

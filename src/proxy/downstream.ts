@@ -18,6 +18,8 @@ export interface RequestHead {
   /** `[name, value, ...]` as sent */
   readonly rawHeaders: string[];
   readonly socket: { readonly remoteAddress?: string | undefined };
+  /** `1.1`, `1.0` or `2.0` (node:http's `httpVersion`); absent: 1.1 */
+  readonly httpVersion?: string | undefined;
 }
 
 /** What an exchange calls back into when it answers: status, headers, body, errors. */
@@ -46,6 +48,8 @@ export interface Downstream {
   readonly host: string | undefined;
   /** the request target, as sent (until the response ends) */
   readonly url: string;
+  /** `HTTP/1.1` or `HTTP/2.0`, for the access log; absent: HTTP/1.1 */
+  readonly protocol?: string | undefined;
   /** Routes `resumeUpstream` and `clientClosed` to `sink` for the life of this response. */
   attach(sink: ExchangeSink): void;
   /** A fresh lazily-read request body (undefined when there is none or `wholeBody` has it). */
@@ -56,6 +60,12 @@ export interface Downstream {
   write(chunk: Buffer): boolean;
   /** Arranges one `resumeUpstream` call on the sink when the socket drains. */
   waitDrain(): void;
+  /**
+   * Sends response trailers (HTTP/2: a trailing HEADERS frame; gRPC's `grpc-status` travels
+   * there). Called at most once, right before `end`. Absent: the front end drops trailers.
+   * @param trailers `[name, value, ...]`, lower-case names
+   */
+  sendTrailers?(trailers: string[]): void;
   /** Finishes the response. */
   end(): void;
   /** Aborts the response (truncated: the only honest signal once headers are out). */
@@ -105,6 +115,10 @@ export class NodeDownstream implements Downstream {
 
   get url(): string {
     return this.req.url ?? '';
+  }
+
+  get protocol(): string {
+    return this.req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${this.req.httpVersion}`;
   }
 
   attach(sink: ExchangeSink): void {

@@ -201,7 +201,11 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
     this.controller?.resume();
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers?: Record<string, string | string[] | undefined>): void {
+    if (trailers !== undefined && this.down.sendTrailers !== undefined) {
+      const flat = trailerList(trailers);
+      if (flat.length > 0) this.down.sendTrailers(flat);
+    }
     this.down.end();
     const backend = this.backend;
     if (backend !== undefined) {
@@ -341,7 +345,19 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
       retries: this.retries,
+      protocol: this.down.protocol,
       error: this.error,
     };
   }
+}
+
+/** undici's trailers object as a flat `[name, value, ...]` list (repeated names kept). */
+function trailerList(trailers: Record<string, string | string[] | undefined>): string[] {
+  const out: string[] = [];
+  for (const [name, value] of Object.entries(trailers)) {
+    if (value === undefined) continue;
+    if (Array.isArray(value)) for (const v of value) out.push(name, v);
+    else out.push(name, value);
+  }
+  return out;
 }

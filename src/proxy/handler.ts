@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { rewritePath } from '../../routing/route-table.js';
+import type { EdgeHooks } from './edge-answers.js';
 import { NodeDownstream, type Downstream, type RequestHead } from './downstream.js';
 import { Exchange } from './exchange.js';
 import { clientAddress, NO_EDITS, upstreamRequestHeaders } from './headers.js';
@@ -36,6 +37,8 @@ export function hostWithoutPort(host: string | undefined): string {
 export interface ListenerInfo extends HeadLimits {
   /** `http` or `https` */
   readonly proto: string;
+  /** answers given before routing (ACME challenges); absent: none */
+  readonly hooks?: EdgeHooks | undefined;
 }
 
 /**
@@ -168,5 +171,6 @@ function logUnproxied(state: ProxyState, req: RequestHead, status: number, route
     bytesIn: 0,
     bytesOut: 0,
     retries: 0,
+    protocol: req.httpVersion === undefined ? undefined : `HTTP/${req.httpVersion}`,
   });
 }
