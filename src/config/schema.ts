@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { BALANCER_NAMES } from '../../routing/policies.js';
 import type { BalancerName, HashKeySpec } from '../../routing/types.js';
-import { DURATION_PATTERN, MAX_DURATION_MS, parseDuration } from './duration.js';
+import { DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_DURATION_MS, parseDuration, parseLongDuration } from './duration.js';
 
 /** Balancer names as written in YAML: owned by the routing layer, re-exported for convenience. */
 export { BALANCER_NAMES };
@@ -159,6 +159,22 @@ function duration(description: string) {
       const ms = parseDuration(text);
       if (ms === undefined) {
         ctx.issues.push({ code: 'custom', message: `"${text}" is too long (at most ${MAX_DURATION_MS} ms, about 596h)`, input: text });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .describe(description);
+}
+
+/** A max-age sent to clients (`365d`, `8760h`): the duration syntax plus days, up to 10 years. */
+function longDuration(description: string) {
+  return z
+    .string()
+    .regex(LONG_DURATION_PATTERN, { error: (iss) => `"${String(iss.input)}" is not a duration; write e.g. 365d, 8760h or 30m` })
+    .transform((text, ctx) => {
+      const ms = parseLongDuration(text);
+      if (ms === undefined) {
+        ctx.issues.push({ code: 'custom', message: `"${text}" is too long (at most 10 years)`, input: text });
         return z.NEVER;
       }
       return ms;
@@ -495,7 +511,7 @@ const listenSchema = z
     address: address('where to accept client connections (port 0: any free port)'),
     tls: tlsListener.optional(),
     redirect_https: z.boolean().default(false).describe('answer every request 308 to https://<host><path>, proxy nothing (plain listeners only; default false)'),
-    hsts: duration('> 0 adds Strict-Transport-Security: max-age=N to the answers of this listener (default 0s: off)').prefault('0s'),
+    hsts: longDuration('> 0 adds Strict-Transport-Security: max-age=N (seconds) to the answers of this listener, e.g. 365d (default 0s: off)').prefault('0s'),
     limits: listenLimitsSchema.optional(),
   })
   .superRefine((v, ctx) => {

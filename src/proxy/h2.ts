@@ -219,7 +219,7 @@ export class H2Downstream implements Downstream {
 
   destroy(): void {
     // RST_STREAM: the only honest signal that a started response is truncated
-    if (!this.stream.destroyed) this.stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    resetStream(this.stream);
   }
 
   sendError(status: number, service: string | undefined): void {
@@ -238,14 +238,14 @@ function wantsTrailers(raw: H2Headers): boolean {
 export function answer(stream: ServerHttp2Stream, status: number, body: string, type: string, extra: readonly string[], more: readonly string[] = []): void {
   if (stream.destroyed || stream.closed) return;
   if (stream.headersSent) {
-    stream.close(constants.NGHTTP2_INTERNAL_ERROR);
+    resetStream(stream);
     return;
   }
   try {
     stream.respond(h2ResponseHeaders(status, ['content-type', type, 'content-length', String(Buffer.byteLength(body)), ...more], extra));
     stream.end(body);
   } catch {
-    stream.destroy();
+    resetStream(stream);
   }
 }
 
@@ -264,6 +264,16 @@ export interface H2Context {
 interface ResetWindow {
   start: number;
   count: number;
+}
+
+/** Set on a stream drover itself reset: not counted as the client's reset. */
+const OWN_RESET = Symbol('drover.ownReset');
+type MarkedStream = ServerHttp2Stream & { [OWN_RESET]?: true };
+
+/** Resets `stream` from drover's side (a truncated answer). */
+function resetStream(stream: ServerHttp2Stream, code: number = constants.NGHTTP2_INTERNAL_ERROR): void {
+  (stream as MarkedStream)[OWN_RESET] = true;
+  if (!stream.destroyed) stream.close(code);
 }
 
 const RESETS = Symbol('drover.resets');
@@ -285,8 +295,8 @@ export function handleStream(ctx: H2Context, stream: ServerHttp2Stream, headers:
   stream.on('error', () => undefined); // errors end in 'close'; never the process
   const session = stream.session as CountedSession | undefined;
   stream.on('close', () => {
-    // a stream the client reset before its answer finished: count it against the session
-    if (session !== undefined && stream.rstCode !== constants.NGHTTP2_NO_ERROR && !stream.writableFinished && !session.destroyed) {
+    // a stream the client reset (drover did not): count it against the session
+    if (session !== undefined && stream.rstCode !== constants.NGHTTP2_NO_ERROR && (stream as MarkedStream)[OWN_RESET] !== true && !session.destroyed) {
       if (countReset(session, Date.now())) {
         session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
         session.destroy();
