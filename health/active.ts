@@ -164,6 +164,7 @@ export class ActiveChecker {
       tcp: cfg.tcp,
       timeout: cfg.timeout,
       expectStatus: cfg.expectStatus,
+      tls: cfg.tls,
     });
     t.running = running;
     running.result.then(

@@ -1,11 +1,14 @@
 /**
  * One active health probe: an HTTP GET (status in range passes) or a bare TCP connect. Never
  * rejects and never leaves an `error` event unhandled; every outcome becomes a `ProbeResult` with
- * a short detail for the transition reason.
+ * a short detail for the transition reason. The GET speaks what the backend URL says: HTTP/1.1
+ * (`http://`), HTTP/1.1 over TLS (`https://`, with `spec.tls`) or HTTP/2 cleartext (`h2c://`).
  */
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
+import type { ProbeTls } from './types.js';
 
 /** What a probe saw. */
 export interface ProbeResult {
@@ -25,6 +28,8 @@ export interface ProbeSpec {
   readonly timeout: number;
   /** inclusive range of passing statuses */
   readonly expectStatus: { readonly min: number; readonly max: number };
+  /** TLS client options for `https://` backends */
+  readonly tls?: ProbeTls | undefined;
 }
 
 /** A probe in flight: `cancel` aborts it, and its promise then never resolves with a result that matters. */
@@ -34,12 +39,29 @@ export interface RunningProbe {
 }
 
 /** Host and port of an origin; brackets stripped from IPv6 literals. */
-function target(url: string): { host: string; port: number; secure: boolean } {
-  const u = new URL(url);
+function target(url: string): { host: string; port: number; secure: boolean; h2c: boolean } {
+  // h2c is not a scheme WHATWG URL knows (its host would stay opaque): parse it as http
+  const h2c = url.startsWith('h2c:');
+  const u = new URL(h2c ? `http${url.slice(3)}` : url);
   const secure = u.protocol === 'https:';
   const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
   const port = u.port === '' ? (secure ? 443 : 80) : Number(u.port);
-  return { host, port, secure };
+  return { host, port, secure, h2c };
+}
+
+/** The TLS options of `spec` in node:tls's (mutable) shape. */
+function tlsOptions(tls: ProbeTls | undefined): { ca?: string[]; servername?: string; rejectUnauthorized?: boolean } {
+  if (tls === undefined) return {};
+  return {
+    ...(tls.ca === undefined ? {} : { ca: [...tls.ca] }),
+    ...(tls.servername === undefined ? {} : { servername: tls.servername }),
+    ...(tls.rejectUnauthorized === undefined ? {} : { rejectUnauthorized: tls.rejectUnauthorized }),
+  };
+}
+
+/** Status in the spec's range -> the probe's verdict. */
+function statusResult(spec: ProbeSpec, status: number): ProbeResult {
+  return { ok: status >= spec.expectStatus.min && status <= spec.expectStatus.max, detail: `status ${status}` };
 }
 
 function errorCode(err: unknown): string {
@@ -80,7 +102,7 @@ export function startProbe(spec: ProbeSpec): RunningProbe {
   }, spec.timeout);
   timer.unref();
 
-  let where: { host: string; port: number; secure: boolean };
+  let where: { host: string; port: number; secure: boolean; h2c: boolean };
   try {
     where = target(spec.url);
   } catch (err) {
@@ -97,10 +119,29 @@ export function startProbe(spec: ProbeSpec): RunningProbe {
     });
     socket.on('error', (err) => finish({ ok: false, detail: describeError(err, false) }));
     socket.on('close', () => finish({ ok: false, detail: 'connect closed' }));
+  } else if (where.h2c) {
+    // a fresh session per probe, closed once the verdict is in (as for HTTP/1.1 below)
+    let connected = false;
+    const host = where.host.includes(':') ? `[${where.host}]` : where.host;
+    const session = http2.connect(`http://${host}:${where.port}`);
+    destroy = () => session.destroy();
+    session.on('error', (err) => finish({ ok: false, detail: describeError(err, connected) }));
+    session.once('connect', () => {
+      connected = true;
+    });
+    session.once('close', () => finish({ ok: false, detail: connected ? 'reset closed' : 'connect closed' }));
+    const stream = session.request({ ':method': 'GET', ':path': spec.path ?? '/', 'user-agent': 'drover-health', accept: '*/*' });
+    stream.on('error', (err) => finish({ ok: false, detail: describeError(err, connected) }));
+    stream.on('response', (headers) => {
+      finish(statusResult(spec, Number(headers[':status'] ?? 0)));
+      session.destroy();
+    });
+    stream.end();
   } else {
     let connected = false;
     const mod = where.secure ? https : http;
     const req = mod.request({
+      ...(where.secure ? tlsOptions(spec.tls) : {}),
       host: where.host,
       port: where.port,
       method: 'GET',
@@ -120,9 +161,7 @@ export function startProbe(spec: ProbeSpec): RunningProbe {
       });
     });
     req.on('response', (res) => {
-      const status = res.statusCode ?? 0;
-      const ok = status >= spec.expectStatus.min && status <= spec.expectStatus.max;
-      finish({ ok, detail: `status ${status}` });
+      finish(statusResult(spec, res.statusCode ?? 0));
       // The verdict is in; read and drop the body, but never longer than the probe timeout.
       res.on('error', () => undefined);
       res.on('end', () => req.destroy());

@@ -26,6 +26,18 @@ export interface ActiveCheckConfig {
   readonly fall: number;
   /** inclusive range of statuses that pass, default 200-399 */
   readonly expectStatus: { readonly min: number; readonly max: number };
+  /** TLS client options for `https://` backends (the service's `tls`); absent: Node's defaults */
+  readonly tls?: ProbeTls | undefined;
+}
+
+/** TLS client options of a probe: a subset of node:tls `ConnectionOptions`, passed in by the wiring. */
+export interface ProbeTls {
+  /** PEM CA certificates to trust instead of Node's bundled ones */
+  readonly ca?: readonly string[] | undefined;
+  /** SNI and the name checked in the certificate (default: the URL host) */
+  readonly servername?: string | undefined;
+  /** false accepts any certificate; default true */
+  readonly rejectUnauthorized?: boolean | undefined;
 }
 
 /** Passive (outlier) ejection of one service. */

@@ -74,12 +74,17 @@ describe('address and url parsers', () => {
     ['http://127.0.0.1:9001', 'http://127.0.0.1:9001', '127.0.0.1:9001'],
     ['http://Web-1.internal:80/', 'http://web-1.internal:80', 'web-1.internal:80'],
     ['http://[::1]:9001', 'http://[::1]:9001', '[::1]:9001'],
+    ['HTTPS://Api.Internal:8443', 'https://api.internal:8443', 'api.internal:8443'],
+    ['h2c://127.0.0.1:50051/', 'h2c://127.0.0.1:50051', '127.0.0.1:50051'],
   ])('backend url %s', (text, url, id) => {
     expect(parseBackendUrl(text)).toMatchObject({ url, id });
   });
   it.each([
-    ['https://a:1', /https backends are not supported/],
+    ['ftp://a:1', /not an http:\/\/, https:\/\/ or h2c:\/\//],
+    ['h2://a:1', /not an http:\/\/, https:\/\/ or h2c:\/\//],
     ['http://a', /explicit port/],
+    ['h2c://a', /explicit port: h2c:\/\/host:port/],
+    ['https://u:p@a:1', /credentials/],
     ['http://a:1/x', /path/],
     ['http://a:0', /not a port/],
     ['a:1', /not an http/],
@@ -347,9 +352,9 @@ describe('errors are located and all reported', () => {
     },
     {
       name: 'bad backend urls',
-      text: ['services:', '  web:', '    backends:', '      - url: https://10.0.0.1:443', '      - {url: "http://10.0.0.1"}'],
+      text: ['services:', '  web:', '    backends:', '      - url: ftp://10.0.0.1:443', '      - {url: "http://10.0.0.1"}'],
       want: [
-        { line: 4, token: 'https', path: 'services.web.backends.0.url', message: /https backends are not supported yet/ },
+        { line: 4, token: 'ftp', path: 'services.web.backends.0.url', message: /is not an http:\/\/, https:\/\/ or h2c:\/\/ host:port URL/ },
         { line: 5, token: '"http', path: 'services.web.backends.1.url', message: /explicit port/ },
       ],
     },

@@ -24,7 +24,12 @@ describe('normaliseOrigin', () => {
     ['[::1]:9000', 'http://[::1]:9000'],
     ['http://[::1]:9000', 'http://[::1]:9000'],
     ['example.com', null], // bare form needs its port
-    ['https://10.0.0.5:8443', null],
+    ['https://10.0.0.5:8443', 'https://10.0.0.5:8443'],
+    ['https://api.internal', 'https://api.internal:443'],
+    ['h2c://10.0.0.5:50051', 'h2c://10.0.0.5:50051'],
+    ['H2C://[::1]:80/', 'h2c://[::1]:80'],
+    ['h2c://10.0.0.5', null], // h2c has no default port
+    ['ftp://10.0.0.5:21', null],
     ['http://10.0.0.5:8080/api', null],
     ['http://10.0.0.5:8080?x=1', null],
     ['http://u:p@10.0.0.5:8080', null],

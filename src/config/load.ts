@@ -12,7 +12,8 @@ import type { z } from 'zod';
 import { ConfigError, ErrorCodes, type ConfigIssue, type ErrorCode } from '../errors.js';
 import { checkPair } from '../tls/certificate.js';
 import type { MemberSpec } from '../../routing/types.js';
-import type { DroverConfig, ListenConfig, ListenerLimits, ListenerTlsConfig, RouteConfig, ServiceConfig, StaticBackendConfig } from './types.js';
+import type { ProbeTls } from '../../health/types.js';
+import type { DroverConfig, ListenConfig, ListenerLimits, ListenerTlsConfig, RouteConfig, ServiceConfig, StaticBackendConfig, UpstreamTlsConfig } from './types.js';
 import {
   configSchema,
   servicesFileMapSchema,
@@ -509,6 +510,10 @@ function checkReferencedFiles(raw: unknown, file: string, locator: Locator): Con
       issues.push(...checkListenerPairs(raw, i, baseDir, locator));
     });
   }
+  const services = getRaw(raw, ['services']);
+  if (services !== null && typeof services === 'object' && !Array.isArray(services)) {
+    for (const name of Object.keys(services)) want(['services', name, 'tls', 'ca'], 'file');
+  }
   const log = getRaw(raw, ['access_log']);
   if (typeof log === 'string' && log !== 'off' && log !== 'stdout') want(['access_log'], 'dir');
   return issues;
@@ -612,6 +617,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
   const services = names.map((name): ServiceConfig => {
     const s = p.services[name];
     if (s === undefined) throw new Error(`unreachable: service ${name}`);
+    const tls = upstreamTls(s.tls, abs);
     const active = s.health.active;
     return {
       name,
@@ -629,6 +635,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
                 rise: active.rise,
                 fall: active.fall,
                 expectStatus: active.expect_status,
+                ...(tls === undefined ? {} : { tls: probeTls(tls) }),
               },
             }),
         passive: {
@@ -641,6 +648,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
       panicThreshold: s.panic_threshold,
       retries: s.retries,
       timeouts: { connect: s.timeouts.connect, responseHeaders: s.timeouts.response_headers, idle: s.timeouts.idle },
+      ...(tls === undefined ? {} : { tls }),
       backends: s.backends.map(backendOf),
     };
   });
@@ -708,6 +716,32 @@ function resolveListenerTls(t: NonNullable<ParsedConfig['listen'][number]['tls']
     minVersion: t.min_version,
     alpn: t.alpn,
     ...(t.client_ca === undefined ? {} : { clientCa: abs(t.client_ca) }),
+  };
+}
+
+/** `services.<name>.tls` resolved: the CA path made absolute and the CA read (see `UpstreamTlsConfig.caPem`). */
+function upstreamTls(t: ParsedConfig['services'][string]['tls'], abs: (f: string) => string): UpstreamTlsConfig | undefined {
+  if (t === undefined) return undefined;
+  let ca: { ca: string; caPem: string[] } | undefined;
+  if (t.ca !== undefined) {
+    const file = abs(t.ca);
+    let pem: string[];
+    try {
+      pem = [readFileSync(file, 'utf8')];
+    } catch {
+      pem = [];
+    }
+    ca = { ca: file, caPem: pem };
+  }
+  return { ...(ca ?? {}), ...(t.server_name === undefined ? {} : { serverName: t.server_name }), verify: t.verify };
+}
+
+/** The same TLS settings in the shape active health probes take (node:tls option names). */
+function probeTls(t: UpstreamTlsConfig): ProbeTls {
+  return {
+    ...(t.caPem === undefined ? {} : { ca: t.caPem }),
+    ...(t.serverName === undefined ? {} : { servername: t.serverName }),
+    rejectUnauthorized: t.verify,
   };
 }
 

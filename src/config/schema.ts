@@ -66,31 +66,37 @@ export function parseListenAddress(text: string): HostPort | string {
 
 /** A backend origin, normalised. */
 export interface BackendUrl extends HostPort {
-  /** `http://host:port`, lower-case host, IPv6 in brackets, no path */
+  /** `scheme://host:port` (scheme http, https or h2c), lower-case host, IPv6 in brackets, no path */
   readonly url: string;
   /** `host:port` (IPv6 in brackets): the default backend id */
   readonly id: string;
 }
 
 /**
- * Parses a backend URL `http://host:port` (a trailing `/` is allowed, nothing else after the
- * port). The port is required so that ids (`host:port`) are never ambiguous. `https://` is
- * rejected for now: upstream TLS is not implemented. Returns an error message when invalid.
+ * Schemes a backend URL may use: `http` (HTTP/1.1), `https` (HTTP/1.1 over TLS, see
+ * `services.<name>.tls`) and `h2c` (HTTP/2 without TLS, e.g. gRPC servers).
+ */
+export const BACKEND_SCHEMES: readonly string[] = ['http', 'https', 'h2c'];
+
+/**
+ * Parses a backend URL `scheme://host:port` (a trailing `/` is allowed, nothing else after the
+ * port); scheme is one of `BACKEND_SCHEMES`. The port is required so that ids (`host:port`) are
+ * never ambiguous. Returns an error message when invalid.
  */
 export function parseBackendUrl(text: string): BackendUrl | string {
-  if (/^https:\/\//i.test(text)) return `https backends are not supported yet; use http://host:port`;
-  if (/^http:\/\/[^/?#]*@/i.test(text)) return `"${text}": credentials in a backend URL are not supported`;
-  const m = /^http:\/\/(\[[^\]]*\]|[^/:?#@\s]*)(?::([^/?#]*))?(\/?)(.*)$/i.exec(text);
-  if (m === null) return `"${text}" is not an http://host:port URL`;
-  const [, rawHost = '', rawPort, , rest = ''] = m;
-  if (rest !== '') return `"${text}" has a path, query or fragment; a backend URL is just http://host:port`;
+  if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(text)) return `"${text}": credentials in a backend URL are not supported`;
+  const m = /^([a-z][a-z0-9+.-]*):\/\/(\[[^\]]*\]|[^/:?#@\s]*)(?::([^/?#]*))?(\/?)(.*)$/i.exec(text);
+  const scheme = m?.[1]?.toLowerCase();
+  if (m === null || scheme === undefined || !BACKEND_SCHEMES.includes(scheme)) return `"${text}" is not an http://, https:// or h2c:// host:port URL`;
+  const [, , rawHost = '', rawPort, , rest = ''] = m;
+  if (rest !== '') return `"${text}" has a path, query or fragment; a backend URL is just ${scheme}://host:port`;
   const host = parseHost(rawHost);
   if (host === undefined) return `"${rawHost}" is not a valid host`;
-  if (rawPort === undefined || rawPort === '') return `"${text}" needs an explicit port: http://host:port`;
+  if (rawPort === undefined || rawPort === '') return `"${text}" needs an explicit port: ${scheme}://host:port`;
   const port = parsePort(rawPort, 1);
   if (port === undefined) return `"${rawPort}" is not a port (1-65535)`;
   const hostPart = host.includes(':') ? `[${host}]` : host;
-  return { host, port, url: `http://${hostPart}:${port}`, id: `${hostPart}:${port}` };
+  return { host, port, url: `${scheme}://${hostPart}:${port}`, id: `${hostPart}:${port}` };
 }
 
 /** Checks a trusted-proxy entry: an IPv4/IPv6 address or CIDR. Returns an error message or undefined. */
@@ -254,7 +260,7 @@ const backendSchema = z
     url: z
       .string()
       .transform(parsedBy(parseBackendUrl))
-      .describe('http://host:port of the backend (port required; https not supported yet)'),
+      .describe('http://, https:// or h2c:// host:port of the backend (port required)'),
     weight: z.int().min(1).max(1000).default(1).describe('relative share of traffic, 1-1000 (default 1)'),
     id: z
       .string()
@@ -310,6 +316,18 @@ const timeoutsSchema = z
   })
   .describe('per-request timeouts');
 
+const upstreamTlsSchema = z
+  .strictObject({
+    ca: absPathish('CA bundle that signs the backends\' certificates, PEM (relative to the config file; default: the system CAs)').optional(),
+    server_name: z
+      .string()
+      .regex(/^[A-Za-z0-9.-]+$/, { error: (iss) => `"${String(iss.input)}" is not a host name` })
+      .optional()
+      .describe('name sent in SNI and checked against the certificate (default: the backend URL host)'),
+    verify: z.boolean().default(true).describe('check the backend certificate (default true); false accepts any certificate'),
+  })
+  .describe('TLS to https:// backends');
+
 /** One entry of `services:`. */
 export const serviceSchema = z
   .strictObject({
@@ -340,6 +358,7 @@ export const serviceSchema = z
       .default(2)
       .describe('retries to a different backend: connect failures always, others only for idempotent body-less requests (default 2)'),
     timeouts: timeoutsSchema.prefault({}),
+    tls: upstreamTlsSchema.optional(),
     backends: z.array(backendSchema).default([]).describe('static members, merged with the registries\''),
   })
   .superRefine((v, ctx) => {

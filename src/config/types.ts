@@ -80,6 +80,21 @@ export interface TimeoutsConfig {
   readonly idle: number;
 }
 
+/** `services.<name>.tls`: how drover checks `https://` backends. */
+export interface UpstreamTlsConfig {
+  /** absolute path of a PEM CA bundle; undefined: Node's bundled CAs */
+  readonly ca?: string | undefined;
+  /**
+   * The CA bundle's contents, read when the config was loaded (a reload reads it again); empty
+   * when it could not be read, which trusts nothing (fails closed). Undefined without `ca`.
+   */
+  readonly caPem?: readonly string[] | undefined;
+  /** SNI and the name checked in the certificate; undefined: the backend URL's host */
+  readonly serverName?: string | undefined;
+  /** default true; false accepts any certificate */
+  readonly verify: boolean;
+}
+
 export interface StaticBackendConfig {
   /** default: `host:port` of the URL */
   readonly id: string;
@@ -106,6 +121,8 @@ export interface ServiceConfig {
   /** default 2 */
   readonly retries: number;
   readonly timeouts: TimeoutsConfig;
+  /** TLS to `https://` backends; undefined: verify against the system CAs, SNI = URL host */
+  readonly tls?: UpstreamTlsConfig | undefined;
   readonly backends: readonly StaticBackendConfig[];
 }
 

@@ -61,11 +61,11 @@ export interface Downstream {
   /** Arranges one `resumeUpstream` call on the sink when the socket drains. */
   waitDrain(): void;
   /**
-   * Sends response trailers (HTTP/2: a trailing HEADERS frame; gRPC's `grpc-status` travels
-   * there). Called at most once, right before `end`. Absent: the front end drops trailers.
-   * @param trailers `[name, value, ...]`, lower-case names
+   * Response trailers from the backend (gRPC's `grpc-status` travels here), called once, just
+   * before `end`. Optional: a downstream without it drops trailers. Over HTTP/1.1 they can only
+   * be written on a chunked response to a client that sent `TE: trailers`; otherwise dropped.
    */
-  sendTrailers?(trailers: string[]): void;
+  sendTrailers?(trailers: Record<string, string | string[]>): void;
   /** Finishes the response. */
   end(): void;
   /** Aborts the response (truncated: the only honest signal once headers are out). */
@@ -75,6 +75,11 @@ export interface Downstream {
    * closes the connection afterwards unless the body was in fact read whole.
    */
   sendError(status: number, service: string | undefined, closeAfter: boolean): void;
+}
+
+/** True when a `TE` request header lists `trailers`. */
+function acceptsTrailers(te: string | string[] | undefined): boolean {
+  return te !== undefined && /(?:^|,)\s*trailers\s*(?:;|,|$)/i.test(Array.isArray(te) ? te.join(',') : te);
 }
 
 const SINK = Symbol('drover.sink');
@@ -144,6 +149,17 @@ export class NodeDownstream implements Downstream {
 
   waitDrain(): void {
     this.res.once('drain', onResponseDrain);
+  }
+
+  sendTrailers(trailers: Record<string, string | string[]>): void {
+    const res = this.res as ServerResponse & { chunkedEncoding?: boolean };
+    // Node writes trailers only after the last chunk; a Content-Length response has no place for them
+    if (res.chunkedEncoding !== true || !acceptsTrailers(this.req.headers.te)) return;
+    try {
+      res.addTrailers(trailers);
+    } catch {
+      // a trailer value Node refuses (invalid characters from the backend): dropped, the body is intact
+    }
   }
 
   end(): void {

@@ -5,12 +5,13 @@
  *
  * One object per request holds all state, so the handler callbacks are methods, not closures.
  */
+import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import type { Backend } from '../../routing/backend.js';
 import type { PickContext } from '../../routing/types.js';
 import type { LazyBody } from './body.js';
 import type { Downstream, ExchangeSink } from './downstream.js';
-import { downstreamResponseHeaders } from './headers.js';
+import { downstreamResponseHeaders, responseTrailers } from './headers.js';
 import type { AccessLogEntry, FailureKind, ProxyState, ServiceRuntime } from './types.js';
 import { upstreamOf } from './upstream.js';
 
@@ -56,6 +57,13 @@ interface DispatchBase {
   readonly method: Dispatcher.HttpMethod;
   readonly path: string;
   readonly headers: string[];
+  /** the client sent `TE: trailers`: HTTP/2 upstreams are sent `te: trailers` */
+  readonly teTrailers?: boolean | undefined;
+}
+
+/** `base.headers` plus `te: trailers`, for HTTP/2 upstreams of clients that accept trailers. */
+function withTeTrailers(headers: string[]): string[] {
+  return [...headers, 'te', 'trailers'];
 }
 
 export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
@@ -133,7 +141,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
     this.backend = backend;
     backend.inflight++;
     backend.requests++;
-    const up = upstreamOf(backend, this.svc.config.timeouts);
+    const up = upstreamOf(backend, this.svc.config.timeouts, this.svc.config.tls);
     let body: LazyBody | Buffer | null = null;
     if (this.withBody) {
       const whole = this.down.wholeBody;
@@ -149,7 +157,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
         {
           method: this.base.method,
           path: this.base.path,
-          headers: this.base.headers,
+          headers: up.h2 && this.base.teTrailers === true ? withTeTrailers(this.base.headers) : this.base.headers,
           body,
           headersTimeout: this.svc.config.timeouts.responseHeaders,
           bodyTimeout: this.svc.config.timeouts.idle,
@@ -201,10 +209,11 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
     this.controller?.resume();
   }
 
-  onResponseEnd(_controller: Dispatcher.DispatchController, trailers?: Record<string, string | string[] | undefined>): void {
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders | undefined): void {
+    // gRPC's status travels in trailers; a downstream that cannot carry them drops them
     if (trailers !== undefined && this.down.sendTrailers !== undefined) {
-      const flat = trailerList(trailers);
-      if (flat.length > 0) this.down.sendTrailers(flat);
+      const t = responseTrailers(trailers);
+      if (t !== undefined) this.down.sendTrailers(t);
     }
     this.down.end();
     const backend = this.backend;
@@ -349,15 +358,4 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
       error: this.error,
     };
   }
-}
-
-/** undici's trailers object as a flat `[name, value, ...]` list (repeated names kept). */
-function trailerList(trailers: Record<string, string | string[] | undefined>): string[] {
-  const out: string[] = [];
-  for (const [name, value] of Object.entries(trailers)) {
-    if (value === undefined) continue;
-    if (Array.isArray(value)) for (const v of value) out.push(name, v);
-    else out.push(name, value);
-  }
-  return out;
 }

@@ -335,6 +335,12 @@ export class FastFrontEnd {
         this.notPlain('body');
         return;
       }
+      // A client that accepts trailers (gRPC over HTTP/1.1) is served by node:http, which
+      // writes them; the fast path has no trailer support.
+      if (lower === 'te') {
+        this.notPlain('head');
+        return;
+      }
       if (headers[lower] !== undefined || lower === 'upgrade') {
         this.notPlain('head');
         return;

@@ -33,7 +33,7 @@ export const RAPID_RESET_LIMIT = 100;
 /** ms: the window `RAPID_RESET_LIMIT` counts over. */
 export const RAPID_RESET_WINDOW_MS = 1_000;
 
-/** Request fields that are about the HTTP/2 connection, never forwarded. */
+/** Fields that are about one HTTP/2 or HTTP/1.1 connection, never relayed into the other. */
 const H2_ONLY: ReadonlySet<string> = new Set(['http2-settings', 'te', 'connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
 
 /** Response fields HTTP/2 allows only once (Node throws on a repeated one). */
@@ -117,7 +117,8 @@ class H2Head implements RequestHead {
       raw.push('host', authority);
     }
     for (const [name, value] of Object.entries(h)) {
-      if (name.startsWith(':') || value === undefined || H2_ONLY.has(name)) continue;
+      // `te` stays: the header rewriter drops it but learns from it that the client takes trailers
+      if (name.startsWith(':') || value === undefined || (H2_ONLY.has(name) && name !== 'te')) continue;
       if (Array.isArray(value)) {
         // only set-cookie stays a list in Node's object; the rest is already folded
         for (const v of value) raw.push(name, v);
@@ -192,14 +193,12 @@ export class H2Downstream implements Downstream {
     this.stream.once('drain', () => this.sink?.resumeUpstream());
   }
 
-  sendTrailers(trailers: string[]): void {
+  sendTrailers(trailers: Record<string, string | string[]>): void {
     const out: OutgoingHttpHeaders = {};
-    for (let i = 0; i < trailers.length; i += 2) {
-      const name = (trailers[i] as string).toLowerCase();
-      if (H2_ONLY.has(name) || name.startsWith(':')) continue;
-      const prev = out[name];
-      const value = trailers[i + 1] as string;
-      out[name] = prev === undefined ? value : `${String(prev)}, ${value}`;
+    for (const [name, value] of Object.entries(trailers)) {
+      const lower = name.toLowerCase();
+      if (H2_ONLY.has(lower) || lower.startsWith(':')) continue;
+      out[lower] = Array.isArray(value) ? value.join(', ') : value;
     }
     this.trailers = out;
   }

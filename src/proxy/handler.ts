@@ -82,10 +82,10 @@ export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: Req
     return;
   }
   const { peer, trusted, clientIp } = clientOf(state, req);
-  const { headers, requestId } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
+  const { headers, requestId, teTrailers } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
   const upstreamPath = route.stripPrefix === undefined ? url : rewritePath(route, url);
   const ctx = { clientIp, path, headers: req.headers };
-  const base = { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers };
+  const base = { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers, teTrailers };
   if (waitFor !== undefined) {
     // the closure only on this rare path: most requests have no chunked body
     afterFirstChunk(waitFor, () => new Exchange(down, state, svc, ctx, base, route.index, requestId).start());

@@ -65,6 +65,22 @@ export interface UpstreamRequestHeaders {
   readonly headers: string[];
   /** the request id sent upstream (kept from the client or generated) */
   readonly requestId: string;
+  /**
+   * The client sent `TE: trailers` (it accepts response trailers). `TE` is hop-by-hop, so it is
+   * not in `headers`; HTTP/2 upstreams are sent `te: trailers` when this is true (gRPC servers
+   * require it).
+   */
+  readonly teTrailers: boolean;
+}
+
+/** True when a `TE` value lists `trailers` (`TE: trailers, deflate;q=0.5`). */
+function listsTrailers(value: string): boolean {
+  for (const token of value.split(',')) {
+    const t = token.trim();
+    const semi = t.indexOf(';');
+    if ((semi === -1 ? t : t.slice(0, semi).trim()).toLowerCase() === 'trailers') return true;
+  }
+  return false;
 }
 
 /**
@@ -84,10 +100,12 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardingI
   let forwarded: string | undefined;
   let requestId: string | undefined;
   let host: string | undefined;
+  let teTrailers = false;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as string;
     const value = raw[i + 1] as string;
     const lower = name.toLowerCase();
+    if (lower === 'te' && listsTrailers(value)) teTrailers = true;
     if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) continue;
     if (FORWARDING.has(lower)) {
       switch (lower) {
@@ -139,7 +157,7 @@ export function upstreamRequestHeaders(raw: readonly string[], info: ForwardingI
   }
   const id = requestId !== undefined && isSaneRequestId(requestId) ? requestId : randomUUID();
   out.push('x-request-id', id);
-  return { headers: out, requestId: id };
+  return { headers: out, requestId: id, teTrailers };
 }
 
 /** A client-supplied request id is kept only if it is short and printable (it ends up in logs). */
@@ -170,6 +188,24 @@ export function downstreamResponseHeaders(raw: readonly (Buffer | string)[]): st
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) continue;
     out.push(name, (raw[i + 1] as Buffer | string).toString('latin1'));
+  }
+  return out;
+}
+
+/** Trailer fields that must not be relayed: framing and routing fields (RFC 9110 section 6.5.1) and pseudo-headers. */
+const NOT_TRAILERS: ReadonlySet<string> = new Set([...HOP_BY_HOP, 'content-length', 'content-encoding', 'content-type', 'content-range', 'host', 'authorization', 'set-cookie', 'cache-control', 'expect']);
+
+/**
+ * A backend's response trailers (as undici or node:http2 give them) filtered for relaying:
+ * undefined when none is left.
+ */
+export function responseTrailers(trailers: Readonly<Record<string, string | string[] | undefined>>): Record<string, string | string[]> | undefined {
+  let out: Record<string, string | string[]> | undefined;
+  for (const name of Object.keys(trailers)) {
+    const lower = name.toLowerCase();
+    const v = trailers[name];
+    if (v === undefined || lower.startsWith(':') || NOT_TRAILERS.has(lower)) continue;
+    (out ??= {})[lower] = v;
   }
   return out;
 }

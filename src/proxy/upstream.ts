@@ -1,17 +1,32 @@
 /**
- * One undici connection pool per backend, created when the backend joins and closed gracefully
- * (after its in-flight requests finish) when it leaves. Kept in `Backend.ext` so the per-request
- * lookup is a property read.
+ * One connection pool per backend, created when the backend joins and closed gracefully (after
+ * its in-flight requests finish) when it leaves. Kept in `Backend.ext` so the per-request lookup
+ * is a property read. The backend URL's scheme picks the kind: `http://` and `https://` get an
+ * undici `Pool` (HTTP/1.1, TLS as `services.<name>.tls` says), `h2c://` an `H2Upstream`
+ * (HTTP/2 cleartext on node:http2, see h2-upstream.ts).
  */
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import type { Backend } from '../../routing/backend.js';
-import type { TimeoutsConfig } from '../config/types.js';
+import type { TimeoutsConfig, UpstreamTlsConfig } from '../config/types.js';
+import { H2Upstream } from './h2-upstream.js';
+import { upstreamTlsOptions } from './upstream-tls.js';
+
+/** What the Exchange needs of a backend's connections: undici's `Pool` and `H2Upstream` both fit. */
+export interface UpstreamDispatcher {
+  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
+}
 
 /** The data path's per-backend slot, stored in `Backend.ext`. */
 export interface Upstream {
-  readonly pool: Pool;
+  readonly pool: UpstreamDispatcher;
+  /** true for HTTP/2 backends (`h2c://`): they are sent `te: trailers` when the client sent it */
+  readonly h2: boolean;
   /** ms: the connect timeout the pool was built with (a reload that changes it rebuilds the pool) */
   readonly connectTimeout: number;
+  /** the TLS settings the pool was built with (compared by identity: config objects are frozen and replaced on reload) */
+  readonly tls: UpstreamTlsConfig | undefined;
 }
 
 /**
@@ -21,13 +36,36 @@ export interface Upstream {
  */
 const KEEP_ALIVE_MS = 4_000;
 
-/** Returns the backend's upstream pool, creating it (or replacing it when timeouts changed). */
-export function upstreamOf(backend: Backend, timeouts: TimeoutsConfig): Upstream {
+/**
+ * Returns the backend's upstream pool, creating it (or replacing it when timeouts or TLS
+ * settings changed).
+ * @param tls the service's `tls` (used by `https://` backends only)
+ */
+export function upstreamOf(backend: Backend, timeouts: TimeoutsConfig, tls?: UpstreamTlsConfig): Upstream {
   const ext = backend.ext as Upstream | undefined;
-  if (ext !== undefined && ext.connectTimeout === timeouts.connect) return ext;
+  const secure = backend.url.startsWith('https:');
+  if (ext !== undefined && ext.connectTimeout === timeouts.connect && (!secure || sameTls(ext.tls, tls))) return ext;
   if (ext !== undefined) void closeQuietly(ext.pool);
-  const pool = new Pool(backend.url, {
-    connect: { timeout: timeouts.connect, noDelay: true },
+  const up = backend.url.startsWith('h2c:') ? h2Upstream(backend.url, timeouts) : poolUpstream(backend.url, timeouts, secure ? tls : undefined, secure);
+  backend.ext = up;
+  return up;
+}
+
+/** Same settings: the same object, or equal fields (a reload builds new objects for unchanged services). */
+function sameTls(a: UpstreamTlsConfig | undefined, b: UpstreamTlsConfig | undefined): boolean {
+  if (a === b) return true;
+  if (a === undefined || b === undefined) return false;
+  // the CA's contents, not its path: a reload after the file changed must rebuild the pool
+  return a.caPem?.join('\n') === b.caPem?.join('\n') && a.serverName === b.serverName && a.verify === b.verify;
+}
+
+function h2Upstream(url: string, timeouts: TimeoutsConfig): Upstream {
+  return { pool: new H2Upstream(url, { connectTimeout: timeouts.connect }), h2: true, connectTimeout: timeouts.connect, tls: undefined };
+}
+
+function poolUpstream(url: string, timeouts: TimeoutsConfig, tls: UpstreamTlsConfig | undefined, secure: boolean): Upstream {
+  const pool = new Pool(url, {
+    connect: { timeout: timeouts.connect, noDelay: true, ...(secure ? upstreamTlsOptions(tls) : {}) },
     connectTimeout: timeouts.connect,
     headersTimeout: timeouts.responseHeaders,
     bodyTimeout: timeouts.idle,
@@ -35,9 +73,7 @@ export function upstreamOf(backend: Backend, timeouts: TimeoutsConfig): Upstream
     keepAliveTimeoutThreshold: 1_000,
     pipelining: 1,
   });
-  const up: Upstream = { pool, connectTimeout: timeouts.connect };
-  backend.ext = up;
-  return up;
+  return { pool, h2: false, connectTimeout: timeouts.connect, tls };
 }
 
 /** Releases a departed backend's pool once its in-flight requests have finished. */
@@ -48,7 +84,7 @@ export function releaseUpstream(backend: Backend): Promise<void> {
   return closeQuietly(ext.pool);
 }
 
-async function closeQuietly(pool: Pool): Promise<void> {
+async function closeQuietly(pool: UpstreamDispatcher): Promise<void> {
   try {
     await pool.close();
   } catch {

@@ -8,10 +8,12 @@
  * instead (the backend's refusal, 4xx/5xx from drover, 499 when the client left first).
  */
 import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { rewritePath } from '../../routing/route-table.js';
 import type { Backend } from '../../routing/backend.js';
 import { NO_EDITS, upstreamRequestHeaders } from './headers.js';
+import { upstreamTlsOptions } from './upstream-tls.js';
 import { requestProblem } from './validate.js';
 import { clientOf, hostWithoutPort, type ListenerInfo } from './handler.js';
 import { errorBody, writeRawError } from './respond.js';
@@ -112,10 +114,18 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
   // Connection and Upgrade are hop-by-hop, but for an upgrade they are the point: put them back.
   headers.push('connection', 'upgrade', 'upgrade', req.headers.upgrade ?? 'websocket');
   const target = new URL(backend.url);
+  if (target.protocol !== 'http:' && target.protocol !== 'https:') {
+    // h2c: an HTTP/1.1 Upgrade cannot be sent to an HTTP/2-only backend (RFC 8441 is not spoken upstream)
+    refuse(socket, 502, route.service);
+    record.finish(502, 'upgrade to an h2c backend');
+    return;
+  }
   const upstreamPath = route.stripPrefix === undefined ? url : rewritePath(route, url);
-  tunnel(svc, backend, socket, head, record, {
-    host: target.hostname,
-    port: Number(target.port || 80),
+  const secure = target.protocol === 'https:';
+  tunnel(svc, backend, socket, head, record, secure, {
+    ...(secure ? upstreamTlsOptions(svc.config.tls) : {}),
+    host: target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname,
+    port: Number(target.port || (target.protocol === 'https:' ? 443 : 80)),
     method,
     path: upstreamPath,
     headers,
@@ -123,7 +133,7 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
   });
 }
 
-function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buffer, record: UpgradeRecord, options: http.RequestOptions & { headers: string[] }): void {
+function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buffer, record: UpgradeRecord, secure: boolean, options: https.RequestOptions & { headers: string[] }): void {
   backend.inflight++;
   backend.requests++;
   let released = false;
@@ -132,7 +142,7 @@ function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buf
     released = true;
     backend.inflight--;
   };
-  const upstream = http.request({ ...options, agent: false, setHost: false });
+  const upstream = (secure ? https : http).request({ ...options, agent: false, setHost: false });
   upstream.setTimeout(svc.config.timeouts.responseHeaders);
   upstream.on('timeout', () => upstream.destroy(Object.assign(new Error('upgrade timed out'), { code: 'ETIMEDOUT' })));
   upstream.on('error', (err: Error & { code?: string }) => {

@@ -5,7 +5,7 @@
  *
  * Layouts (contract section 3):
  * - `drover`: `<prefix><service>/<instance-id>` = JSON `{"url","weight","zone","draining","meta"}`,
- *   or bare `host:port`, or `http://host:port`.
+ *   or bare `host:port`, or `http://host:port` (`https://` and `h2c://` too).
  * - `traefik`: `<prefix>http/services/<svc>/loadbalancer/servers/<n>/url` and `.../weight`.
  *
  * Invalid values are reported and skipped. An invalid update to a key that had a valid value
@@ -54,30 +54,42 @@ export interface TraefikKey {
 // Control characters and whitespace in a name segment are almost always a writer's bug.
 const BAD_SEGMENT = /[\s\u0000-\u001f\u007f]/;
 
+/** Default ports of the backend schemes that have one; `h2c` has none (its port is required). */
+const DEFAULT_PORTS: Readonly<Record<string, string>> = { 'http:': '80', 'https:': '443' };
+
 /**
- * Normalises a backend address to the origin `http://host:port`. Accepts `host:port`,
- * `http://host:port` and `http://host` (port 80), with an optional trailing `/`. Refuses other
- * schemes, paths, queries, fragments and credentials: a registry value names a backend, not a URL.
+ * Normalises a backend address to the origin `scheme://host:port`. Accepts `host:port` (http),
+ * `http://host:port`, `https://host:port`, `h2c://host:port`, and `http://host` / `https://host`
+ * (ports 80 / 443), with an optional trailing `/`. Refuses other schemes, paths, queries,
+ * fragments and credentials: a registry value names a backend, not a URL.
  */
 export function normaliseOrigin(raw: string): Parsed<string> {
   const text = raw.trim();
   if (text === '') return fail('empty address');
-  const hasScheme = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(text);
+  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(text)?.[1]?.toLowerCase();
+  // h2c is not a scheme WHATWG URL knows (its host would stay opaque): parse it as http.
+  const asHttp = scheme === undefined ? `http://${text}` : scheme === 'h2c' ? `http${text.slice(3)}` : text;
   let url: URL;
   try {
-    url = new URL(hasScheme ? text : `http://${text}`);
+    url = new URL(asHttp);
   } catch {
     return fail(`not a host:port or http:// URL: ${JSON.stringify(text)}`);
   }
-  if (url.protocol !== 'http:') return fail(`unsupported scheme ${url.protocol.replace(/:$/, '')} (only http)`);
+  const protocol = scheme === 'h2c' ? 'h2c:' : url.protocol;
+  if (protocol !== 'http:' && protocol !== 'https:' && protocol !== 'h2c:') {
+    return fail(`unsupported scheme ${protocol.replace(/:$/, '')} (http, https or h2c)`);
+  }
   if (url.hostname === '') return fail('missing host');
   if (url.username !== '' || url.password !== '') return fail('credentials are not allowed in a backend URL');
   if (url.pathname !== '/' && url.pathname !== '') return fail(`a backend URL has no path (got ${url.pathname})`);
   if (url.search !== '' || url.hash !== '') return fail('a backend URL has no query or fragment');
   // Bare `host:port` must carry its port: registrator writes one, and guessing 80 hides mistakes.
-  if (!hasScheme && url.port === '' && !/:80\/?$/.test(text)) return fail('missing port in host:port');
-  const port = url.port === '' ? '80' : url.port;
-  return ok(`http://${url.hostname}:${port}`);
+  if (scheme === undefined && url.port === '' && !/:80\/?$/.test(text)) return fail('missing port in host:port');
+  // new URL drops a port equal to the scheme's default: `http://h2c-host:80` parses with port ''.
+  const explicit = /:(\d+)\/?$/.exec(text)?.[1];
+  const port = url.port !== '' ? url.port : (DEFAULT_PORTS[protocol] ?? explicit);
+  if (port === undefined) return fail(`missing port in ${protocol}//host:port`);
+  return ok(`${protocol}//${url.hostname}:${port}`);
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
