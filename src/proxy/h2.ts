@@ -17,6 +17,7 @@
  */
 import http2, { type Http2Session, type IncomingHttpHeaders as H2Headers, type ServerHttp2Stream } from 'node:http2';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { LazyBody } from './body.js';
 import type { Downstream, ExchangeSink, RequestHead } from './downstream.js';
 import { proxyRequest, type ListenerInfo, hostWithoutPort } from './handler.js';
@@ -179,13 +180,20 @@ export class H2Downstream implements Downstream {
 
   writeHead(status: number, _message: string | undefined, headers: string[]): void {
     if (this.stream.destroyed || this.stream.closed) throw new Error('stream closed');
-    const grpc = this.withTrailers;
-    this.stream.respond(h2ResponseHeaders(status, headers, this.extra), grpc ? { waitForTrailers: true } : {});
-    if (grpc) this.stream.once('wantTrailers', () => this.flushTrailers());
+    const out = h2ResponseHeaders(status, headers, this.extra);
+    if (this.withTrailers && out['grpc-status'] !== undefined) {
+      // gRPC "trailers-only": the status is in the head and the stream ends with it (END_STREAM
+      // on this HEADERS frame is how clients tell it apart from a head followed by a body)
+      this.stream.respond(out, { endStream: true });
+      this.ended = true;
+      return;
+    }
+    this.stream.respond(out, this.withTrailers ? { waitForTrailers: true } : {});
+    if (this.withTrailers) this.stream.once('wantTrailers', () => this.flushTrailers());
   }
 
   write(chunk: Buffer): boolean {
-    if (this.stream.destroyed) return true;
+    if (this.stream.destroyed || this.ended) return true;
     return this.stream.write(chunk);
   }
 
@@ -212,8 +220,9 @@ export class H2Downstream implements Downstream {
   }
 
   end(): void {
+    const already = this.ended;
     this.ended = true;
-    if (!this.stream.destroyed) this.stream.end();
+    if (!already && !this.stream.destroyed) this.stream.end();
   }
 
   destroy(): void {
@@ -255,6 +264,8 @@ export interface H2Context {
   /** response fields added to every answer (HSTS) */
   readonly extra: readonly string[];
   readonly maxHeaderBytes: number;
+  /** a session was cut off for resetting too many streams (rapid reset), with its peer address */
+  readonly onCutOff?: ((peer: string | undefined) => void) | undefined;
   /** answers a request before routing (ACME challenges); true when it did */
   readonly before?: ((head: RequestHead, respond: (status: number, body: string, type: string) => void) => boolean) | undefined;
 }
@@ -276,7 +287,26 @@ function resetStream(stream: ServerHttp2Stream, code: number = constants.NGHTTP2
 }
 
 const RESETS = Symbol('drover.resets');
-type CountedSession = Http2Session & { [RESETS]?: ResetWindow };
+/** The session's TLS socket, set by the listener: a cut-off session's socket is destroyed outright. */
+export const RAW_SOCKET = Symbol('drover.rawSocket');
+type CountedSession = Http2Session & { [RESETS]?: ResetWindow; [RAW_SOCKET]?: Duplex };
+
+/**
+ * GOAWAY (ENHANCE_YOUR_CALM) and the connection closed at once. `session.destroy()` alone only
+ * ends the socket's writable side and waits for it to flush, which a flooding client need not
+ * let happen.
+ */
+function cutOff(session: CountedSession): void {
+  try {
+    session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  } catch {
+    // already closing
+  }
+  session.destroy();
+  // let the GOAWAY frame go out first
+  const raw = session[RAW_SOCKET];
+  if (raw !== undefined) setImmediate(() => raw.destroy());
+}
 
 /** Counts one client reset on `session`; true when the session went over the limit. */
 export function countReset(session: CountedSession, now: number): boolean {
@@ -295,10 +325,10 @@ export function handleStream(ctx: H2Context, stream: ServerHttp2Stream, headers:
   const session = stream.session as CountedSession | undefined;
   stream.on('close', () => {
     // a stream the client reset (drover did not): count it against the session
-    if (session !== undefined && stream.rstCode !== constants.NGHTTP2_NO_ERROR && (stream as MarkedStream)[OWN_RESET] !== true && !session.destroyed) {
+      if (session !== undefined && stream.rstCode !== constants.NGHTTP2_NO_ERROR && (stream as MarkedStream)[OWN_RESET] !== true && !session.destroyed) {
       if (countReset(session, Date.now())) {
-        session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM);
-        session.destroy();
+        ctx.onCutOff?.(head.socket.remoteAddress);
+        cutOff(session);
       }
     }
   });

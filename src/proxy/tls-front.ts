@@ -18,7 +18,7 @@ import type { ListenConfig, ListenerTlsConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
 import { loadCertFiles, type CertFiles } from '../tls/cert-files.js';
 import { CertificateStore } from '../tls/store.js';
-import { h2ServerOptions, handleStream, type H2Context } from './h2.js';
+import { h2ServerOptions, handleStream, RAW_SOCKET, type H2Context } from './h2.js';
 
 /** ms between session ticket key rotations: tickets older than two rotations need a full handshake. */
 export const TICKET_KEY_ROTATION_MS = 12 * 60 * 60 * 1000;
@@ -49,7 +49,7 @@ export interface TlsFront {
 }
 
 const OPEN = Symbol('drover.openStreams');
-type TrackedSession = Http2Session & { [OPEN]?: number };
+type TrackedSession = Http2Session & { [OPEN]?: number; [RAW_SOCKET]?: TLSSocket };
 
 function onSessionTimeout(this: TrackedSession): void {
   // idle: no stream open (a stream waiting on its backend is governed by the upstream timeouts)
@@ -85,10 +85,15 @@ export function createTlsFront(cfg: ListenConfig, tlsCfg: ListenerTlsConfig, htt
   rotation.unref();
   server.maxConnections = cfg.limits.maxConnections;
 
+  const logger = observer.logger;
+  const ctx: H2Context = logger === undefined ? h2ctx : { ...h2ctx, onCutOff: (peer) => logger.warn({ peer, listener: front.label }, 'HTTP/2 session cut off: too many streams reset by the client (rapid reset)') };
   const h2 = http2.createServer(h2ServerOptions(cfg.limits.maxHeaderBytes, cfg.limits.maxHeaders));
   const sessions = new Set<TrackedSession>();
+  // the socket being handed to the HTTP/2 server: its 'session' event fires during the hand-over
+  let handing: TLSSocket | undefined;
   h2.on('session', (session: TrackedSession) => {
     sessions.add(session);
+    if (handing !== undefined) session[RAW_SOCKET] = handing;
     session[OPEN] = 0;
     session.on('error', () => undefined);
     session.on('close', () => sessions.delete(session));
@@ -103,7 +108,7 @@ export function createTlsFront(cfg: ListenConfig, tlsCfg: ListenerTlsConfig, htt
       });
     }
     try {
-      handleStream(h2ctx, stream, headers);
+      handleStream(ctx, stream, headers);
     } catch {
       // a bug must cost one stream, never the process
       if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
@@ -129,8 +134,11 @@ export function createTlsFront(cfg: ListenConfig, tlsCfg: ListenerTlsConfig, htt
   server.on('secureConnection', (socket: TLSSocket) => {
     observer.handshake?.(front.label, 'success');
     socket.on('error', () => undefined);
-    if (socket.alpnProtocol === 'h2') h2.emit('connection', socket);
-    else http1.emit('connection', socket);
+    if (socket.alpnProtocol === 'h2') {
+      handing = socket;
+      h2.emit('connection', socket);
+      handing = undefined;
+    } else http1.emit('connection', socket);
   });
   server.on('tlsClientError', (_err: Error, socket: TLSSocket) => {
     observer.handshake?.(front.label, 'failure');
