@@ -213,7 +213,7 @@ routes:
     await expect(run('curl', ['-sS', '--cacert', ca.ca, '--resolve', resolve, '--cert', stranger.cert, '--key', stranger.key, url])).rejects.toThrow();
   });
 
-  it('a replaced certificate is served to new connections; open ones keep theirs; a broken pair is refused', async () => {
+  it('a replaced certificate is served to new connections under load with no failed request; open ones keep theirs; a broken pair is refused', async () => {
     const d = tempDir('drover-rot-');
     const c1 = ca.leaf('rot', ['rot.test'], { dir: d });
     const p = await startDrover(`
@@ -240,12 +240,43 @@ routes:
       await h2get(open, '/before');
       const oldFp = (open.socket as tls.TLSSocket).getPeerCertificate().fingerprint256;
       expect(await fingerprint()).toBe(oldFp);
+      // load while the certificate changes: requests on new connections and on a kept-alive one
+      let stop = false;
+      let ok = 0;
+      const failures: string[] = [];
+      const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: ca.caPem, servername: 'rot.test' });
+      const load = (async () => {
+        while (!stop) {
+          for (const fresh of [true, false]) {
+            const r = await new Promise<number>((resolve) => {
+              const req = https.request({ host: '127.0.0.1', port: p.port, path: '/load', ca: ca.caPem, servername: 'rot.test', headers: { host: 'rot.test' }, agent: fresh ? false : agent }, (res) => {
+                res.resume();
+                res.on('end', () => resolve(res.statusCode ?? 0));
+              });
+              req.on('error', (e) => {
+                failures.push(e.message);
+                resolve(0);
+              });
+              req.end();
+            });
+            if (r === 200) ok++;
+            else if (r !== 0) failures.push(`status ${r}`);
+          }
+        }
+      })();
       // a new pair made elsewhere, moved over the old files (key first, then the certificate)
       const staged = tempDir('drover-stage-');
       const c2 = ca.leaf('rot', ['rot.test'], { dir: staged });
       renameSync(c2.key, c1.key);
       renameSync(c2.cert, c1.cert);
       await waitUntil(async () => (await fingerprint()) !== oldFp, 10_000);
+      const okAtSwap = ok;
+      await waitUntil(() => ok > okAtSwap + 10);
+      stop = true;
+      await load;
+      agent.destroy();
+      expect(failures).toEqual([]);
+      expect(ok).toBeGreaterThan(10);
       // the open session still works, on its old certificate
       const g = await h2get(open, '/after');
       expect(g.status).toBe(200);
@@ -253,10 +284,10 @@ routes:
       open.close();
       const newFp = await fingerprint();
       // a broken pair: the key of another certificate
-      const failures = await scrapeSum(p.adminPort, 'drover_config_reloads_total', { result: 'failure' });
+      const reloadFailures = await scrapeSum(p.adminPort, 'drover_config_reloads_total', { result: 'failure' });
       writeFileSync(path.join(staged, 'k'), site.keyPem);
       renameSync(path.join(staged, 'k'), c1.key);
-      await waitUntil(async () => (await scrapeSum(p.adminPort, 'drover_config_reloads_total', { result: 'failure' })) > failures, 10_000);
+      await waitUntil(async () => (await scrapeSum(p.adminPort, 'drover_config_reloads_total', { result: 'failure' })) > reloadFailures, 10_000);
       expect(await fingerprint()).toBe(newFp);
       expect(p.logs.some((l) => l['msg'] === 'certificate refused: the previous one keeps serving')).toBe(true);
       rmSync(staged, { recursive: true, force: true });
