@@ -1,8 +1,8 @@
 /**
  * `npm run bench`: drover side by side with the proxies people compare it with, on loopback.
  *
- *   node dist/bench/run.js [--rounds 5] [--duration 6] [--wrk-duration 4] [--quick]
- *                          [--paired-rounds 7] [--paired-rate 2500]
+ *   node dist/bench/run.js [--rounds 5] [--wrk-duration 6] [--duration 4] [--quick]
+ *                          [--paired-rounds 7] [--paired-rate 2500] [--trace-duration 3]
  *                          [--targets direct,drover,...] [--idle 10000] [--out bench/results]
  *
  * Two fast backends (NGINX `return 200`, or Node when NGINX is absent), then every target on the
@@ -12,8 +12,16 @@
  * (an experiment: undici behind a minimal raw-socket HTTP front end instead of node:http) and
  * `tcp-pipe` (not a proxy: bytes relayed to the first backend, the latency floor of a Node
  * process). Rounds are interleaved
- * (A B C ... A B C ...) and medians reported: requests/s, p50/p99 latency, CPU microseconds per
- * request of the target's whole process tree (from /proc), peak RSS. Then: latency added at a
+ * (A B C ... A B C ...) and medians reported. Each round runs wrk first (C, one thread, 50
+ * connections: the primary generator, since autocannon is JavaScript and saturates before NGINX
+ * does) and reads, over that run: requests/s, p50/p99, user and system CPU microseconds per
+ * request of the target's whole process tree (from /proc/PID/stat), and the connections the
+ * backends accepted (NGINX stub_status: a proxy that keeps its upstream connections alive opens
+ * none at steady state). Then autocannon, as a second column, since users run it: requests/s,
+ * p50/p99, CPU per request, peak RSS. After the rounds: system calls per request of each proxy
+ * (`strace -c` over a short wrk run) and, with `perf` installed, where drover's CPU goes (`perf
+ * record -g` of a drover started with `--perf-basic-prof`, so JIT frames are named) by shared
+ * object and symbol. Then: latency added at a
  * low rate (200 requests/s, minus direct's), RSS per idle keep-alive connection, and 1 MiB
  * responses. Then the paired CPU comparison: drover and one peer loaded at the same time, each at
  * the same fixed rate, CPU per request of both read over the same seconds; the per-round
@@ -27,8 +35,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { median } from './lib/stats.js';
-import { idleConnections, lowLoadLatency, runAutocannon, runFixedRate, runWrk, type LoadResult } from './lib/perf-load.js';
-import { processTree, rssPeakSampler, treeCpuMicros, treeRssBytes } from './lib/perf-proc.js';
+import { idleConnections, lowLoadLatency, runAutocannon, runFixedRate, runWrk, type LoadResult, type WrkResult } from './lib/perf-load.js';
+import { processTree, rssPeakSampler, treeCpuMicros, treeCpuSplitMicros, treeRssBytes } from './lib/perf-proc.js';
+import { countSyscalls, profile, type ProfileSummary } from './lib/perf-trace.js';
 import { installed, ONE_MIB, startBackends, startDrover, startHaproxy, startNginxProxy, startNodeTarget, stopAll, type Running } from './lib/perf-servers.js';
 import { renderChart, type Panel } from './lib/perf-svg.js';
 
@@ -36,6 +45,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 
 interface Options {
   rounds: number;
+  /** s of the wrk run under strace and under perf (0: neither) */
+  traceDuration: number;
   /** s per autocannon run */
   duration: number;
   /** s per wrk run; 0: no wrk */
@@ -58,7 +69,7 @@ interface Options {
 }
 
 function parseArgs(argv: readonly string[]): Options {
-  const o: Options = { rounds: 5, duration: 6, wrkDuration: 4, lowDuration: 2, lowRounds: 3, bigDuration: 4, pairedRounds: 7, pairedDuration: 4, pairedRate: 2500, idle: 10_000, targets: undefined, out: path.join(ROOT, 'bench', 'results') };
+  const o: Options = { rounds: 5, traceDuration: 3, duration: 4, wrkDuration: 6, lowDuration: 2, lowRounds: 3, bigDuration: 4, pairedRounds: 7, pairedDuration: 4, pairedRate: 2500, idle: 10_000, targets: undefined, out: path.join(ROOT, 'bench', 'results') };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const v = (): string => {
@@ -79,6 +90,9 @@ function parseArgs(argv: readonly string[]): Options {
       case '--paired-rounds':
         o.pairedRounds = Math.max(0, Number(v()));
         break;
+      case '--trace-duration':
+        o.traceDuration = Math.max(0, Number(v()));
+        break;
       case '--paired-rate':
         o.pairedRate = Math.max(100, Number(v()));
         break;
@@ -95,11 +109,11 @@ function parseArgs(argv: readonly string[]): Options {
         o.out = path.resolve(v());
         break;
       case '--quick':
-        Object.assign(o, { rounds: 3, duration: 2, wrkDuration: 0, lowDuration: 1, lowRounds: 2, bigDuration: 2, pairedRounds: 3, pairedDuration: 2, idle: 2_000 });
+        Object.assign(o, { rounds: 3, duration: 2, wrkDuration: 2, traceDuration: 2, lowDuration: 1, lowRounds: 2, bigDuration: 2, pairedRounds: 3, pairedDuration: 2, idle: 2_000 });
         break;
       case '--help':
       case '-h':
-        process.stdout.write('usage: node dist/bench/run.js [--rounds N] [--duration S] [--wrk-duration S (0: off)] [--paired-rounds N (0: off)] [--paired-rate R] [--low-rounds N] [--idle N] [--targets a,b] [--quick] [--out DIR]\n');
+        process.stdout.write('usage: node dist/bench/run.js [--rounds N] [--wrk-duration S (0: off)] [--duration S (autocannon)] [--trace-duration S (0: no strace/perf)] [--paired-rounds N (0: off)] [--paired-rate R] [--low-rounds N] [--idle N] [--targets a,b] [--quick] [--out DIR]\n');
         process.exit(0);
         break;
       default:
@@ -116,10 +130,20 @@ interface RunFigures extends LoadResult {
   readonly rssPeak: number;
 }
 
+/** One wrk run of a target, with the CPU and upstream connections read over the same seconds. */
+interface WrkFigures extends WrkResult {
+  /** user-space CPU microseconds of the target's process tree per request */
+  readonly userPerReq: number;
+  /** kernel CPU microseconds of the target's process tree per request */
+  readonly systemPerReq: number;
+  /** connections the backends accepted during the run (undefined: backends cannot tell) */
+  readonly upstreamOpened: number | undefined;
+}
+
 interface TargetSummary {
   name: string;
   runs: RunFigures[];
-  wrk: { rps: number; p50: number; p99: number }[];
+  wrk: WrkFigures[];
   rps: number;
   p50: number;
   p99: number;
@@ -128,6 +152,13 @@ interface TargetSummary {
   wrkRps?: number;
   wrkP50?: number;
   wrkP99?: number;
+  /** medians over the wrk runs, µs per request */
+  userPerReq?: number;
+  systemPerReq?: number;
+  /** summed over the wrk runs */
+  upstreamOpened?: number;
+  /** system calls per request (strace -c over a short wrk run), most frequent first */
+  syscallsPerReq?: { name: string; perReq: number }[];
   lowP50?: number;
   lowP99?: number;
   addedP50?: number;
@@ -168,6 +199,23 @@ async function measure(t: Running, seconds: number): Promise<RunFigures> {
   return { ...r, cpuPerReq: r.total > 0 ? (cpu1 - cpu0) / r.total : NaN, rssPeak: rss.stop() };
 }
 
+async function measureWrk(t: Running, seconds: number, accepts: (() => Promise<number>) | undefined): Promise<WrkFigures | undefined> {
+  // 1 s of the same load first: the other targets' runs left this one idle long enough for its
+  // upstream keep-alive connections to time out, and reopening them is start-up, not steady state
+  await runWrk(`${t.url}/`, 1);
+  const pids = processTree(t.pid);
+  const a0 = accepts === undefined ? undefined : await accepts();
+  const cpu0 = treeCpuSplitMicros(pids);
+  const w = await runWrk(`${t.url}/`, seconds);
+  const cpu1 = treeCpuSplitMicros(processTree(t.pid));
+  const a1 = accepts === undefined ? undefined : await accepts();
+  if (w === undefined) return undefined;
+  const per = (us: number): number => (w.requests > 0 ? us / w.requests : NaN);
+  // `direct` is the backends themselves: their accepts are the load generator's connections
+  const upstreamOpened = a0 === undefined || a1 === undefined || t.name === 'direct' ? undefined : a1 - a0;
+  return { ...w, userPerReq: per(cpu1.user - cpu0.user), systemPerReq: per(cpu1.system - cpu0.system), upstreamOpened };
+}
+
 async function main(): Promise<void> {
   const o = parseArgs(process.argv.slice(2));
   const started = new Date();
@@ -189,14 +237,15 @@ async function main(): Promise<void> {
     if (o.targets?.includes('tcp-pipe') === true) targets.push(await startNodeTarget(ROOT, 'tcp-pipe', 'tcp-pipe', be.ports));
     if (wanted('nginx') && installed('nginx')) targets.push(await startNginxProxy(be.ports));
     if (wanted('haproxy') && installed('haproxy')) targets.push(await startHaproxy(be.ports));
-    process.stdout.write(`targets: ${targets.map((t) => t.name).join(', ')}; ${o.rounds} interleaved rounds of ${o.duration} s autocannon${o.wrkDuration > 0 && installed('wrk') ? ` + ${o.wrkDuration} s wrk` : ''}, 50 connections\n`);
+    process.stdout.write(`targets: ${targets.map((t) => t.name).join(', ')}; ${o.rounds} interleaved rounds of ${o.wrkDuration > 0 && installed('wrk') ? `${o.wrkDuration} s wrk + ` : ''}${o.duration} s autocannon, 50 connections\n`);
     const useWrk = o.wrkDuration > 0 && installed('wrk');
     const idleTargets = targets.filter((t) => ['drover', 'nginx', 'undici-bare', 'haproxy'].includes(t.name));
-    const perRun = o.duration + (useWrk ? o.wrkDuration : 0) + 1;
+    const perRun = o.duration + (useWrk ? o.wrkDuration + 1 : 0) + 1;
+    const traced = useWrk && o.traceDuration > 0 ? targets.filter((t) => t.name !== 'direct') : [];
     const droverTarget = targets.find((t) => t.name === 'drover');
     const peers = droverTarget === undefined ? [] : targets.filter((t) => ['undici-bare', 'undici-fwd', 'raw-undici', 'http-proxy', 'nginx', 'haproxy'].includes(t.name));
     const total =
-      targets.length * 2 + o.rounds * targets.length * perRun + targets.length * (o.lowRounds * (o.lowDuration + 0.5) + o.bigDuration + 0.5) + peers.length * o.pairedRounds * (o.pairedDuration + 0.2) + idleTargets.length * 8;
+      targets.length * 2 + o.rounds * targets.length * perRun + traced.length * (o.traceDuration + 1) + (traced.length > 0 ? o.traceDuration + 6 : 0) + targets.length * (o.lowRounds * (o.lowDuration + 0.5) + o.bigDuration + 0.5) + peers.length * o.pairedRounds * (o.pairedDuration + 0.2) + idleTargets.length * 8;
     const progress = new Progress(total);
     const sums = new Map<string, TargetSummary>(targets.map((t) => [t.name, { name: t.name, runs: [], wrk: [], rps: 0, p50: 0, p99: 0, cpuPerReq: 0, rssPeak: 0, lost: 0 }]));
 
@@ -208,14 +257,17 @@ async function main(): Promise<void> {
       for (const [k, t] of targets.entries()) {
         progress.step(perRun, `round ${round}/${o.rounds}, target ${k + 1}/${targets.length}: ${t.name}`);
         const s = sums.get(t.name) as TargetSummary;
+        if (useWrk) {
+          const w = await measureWrk(t, o.wrkDuration, be.accepts);
+          if (w !== undefined) {
+            s.wrk.push(w);
+            s.lost += w.errors;
+          }
+        }
         const f = await measure(t, o.duration);
         s.runs.push(f);
         // autocannon stops with one request in flight per connection: those are not lost
         s.lost += Math.max(0, f.sent - f.total - 50) + f.bad;
-        if (useWrk) {
-          const w = await runWrk(`${t.url}/`, o.wrkDuration);
-          if (w !== undefined) s.wrk.push(w);
-        }
       }
     }
     for (const s of sums.values()) {
@@ -228,7 +280,30 @@ async function main(): Promise<void> {
         s.wrkRps = median(s.wrk.map((w) => w.rps));
         s.wrkP50 = median(s.wrk.map((w) => w.p50));
         s.wrkP99 = median(s.wrk.map((w) => w.p99));
+        s.userPerReq = median(s.wrk.map((w) => w.userPerReq));
+        s.systemPerReq = median(s.wrk.map((w) => w.systemPerReq));
+        const opened = s.wrk.map((w) => w.upstreamOpened);
+        if (opened.every((x) => x !== undefined)) s.upstreamOpened = opened.reduce((a: number, x) => a + (x as number), 0);
       }
+    }
+
+    // System calls per request: a short wrk run with strace attached to the target's processes
+    for (const [k, t] of traced.entries()) {
+      progress.step(o.traceDuration + 1, `strace -c ${k + 1}/${traced.length}: ${t.name}`);
+      const r = await countSyscalls(processTree(t.pid), () => runWrk(`${t.url}/`, o.traceDuration));
+      const requests = r?.result?.requests ?? 0;
+      if (r === undefined || requests === 0) continue;
+      (sums.get(t.name) as TargetSummary).syscallsPerReq = r.counts.slice(0, 8).map((c) => ({ name: c.name, perReq: c.calls / requests }));
+    }
+
+    // Where drover's CPU goes: perf record of a drover started with --perf-basic-prof (its own
+    // process, so the flag's map-file writes do not touch the measured one)
+    let droverProfile: ProfileSummary | undefined;
+    if (traced.length > 0 && droverTarget !== undefined && installed('perf')) {
+      progress.step(o.traceDuration + 6, `perf record -g: drover with --perf-basic-prof`);
+      const p = await startDrover(ROOT, 'drover-perf', be.ports, 1, ['--perf-basic-prof']);
+      await runWrk(`${p.url}/`, 2); // warm-up: JIT
+      droverProfile = (await profile(p.pid, () => runWrk(`${p.url}/`, o.traceDuration)))?.summary;
     }
 
     // Latency added at a low rate, in interleaved rounds: each round measures direct and every
@@ -303,22 +378,47 @@ async function main(): Promise<void> {
       await new Promise((r) => setTimeout(r, 1_000));
     }
 
-    report(o, started, be.kind, [...sums.values()]);
+    report(o, started, be.kind, [...sums.values()], droverProfile);
   } finally {
     await stopAll();
   }
 }
 
-function report(o: Options, started: Date, backendKind: string, all: TargetSummary[]): void {
+function report(o: Options, started: Date, backendKind: string, all: TargetSummary[], droverProfile: ProfileSummary | undefined): void {
   const get = (n: string): TargetSummary | undefined => all.find((s) => s.name === n);
   const drover = get('drover');
+  const wrkLines: string[] = [];
+  wrkLines.push(`| target (wrk -t1 -c50) | req/s | p50 ms | p99 ms | user µs/req | system µs/req | CPU µs/req | upstream conns opened | syscalls/req (top) |`);
+  wrkLines.push(`|---|---:|---:|---:|---:|---:|---:|---:|---|`);
+  for (const s of all) {
+    const sys = s.syscallsPerReq === undefined ? '-' : `${fmt(s.syscallsPerReq.reduce((a, c) => a + c.perReq, 0), 1)}: ${s.syscallsPerReq.filter((c) => c.perReq >= 0.05).map((c) => `${c.name} ${fmt(c.perReq, 2)}`).join(', ')}`;
+    wrkLines.push(
+      `| ${s.name} | ${fmt(s.wrkRps)} | ${fmt(s.wrkP50, 2)} | ${fmt(s.wrkP99, 2)} | ${fmt(s.userPerReq, 1)} | ${fmt(s.systemPerReq, 1)} | ${fmt((s.userPerReq ?? NaN) + (s.systemPerReq ?? NaN), 1)} | ${s.name === 'direct' ? '-' : fmt(s.upstreamOpened)} | ${sys} |`,
+    );
+  }
   const lines: string[] = [];
-  lines.push(`| target | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | wrk req/s | wrk p99 ms | added p50 / p99 ms @200 req/s | RSS/idle conn KiB | 1 MiB req/s |`);
-  lines.push(`|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|`);
+  lines.push(`| target (autocannon, 50 conns) | req/s | p50 ms | p99 ms | CPU µs/req | peak RSS MiB | added p50 / p99 ms @200 req/s | RSS/idle conn KiB | 1 MiB req/s |`);
+  lines.push(`|---|---:|---:|---:|---:|---:|---:|---:|---:|`);
   for (const s of all) {
     lines.push(
-      `| ${s.name} | ${fmt(s.rps)} | ${fmt(s.p50, 2)} | ${fmt(s.p99, 2)} | ${fmt(s.cpuPerReq, 1)} | ${fmt(s.rssPeak / ONE_MIB, 1)} | ${fmt(s.wrkRps)} | ${fmt(s.wrkP99, 2)} | ${s.name === 'direct' ? `(${fmt(s.lowP50, 3)} / ${fmt(s.lowP99, 3)} abs)` : `${fmt(s.addedP50, 3)} / ${fmt(s.addedP99, 3)}`} | ${fmt(s.idlePerConn === undefined ? undefined : s.idlePerConn / 1024, 1)} | ${fmt(s.bigRps)} |`,
+      `| ${s.name} | ${fmt(s.rps)} | ${fmt(s.p50, 2)} | ${fmt(s.p99, 2)} | ${fmt(s.cpuPerReq, 1)} | ${fmt(s.rssPeak / ONE_MIB, 1)} | ${s.name === 'direct' ? `(${fmt(s.lowP50, 3)} / ${fmt(s.lowP99, 3)} abs)` : `${fmt(s.addedP50, 3)} / ${fmt(s.addedP99, 3)}`} | ${fmt(s.idlePerConn === undefined ? undefined : s.idlePerConn / 1024, 1)} | ${fmt(s.bigRps)} |`,
     );
+  }
+  const wrkRatioLines: string[] = [];
+  const wrkRatios: Record<string, { rpsPerRound: number; cpuPerReq: number; userPerReq: number }> = {};
+  if (drover !== undefined && drover.wrk.length > 0) {
+    for (const s of all) {
+      if (s.name === 'drover' || s.name === 'direct' || s.wrk.length === 0) continue;
+      const perRound = drover.wrk.map((d, i) => d.rps / (s.wrk[i]?.rps ?? NaN)).filter(Number.isFinite);
+      const cpu = (x: TargetSummary): number => (x.userPerReq ?? NaN) + (x.systemPerReq ?? NaN);
+      const r = { rpsPerRound: median(perRound), cpuPerReq: cpu(drover) / cpu(s), userPerReq: (drover.userPerReq ?? NaN) / (s.userPerReq ?? NaN) };
+      wrkRatios[s.name] = r;
+      wrkRatioLines.push(`| drover / ${s.name} | ${fmt(r.rpsPerRound, 2)}x (${perRound.map((x) => x.toFixed(2)).join(' ')}) | ${fmt(r.cpuPerReq, 2)}x | ${fmt(r.userPerReq, 2)}x |`);
+    }
+  }
+  const profileLines: string[] = [];
+  if (droverProfile !== undefined) {
+    profileLines.push(`drover's CPU by profile (\`perf record -g\`, ${droverProfile.samples} samples during ${o.traceDuration} s of wrk, self time): by shared object ${droverProfile.byObject.slice(0, 6).map((x) => `${x.name} ${fmt(x.percent, 1)} %`).join(', ')}`, '', '| symbol (top, self) | % |', '|---|---:|', ...droverProfile.bySymbol.slice(0, 15).map((x) => `| \`${x.name.replace(/\|/g, '\\|').slice(0, 110)}\` | ${fmt(x.percent, 1)} |`));
   }
   const ratios: Record<string, { rps: number; rpsPerRound: number; cpuPerReq: number; pairedCpuPerReq?: number; idlePerConn?: number }> = {};
   const ratioLines: string[] = [];
@@ -343,15 +443,16 @@ function report(o: Options, started: Date, backendKind: string, all: TargetSumma
   const lost = all.reduce((a, s) => a + s.lost, 0);
   const cmd = `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim();
   const header = `${started.toISOString()} · ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'} · Node ${process.version} · backends: ${backendKind} · ${o.rounds} interleaved rounds, ${o.duration} s each, 50 connections, medians`;
-  const md = [`### drover benchmark`, '', `\`${cmd}\` — ${header}`, '', ...lines, '', `| ratio | req/s (of medians) | req/s (median of per-round ratios) | CPU/req | CPU/req paired (${o.pairedRate} req/s each, same seconds; median of rounds) | RSS/idle conn |`, '|---|---:|---:|---:|---:|---:|', ...ratioLines, '', `requests lost or not answered 2xx (all targets, all runs; sent - answered - 50 in flight at the stop, plus non-2xx and errors): ${lost}`].join('\n');
+  const md = [`### drover benchmark`, '', `\`${cmd}\` — ${header}`, '', ...wrkLines, '', '| ratio (wrk) | req/s (median of per-round ratios) | CPU/req | user CPU/req |', '|---|---:|---:|---:|', ...wrkRatioLines, '', ...profileLines, '', ...lines, '', `| ratio | req/s (of medians) | req/s (median of per-round ratios) | CPU/req | CPU/req paired (${o.pairedRate} req/s each, same seconds; median of rounds) | RSS/idle conn |`, '|---|---:|---:|---:|---:|---:|', ...ratioLines, '', `requests lost or not answered 2xx (all targets, all runs; sent - answered - 50 in flight at the stop, plus non-2xx and errors): ${lost}`].join('\n');
   process.stdout.write(`\n${md}\n`);
   fs.mkdirSync(o.out, { recursive: true });
   const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*$/, '');
   const json = path.join(o.out, `${stamp}.json`);
-  fs.writeFileSync(json, `${JSON.stringify({ command: cmd, started: started.toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version }, backends: backendKind, options: o, targets: all, ratios, markdown: md }, null, 2)}\n`);
+  fs.writeFileSync(json, `${JSON.stringify({ command: cmd, started: started.toISOString(), machine: { cpus: os.cpus().length, model: os.cpus()[0]?.model, node: process.version }, backends: backendKind, options: o, targets: all, ratios, wrkRatios, droverProfile, markdown: md }, null, 2)}\n`);
   const panels: Panel[] = [
+    { title: 'requests/s (wrk -t1 -c50, median)', format: (v) => v.toFixed(0), values: all.map((s) => ({ label: s.name, value: s.wrkRps ?? 0 })) },
+    { title: 'user + system CPU µs per request (wrk)', format: (v) => v.toFixed(1), values: all.filter((s) => s.name !== 'direct').map((s) => ({ label: s.name, value: (s.userPerReq ?? 0) + (s.systemPerReq ?? 0) })) },
     { title: 'requests/s (autocannon, 50 conns, median)', format: (v) => v.toFixed(0), values: all.map((s) => ({ label: s.name, value: s.rps })) },
-    { title: 'CPU µs per request (process tree)', format: (v) => v.toFixed(1), values: all.filter((s) => s.name !== 'direct').map((s) => ({ label: s.name, value: s.cpuPerReq })) },
     { title: 'p99 latency ms under load', format: (v) => v.toFixed(2), values: all.map((s) => ({ label: s.name, value: s.p99 })) },
     { title: 'added p50 latency ms at 200 req/s', format: (v) => v.toFixed(3), values: all.filter((s) => s.name !== 'direct').map((s) => ({ label: s.name, value: Math.max(0, s.addedP50 ?? 0) })) },
     { title: 'peak RSS MiB under load', format: (v) => v.toFixed(1), values: all.filter((s) => s.name !== 'direct').map((s) => ({ label: s.name, value: s.rssPeak / ONE_MIB })) },

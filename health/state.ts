@@ -57,6 +57,9 @@ export interface LastCheck {
   readonly at: number;
 }
 
+/** Active probe results kept per backend for the dashboard (oldest dropped first). */
+export const CHECK_HISTORY = 10;
+
 /** `snapshot` plus the latest active probe, for the admin API. */
 export interface BackendHealthView extends HealthSnapshot {
   readonly lastCheck: LastCheck | undefined;
@@ -85,6 +88,8 @@ interface BackendRecord {
   passes: number;
   fails: number;
   lastCheck: LastCheck | undefined;
+  /** the latest probe results, oldest first, at most `CHECK_HISTORY` */
+  checks: LastCheck[];
   passiveFails: number;
   /** label of the latest passive failure in the current run */
   passiveLabel: string;
@@ -166,6 +171,7 @@ export class ServiceHealth {
       passes: 0,
       fails: 0,
       lastCheck: undefined,
+      checks: [],
       passiveFails: 0,
       passiveLabel: '',
       passiveMixed: false,
@@ -213,6 +219,11 @@ export class ServiceHealth {
     };
   }
 
+  /** The latest active probe results of one backend (at most `CHECK_HISTORY`), oldest first; [] for an unknown id. */
+  recentChecks(id: string): readonly LastCheck[] {
+    return [...(this.records.get(id)?.checks ?? [])];
+  }
+
   /**
    * Applies a new config, keeping every record. Turning active checks off moves `unhealthy`
    * backends to `unknown` (nothing could bring them back) and makes them available; turning them
@@ -253,6 +264,8 @@ export class ServiceHealth {
     const active = this.cfg.active;
     if (rec === undefined || active === undefined) return [];
     rec.lastCheck = { ok, detail, at: now };
+    rec.checks.push(rec.lastCheck);
+    if (rec.checks.length > CHECK_HISTORY) rec.checks.shift();
     if (ok) {
       rec.fails = 0;
       rec.passes += 1;

@@ -4,6 +4,7 @@
  * `effectiveWeight` and `inflight`. Objects are long-lived: a registry update of weight or zone
  * mutates the same object, so counters and in-flight requests are never lost by an update.
  */
+import { PeakEwma } from './latency.js';
 import type { MemberSpec } from './types.js';
 
 export class Backend {
@@ -37,6 +38,8 @@ export class Backend {
   failures = 0;
   /** ms timestamp (pool clock) when the backend became available; drives slow start */
   availableSince: number;
+  /** latency to response headers as the data path observed it (peak EWMA, see `latency.ts`) */
+  readonly latency = new PeakEwma();
   /** free slot for the data path (e.g. per-backend metric children); routing never reads it */
   ext: unknown = undefined;
 

@@ -8,10 +8,11 @@
 import type { Backend } from './backend.js';
 import type { Policy, PolicyDefinition, PolicyOptions } from './policy.js';
 import type { PickContext, RandomSource } from './types.js';
-import { CumulativeWeights, linearWeightedPick } from './weighted.js';
+import { CumulativeWeights, TwoChoices } from './weighted.js';
 
 class P2cPolicy implements Policy {
   private readonly weights = new CumulativeWeights();
+  private readonly two = new TwoChoices();
 
   constructor(private readonly random: RandomSource) {}
 
@@ -20,29 +21,11 @@ class P2cPolicy implements Policy {
   }
 
   pick(_ctx: PickContext, exclude?: ReadonlySet<Backend>): Backend | undefined {
-    const w = this.weights;
-    const cands = w.candidates;
-    const n = cands.length;
-    if (n === 0) return undefined;
-    let a: Backend | undefined;
-    let b: Backend | undefined;
-    if (exclude !== undefined && exclude.size > 0) {
-      a = linearWeightedPick(cands, exclude, undefined, this.random());
-      if (a === undefined) return undefined;
-      b = linearWeightedPick(cands, exclude, a, this.random());
-      if (b === undefined) return a;
-    } else {
-      if (n === 1) return cands[0];
-      const ia = w.index(this.random() * w.total);
-      a = cands[ia]!;
-      // Second draw over the weight line with a's interval cut out: distinct without retrying.
-      const wa = a.effectiveWeight;
-      let u = this.random() * (w.total - wa);
-      if (u >= w.before(ia)) u += wa;
-      let ib = w.index(u);
-      if (ib === ia) ib = ia + 1 < n ? ia + 1 : ia - 1; // rounding at an interval edge
-      b = cands[ib]!;
-    }
+    const two = this.two;
+    if (!two.draw(this.weights, this.random, exclude)) return undefined;
+    const a = two.a!;
+    const b = two.b;
+    if (b === undefined) return a;
     return b.inflight / b.effectiveWeight < a.inflight / a.effectiveWeight ? b : a;
   }
 }

@@ -9,15 +9,16 @@ import { leastConn } from './least-conn.js';
 import { p2c } from './p2c.js';
 import { random } from './random.js';
 import { hash } from './hash.js';
+import { ewma } from './ewma.js';
 
 /** Every policy, in the order of `BALANCER_NAMES`; `round_robin` (the default) first. */
-export const POLICIES: readonly PolicyDefinition[] = [roundRobin, leastConn, p2c, random, hash];
+export const POLICIES: readonly PolicyDefinition[] = [roundRobin, leastConn, p2c, random, hash, ewma];
 
 /**
  * The policy names as a non-empty tuple, usable as `z.enum(BALANCER_NAMES)`. A test checks it
  * matches `POLICIES` name for name.
  */
-export const BALANCER_NAMES = ['round_robin', 'least_conn', 'p2c', 'random', 'hash'] as const satisfies readonly [
+export const BALANCER_NAMES = ['round_robin', 'least_conn', 'p2c', 'random', 'hash', 'ewma'] as const satisfies readonly [
   BalancerName,
   ...BalancerName[],
 ];

@@ -4,7 +4,7 @@
  * synchronous and cheap: no allocation, no sorting, no I/O per request.
  */
 import type { Backend } from './backend.js';
-import type { BalancerName, HashKeySpec, PickContext, RandomSource } from './types.js';
+import type { BalancerName, Clock, HashKeySpec, PickContext, RandomSource } from './types.js';
 
 export interface Policy {
   /**
@@ -25,6 +25,8 @@ export interface PolicyOptions {
   readonly random: RandomSource;
   /** only for `hash`: where the key comes from (default `ip`) */
   readonly hashKey?: HashKeySpec | undefined;
+  /** ms clock for policies that decay over time (`ewma`); default `Date.now` */
+  readonly clock?: Clock | undefined;
 }
 
 /** A named policy constructor; all of them are registered in `POLICIES` (routing/policies.ts). */

@@ -7,6 +7,7 @@
 import { Backend } from './backend.js';
 import type { Policy } from './policy.js';
 import { createPolicy } from './policies.js';
+import { zoneCandidates } from './zones.js';
 import type { BalancerName, Clock, HashKeySpec, MemberSpec, PickContext, RandomSource } from './types.js';
 
 /** How a pool balances and protects its backends. */
@@ -23,6 +24,13 @@ export interface ServicePoolOptions {
   readonly panicThreshold: number;
   /** ms over which a joining or recovering backend's weight ramps up; 0 = off */
   readonly slowStart: number;
+  /**
+   * Most requests in flight to one backend; a backend at it is not picked. 0 or undefined =
+   * unlimited. The caller (the data path) queues requests when every candidate is full.
+   */
+  readonly maxConns?: number | undefined;
+  /** zone-aware routing: prefer members of this zone (see `zones.ts`); undefined = off */
+  readonly localZone?: string | undefined;
   /** ms clock; default `Date.now` */
   readonly clock?: Clock | undefined;
   /** randomness in [0, 1); default `Math.random` */
@@ -64,7 +72,8 @@ export class ServicePool {
    */
   onChange?: ((pool: ServicePool) => void) | undefined;
 
-  private readonly clock: Clock;
+  /** the pool's ms clock (also the clock of its backends' latency estimates) */
+  readonly clock: Clock;
   private readonly random: RandomSource;
   private settings: ServicePoolSettings;
   private policy: Policy;
@@ -83,7 +92,7 @@ export class ServicePool {
     this.clock = opts.clock ?? Date.now;
     this.random = opts.random ?? Math.random;
     this.settings = pickSettings(opts);
-    this.policy = createPolicy(opts.balancer, { random: this.random, hashKey: opts.hashKey });
+    this.policy = createPolicy(opts.balancer, { random: this.random, hashKey: opts.hashKey, clock: this.clock });
     this.policy.rebuild(this.current);
   }
 
@@ -140,7 +149,7 @@ export class ServicePool {
     const prev = this.settings;
     this.settings = pickSettings(opts);
     if (prev.balancer !== opts.balancer || !sameHashKey(prev.hashKey, opts.hashKey)) {
-      this.policy = createPolicy(opts.balancer, { random: this.random, hashKey: opts.hashKey });
+      this.policy = createPolicy(opts.balancer, { random: this.random, hashKey: opts.hashKey, clock: this.clock });
       this.weightsDirty = true; // forces a rebuild of the new policy below
     }
     if (prev.slowStart !== opts.slowStart) this.rampStep(this.clock());
@@ -208,7 +217,37 @@ export class ServicePool {
    * undefined when there is none (the proxy answers 503).
    */
   pick(ctx: PickContext, exclude?: ReadonlySet<Backend>): Backend | undefined {
-    return this.policy.pick(ctx, exclude);
+    const b = this.policy.pick(ctx, exclude);
+    const max = this.settings.maxConns ?? 0;
+    if (b === undefined || max === 0 || b.inflight < max) return b;
+    return this.pickWithRoom(ctx, exclude, max);
+  }
+
+  /**
+   * True when `maxConns` is set and every candidate outside `exclude` is at it (and there is at
+   * least one): the request should wait for a slot, not be refused as having no backend.
+   */
+  saturated(exclude?: ReadonlySet<Backend>): boolean {
+    const max = this.settings.maxConns ?? 0;
+    if (max === 0) return false;
+    let open = 0;
+    for (const b of this.current) {
+      if (exclude !== undefined && exclude.has(b)) continue;
+      if (b.inflight < max) return false;
+      open++;
+    }
+    return open > 0;
+  }
+
+  /**
+   * The policy picked a full backend: pick again with every full candidate excluded too. Only
+   * when limits bind, so the common pick stays one policy call and one comparison. (For
+   * round_robin the full backend has used its turn: its share goes to the others while full.)
+   */
+  private pickWithRoom(ctx: PickContext, exclude: ReadonlySet<Backend> | undefined, max: number): Backend | undefined {
+    const skip = new Set<Backend>(exclude);
+    for (const c of this.current) if (c.inflight >= max) skip.add(c);
+    return this.policy.pick(ctx, skip);
   }
 
   /** Stops the slow-start timer; weights freeze where they are. */
@@ -334,10 +373,11 @@ export class ServicePool {
       if (!b.draining && (panic || b.available)) next.push(b);
     }
     this.inPanic = panic;
-    if (this.weightsDirty || !sameList(this.current, next)) {
-      this.current = next;
+    const chosen = zoneCandidates(this.settings.localZone, this.settings.panicThreshold, this.backends(), next);
+    if (this.weightsDirty || !sameList(this.current, chosen)) {
+      this.current = chosen;
       this.weightsDirty = false;
-      this.policy.rebuild(next);
+      this.policy.rebuild(chosen);
     }
     this.onChange?.(this);
   }
@@ -349,6 +389,8 @@ function pickSettings(o: ServicePoolSettings): ServicePoolSettings {
     hashKey: o.hashKey,
     panicThreshold: o.panicThreshold,
     slowStart: o.slowStart,
+    maxConns: o.maxConns,
+    localZone: o.localZone,
   };
 }
 

@@ -6,7 +6,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 
 /** Balancing policy names, as written in YAML (`balancer:`). */
-export type BalancerName = 'round_robin' | 'least_conn' | 'p2c' | 'random' | 'hash';
+export type BalancerName = 'round_robin' | 'least_conn' | 'p2c' | 'random' | 'hash' | 'ewma';
 
 /** Where a consistent-hash key comes from (`hash_key: ip | header:NAME | cookie:NAME | path`). */
 export type HashKeySpec =

@@ -78,3 +78,43 @@ export function linearWeightedPick(
   // Floating-point rounding can leave u at exactly 0 after the last subtraction.
   return last;
 }
+
+/**
+ * Two distinct candidates drawn at random in proportion to effective weight: the draw of the
+ * power-of-two-choices policies (`p2c`, `ewma`). The results land in `a` and `b` (fields, not a
+ * returned pair, so a pick allocates nothing); `b` is undefined when only one candidate is left.
+ */
+export class TwoChoices {
+  a: Backend | undefined;
+  b: Backend | undefined;
+
+  /** Draws from `w`'s candidates, skipping `exclude`; false when nothing is left. */
+  draw(w: CumulativeWeights, random: () => number, exclude?: ReadonlySet<Backend>): boolean {
+    const cands = w.candidates;
+    const n = cands.length;
+    this.a = undefined;
+    this.b = undefined;
+    if (n === 0) return false;
+    if (exclude !== undefined && exclude.size > 0) {
+      this.a = linearWeightedPick(cands, exclude, undefined, random());
+      if (this.a === undefined) return false;
+      this.b = linearWeightedPick(cands, exclude, this.a, random());
+      return true;
+    }
+    if (n === 1) {
+      this.a = cands[0];
+      return true;
+    }
+    const ia = w.index(random() * w.total);
+    const a = cands[ia]!;
+    // Second draw over the weight line with a's interval cut out: distinct without retrying.
+    const wa = a.effectiveWeight;
+    let u = random() * (w.total - wa);
+    if (u >= w.before(ia)) u += wa;
+    let ib = w.index(u);
+    if (ib === ia) ib = ia + 1 < n ? ia + 1 : ia - 1; // rounding at an interval edge
+    this.a = a;
+    this.b = cands[ib];
+    return true;
+  }
+}

@@ -7,8 +7,9 @@
  * (`drover_backend_up`, `drover_backend_inflight`) are filled at scrape time from a source the
  * runtime registers, so the data path never updates a gauge.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { fastPathStats } from './proxy/fast-path-stats.js';
+import { SeriesStore, type SeriesSink } from './series/store.js';
 
 /** Kinds of upstream failure, the `kind` label of `drover_upstream_errors_total`. */
 export type UpstreamErrorKind = 'connect' | 'timeout' | 'reset' | 'status';
@@ -42,6 +43,14 @@ export interface BackendMetrics {
   upstreamError(kind: UpstreamErrorKind): void;
 }
 
+/** Per-service handles of the wait queue (`max_conns` + `queue`); obtained once and kept. */
+export interface QueueMetrics {
+  /** Sets `drover_queue_depth` to the requests waiting now. */
+  depth(n: number): void;
+  /** Records how long one request waited (dispatched, timed out or abandoned), in seconds. */
+  observeWait(seconds: number): void;
+}
+
 /** One backend's live state, read at scrape time for the `up` and `inflight` gauges. */
 export interface BackendStateSample {
   readonly service: string;
@@ -56,6 +65,8 @@ export interface BackendStateSample {
 export interface MetricsOptions {
   /** register prom-client's default process metrics; default true (tests turn it off) */
   readonly defaultMetrics?: boolean;
+  /** where the data path's series go; default `series` (a cluster worker passes `SeriesDeltas`) */
+  readonly seriesSink?: SeriesSink;
 }
 
 /**
@@ -192,6 +203,10 @@ class DurationHistogram {
 export class Metrics {
   /** the registry `/metrics` serves; not prom-client's global registry */
   readonly registry: Registry;
+  /** the dashboard's per-second series, fed from the same outcome path (dropped with the metrics) */
+  readonly series = new SeriesStore();
+  /** what the data path records into: `series`, or a cluster worker's interval counts */
+  readonly seriesSink: SeriesSink;
 
   private readonly requests: Counter<'service' | 'backend' | 'code'>;
   private readonly duration: DurationHistogram;
@@ -207,6 +222,8 @@ export class Metrics {
   private readonly configReloads: Counter<'result'>;
   private readonly tlsHandshakes: Counter<'listener' | 'result'>;
   private certificateSource: (() => Iterable<{ readonly name: string; readonly notAfter: number }>) | undefined;
+  private readonly queueDepth: Gauge<'service'>;
+  private readonly queueWait: Histogram<'service'>;
 
   private readonly services = new Map<string, ServiceMetrics>();
   /** service -> retries counted on the hot path, folded in at scrape time */
@@ -222,6 +239,7 @@ export class Metrics {
   constructor(options: MetricsOptions = {}) {
     const registry = new Registry();
     this.registry = registry;
+    this.seriesSink = options.seriesSink ?? this.series;
     const registers = [registry];
     // Scrape-time gauges read the source through `self`, since prom-client calls collect() with
     // `this` bound to the gauge.
@@ -310,6 +328,19 @@ export class Metrics {
       labelNames: ['result'] as const,
       registers,
     });
+    this.queueDepth = new Gauge({
+      name: 'drover_queue_depth',
+      help: 'Requests waiting for a backend below max_conns, by service.',
+      labelNames: ['service'] as const,
+      registers,
+    });
+    this.queueWait = new Histogram({
+      name: 'drover_queue_wait_seconds',
+      help: 'Time requests spent in the wait queue (dispatched, timed out or abandoned), in seconds, by service.',
+      labelNames: ['service'] as const,
+      buckets: [...DURATION_BUCKETS_SECONDS],
+      registers,
+    });
     // The fast path counts in plain module fields (no prom-client call per request); folded in
     // at scrape time.
     new Counter({
@@ -394,6 +425,18 @@ export class Metrics {
     return handles;
   }
 
+  /**
+   * Queue handles of one service. Only services with `max_conns` ask for them, so a service
+   * without limits exports no queue series. Queueing is the saturated path: prom-client's bound
+   * children are cheap enough there.
+   */
+  queue(service: string): QueueMetrics {
+    const depth = this.queueDepth.labels(service);
+    const wait = this.queueWait.labels(service);
+    depth.set(0);
+    return { depth: (n) => depth.set(n), observeWait: (s) => wait.observe(s) };
+  }
+
   /** Hot-path handles of one backend; cached per (service, id). */
   backend(service: string, id: string): BackendMetrics {
     let byId = this.backends.get(service);
@@ -426,6 +469,8 @@ export class Metrics {
     for (const kind of UPSTREAM_ERROR_KINDS) this.upstreamErrors.remove(service, id, kind);
     this.backendUp.remove(service, id);
     this.backendInflight.remove(service, id);
+    this.series.dropBackend(service, id);
+    if (this.seriesSink !== this.series) this.seriesSink.dropBackend(service, id);
   }
 
   /** Deletes every series of a service (and of all its backends); for a service removed from config. */
@@ -433,9 +478,13 @@ export class Metrics {
     const byId = this.backends.get(name);
     if (byId !== undefined) for (const id of [...byId.keys()]) this.forgetBackend(name, id);
     this.duration.remove(name);
+    this.series.dropService(name);
+    if (this.seriesSink !== this.series) this.seriesSink.dropService(name);
     this.retries.remove(name);
     this.retryTallies.delete(name);
     this.poolUpdates.remove(name);
+    this.queueDepth.remove(name);
+    this.queueWait.remove(name);
     this.services.delete(name);
     const seen = this.transitionsSeen.get(name);
     if (seen !== undefined) for (const to of seen) this.healthTransitions.remove(name, to);

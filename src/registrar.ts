@@ -8,7 +8,7 @@ import type { Logger } from './log.js';
 import { ErrorCodes } from './errors.js';
 import { createEtcdClient } from './registry/etcd.js';
 import { sleep } from './registry/backoff.js';
-import { memberValue, type RegisterOptions } from './commands/register.js';
+import { memberValue, type RegisterOptions } from './registration.js';
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

@@ -11,7 +11,8 @@ import type { MemberSpec } from '../routing/types.js';
 import { HealthMonitor } from '../health/monitor.js';
 import { HealthStore } from '../health/store.js';
 import type { HealthTransition } from '../health/types.js';
-import type { AdminModel, BackendView, EventView, ServiceView } from './admin/model.js';
+import type { AdminModel, BackendView, CheckView, EventView, RouteView, ServiceView } from './admin/model.js';
+import { checkView, routeViews } from './admin/views.js';
 import { startAdminServer } from './admin/server.js';
 import type { DroverConfig, ServiceConfig } from './config/types.js';
 import { defaultServiceConfig } from './config/defaults.js';
@@ -29,8 +30,19 @@ import { createRegistries, registriesKey } from './registry/create.js';
 import type { Registry } from './registry/types.js';
 import { redactConfig } from './config/redact.js';
 
+/** A backend's latency estimate for the admin API: ms, one decimal; null without a sample. */
+function latencyView(b: Backend, now: number): number | null {
+  const v = b.latency.value(now);
+  return v === undefined ? null : Math.round(v * 10) / 10;
+}
+
 /** Most state changes kept for `GET /api/events`. */
 const MAX_EVENTS = 200;
+/**
+ * Most registry changes and reloads kept besides: in their own logs, so a churning registry
+ * never pushes health transitions out of the list.
+ */
+const MAX_OTHER_EVENTS: Readonly<Record<'registry' | 'reload', number>> = { registry: 100, reload: 50 };
 
 export interface RuntimeOptions {
   readonly logger: Logger;
@@ -54,6 +66,7 @@ export class Runtime implements AdminModel {
   private readonly directory: ServiceDirectory;
   private readonly entries = new Map<string, ServiceEntry>();
   private readonly eventLog: EventView[] = [];
+  private readonly otherEvents: Record<'registry' | 'reload', EventView[]> = { registry: [], reload: [] };
   private config: DroverConfig;
   private state: ProxyState;
   private registries: Registry[] = [];
@@ -243,6 +256,7 @@ export class Runtime implements AdminModel {
       const health = this.store.get(name);
       for (const b of diff.added) entry.pool.setAvailable(b.id, health?.isAvailable(b.id) ?? true);
       for (const b of diff.removed) this.retire(entry, b);
+      this.registryEvents(name, diff.added, diff.removed);
       if (diff.added.length + diff.removed.length > 0) {
         this.logger.info(
           { service: name, added: diff.added.map((b) => b.id), removed: diff.removed.map((b) => b.id), members: members.length },
@@ -269,7 +283,7 @@ export class Runtime implements AdminModel {
   // ---- state for the data path -----------------------------------------------------------
 
   private buildState(config: DroverConfig): ProxyState {
-    return buildProxyState(config, this.entries, this.accessLog);
+    return buildProxyState(config, this.entries, this.accessLog, this.state);
   }
 
 
@@ -283,10 +297,27 @@ export class Runtime implements AdminModel {
 
   private onTransition(t: HealthTransition): void {
     this.metrics.healthTransition(t.service, t.to);
-    const event: EventView = { at: new Date(t.at).toISOString(), service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason };
-    this.eventLog.push(event);
-    if (this.eventLog.length > MAX_EVENTS) this.eventLog.shift();
+    this.pushEvent({ kind: 'health', at: new Date(t.at).toISOString(), service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason });
     this.logger.info({ service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason }, 'health transition');
+  }
+
+  private pushEvent(event: EventView): void {
+    const kind = event.kind ?? 'health';
+    const log = kind === 'health' ? this.eventLog : this.otherEvents[kind];
+    log.push(event);
+    if (log.length > (kind === 'health' ? MAX_EVENTS : MAX_OTHER_EVENTS[kind])) log.shift();
+  }
+
+  /** Registry changes for the events list: one event per backend that joined or left a pool. */
+  private registryEvents(service: string, added: readonly Backend[], removed: readonly Backend[]): void {
+    const at = new Date().toISOString();
+    for (const b of added) this.pushEvent({ kind: 'registry', at, service, backend: b.id, from: '', to: 'joined', reason: `${b.source}: ${b.url}` });
+    for (const b of removed) this.pushEvent({ kind: 'registry', at, service, backend: b.id, from: '', to: 'left', reason: `${b.source}: ${b.url}` });
+  }
+
+  /** A config reload was applied (`ok`) or refused, for the events list; `detail` says what triggered it or why it failed. */
+  noteReload(ok: boolean, detail: string): void {
+    this.pushEvent({ kind: 'reload', at: new Date().toISOString(), service: '', backend: '', from: '', to: ok ? 'applied' : 'refused', reason: detail });
   }
 
   private *backendSamples(): Iterable<{ service: string; backend: string; up: boolean; inflight: number }> {
@@ -300,7 +331,13 @@ export class Runtime implements AdminModel {
   services(): ServiceView[] {
     const order = new Map(this.config.services.map((s, i) => [s.name, i]));
     const entries = [...this.entries.values()].sort((a, b) => (order.get(a.name) ?? 1e9) - (order.get(b.name) ?? 1e9) || a.name.localeCompare(b.name));
-    return entries.map((e) => ({ name: e.name, balancer: e.config.balancer, panic: e.pool.panic, backends: e.pool.backends().map((b) => this.view(e, b)) }));
+    return entries.map((e) => ({
+      name: e.name,
+      balancer: e.config.balancer,
+      panic: e.pool.panic,
+      ...(e.config.maxConns > 0 ? { queue_depth: e.queueDepth } : {}),
+      backends: e.pool.backends().map((b) => this.view(e, b)),
+    }));
   }
 
   private view(entry: ServiceEntry, b: Backend): BackendView {
@@ -316,8 +353,12 @@ export class Runtime implements AdminModel {
       failures: b.failures,
       last_change: h === undefined ? null : new Date(h.since).toISOString(),
       reason: h?.reason ?? '',
+      latency_ewma_ms: latencyView(b, entry.pool.clock()),
+      max_conns: entry.config.maxConns,
     };
     if (b.zone !== undefined) view.zone = b.zone;
+    view.effective_weight = b.effectiveWeight;
+    if (h?.lastCheck !== undefined) view.last_check = checkView(h.lastCheck);
     return view;
   }
 
@@ -339,7 +380,25 @@ export class Runtime implements AdminModel {
   }
 
   events(): EventView[] {
-    return [...this.eventLog];
+    // Each log is in time order; ISO 8601 UTC strings sort as times, and the sort is stable.
+    return [...this.eventLog, ...this.otherEvents.registry, ...this.otherEvents.reload].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  }
+
+  /** Route hits counted by cluster workers (by route index), added to this process's. */
+  addRouteHits(hits: readonly number[]): void {
+    const own = this.state.routeHits;
+    for (let i = 0; i < hits.length && i < own.length; i++) own[i] = (own[i] ?? 0) + (hits[i] ?? 0);
+  }
+
+  routes(): RouteView[] {
+    return routeViews(this.config.routes, this.state.routeHits);
+  }
+
+  checks(service: string): { id: string; checks: CheckView[] }[] | undefined {
+    const entry = this.entries.get(service);
+    if (entry === undefined) return undefined;
+    const health = this.store.get(service);
+    return entry.pool.backends().map((b) => ({ id: b.id, checks: (health?.recentChecks(b.id) ?? []).map(checkView) }));
   }
 
   // ---- shutdown ---------------------------------------------------------------------------

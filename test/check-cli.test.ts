@@ -68,7 +68,7 @@ describe('drover check', () => {
       stdout: '',
       stderr: [
         'bad.yaml:1:10: workers: expected a positive whole number or "auto"',
-        'bad.yaml:4:15: services.web.balancer: "roundrobin" is not one of: round_robin, least_conn, p2c, random, hash (did you mean "round_robin"?)',
+        'bad.yaml:4:15: services.web.balancer: "roundrobin" is not one of: round_robin, least_conn, p2c, random, hash, ewma (did you mean "round_robin"?)',
         'bad.yaml:6:26: routes.0.service: route to unknown service "api": not defined under services:',
         '',
       ].join('\n'),

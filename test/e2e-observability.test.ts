@@ -268,7 +268,8 @@ describe('/metrics of the real proxy', () => {
       ['web', 'b', b.url, 'healthy'],
     ]);
     const webA = await apiBackends(drover, 'web');
-    expect(rows.find((r) => r[0] === 'web' && r[1] === 'a')?.[6]).toBe(String(webA.find((x) => x.id === 'a')?.requests));
+    // columns: SERVICE BACKEND URL STATE WEIGHT INFLIGHT MAX-CONNS REQUESTS EWMA-MS LAST-CHANGE
+    expect(rows.find((r) => r[0] === 'web' && r[1] === 'a')?.[7]).toBe(String(webA.find((x) => x.id === 'a')?.requests));
     expect(rows.some((r) => r[0] === 'churn' && r[1] === 'keep')).toBe(true);
   });
 });

@@ -15,6 +15,9 @@ function exercised(): Metrics {
   m.registryInvalid('etcd');
   m.configReload('success');
   m.setBackendStates(() => [{ service: 'web', backend: '127.0.0.1:9001', up: true, inflight: 3 }]);
+  const q = m.queue('web');
+  q.depth(2);
+  q.observeWait(0.02);
   return m;
 }
 
@@ -31,6 +34,9 @@ describe('Metrics: names, types and labels (contract section 5)', () => {
     { name: 'drover_registry_connected', type: 'gauge', labels: ['source'] },
     { name: 'drover_registry_invalid_entries_total', type: 'counter', labels: ['source'] },
     { name: 'drover_config_reloads_total', type: 'counter', labels: ['result'] },
+    // section 10
+    { name: 'drover_queue_depth', type: 'gauge', labels: ['service'] },
+    { name: 'drover_queue_wait_seconds', type: 'histogram', labels: ['service'] },
   ];
 
   it.each(cases)('$name is a $type with labels $labels', async ({ name, type, labels }) => {

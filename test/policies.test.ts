@@ -46,7 +46,7 @@ function expectShares(got: Map<Backend | undefined, number>, expected: readonly 
 describe('policy registry', () => {
   it('BALANCER_NAMES lists POLICIES in order', () => {
     expect(POLICIES.map((p) => p.name)).toEqual([...BALANCER_NAMES]);
-    expect(new Set(BALANCER_NAMES).size).toBe(5);
+    expect(new Set(BALANCER_NAMES).size).toBe(6);
     for (const p of POLICIES) expect(p.description.length).toBeGreaterThan(10);
   });
   it('createPolicy builds each by name and rejects unknown names', () => {

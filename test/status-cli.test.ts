@@ -46,6 +46,8 @@ function view(id: string, over: Partial<BackendView> = {}): BackendView {
     failures: 0,
     last_change: null,
     reason: '',
+    latency_ewma_ms: null,
+    max_conns: 0,
     ...over,
   };
 }
@@ -55,7 +57,7 @@ const SERVICES: ServiceView[] = [
     name: 'web',
     balancer: 'round_robin',
     backends: [
-      view('127.0.0.1:9001', { weight: 3, inflight: 2, requests: 1234 }),
+      view('127.0.0.1:9001', { weight: 3, inflight: 2, requests: 1234, latency_ewma_ms: 12.5, max_conns: 8 }),
       view('127.0.0.1:9002', { state: 'draining', requests: 7, last_change: CHANGED, reason: 'admin drain' }),
     ],
   },
@@ -110,13 +112,13 @@ describe('drover status (child process)', () => {
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const lines = r.stdout.trimEnd().split('\n');
-    expect(cells(lines[0]!)).toEqual(['SERVICE', 'BACKEND', 'URL', 'STATE', 'WEIGHT', 'INFLIGHT', 'REQUESTS', 'LAST-CHANGE']);
+    expect(cells(lines[0]!)).toEqual(['SERVICE', 'BACKEND', 'URL', 'STATE', 'WEIGHT', 'INFLIGHT', 'MAX-CONNS', 'REQUESTS', 'EWMA-MS', 'LAST-CHANGE']);
     expect(lines).toHaveLength(5);
     const rows = lines.slice(1).map(cells);
-    expect(rows[0]).toEqual(['web', '127.0.0.1:9001', 'http://127.0.0.1:9001', 'healthy', '3', '2', '1234', '-']);
-    expect(rows[1]!.slice(0, 7)).toEqual(['web', '127.0.0.1:9002', 'http://127.0.0.1:9002', 'draining', '1', '0', '7']);
-    expect(rows[1]![7]).toMatch(/^2024-05-01T12:00:00Z \(\d+d ago\)$/);
-    expect(rows[2]).toEqual(['api-long-service-name', '10.0.0.5:8080', 'http://10.0.0.5:8080', 'unhealthy', '10', '0', '99999', '-']);
+    expect(rows[0]).toEqual(['web', '127.0.0.1:9001', 'http://127.0.0.1:9001', 'healthy', '3', '2', '8', '1234', '12.5', '-']);
+    expect(rows[1]!.slice(0, 9)).toEqual(['web', '127.0.0.1:9002', 'http://127.0.0.1:9002', 'draining', '1', '0', '0', '7', '-']);
+    expect(rows[1]![9]).toMatch(/^2024-05-01T12:00:00Z \(\d+d ago\)$/);
+    expect(rows[2]).toEqual(['api-long-service-name', '10.0.0.5:8080', 'http://10.0.0.5:8080', 'unhealthy', '10', '0', '0', '99999', '-', '-']);
     expect(rows[3]![0]).toBe('empty');
     expect(rows[3]![1]).toBe('(none)');
 

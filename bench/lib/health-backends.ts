@@ -9,6 +9,11 @@
  * ten times longer service time therefore has a tenth of the capacity, and queues when it is
  * sent more than that: the hot spot a load balancer has to route around. `/healthz` answers at
  * once. The process exits when its stdin closes (its parent died) or on SIGTERM.
+ *
+ * An optional fourth field changes the service time over time (the hot-spot benchmark):
+ * - `stall=PERIOD/STALL`: every PERIOD ms the backend stalls for STALL ms (a GC pause): a request
+ *   that would finish during a stall finishes when it ends;
+ * - `degrade=RATE`: the service time grows by RATE ms per second since the process started.
  */
 import http from 'node:http';
 
@@ -18,12 +23,37 @@ interface Spec {
   readonly serviceMs: number;
   /** concurrent request slots */
   readonly workers: number;
+  /** `stall=`: period and length of the stalls, ms */
+  readonly stall?: { readonly period: number; readonly length: number } | undefined;
+  /** `degrade=`: ms added to the service time per second of uptime */
+  readonly degrade?: number | undefined;
 }
 
+const STARTED = Date.now();
+
 function parseSpec(arg: string): Spec {
-  const [name, ms, workers] = arg.split(':');
-  if (name === undefined || name === '') throw new Error(`bad backend spec ${arg}: NAME:SERVICE_MS:WORKERS`);
-  return { name, serviceMs: Number(ms ?? '0'), workers: Math.max(1, Number(workers ?? '1')) };
+  const [name, ms, workers, mode] = arg.split(':');
+  if (name === undefined || name === '') throw new Error(`bad backend spec ${arg}: NAME:SERVICE_MS:WORKERS[:MODE]`);
+  const base = { name, serviceMs: Number(ms ?? '0'), workers: Math.max(1, Number(workers ?? '1')) };
+  const stall = /^stall=(\d+)\/(\d+)$/.exec(mode ?? '');
+  if (stall !== null) return { ...base, stall: { period: Number(stall[1]), length: Number(stall[2]) } };
+  const degrade = /^degrade=([\d.]+)$/.exec(mode ?? '');
+  if (degrade !== null) return { ...base, degrade: Number(degrade[1]) };
+  if (mode !== undefined) throw new Error(`bad backend mode ${mode}: stall=PERIOD/STALL | degrade=RATE`);
+  return base;
+}
+
+/** How long a request started now holds its slot, ms. */
+function holdMs(spec: Spec): number {
+  const now = Date.now();
+  let ms = spec.serviceMs + (spec.degrade === undefined ? 0 : (spec.degrade * (now - STARTED)) / 1000);
+  if (spec.stall !== undefined) {
+    const { period, length } = spec.stall;
+    const end = now + ms;
+    const stallStart = end - ((end - STARTED) % period);
+    if (end < stallStart + length) ms = stallStart + length - now;
+  }
+  return ms;
 }
 
 function serve(spec: Spec): Promise<number> {
@@ -45,7 +75,7 @@ function serve(spec: Spec): Promise<number> {
         res.writeHead(200, { 'content-type': 'text/plain' });
         res.end(spec.name);
         release();
-      }, spec.serviceMs);
+      }, holdMs(spec));
     };
     if (busy < spec.workers) {
       busy++;

@@ -69,7 +69,20 @@ function toMs(v: string): number {
 }
 
 /** wrk with one thread and `connections` connections; undefined if wrk failed. */
-export async function runWrk(url: string, seconds: number, connections = 50): Promise<{ rps: number; p50: number; p99: number } | undefined> {
+export interface WrkResult {
+  readonly rps: number;
+  /** ms */
+  readonly p50: number;
+  /** ms */
+  readonly p99: number;
+  /** requests completed */
+  readonly requests: number;
+  /** connect, read, write and timeout errors plus non-2xx/3xx answers, as wrk counts them */
+  readonly errors: number;
+}
+
+/** wrk (C, one thread, `connections` keep-alive connections) for `seconds`; undefined without wrk. */
+export async function runWrk(url: string, seconds: number, connections = 50): Promise<WrkResult | undefined> {
   const out = await new Promise<string>((resolve) => {
     const child = spawn('wrk', ['-t1', `-c${connections}`, `-d${seconds}s`, '--latency', url], { stdio: ['ignore', 'pipe', 'ignore'] });
     let s = '';
@@ -80,8 +93,12 @@ export async function runWrk(url: string, seconds: number, connections = 50): Pr
   const rps = /Requests\/sec:\s+([\d.]+)/.exec(out);
   const p50 = /\s50%\s+(\S+)/.exec(out);
   const p99 = /\s99%\s+(\S+)/.exec(out);
-  if (rps === null || p50 === null || p99 === null) return undefined;
-  return { rps: Number(rps[1]), p50: toMs(p50[1] as string), p99: toMs(p99[1] as string) };
+  const requests = /(\d+) requests in/.exec(out);
+  if (rps === null || p50 === null || p99 === null || requests === null) return undefined;
+  const socket = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out);
+  const errors = (socket === null ? 0 : socket.slice(1).reduce((a, x) => a + Number(x), 0)) + Number(non2xx?.[1] ?? 0);
+  return { rps: Number(rps[1]), p50: toMs(p50[1] as string), p99: toMs(p99[1] as string), requests: Number(requests[1]), errors };
 }
 
 function percentile(sorted: readonly number[], p: number): number {

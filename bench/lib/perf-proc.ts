@@ -13,6 +13,10 @@ interface ProcStat {
   readonly ppid: number;
   /** utime + stime, in clock ticks */
   readonly ticks: number;
+  /** utime (user space), in clock ticks */
+  readonly user: number;
+  /** stime (kernel, on the process's behalf), in clock ticks */
+  readonly system: number;
 }
 
 function readStat(pid: number): ProcStat | undefined {
@@ -20,7 +24,9 @@ function readStat(pid: number): ProcStat | undefined {
     const s = fs.readFileSync(`/proc/${pid}/stat`, 'latin1');
     // the command name is in parentheses and may contain spaces: parse after the last ')'
     const rest = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return { pid, ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]) };
+    const user = Number(rest[11]);
+    const system = Number(rest[12]);
+    return { pid, ppid: Number(rest[1]), ticks: user + system, user, system };
   } catch {
     return undefined;
   }
@@ -53,6 +59,18 @@ export function treeCpuMicros(pids: readonly number[]): number {
   let ticks = 0;
   for (const p of pids) ticks += readStat(p)?.ticks ?? 0;
   return (ticks * 1e6) / CLK_TCK;
+}
+
+/** CPU time of the tree split into user space and kernel, in microseconds. */
+export function treeCpuSplitMicros(pids: readonly number[]): { user: number; system: number } {
+  let user = 0;
+  let system = 0;
+  for (const p of pids) {
+    const st = readStat(p);
+    user += st?.user ?? 0;
+    system += st?.system ?? 0;
+  }
+  return { user: (user * 1e6) / CLK_TCK, system: (system * 1e6) / CLK_TCK };
 }
 
 /** Resident set size of the tree, in bytes (VmRSS summed). */

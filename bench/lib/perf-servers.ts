@@ -109,9 +109,10 @@ function startNginx(name: string, dir: string, conf: string): ChildProcess {
 export const ONE_MIB = 1024 * 1024;
 
 /** Two fast backends: NGINX `return 200` when installed, otherwise a small Node server. */
-export async function startBackends(): Promise<{ kind: string; ports: [number, number]; running: Running }> {
+export async function startBackends(): Promise<{ kind: string; ports: [number, number]; running: Running; accepts?: () => Promise<number> }> {
   const ports: [number, number] = [await freePort(), await freePort()];
   if (installed('nginx')) {
+    const statusPort = await freePort();
     const dir = nginxPrefix('backends');
     fs.writeFileSync(path.join(dir, '1m.bin'), Buffer.alloc(ONE_MIB, 120));
     const child = startNginx(
@@ -125,12 +126,33 @@ ${NGINX_HTTP_COMMON}  default_type text/plain;
     location / { return 200 "ok\\n"; }
     location = /1m { alias ${dir}/1m.bin; }
   }
+  server {
+    listen 127.0.0.1:${statusPort};
+    location / { stub_status; }
+  }
 }
 `,
     );
     await waitHttp(`http://127.0.0.1:${ports[0]}/`);
     await waitHttp(`http://127.0.0.1:${ports[1]}/`);
-    return { kind: 'nginx (1 worker, return 200)', ports, running: { name: 'backends', pid: child.pid ?? 0, url: `http://127.0.0.1:${ports[0]}` } };
+    // Connections the backends accepted so far, read from stub_status. Each read is a connection
+    // of its own (agent: false): those are not counted.
+    let reads = 0;
+    const accepts = async (): Promise<number> => {
+      reads++;
+      const text = await new Promise<string>((resolve, reject) => {
+        http
+          .get({ host: '127.0.0.1', port: statusPort, path: '/', agent: false }, (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => resolve(body));
+          })
+          .on('error', reject);
+      });
+      const m = /server accepts handled requests\s+(\d+)/.exec(text);
+      return m === null ? NaN : Number(m[1]) - reads;
+    };
+    return { kind: 'nginx (1 worker, return 200)', ports, running: { name: 'backends', pid: child.pid ?? 0, url: `http://127.0.0.1:${ports[0]}` }, accepts };
   }
   const script = `const http=require('http');const big=Buffer.alloc(${ONE_MIB},120);for(const p of [${ports[0]},${ports[1]}])http.createServer((q,r)=>{if(q.url==='/1m'){r.writeHead(200,{'content-length':big.length});r.end(big);}else{r.writeHead(200,{'content-type':'text/plain','content-length':3});r.end('ok\\n');}}).listen(p,'127.0.0.1');`;
   const child = track(spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'pipe'] }), 'backends');
@@ -140,7 +162,7 @@ ${NGINX_HTTP_COMMON}  default_type text/plain;
 }
 
 /** `drover start` with round_robin over the backends, access log off, defaults otherwise. */
-export async function startDrover(root: string, name: string, backends: readonly number[], workers: number): Promise<Running> {
+export async function startDrover(root: string, name: string, backends: readonly number[], workers: number, nodeFlags: readonly string[] = []): Promise<Running> {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'drover-bench-drover-'));
   const file = path.join(dir, 'drover.yaml');
@@ -159,7 +181,7 @@ routes:
   - {match: {path_prefix: /}, service: bench}
 `,
   );
-  const child = track(spawn(process.execPath, [path.join(root, 'bin', 'drover'), 'start', '-c', file], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }), name);
+  const child = track(spawn(process.execPath, [...nodeFlags, path.join(root, 'bin', 'drover'), 'start', '-c', file], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }), name);
   const url = `http://127.0.0.1:${port}`;
   await waitHttp(`${url}/`, 30_000);
   return { name, pid: child.pid ?? 0, url };

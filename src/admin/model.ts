@@ -31,7 +31,38 @@ export interface BackendView {
   last_change: string | null;
   /** why the last change happened (`active check: 3 failures`, `admin drain`, ...); `` when none */
   reason: string;
+  /**
+   * The peak-EWMA latency to response headers (what `balancer: ewma` weighs), ms with 0.1 ms
+   * precision, decayed to now; null before the first answer was observed.
+   */
+  latency_ewma_ms: number | null;
+  /** the service's `max_conns` (per process); 0 = unlimited */
+  max_conns: number;
   zone?: string;
+  /** the weight the balancer uses now: below `weight` while slow start ramps it up */
+  effective_weight?: number;
+  /** the latest active check, when the service has active checks and one has run */
+  last_check?: CheckView;
+}
+
+/** One active health check result. */
+export interface CheckView {
+  /** ISO 8601 */
+  at: string;
+  ok: boolean;
+  /** e.g. `status 200`, `connect ECONNREFUSED`, `timeout after 1000ms` */
+  detail: string;
+}
+
+/** One route of the route table, in match order (`GET /api/routes`). */
+export interface RouteView {
+  /** 0-based position: first match wins */
+  index: number;
+  match: { host?: string; path_prefix?: string; path?: string; method?: string; headers?: Record<string, string> };
+  service: string;
+  strip_prefix?: string;
+  /** requests this route matched (in this process, kept across reloads while the route is unchanged) */
+  hits: number;
 }
 
 /** One service and its pool. */
@@ -41,11 +72,15 @@ export interface ServiceView {
   balancer: string;
   /** true while fewer than `panic_threshold`% of backends are healthy and all non-draining ones are used */
   panic?: boolean;
+  /** requests waiting for a slot below `max_conns` now; only for a service with `max_conns` */
+  queue_depth?: number;
   backends: BackendView[];
 }
 
-/** One backend state change, for the events list. */
+/** One event of the events list: a backend state change, a registry change, or a config reload. */
 export interface EventView {
+  /** `health` (state change; also when absent), `registry` (a backend joined or left), `reload` */
+  kind?: 'health' | 'registry' | 'reload';
   /** ISO 8601 */
   at: string;
   service: string;
@@ -71,6 +106,13 @@ export interface AdminModel {
   ready(): boolean;
   /** For `GET /api/config`: the effective config, secrets already removed (the server redacts again). */
   effectiveConfig(): unknown;
-  /** Recent state changes, oldest first, newest last, at most 200. */
+  /** Recent events, oldest first, newest last: at most 200 health transitions, plus (the runtime) 100 registry changes and 50 reloads. */
   events(): EventView[];
+  /** For `GET /api/routes`: the route table in match order with hit counts (optional: 404 without it). */
+  routes?(): RouteView[];
+  /**
+   * For `GET /api/services/{service}/checks`: each backend's latest active checks, oldest first
+   * (at most 10 each); undefined for an unknown service (optional: 404 without it).
+   */
+  checks?(service: string): { id: string; checks: CheckView[] }[] | undefined;
 }

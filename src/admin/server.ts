@@ -1,6 +1,7 @@
 /**
  * The admin HTTP server (contract section 4): health and readiness probes, Prometheus metrics,
- * the JSON API the dashboard and `drover status` read, drain/undrain, and the dashboard page.
+ * the JSON API the dashboard and `drover status` read, drain/undrain, and the dashboard page
+ * (its routes live in `./dashboard-routes.ts`).
  *
  * Plain `node:http`: a dozen fixed routes need no framework. Every handler is wrapped so that no
  * input, and no exception from the model, can crash the process; failures answer 500 and are
@@ -14,7 +15,7 @@ import { DroverError, ErrorCodes } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { AdminModel } from './model.js';
-import { DASHBOARD_CSP, DASHBOARD_HTML } from './dashboard.js';
+import { dashboardRoute } from './dashboard-routes.js';
 
 /** Options of `startAdminServer`. */
 export interface AdminServerOptions {
@@ -148,21 +149,16 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
           res.write(`retry: 2000\n${streamPayload()}`);
           addStream(res);
         });
-      case '/':
-      case '/index.html':
-        return getOnly(() => {
-          res.writeHead(200, {
-            'content-type': 'text/html; charset=utf-8',
-            'cache-control': 'no-store',
-            'content-security-policy': DASHBOARD_CSP,
-            'x-content-type-options': 'nosniff',
-            'x-frame-options': 'DENY',
-            'referrer-policy': 'no-referrer',
-          });
-          res.end(DASHBOARD_HTML);
-        });
       default:
         break;
+    }
+
+    // The page, its files, and the JSON only it reads (series, routes, checks).
+    const page = dashboardRoute({ method, path: rawPath, query: q === -1 ? '' : rawUrl.slice(q + 1), ifNoneMatch: req.headers['if-none-match'] }, opts.model, opts.metrics.series);
+    if (page !== undefined) {
+      res.writeHead(page.status, page.headers);
+      res.end(page.body);
+      return;
     }
 
     // POST /api/services/{service}/backends/{id}/drain | undrain

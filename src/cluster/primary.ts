@@ -227,6 +227,9 @@ export class ClusterPrimary {
       b.inflight += s.inflight - prev;
     }
     for (const p of m.passive) this.opts.runtime.monitor.passive(p.service, p.id, p.outcome);
+    // The dashboard's series and route hits are kept here, from every worker's counts.
+    for (const d of m.series ?? []) this.opts.metrics.series.apply(d);
+    if (m.routes !== undefined && m.routes.length > 0) this.opts.runtime.addRouteHits(m.routes);
   }
 
   private onExit(worker: Worker, code: number | null, signal: string | null): void {

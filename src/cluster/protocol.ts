@@ -10,6 +10,7 @@
 import type { DroverConfig } from '../config/types.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { PassiveOutcome } from '../../health/types.js';
+import type { SeriesDelta } from '../series/deltas.js';
 
 /** One service's pool as the primary sees it: members (draining = registry or admin) and availability. */
 export interface ServiceSnapshot {
@@ -57,7 +58,15 @@ export interface PassiveReport {
 export type WorkerMessage =
   | { readonly drover: 'hello' }
   | { readonly drover: 'listening'; readonly listen: readonly { host: string; port: number }[] }
-  | { readonly drover: 'stats'; readonly backends: readonly BackendStats[]; readonly passive: readonly PassiveReport[] }
+  | {
+      readonly drover: 'stats';
+      readonly backends: readonly BackendStats[];
+      readonly passive: readonly PassiveReport[];
+      /** the dashboard's series: what was counted since the last message */
+      readonly series?: readonly SeriesDelta[];
+      /** route hits since the last message, by route index ([] when none) */
+      readonly routes?: readonly number[];
+    }
   /** answer to `metrics`: the worker registry's `getMetricsAsJSON()` */
   | { readonly drover: 'metrics'; readonly id: number; readonly metrics: readonly object[] };
 

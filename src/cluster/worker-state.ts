@@ -39,6 +39,8 @@ export class WorkerProxy implements PassiveSink {
   private pending: PassiveReport[] = [];
   /** backends whose last pending outcome is a success (a further success adds nothing) */
   private readonly lastWasSuccess = new Set<string>();
+  /** route hits already sent, for the snapshot they were counted in */
+  private hitsSent: { state: ProxyState; hits: Float64Array } | undefined;
   /** called when a failure is queued, so it reaches the primary promptly */
   onFailureQueued: (() => void) | undefined;
 
@@ -110,6 +112,30 @@ export class WorkerProxy implements PassiveSink {
     return out;
   }
 
+  /**
+   * Route hits since the last call, by route index; [] when none. A rebuilt snapshot carries the
+   * hits of unchanged routes, so what was sent is carried the same way.
+   */
+  takeRouteHits(): number[] {
+    const st = this.state;
+    let sent = this.hitsSent;
+    if (sent === undefined || sent.state !== st) {
+      const hits = new Float64Array(st.routeHits.length);
+      if (sent !== undefined) for (let i = 0; i < hits.length; i++) if (sent.state.routeKeys[i] === st.routeKeys[i]) hits[i] = sent.hits[i] ?? 0;
+      sent = this.hitsSent = { state: st, hits };
+    }
+    let out: number[] | undefined;
+    for (let i = 0; i < st.routeHits.length; i++) {
+      const now = st.routeHits[i] ?? 0;
+      const d = now - (sent.hits[i] ?? 0);
+      if (d > 0) {
+        (out ??= new Array<number>(st.routeHits.length).fill(0))[i] = d;
+        sent.hits[i] = now;
+      }
+    }
+    return out ?? [];
+  }
+
   /** Counter deltas and in-flight counts of backends that changed since the last call. */
   takeStats(): BackendStats[] {
     const out: BackendStats[] = [];
@@ -144,7 +170,7 @@ export class WorkerProxy implements PassiveSink {
   }
 
   private build(): ProxyState {
-    return buildProxyState(this.config, this.services, this.accessLog);
+    return buildProxyState(this.config, this.services, this.accessLog, this.state);
   }
 
 }

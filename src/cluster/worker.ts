@@ -9,6 +9,7 @@ import { openAccessLog, type AccessLog } from '../access-log.js';
 import type { DroverConfig } from '../config/types.js';
 import { createLogger } from '../log.js';
 import { Metrics } from '../metrics.js';
+import { SeriesDeltas } from '../series/deltas.js';
 import { startListener, type Listener } from '../proxy/listener.js';
 import { destroyUpstream } from '../proxy/upstream.js';
 import { openTunnels } from '../proxy/websocket.js';
@@ -19,7 +20,9 @@ import { WorkerProxy } from './worker-state.js';
 export const STATS_INTERVAL_MS = 250;
 
 const logger = createLogger().child({ component: 'worker' });
-const metrics = new Metrics();
+// The dashboard's series are kept by the primary: a worker only counts each interval and sends it.
+const seriesDeltas = new SeriesDeltas();
+const metrics = new Metrics({ seriesSink: seriesDeltas });
 
 let proxy: WorkerProxy | undefined;
 let accessLog: AccessLog | undefined;
@@ -37,7 +40,9 @@ function flush(): void {
   if (proxy === undefined) return;
   const backends = proxy.takeStats();
   const passive = proxy.takePassive();
-  if (backends.length + passive.length > 0) send({ drover: 'stats', backends, passive });
+  const series = seriesDeltas.take();
+  const routes = proxy.takeRouteHits();
+  if (backends.length + passive.length + series.length + routes.length > 0) send({ drover: 'stats', backends, passive, series, routes });
 }
 
 function queueFlush(): void {

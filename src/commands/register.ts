@@ -11,28 +11,7 @@ import type { Command } from 'commander';
 import { createLogger } from '../log.js';
 import { ErrorCodes } from '../errors.js';
 import { normaliseOrigin, parseDroverKey, parseWeight } from '../registry/etcd-values.js';
-
-/** Resolved `drover register` settings. */
-export interface RegisterOptions {
-  readonly endpoints: readonly string[];
-  readonly service: string;
-  /** normalised origin `http://host:port` */
-  readonly url: string;
-  readonly id: string;
-  /** seconds, lease TTL; default 10 */
-  readonly ttlSeconds: number;
-  /** > 0, default 1 */
-  readonly weight: number;
-  readonly zone?: string | undefined;
-  /** full URL probed with GET; absent = no health check (always registered) */
-  readonly healthUrl?: string | undefined;
-  /** ends with `/`; default `/drover/services/` */
-  readonly prefix: string;
-  /** ms between health probes; default 1000 */
-  readonly healthIntervalMs: number;
-  /** consecutive results that flip the health state; default 2 */
-  readonly healthThreshold: number;
-}
+import type { RegisterOptions } from '../registration.js';
 
 /** Raw flag values as commander hands them over. */
 export interface RegisterFlags {
@@ -108,11 +87,6 @@ export function resolveRegisterFlags(flags: RegisterFlags): { ok: true; value: R
       healthThreshold: 2,
     },
   };
-}
-
-/** The value written for this instance (contract section 3, JSON form). */
-export function memberValue(o: RegisterOptions): string {
-  return JSON.stringify({ url: o.url, weight: o.weight, ...(o.zone !== undefined ? { zone: o.zone } : {}), draining: false, meta: {} });
 }
 
 /** Adds `drover register` to the program (contract section 1). */

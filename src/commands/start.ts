@@ -111,10 +111,12 @@ export async function runStart(opts: StartOptions): Promise<number> {
         cluster?.reload(next);
         config = next;
         metrics.configReload('success');
+        runtime.noteReload(true, `trigger: ${trigger}`);
         logger.info({ trigger }, 'config reloaded');
       } catch (err) {
         metrics.configReload('failure');
         const issues = err instanceof ConfigError ? err.issues.map(formatIssue) : [String(err)];
+        runtime.noteReload(false, `trigger: ${trigger}: ${issues.join('; ')}`);
         logger.error({ trigger, issues, code: err instanceof ConfigError ? err.code : 'E_CONFIG_INVALID' }, 'config reload refused: the old config keeps serving');
       }
     });

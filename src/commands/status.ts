@@ -10,9 +10,9 @@ import type { BackendView, ServiceView } from '../admin/model.js';
 /** Default admin API address (the config default of `admin.address`). */
 export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9901';
 
-const HEADERS = ['SERVICE', 'BACKEND', 'URL', 'STATE', 'WEIGHT', 'INFLIGHT', 'REQUESTS', 'LAST-CHANGE'] as const;
+const HEADERS = ['SERVICE', 'BACKEND', 'URL', 'STATE', 'WEIGHT', 'INFLIGHT', 'MAX-CONNS', 'REQUESTS', 'EWMA-MS', 'LAST-CHANGE'] as const;
 /** columns printed right-aligned (numbers) */
-const RIGHT = new Set<number>([4, 5, 6]);
+const RIGHT = new Set<number>([4, 5, 6, 7, 8]);
 
 /** Adds `status` to the program. */
 export function addStatusCommand(program: Command): void {
@@ -117,7 +117,7 @@ export function formatStatusTable(services: readonly ServiceView[], now: number)
   const rows: string[][] = [[...HEADERS]];
   for (const s of services) {
     if (s.backends.length === 0) {
-      rows.push([s.name, '(none)', '-', '-', '-', '-', '-', '-']);
+      rows.push([s.name, '(none)', '-', '-', '-', '-', '-', '-', '-', '-']);
       continue;
     }
     for (const b of s.backends) rows.push(backendRow(s.name, b, now));
@@ -135,7 +135,8 @@ export function formatStatusTable(services: readonly ServiceView[], now: number)
 }
 
 function backendRow(service: string, b: BackendView, now: number): string[] {
-  return [service, s(b.id), s(b.url), s(b.state), num(b.weight), num(b.inflight), num(b.requests), lastChange(b.last_change, now)];
+  // MAX-CONNS 0 is "unlimited"; EWMA-MS `-` is "no answer observed yet" (or an older drover)
+  return [service, s(b.id), s(b.url), s(b.state), num(b.weight), num(b.inflight), num(b.max_conns), num(b.requests), num(b.latency_ewma_ms), lastChange(b.last_change, now)];
 }
 
 function s(v: unknown): string {

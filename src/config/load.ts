@@ -649,6 +649,9 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
       retries: s.retries,
       timeouts: { connect: s.timeouts.connect, responseHeaders: s.timeouts.response_headers, idle: s.timeouts.idle },
       ...(tls === undefined ? {} : { tls }),
+      maxConns: s.max_conns,
+      queue: { size: s.queue.size, timeout: s.queue.timeout },
+      zoneAware: s.zone_aware,
       backends: s.backends.map(backendOf),
     };
   });

@@ -359,6 +359,23 @@ export const serviceSchema = z
       .describe('retries to a different backend: connect failures always, others only for idempotent body-less requests (default 2)'),
     timeouts: timeoutsSchema.prefault({}),
     tls: upstreamTlsSchema.optional(),
+    max_conns: z
+      .int()
+      .min(0)
+      .max(1_000_000)
+      .default(0)
+      .describe('most requests in flight to one backend (per drover process); above it requests wait in the queue (default 0: unlimited)'),
+    queue: z
+      .strictObject({
+        size: z.int().min(0).max(1_000_000).default(0).describe('requests that may wait for a free backend; 0: none, answer 503 backend_saturated (default 0)'),
+        timeout: duration('longest wait in the queue before 503 queue_timeout (default 1s)').prefault('1s'),
+      })
+      .prefault({})
+      .describe('where requests wait while every candidate is at max_conns (FIFO)'),
+    zone_aware: z
+      .boolean()
+      .default(false)
+      .describe('prefer backends whose zone equals the DROVER_ZONE environment variable while at least panic_threshold % of them are available (default false)'),
     backends: z.array(backendSchema).default([]).describe('static members, merged with the registries\''),
   })
   .superRefine((v, ctx) => {

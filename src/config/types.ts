@@ -123,6 +123,17 @@ export interface ServiceConfig {
   readonly timeouts: TimeoutsConfig;
   /** TLS to `https://` backends; undefined: verify against the system CAs, SNI = URL host */
   readonly tls?: UpstreamTlsConfig | undefined;
+  /** most requests in flight per backend (per process); 0 = unlimited (default) */
+  readonly maxConns: number;
+  /** where requests wait while every candidate is at `maxConns` */
+  readonly queue: {
+    /** waiting requests at most; 0 = no queue (default) */
+    readonly size: number;
+    /** ms, default 1000 */
+    readonly timeout: number;
+  };
+  /** prefer backends of the zone in `DROVER_ZONE` (default false) */
+  readonly zoneAware: boolean;
   readonly backends: readonly StaticBackendConfig[];
 }
 

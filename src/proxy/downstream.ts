@@ -72,9 +72,10 @@ export interface Downstream {
   destroy(err?: Error): void;
   /**
    * Answers with drover's JSON error body; `closeAfter` (a request body may be left unread)
-   * closes the connection afterwards unless the body was in fact read whole.
+   * closes the connection afterwards unless the body was in fact read whole; `name` overrides the
+   * status's usual `error` value.
    */
-  sendError(status: number, service: string | undefined, closeAfter: boolean): void;
+  sendError(status: number, service: string | undefined, closeAfter: boolean, name?: string): void;
 }
 
 /** True when a `TE` request header lists `trailers`. */
@@ -170,8 +171,8 @@ export class NodeDownstream implements Downstream {
     this.res.destroy(err);
   }
 
-  sendError(status: number, service: string | undefined, closeAfter: boolean): void {
+  sendError(status: number, service: string | undefined, closeAfter: boolean, name?: string): void {
     // a request body still unread makes the connection unusable for another request
-    sendError(this.res, status, service, closeAfter && !this.req.readableEnded);
+    sendError(this.res, status, service, closeAfter && !this.req.readableEnded, name);
   }
 }

@@ -12,6 +12,7 @@ import type { PickContext } from '../../routing/types.js';
 import type { LazyBody } from './body.js';
 import type { Downstream, ExchangeSink } from './downstream.js';
 import { downstreamResponseHeaders, responseTrailers } from './headers.js';
+import type { Waiter } from './queue.js';
 import type { AccessLogEntry, FailureKind, ProxyState, ServiceRuntime } from './types.js';
 import { upstreamOf } from './upstream.js';
 
@@ -66,11 +67,11 @@ function withTeTrailers(headers: string[]): string[] {
   return [...headers, 'te', 'trailers'];
 }
 
-export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
+export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waiter {
   private readonly down: Downstream;
   private readonly state: ProxyState;
   private readonly svc: ServiceRuntime;
-  private readonly ctx: PickContext;
+  readonly ctx: PickContext;
   private readonly base: DispatchBase;
   private readonly startedAt: number;
   private readonly routeIndex: number;
@@ -83,7 +84,12 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
   private backend: Backend | undefined;
   private body: LazyBody | undefined;
   private controller: Dispatcher.DispatchController | undefined;
-  private tried: Set<Backend> | undefined;
+  /** backends a retry must avoid (read by the wait queue too) */
+  tried: Set<Backend> | undefined;
+  /** true while waiting in the service's queue for a slot below `max_conns` */
+  private queued = false;
+  /** performance.now() when the current attempt was dispatched; NaN once its latency is recorded */
+  private attemptAt = NaN;
   private retries = 0;
   /** replays after stale keep-alive connections so far (at most MAX_STALE_REPLAYS) */
   private staleReplays = 0;
@@ -127,20 +133,52 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
     this.attempt();
   }
 
+  /**
+   * One attempt: to `same` (a replay that keeps its slot), or to whatever the service admits
+   * (a backend with its slot taken, or a place in the queue, or a refusal).
+   */
   private attempt(same?: Backend): void {
-    const backend = same ?? this.svc.pool.pick(this.ctx, this.tried);
-    if (backend === undefined) {
-      if (this.tried === undefined) {
-        this.fail(503, undefined, 'no_available_backend');
-      } else {
-        // every backend was tried: answer with the last failure's status
-        this.fail(this.status === 504 ? 504 : 502, undefined, this.error ?? 'bad_gateway');
-      }
+    if (same !== undefined) {
+      this.dispatchTo(same);
       return;
     }
+    this.backend = undefined;
+    this.controller = undefined;
+    const admission = this.svc.admit(this);
+    if (typeof admission === 'object') {
+      this.dispatchTo(admission);
+    } else if (admission === 'queued') {
+      // admitted() may already have run (a slot was free behind other waiters)
+      if (this.backend === undefined && !this.finished) this.queued = true;
+    } else if (this.tried !== undefined) {
+      // a retry that cannot happen: answer with the last failure's status
+      this.fail(this.status === 504 ? 504 : 502, undefined, this.error ?? 'bad_gateway');
+    } else if (admission === 'saturated') {
+      this.fail(503, undefined, 'backend_saturated', 'backend_saturated');
+    } else {
+      this.fail(503, undefined, 'no_available_backend');
+    }
+  }
+
+  /** The queue found a slot (already taken) on `backend`. */
+  admitted(backend: Backend): void {
+    this.queued = false;
+    this.dispatchTo(backend);
+  }
+
+  /** Waited `queue.timeout` for a slot. */
+  timedOut(): void {
+    this.queued = false;
+    if (this.tried !== undefined) this.fail(this.status === 504 ? 504 : 502, undefined, this.error ?? 'bad_gateway');
+    else this.fail(503, undefined, 'queue_timeout', 'queue_timeout');
+  }
+
+  /** Sends the request to `backend`, whose slot this exchange holds. */
+  private dispatchTo(backend: Backend): void {
     this.backend = backend;
-    backend.inflight++;
     backend.requests++;
+    this.attemptAt = performance.now();
+    this.svc.attemptSent(backend);
     const up = upstreamOf(backend, this.svc.config.timeouts, this.svc.config.tls);
     let body: LazyBody | Buffer | null = null;
     if (this.withBody) {
@@ -166,8 +204,9 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
       );
     } catch (err) {
       // undici validates synchronously (e.g. a header value it refuses): the request is bad
-      backend.inflight--;
+      this.settleAttempt('none');
       this.backend = undefined;
+      this.svc.release(backend);
       this.fail(400, undefined, `rejected: ${(err as Error).message}`);
     }
   }
@@ -180,6 +219,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, _headers: unknown, statusMessage?: string): void {
     if (statusCode < 200) return; // 1xx informational: Node answers 100-continue itself
     this.responseStarted = true;
+    this.settleAttempt(statusCode < 500 ? 'ok' : 'failed');
     this.status = statusCode;
     const raw = (controller.rawHeaders ?? []) as (Buffer | string)[];
     const headers = downstreamResponseHeaders(raw);
@@ -242,7 +282,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
       // A kept-alive connection the backend closed just as this request went out on it: not
       // the backend's fault and nothing was answered. Replayed to the same backend, uncounted.
       this.staleReplays++;
-      backend.inflight--;
+      this.settleAttempt('none'); // not a sample: the backend never saw this request
       this.body = undefined;
       this.svc.counters.retry();
       this.attempt(backend);
@@ -255,6 +295,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
       backend.failures++;
       this.svc.backendCounters(backend).upstreamError(c.kind);
       this.svc.report(backend, { ok: false, kind: c.kind, detail });
+      this.settleAttempt('failed');
     }
     if (this.responseStarted) {
       // Headers are out: the only honest signal left is a truncated response.
@@ -263,7 +304,8 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
       return;
     }
     if (this.mayRetry(c) && backend !== undefined) {
-      backend.inflight--;
+      this.backend = undefined;
+      this.svc.release(backend);
       this.body?.detach();
       this.bytesIn += this.body?.bytes ?? 0;
       this.body = undefined;
@@ -304,22 +346,38 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
     return this.svc.takeRetry();
   }
 
+  /** Ends the current attempt's wait for headers, once, telling its backend's latency estimate. */
+  private settleAttempt(outcome: 'ok' | 'failed' | 'none'): void {
+    const backend = this.backend;
+    if (backend === undefined || Number.isNaN(this.attemptAt)) return;
+    this.svc.attemptSettled(backend, performance.now() - this.attemptAt, outcome);
+    this.attemptAt = NaN;
+  }
+
   /** The client's response closed (finished, or the client went away). */
   clientClosed(): void {
     if (this.finished) return;
     if (!this.down.finished) {
       this.clientGone = true;
+      if (this.queued) {
+        // out of the queue at once: it never reaches a backend
+        this.queued = false;
+        this.svc.leaveQueue(this);
+      }
       this.controller?.abort(new Error('client closed the connection'));
       if (this.controller === undefined && this.backend === undefined) this.done();
     }
   }
 
-  /** Answers the client with an error (contract section 6) and finishes. */
-  private fail(status: number, backend: Backend | undefined, error: string): void {
+  /**
+   * Answers the client with an error (contract section 6) and finishes.
+   * @param name the body's `error` when it is not the status's usual one (503 `queue_timeout`)
+   */
+  private fail(status: number, backend: Backend | undefined, error: string, name?: string): void {
     this.status = status;
     this.error = error;
     if (backend === undefined) this.backend = undefined;
-    if (!this.clientGone) this.down.sendError(status, this.svc.name, this.withBody);
+    if (!this.clientGone) this.down.sendError(status, this.svc.name, this.withBody, name);
     this.done();
   }
 
@@ -327,16 +385,18 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink {
     if (this.finished) return;
     this.finished = true;
     const backend = this.backend;
-    if (backend !== undefined) backend.inflight--;
+    this.settleAttempt('none'); // still waiting for headers: the client left first
     this.body?.detach();
     this.bytesIn += this.body?.bytes ?? 0;
     const status = this.clientGone && !this.responseStarted ? 499 : this.status;
     const seconds = (performance.now() - this.startedAt) / 1000;
     this.svc.counters.observeDuration(seconds);
-    if (backend !== undefined) this.svc.backendCounters(backend).request(status);
-    else this.svc.counters.request(status);
+    if (backend !== undefined) this.svc.backendCounters(backend).request(status, seconds);
+    else this.svc.counters.request(status, seconds);
     const log = this.state.accessLog;
     if (log !== undefined) log(this.entry(status, seconds, backend));
+    // last: giving the slot back may start a queued exchange right here
+    if (backend !== undefined) this.svc.release(backend);
   }
 
   private entry(status: number, seconds: number, backend: Backend | undefined): AccessLogEntry {

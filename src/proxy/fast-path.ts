@@ -635,13 +635,13 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
     super.destroy();
   }
 
-  sendError(status: number, service: string | undefined, _closeAfter: boolean): void {
+  sendError(status: number, service: string | undefined, _closeAfter: boolean, name?: string): void {
     if (this.headersSent || this.destroyed) {
       super.destroy();
       return;
     }
     // `closeAfter` is for a body left unread: the fast path has always read it whole
-    const body = Buffer.from(errorBody(status, service));
+    const body = Buffer.from(errorBody(status, service, name));
     // the same head and framing as a relayed response (HEAD: no body), as node:http does it
     this.writeHead(status, undefined, ['content-type', 'application/json', 'content-length', String(body.length)]);
     this.write(body);

@@ -75,6 +75,7 @@ export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: Req
     down.sendError(404, undefined, false);
     return;
   }
+  state.routeHits[route.index] = (state.routeHits[route.index] ?? 0) + 1;
   const svc = state.services.get(route.service);
   if (svc === undefined) {
     logUnproxied(state, req, 503, route.index, route.service);

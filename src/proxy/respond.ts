@@ -16,9 +16,12 @@ const ERROR_NAMES: Readonly<Record<number, string>> = {
   504: 'gateway_timeout',
 };
 
-/** The JSON body drover sends for `status` (with `service` when one was chosen). */
-export function errorBody(status: number, service: string | undefined): string {
-  const error = ERROR_NAMES[status] ?? 'error';
+/**
+ * The JSON body drover sends for `status` (with `service` when one was chosen); `name` overrides
+ * the status's usual `error` (503 is also `queue_timeout` and `backend_saturated`).
+ */
+export function errorBody(status: number, service: string | undefined, name?: string): string {
+  const error = name ?? ERROR_NAMES[status] ?? 'error';
   return service === undefined || status === 404 || status === 400 ? JSON.stringify({ error }) : JSON.stringify({ error, service });
 }
 
@@ -26,12 +29,12 @@ export function errorBody(status: number, service: string | undefined): string {
  * Writes an error answer. `close` asks the client to close the connection (used when the request
  * body was not read, so the connection cannot be reused safely).
  */
-export function sendError(res: ServerResponse, status: number, service: string | undefined, close = false): void {
+export function sendError(res: ServerResponse, status: number, service: string | undefined, close = false, name?: string): void {
   if (res.headersSent || res.destroyed) {
     res.destroy();
     return;
   }
-  const body = errorBody(status, service);
+  const body = errorBody(status, service, name);
   const headers: Record<string, string | number> = {
     'content-type': 'application/json',
     'content-length': Buffer.byteLength(body),

@@ -5,13 +5,15 @@
  */
 import { BlockList, isIP } from 'node:net';
 import type { Backend } from '../../routing/backend.js';
-import { ServicePool } from '../../routing/pool.js';
+import { failurePenalty, medianLatency } from '../../routing/latency.js';
+import { ServicePool, type ServicePoolSettings } from '../../routing/pool.js';
 import { RouteTable } from '../../routing/route-table.js';
 import type { PassiveOutcome } from '../../health/types.js';
 import type { DroverConfig, ServiceConfig } from '../config/types.js';
 import type { Metrics } from '../metrics.js';
 import { compileEdits } from './headers.js';
-import type { AccessLogEntry, AttemptOutcome, BackendCounters, ProxyState, ServiceCounters, ServiceRuntime } from './types.js';
+import { WaitQueue, type Waiter } from './queue.js';
+import type { AccessLogEntry, Admission, AttemptOutcome, BackendCounters, ProxyState, ServiceCounters, ServiceRuntime } from './types.js';
 
 /** Retry budget: each request earns this fraction of a retry... */
 const RETRY_EARN = 0.2;
@@ -30,6 +32,22 @@ export function toPassive(outcome: AttemptOutcome): PassiveOutcome {
   return { kind: outcome.kind };
 }
 
+/** The environment variable naming the zone this drover runs in (`zone_aware`). */
+export const ZONE_ENV = 'DROVER_ZONE';
+
+/** The pool settings of a service config (`zone_aware` resolved against `DROVER_ZONE`). */
+export function poolSettings(config: ServiceConfig, env: NodeJS.ProcessEnv = process.env): ServicePoolSettings {
+  const zone = env[ZONE_ENV];
+  return {
+    balancer: config.balancer,
+    hashKey: config.hashKey,
+    panicThreshold: config.panicThreshold,
+    slowStart: config.slowStart,
+    maxConns: config.maxConns,
+    localZone: config.zoneAware && zone !== undefined && zone !== '' ? zone : undefined,
+  };
+}
+
 /** One service's pool, counters and retry budget; reconfigured in place on reload. */
 export class ServiceEntry implements ServiceRuntime {
   readonly name: string;
@@ -44,6 +62,9 @@ export class ServiceEntry implements ServiceRuntime {
   /** backends whose last reported outcome was a failure (a success must reset their streak) */
   private readonly failing = new WeakSet<Backend>();
   private tokens = RETRY_BANK;
+  /** requests waiting for a slot below `max_conns`; created with the first limit */
+  private queue: WaitQueue | undefined;
+  private readonly scratch = { buf: new Float64Array(8) };
 
   constructor(config: ServiceConfig, metrics: Metrics, reporter: PassiveReporter, configured = true) {
     this.name = config.name;
@@ -51,32 +72,108 @@ export class ServiceEntry implements ServiceRuntime {
     this.configured = configured;
     this.metrics = metrics;
     this.reporter = reporter;
-    this.pool = new ServicePool({
-      name: config.name,
-      balancer: config.balancer,
-      hashKey: config.hashKey,
-      panicThreshold: config.panicThreshold,
-      slowStart: config.slowStart,
-    });
+    this.pool = new ServicePool({ name: config.name, ...poolSettings(config) });
     const svc = metrics.service(config.name);
     const orphan = metrics.backend(config.name, '');
+    const series = metrics.seriesSink.recorder(config.name);
     this.counters = {
       observeDuration: (s) => svc.observeDuration(s),
       retry: () => svc.retry(),
-      request: (code) => orphan.request(code),
+      request: (code, seconds) => {
+        orphan.request(code);
+        series.request(code, seconds);
+      },
     };
+    if (config.maxConns > 0) this.waitQueue();
   }
 
   reconfigure(config: ServiceConfig, configured = true): void {
     this.config = config;
     this.configured = configured;
-    this.pool.reconfigure({ balancer: config.balancer, hashKey: config.hashKey, panicThreshold: config.panicThreshold, slowStart: config.slowStart });
+    this.pool.reconfigure(poolSettings(config));
+    if (config.maxConns > 0) this.waitQueue();
+    // a raised limit (or none any more) frees slots for whoever waits
+    this.queue?.drain();
+  }
+
+  admit(w: Waiter): Admission {
+    const limited = this.config.maxConns > 0;
+    const queue = this.queue;
+    // FIFO: while others wait, a newcomer queues behind them instead of overtaking
+    if (!limited || queue === undefined || queue.length === 0) {
+      const b = this.pool.pick(w.ctx, w.tried);
+      if (b !== undefined) {
+        this.acquire(b);
+        return b;
+      }
+      if (!limited || !this.pool.saturated(w.tried)) return 'none';
+    } else if (this.pool.candidates().length === 0) {
+      return 'none';
+    }
+    return this.waitQueue().enqueue(w, this.config.queue.size, this.config.queue.timeout) ? 'queued' : 'saturated';
+  }
+
+  /** The queue, created with the first limit (so its series exist from then on, at 0). */
+  private waitQueue(): WaitQueue {
+    return (this.queue ??= new WaitQueue((ctx, tried) => this.takeSlot(ctx, tried), this.metrics.queue(this.name)));
+  }
+
+  /** The queue's way to a backend: a pick within the limits, slot taken. */
+  private takeSlot(ctx: Waiter['ctx'], tried: Waiter['tried']): Backend | undefined {
+    const b = this.pool.pick(ctx, tried);
+    if (b !== undefined) this.acquire(b);
+    return b;
+  }
+
+  acquire(backend: Backend): void {
+    backend.inflight++;
+  }
+
+  release(backend: Backend): void {
+    backend.inflight--;
+    const q = this.queue;
+    if (q !== undefined && q.length > 0) q.drain();
+  }
+
+  /** Requests waiting in the queue now. */
+  get queueDepth(): number {
+    return this.queue?.length ?? 0;
+  }
+
+  leaveQueue(w: Waiter): boolean {
+    return this.queue?.remove(w) ?? false;
+  }
+
+  attemptSent(backend: Backend): void {
+    backend.latency.sent(this.pool.clock());
+  }
+
+  attemptSettled(backend: Backend, ms: number, outcome: 'ok' | 'failed' | 'none'): void {
+    if (outcome === 'none') {
+      backend.latency.abandon();
+      return;
+    }
+    const now = this.pool.clock();
+    const sample = outcome === 'ok' ? ms : failurePenalty(ms, medianLatency(this.pool.candidates(), now, this.scratch));
+    backend.latency.observe(sample, now);
   }
 
   backendCounters(backend: Backend): BackendCounters {
     let m = this.perBackend.get(backend);
     if (m === undefined) {
-      m = this.metrics.backend(this.name, backend.id);
+      // The metrics and the dashboard's series count the same outcomes, through one handle.
+      const metrics = this.metrics.backend(this.name, backend.id);
+      const series = this.metrics.seriesSink.recorder(this.name, backend.id);
+      m = {
+        request: (code, seconds) => {
+          metrics.request(code);
+          series.request(code, seconds);
+        },
+        upstreamError: (kind) => {
+          metrics.upstreamError(kind);
+          series.error(kind);
+        },
+      };
       this.perBackend.set(backend, m);
     }
     return m;
@@ -112,6 +209,7 @@ export function buildProxyState(
   config: DroverConfig,
   services: ReadonlyMap<string, ServiceRuntime>,
   accessLog: ((entry: AccessLogEntry) => void) | undefined,
+  previous?: ProxyState,
 ): ProxyState {
   const trusted = new BlockList();
   for (const cidr of config.trustedProxies) {
@@ -120,8 +218,15 @@ export function buildProxyState(
     if (bits === undefined) trusted.addAddress(addr ?? '', family);
     else trusted.addSubnet(addr ?? '', Number(bits), family);
   }
+  const routeKeys = config.routes.map((r) => JSON.stringify(r));
+  const routeHits = new Float64Array(config.routes.length);
+  if (previous !== undefined) {
+    for (let i = 0; i < routeKeys.length; i++) if (previous.routeKeys[i] === routeKeys[i]) routeHits[i] = previous.routeHits[i] ?? 0;
+  }
   return {
     routes: new RouteTable(config.routes),
+    routeHits,
+    routeKeys,
     edits: config.routes.map((r) => compileEdits(r.requestHeaders.set, r.requestHeaders.remove)),
     services,
     trusted,

@@ -24,8 +24,8 @@ const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 414: 'UR
 /** Open tunnels, so shutdown can close them after the grace period. */
 export const openTunnels = new Set<Duplex>();
 
-function refuse(socket: Duplex, status: number, service?: string): void {
-  writeRawError(socket as import('node:net').Socket, status, REASONS[status] ?? 'Error', errorBody(status, service));
+function refuse(socket: Duplex, status: number, service?: string, name?: string): void {
+  writeRawError(socket as import('node:net').Socket, status, REASONS[status] ?? 'Error', errorBody(status, service, name));
 }
 
 /** What the access log line of one upgrade request needs, filled in as it goes. */
@@ -99,13 +99,16 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
     record.finish(404);
     return;
   }
+  state.routeHits[route.index] = (state.routeHits[route.index] ?? 0) + 1;
   record.route = route.index;
   record.service = route.service;
   const svc = state.services.get(route.service);
   const backend = svc?.pool.pick({ clientIp, path, headers: req.headers });
   if (svc === undefined || backend === undefined) {
-    refuse(socket, 503, route.service);
-    record.finish(503, svc === undefined ? undefined : 'no_available_backend');
+    // upgrades do not queue: with every backend at max_conns they are refused at once
+    const name = svc?.pool.saturated() === true ? 'backend_saturated' : undefined;
+    refuse(socket, 503, route.service, name);
+    record.finish(503, svc === undefined ? undefined : (name ?? 'no_available_backend'));
     return;
   }
   record.backend = backend.id;
@@ -134,13 +137,13 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
 }
 
 function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buffer, record: UpgradeRecord, secure: boolean, options: https.RequestOptions & { headers: string[] }): void {
-  backend.inflight++;
+  svc.acquire(backend);
   backend.requests++;
   let released = false;
   const release = (): void => {
     if (released) return;
     released = true;
-    backend.inflight--;
+    svc.release(backend);
   };
   const upstream = (secure ? https : http).request({ ...options, agent: false, setHost: false });
   upstream.setTimeout(svc.config.timeouts.responseHeaders);

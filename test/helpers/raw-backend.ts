@@ -117,10 +117,24 @@ export function memoryOf(pid: number): { rss: number; peak: number } {
 }
 
 /** Every backend of every service from the admin API. */
-export async function adminBackends(adminPort: number): Promise<{ service: string; id: string; inflight: number; requests: number; failures: number; state: string }[]> {
+export async function adminBackends(
+  adminPort: number,
+): Promise<{ service: string; id: string; inflight: number; requests: number; failures: number; state: string; latency_ewma_ms: number | null; max_conns: number }[]> {
   const r = await fetch(`http://127.0.0.1:${adminPort}/api/services`);
-  const j = (await r.json()) as { services: { name: string; backends: { id: string; inflight: number; requests: number; failures: number; state: string }[] }[] };
-  return j.services.flatMap((s) => s.backends.map((b) => ({ service: s.name, id: b.id, inflight: b.inflight, requests: b.requests, failures: b.failures, state: b.state })));
+  type View = { id: string; inflight: number; requests: number; failures: number; state: string; latency_ewma_ms: number | null; max_conns: number };
+  const j = (await r.json()) as { services: { name: string; backends: View[] }[] };
+  return j.services.flatMap((s) =>
+    s.backends.map((b) => ({
+      service: s.name,
+      id: b.id,
+      inflight: b.inflight,
+      requests: b.requests,
+      failures: b.failures,
+      state: b.state,
+      latency_ewma_ms: b.latency_ewma_ms,
+      max_conns: b.max_conns,
+    })),
+  );
 }
 
 /** Polls `check` every 50 ms until it returns true or `timeoutMs` passes; returns the last result. */
