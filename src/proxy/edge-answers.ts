@@ -3,18 +3,10 @@
  * responder the runtime registers), the `redirect_https` 308, and the HSTS header value.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ACME_CHALLENGE_PREFIX, type EdgeHooks } from './edge-hooks.js';
 import { hostWithoutPort } from './handler.js';
 
-/** Where http-01 challenges are asked for (RFC 8555 section 8.3). */
-export const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
-
-/** The key authorization for an http-01 `token`, or undefined when none is pending. */
-export type ChallengeResponder = (token: string) => string | undefined;
-
-/** A listener's hooks that the runtime may set after it started. */
-export interface EdgeHooks {
-  challenge: ChallengeResponder | undefined;
-}
+export { ACME_CHALLENGE_PREFIX, type ChallengeResponder, type EdgeHooks } from './edge-hooks.js';
 
 /** `Strict-Transport-Security` for `hsts` ms, or undefined when off (0). */
 export function hstsValue(hstsMs: number): string | undefined {

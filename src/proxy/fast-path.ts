@@ -24,7 +24,7 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { LazyBody } from './body.js';
 import type { Downstream, ExchangeSink, RequestHead } from './downstream.js';
-import { ACME_CHALLENGE_PREFIX } from './edge-answers.js';
+import { ACME_CHALLENGE_PREFIX } from './edge-hooks.js';
 import { proxyRequest, type ListenerInfo } from './handler.js';
 import { RawStream, rawStreamsAvailable, type TcpHandle } from './raw-stream.js';
 import { errorBody, rawErrorText } from './respond.js';

@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { rewritePath } from '../../routing/route-table.js';
-import type { EdgeHooks } from './edge-answers.js';
+import type { EdgeHooks } from './edge-hooks.js';
 import { NodeDownstream, type Downstream, type RequestHead } from './downstream.js';
 import { Exchange } from './exchange.js';
 import { clientAddress, NO_EDITS, upstreamRequestHeaders } from './headers.js';
