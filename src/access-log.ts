@@ -23,6 +23,7 @@
  * | `bytes_in`   | number         | request body bytes read from the client (upgrades: tunnel bytes up) |
  * | `bytes_out`  | number         | response body bytes relayed to the client (upgrades: tunnel bytes down) |
  * | `retries`    | number         | retries to other backends                                        |
+ * | `protocol`   | string         | the client's protocol: `HTTP/1.1` or `HTTP/2.0` (`HTTP/1.0` for 1.0 clients) |
  * | `error`      | string         | present only when the request failed: what went wrong            |
  */
 import { pino } from 'pino';
@@ -101,7 +102,7 @@ export function formatAccessLine(e: AccessLogEntry, now: number): string {
     `{"time":"${isoTime(now)}","request_id":${jsonString(e.requestId)},"client":${jsonString(e.client)},` +
     `"method":${jsonString(e.method)},"host":${jsonString(e.host)},"path":${jsonString(e.path)},` +
     `"route":${e.route === null ? 'null' : e.route},"service":${str(e.service)},"backend":${str(e.backend)},` +
-    `"status":${e.status},"duration_ms":${e.duration},"bytes_in":${e.bytesIn},"bytes_out":${e.bytesOut},"retries":${e.retries}`;
+    `"status":${e.status},"duration_ms":${e.duration},"bytes_in":${e.bytesIn},"bytes_out":${e.bytesOut},"retries":${e.retries},"protocol":${e.protocol === undefined ? '"HTTP/1.1"' : jsonString(e.protocol)}`;
   if (e.error !== undefined) line += `,"error":${jsonString(e.error)}`;
   return `${line}}\n`;
 }

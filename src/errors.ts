@@ -19,6 +19,8 @@ export const ErrorCodes = {
   REGISTRY_UNREACHABLE: 'E_REGISTRY_UNREACHABLE',
   /** a listener could not bind */
   LISTEN_FAILED: 'E_LISTEN_FAILED',
+  /** a certificate or private key that cannot be served (unparsable, mismatched, expired) */
+  TLS_CERTIFICATE: 'E_TLS_CERTIFICATE',
   /** bad command-line usage */
   CLI_USAGE: 'E_CLI_USAGE',
   /** admin API request could not be served */
@@ -43,6 +45,8 @@ export interface ConfigIssue {
    * key too and `line`/`col` are positions inside the value.
    */
   readonly key?: string | undefined;
+  /** `warning`: printed by `drover check` but does not make the config invalid (e.g. a certificate about to expire) */
+  readonly severity?: 'warning' | undefined;
 }
 
 /**
@@ -50,8 +54,9 @@ export interface ConfigIssue {
  * message`, or `KEY: path: message` for a value read from etcd.
  */
 export function formatIssue(issue: ConfigIssue): string {
-  if (issue.key !== undefined) return `${issue.key}: ${issue.path === '' ? '(root)' : issue.path}: ${issue.message}`;
-  return `${issue.file}:${issue.line}:${issue.col}: ${issue.path === '' ? '(root)' : issue.path}: ${issue.message}`;
+  const what = `${issue.path === '' ? '(root)' : issue.path}: ${issue.severity === 'warning' ? 'warning: ' : ''}${issue.message}`;
+  if (issue.key !== undefined) return `${issue.key}: ${what}`;
+  return `${issue.file}:${issue.line}:${issue.col}: ${what}`;
 }
 
 /** Base class: an error with a stable code. */

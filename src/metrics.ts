@@ -220,6 +220,8 @@ export class Metrics {
   private readonly invalidEntries: Counter<'source'>;
   private readonly poolUpdates: Counter<'service'>;
   private readonly configReloads: Counter<'result'>;
+  private readonly tlsHandshakes: Counter<'listener' | 'result'>;
+  private certificateSource: (() => Iterable<{ readonly name: string; readonly notAfter: number }>) | undefined;
   private readonly queueDepth: Gauge<'service'>;
   private readonly queueWait: Histogram<'service'>;
 
@@ -358,6 +360,29 @@ export class Metrics {
       collect(this: Counter<'reason'>) {
         this.reset();
         for (const [reason, n] of fastPathStats.handovers) this.labels(reason).inc(n);
+      },
+    });
+    this.tlsHandshakes = new Counter({
+      name: 'drover_tls_handshakes_total',
+      help: 'TLS handshakes on client listeners, by listener (bound address) and result (success, failure).',
+      labelNames: ['listener', 'result'] as const,
+      registers,
+    });
+    new Gauge({
+      name: 'drover_tls_certificate_expiry_seconds',
+      help: "Seconds until a served certificate's notAfter (negative once expired), by certificate name.",
+      labelNames: ['name'] as const,
+      registers,
+      collect(this: Gauge<'name'>) {
+        this.reset();
+        const source = self.certificateSource;
+        if (source === undefined) return;
+        const now = Date.now();
+        try {
+          for (const c of source()) this.set({ name: c.name }, Math.round((c.notAfter - now) / 1000));
+        } catch {
+          this.reset();
+        }
       },
     });
     // Both results exist from the start so `increase()` and alerts see the first failure.
@@ -514,6 +539,19 @@ export class Metrics {
   /** Counts one config reload attempt. */
   configReload(result: 'success' | 'failure'): void {
     this.configReloads.labels(result).inc();
+  }
+
+  /** Counts one TLS handshake on the listener bound at `listener` (`host:port`). */
+  tlsHandshake(listener: string, result: 'success' | 'failure'): void {
+    this.tlsHandshakes.labels(listener, result).inc();
+  }
+
+  /**
+   * Registers where `drover_tls_certificate_expiry_seconds` comes from: the served certificates'
+   * names and notAfter (ms since the epoch), read at scrape time. Must be cheap and not throw.
+   */
+  setCertificates(source: () => Iterable<{ readonly name: string; readonly notAfter: number }>): void {
+    this.certificateSource = source;
   }
 
   /**

@@ -21,7 +21,9 @@ import { defaultServiceConfig } from './config/defaults.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { syncAcme, type AcmeManager } from './acme/manager.js';
+import type { ChallengeResponder } from './proxy/edge-answers.js';
 import { startListener, type Listener } from './proxy/listener.js';
+import type { TlsObserver } from './proxy/tls-front.js';
 import { buildProxyState, ServiceEntry } from './proxy/service.js';
 import type { AccessLogEntry, ProxyState, ServiceRuntime } from './proxy/types.js';
 import { destroyUpstream, releaseUpstream } from './proxy/upstream.js';
@@ -129,7 +131,7 @@ export class Runtime implements AdminModel {
     rt.startedUp = true;
     if (rt.directory.ready()) rt.settled = true;
     try {
-      if (rt.serve) for (const l of config.listen) rt.listeners.push(await startListener(l, () => rt.state));
+      if (rt.serve) for (const l of config.listen) rt.listeners.push(await startListener(l, () => rt.state, rt.tlsObserver()));
       rt.admin = await startAdminServer({
         host: config.admin.host,
         port: config.admin.port,
@@ -155,7 +157,56 @@ export class Runtime implements AdminModel {
    */
   startAcme(): void {
     this.acmeStarted = true;
-    this.acme = syncAcme(this.acme, this.config.acme, this.logger);
+    this.syncAcme(this.config);
+  }
+
+  /**
+   * The ACME manager for `config.acme`: the certificate it obtains is served on every TLS
+   * listener by SNI, and its pending challenges are answered by every listener before
+   * `redirect_https` (cluster workers answer them from the storage files, see the handler).
+   */
+  private syncAcme(config: DroverConfig): void {
+    this.acme = syncAcme(this.acme, config.acme, this.logger, (domain, certPem, keyPem) => {
+      try {
+        const served = this.setCertificate(`acme:${domain}`, certPem, keyPem);
+        this.logger.info({ component: 'acme', domain, listeners: served }, 'certificate served');
+      } catch (err) {
+        this.logger.error({ component: 'acme', domain, err: err instanceof Error ? err.message : String(err) }, 'certificate refused');
+      }
+    });
+    const acme = this.acme;
+    this.setChallengeResponder(acme === undefined ? undefined : (token) => acme.challenge(token));
+  }
+
+  /** What TLS listeners report to: handshake and certificate reload counts, and the log. */
+  private tlsObserver(): TlsObserver {
+    this.metrics.setCertificates(() => this.listeners.flatMap((l) => l.certificates?.list() ?? []));
+    return {
+      handshake: (listener, result) => this.metrics.tlsHandshake(listener, result),
+      reload: (result) => this.metrics.configReload(result),
+      logger: this.logger.child({ component: 'tls' }),
+    };
+  }
+
+  /**
+   * Serves a certificate obtained at run time (ACME) on every TLS listener, next to the files'
+   * ones: chosen by SNI like them, replacing an earlier one of the same `name`. Throws a
+   * `DroverError` (`E_TLS_CERTIFICATE`) when the pair cannot be served; nothing changes then.
+   * Returns how many listeners took it (0 when none does TLS).
+   */
+  setCertificate(name: string, certPem: string, keyPem: string): number {
+    let n = 0;
+    for (const l of this.listeners) {
+      if (l.certificates === undefined) continue;
+      l.certificates.set(name, certPem, keyPem);
+      n++;
+    }
+    return n;
+  }
+
+  /** Registers the answerer of ACME http-01 challenges on every listener (undefined removes it). */
+  setChallengeResponder(responder: ChallengeResponder | undefined): void {
+    for (const l of this.listeners) l.setChallengeResponder(responder);
   }
 
   /** Bound proxy listener addresses, in config order. */
@@ -190,7 +241,7 @@ export class Runtime implements AdminModel {
     this.config = config;
     this.applyServices(config);
     this.state = this.buildState(config);
-    if (this.acmeStarted) this.acme = syncAcme(this.acme, config.acme, this.logger);
+    if (this.acmeStarted) this.syncAcme(config);
     await this.restartRegistries(config);
     this.directory.flush();
   }

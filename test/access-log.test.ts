@@ -88,6 +88,7 @@ describe('formatAccessLine', () => {
       ['bytes_in', 0],
       ['bytes_out', 512],
       ['retries', 1],
+      ['protocol', 'HTTP/1.1'],
     ]);
   });
 

@@ -99,7 +99,7 @@ describe('valid configs', () => {
     const c = parseConfig('', '');
     expect(c).toEqual({
       file: '',
-      listen: [{ address: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, limits: { maxHeaderBytes: 16384, maxHeaders: 100, maxUrlBytes: 8192, headersTimeout: 10_000, requestTimeout: 300_000, sendTimeout: 60_000, keepAliveTimeout: 60_000, maxConnections: 10_000 } }],
+      listen: [{ address: '127.0.0.1:8080', host: '127.0.0.1', port: 8080, redirectHttps: false, hsts: 0, limits: { maxHeaderBytes: 16384, maxHeaders: 100, maxUrlBytes: 8192, headersTimeout: 10_000, requestTimeout: 300_000, sendTimeout: 60_000, keepAliveTimeout: 60_000, maxConnections: 10_000 } }],
       trustedProxies: [],
       mergeSlashes: true,
       accessLog: 'stdout',

@@ -77,7 +77,7 @@ function lines(file: string): Record<string, unknown>[] {
 }
 
 /** The access log fields, in the order drover writes them (`error` only on failures). */
-const FIELDS = ['time', 'request_id', 'client', 'method', 'host', 'path', 'route', 'service', 'backend', 'status', 'duration_ms', 'bytes_in', 'bytes_out', 'retries'];
+const FIELDS = ['time', 'request_id', 'client', 'method', 'host', 'path', 'route', 'service', 'backend', 'status', 'duration_ms', 'bytes_in', 'bytes_out', 'retries', 'protocol'];
 
 // ---- the main drover ---------------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ function exercised(): Metrics {
   m.registryInvalid('etcd');
   m.configReload('success');
   m.setBackendStates(() => [{ service: 'web', backend: '127.0.0.1:9001', up: true, inflight: 3 }]);
+  m.tlsHandshake('127.0.0.1:8443', 'success');
+  m.setCertificates(() => [{ name: '/etc/drover/site.pem', notAfter: Date.now() + 86_400_000 }]);
   const q = m.queue('web');
   q.depth(2);
   q.observeWait(0.02);
@@ -37,6 +39,9 @@ describe('Metrics: names, types and labels (contract section 5)', () => {
     // section 10
     { name: 'drover_queue_depth', type: 'gauge', labels: ['service'] },
     { name: 'drover_queue_wait_seconds', type: 'histogram', labels: ['service'] },
+    // section 7
+    { name: 'drover_tls_handshakes_total', type: 'counter', labels: ['listener', 'result'] },
+    { name: 'drover_tls_certificate_expiry_seconds', type: 'gauge', labels: ['name'] },
   ];
 
   it.each(cases)('$name is a $type with labels $labels', async ({ name, type, labels }) => {

@@ -44,3 +44,25 @@ export function formatDuration(ms: number): string {
   }
   return parts.join('');
 }
+
+/** `LONG_DURATION_PATTERN`'s units: those of durations plus `d` (days). */
+const LONG_PART = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/g;
+
+/** Long durations (`hsts`): the duration syntax plus a `d` unit, e.g. `365d`, `8760h`. */
+export const LONG_DURATION_PATTERN = /^(?:0|(?:\d+(?:\.\d+)?(?:ms|s|m|h|d))+)$/;
+
+/** Longest long duration, in ms: 10 years (no timer ever waits for one). */
+export const MAX_LONG_DURATION_MS = 10 * 366 * 86_400_000;
+
+/**
+ * Parses a long duration (a max-age sent to clients, never a timer) to whole ms; undefined when
+ * it does not match {@link LONG_DURATION_PATTERN} or exceeds {@link MAX_LONG_DURATION_MS}.
+ */
+export function parseLongDuration(text: string): number | undefined {
+  const trimmed = text.trim();
+  if (!LONG_DURATION_PATTERN.test(trimmed)) return undefined;
+  let total = 0;
+  for (const m of trimmed.matchAll(LONG_PART)) total += Number(m[1]) * (m[2] === 'd' ? 86_400_000 : (UNIT_MS[m[2] ?? ''] ?? Number.NaN));
+  const ms = Math.round(total);
+  return Number.isFinite(ms) && ms <= MAX_LONG_DURATION_MS ? ms : undefined;
+}

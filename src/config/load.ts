@@ -10,9 +10,10 @@ import path from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, ErrorCodes, type ConfigIssue, type ErrorCode } from '../errors.js';
+import { checkPair } from '../tls/certificate.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { ProbeTls } from '../../health/types.js';
-import type { DroverConfig, ListenConfig, ListenerLimits, RouteConfig, ServiceConfig, StaticBackendConfig, UpstreamTlsConfig } from './types.js';
+import type { DroverConfig, ListenConfig, ListenerLimits, ListenerTlsConfig, RouteConfig, ServiceConfig, StaticBackendConfig, UpstreamTlsConfig } from './types.js';
 import {
   configSchema,
   servicesFileMapSchema,
@@ -609,8 +610,13 @@ function checkReferencedFiles(raw: unknown, file: string, locator: Locator): Con
   for (const k of ['ca', 'cert', 'key']) want(['registry', 'etcd', 'tls', k], 'file');
   const listen = getRaw(raw, ['listen']);
   if (Array.isArray(listen)) {
-    listen.forEach((_, i) => {
-      for (const k of ['cert', 'key', 'ca']) want(['listen', i, 'tls', k], 'file');
+    listen.forEach((l: unknown, i) => {
+      for (const k of ['cert', 'key', 'client_ca']) want(['listen', i, 'tls', k], 'file');
+      const certs = getRaw(l, ['tls', 'certificates']);
+      if (Array.isArray(certs)) certs.forEach((_, j) => {
+        for (const k of ['cert', 'key']) want(['listen', i, 'tls', 'certificates', j, k], 'file');
+      });
+      issues.push(...checkListenerPairs(raw, i, baseDir, locator));
     });
   }
   want(['acme', 'ca'], 'file');
@@ -620,6 +626,49 @@ function checkReferencedFiles(raw: unknown, file: string, locator: Locator): Con
   }
   const log = getRaw(raw, ['access_log']);
   if (typeof log === 'string' && log !== 'off' && log !== 'stdout') want(['access_log'], 'dir');
+  return issues;
+}
+
+/** Days before notAfter from which `drover check` warns about a certificate. */
+export const CERT_EXPIRY_WARNING_DAYS = 30;
+
+/**
+ * `drover check` only: every certificate pair of listener `i` whose files exist must parse and
+ * match (an error otherwise); one expired or expiring within `CERT_EXPIRY_WARNING_DAYS` gets a
+ * warning (drover would still serve it).
+ */
+function checkListenerPairs(raw: unknown, i: number, baseDir: string, locator: Locator): ConfigIssue[] {
+  const tls = getRaw(raw, ['listen', i, 'tls']);
+  if (!isPlainObject(tls)) return [];
+  const pairs: { at: PathSeg[]; cert: unknown; key: unknown }[] = [];
+  if (tls['cert'] !== undefined) pairs.push({ at: ['listen', i, 'tls', 'cert'], cert: tls['cert'], key: tls['key'] });
+  const list = tls['certificates'];
+  if (Array.isArray(list)) {
+    list.forEach((p: unknown, j) => pairs.push({ at: ['listen', i, 'tls', 'certificates', j, 'cert'], cert: getRaw(p, ['cert']), key: getRaw(p, ['key']) }));
+  }
+  const issues: ConfigIssue[] = [];
+  for (const p of pairs) {
+    if (typeof p.cert !== 'string' || typeof p.key !== 'string') continue;
+    let certPem: string;
+    let keyPem: string;
+    try {
+      certPem = readFileSync(path.resolve(baseDir, p.cert), 'utf8');
+      keyPem = readFileSync(path.resolve(baseDir, p.key), 'utf8');
+    } catch {
+      continue; // missing files are reported by the existence check
+    }
+    try {
+      const { info } = checkPair(p.cert, certPem, keyPem);
+      const days = Math.floor((info.notAfter - Date.now()) / 86_400_000);
+      if (info.notAfter <= Date.now()) {
+        issues.push({ ...locator.issue(p.at, 'value', ErrorCodes.TLS_CERTIFICATE, `certificate expired on ${new Date(info.notAfter).toISOString()}`), severity: 'warning' });
+      } else if (days < CERT_EXPIRY_WARNING_DAYS) {
+        issues.push({ ...locator.issue(p.at, 'value', ErrorCodes.TLS_CERTIFICATE, `certificate expires in ${days} days (${new Date(info.notAfter).toISOString()})`), severity: 'warning' });
+      }
+    } catch (err) {
+      issues.push(locator.issue(p.at, 'value', ErrorCodes.TLS_CERTIFICATE, (err as Error).message));
+    }
+  }
   return issues;
 }
 
@@ -668,7 +717,9 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
       address: formatHostPort(l.address),
       host: l.address.host,
       port: l.address.port,
-      ...(l.tls === undefined ? {} : { tls: { cert: abs(l.tls.cert), key: abs(l.tls.key), ...(l.tls.ca === undefined ? {} : { ca: abs(l.tls.ca) }) } }),
+      ...(l.tls === undefined ? {} : { tls: resolveListenerTls(l.tls, abs) }),
+      redirectHttps: l.redirect_https,
+      hsts: l.hsts,
       limits: resolveLimits(p.limits, l.limits),
     }),
   );
@@ -707,6 +758,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
       panicThreshold: s.panic_threshold,
       retries: s.retries,
       timeouts: { connect: s.timeouts.connect, responseHeaders: s.timeouts.response_headers, idle: s.timeouts.idle },
+      ...(tls === undefined ? {} : { tls }),
       maxConns: s.max_conns,
       queue: { size: s.queue.size, timeout: s.queue.timeout },
       zoneAware: s.zone_aware,
@@ -796,6 +848,17 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
         }),
     services,
     routes,
+  };
+}
+
+/** `listen[].tls` with the `{cert, key}` shorthand turned into a one-item certificate list. */
+function resolveListenerTls(t: NonNullable<ParsedConfig['listen'][number]['tls']>, abs: (f: string) => string): ListenerTlsConfig {
+  const pairs = t.certificates ?? (t.cert !== undefined && t.key !== undefined ? [{ cert: t.cert, key: t.key }] : []);
+  return {
+    certificates: pairs.map((p) => ({ cert: abs(p.cert), key: abs(p.key) })),
+    minVersion: t.min_version,
+    alpn: t.alpn,
+    ...(t.client_ca === undefined ? {} : { clientCa: abs(t.client_ca) }),
   };
 }
 

@@ -8,7 +8,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { BALANCER_NAMES } from '../../routing/policies.js';
 import type { BalancerName, HashKeySpec } from '../../routing/types.js';
-import { DURATION_PATTERN, MAX_DURATION_MS, parseDuration } from './duration.js';
+import { DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_DURATION_MS, parseDuration, parseLongDuration } from './duration.js';
 
 /** Balancer names as written in YAML: owned by the routing layer, re-exported for convenience. */
 export { BALANCER_NAMES };
@@ -174,6 +174,22 @@ function duration(description: string) {
     .describe(description);
 }
 
+/** A max-age sent to clients (`365d`, `8760h`): the duration syntax plus days, up to 10 years. */
+function longDuration(description: string) {
+  return z
+    .string()
+    .regex(LONG_DURATION_PATTERN, { error: (iss) => `"${String(iss.input)}" is not a duration; write e.g. 365d, 8760h or 30m` })
+    .transform((text, ctx) => {
+      const ms = parseLongDuration(text);
+      if (ms === undefined) {
+        ctx.issues.push({ code: 'custom', message: `"${text}" is too long (at most 10 years)`, input: text });
+        return z.NEVER;
+      }
+      return ms;
+    })
+    .describe(description);
+}
+
 function absPathish(description: string) {
   return z.string().min(1, { error: 'must not be empty' }).describe(description);
 }
@@ -203,13 +219,40 @@ const address = (description: string) =>
     .transform(parsedBy(parseListenAddress))
     .describe(`${description}; host:port, e.g. 127.0.0.1:8080 or [::1]:8080`);
 
-const tlsFiles = z
+const certPair = z
   .strictObject({
     cert: absPathish('certificate chain, PEM (relative to the config file)'),
     key: absPathish('private key, PEM (relative to the config file)'),
-    ca: absPathish('CA bundle for client certificates, PEM').optional(),
   })
-  .describe('HTTPS on this listener (not served yet: reserved)');
+  .describe('one certificate and its private key');
+
+/** ALPN protocol ids a TLS listener may offer. */
+export const ALPN_PROTOCOLS = ['h2', 'http/1.1'] as const;
+
+const tlsListener = z
+  .strictObject({
+    cert: absPathish('shorthand for one certificate: certificate chain, PEM (relative to the config file)').optional(),
+    key: absPathish('shorthand for one certificate: private key, PEM (relative to the config file)').optional(),
+    certificates: z
+      .array(certPair)
+      .min(1, { error: 'needs at least one certificate' })
+      .optional()
+      .describe('certificates chosen by SNI: exact name, then wildcard (*.example.com); the first is the default'),
+    min_version: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2').describe('lowest TLS version accepted (default TLSv1.2)'),
+    alpn: z
+      .array(z.enum(ALPN_PROTOCOLS))
+      .min(1, { error: 'needs at least one protocol' })
+      .default(['h2', 'http/1.1'])
+      .describe('protocols offered by ALPN, in order of preference (default [h2, http/1.1]; [http/1.1] turns HTTP/2 off)'),
+    client_ca: absPathish('CA bundle, PEM: clients must present a certificate signed by it (mutual TLS)').optional(),
+  })
+  .superRefine((v, ctx) => {
+    const short = v.cert !== undefined || v.key !== undefined;
+    if (short && v.certificates !== undefined) ctx.addIssue({ code: 'custom', path: [], message: 'give either cert and key or certificates, not both' });
+    else if ((v.cert === undefined) !== (v.key === undefined)) ctx.addIssue({ code: 'custom', path: [], message: 'cert and key go together' });
+    else if (!short && v.certificates === undefined) ctx.addIssue({ code: 'custom', path: [], message: 'needs cert and key, or certificates' });
+  }, onAnyMap)
+  .describe('HTTPS (and HTTP/2 by ALPN) on this listener');
 
 // ---------------------------------------------------------------------------------------------
 // Services.
@@ -317,6 +360,7 @@ export const serviceSchema = z
       .default(2)
       .describe('retries to a different backend: connect failures always, others only for idempotent body-less requests (default 2)'),
     timeouts: timeoutsSchema.prefault({}),
+    tls: upstreamTlsSchema.optional(),
     max_conns: z
       .int()
       .min(0)
@@ -334,7 +378,6 @@ export const serviceSchema = z
       .boolean()
       .default(false)
       .describe('prefer backends whose zone equals the DROVER_ZONE environment variable while at least panic_threshold % of them are available (default false)'),
-    tls: upstreamTlsSchema.optional(),
     backends: z.array(backendSchema).default([]).describe('static members, merged with the registries\''),
     dns: z
       .union(
@@ -614,9 +657,16 @@ const listenLimitsSchema = z
 const listenSchema = z
   .strictObject({
     address: address('where to accept client connections (port 0: any free port)'),
-    tls: tlsFiles.optional(),
+    tls: tlsListener.optional(),
+    redirect_https: z.boolean().default(false).describe('answer every request 308 to https://<host><path>, proxy nothing (plain listeners only; default false)'),
+    hsts: longDuration('> 0 adds Strict-Transport-Security: max-age=N (seconds) to the answers of this listener, e.g. 365d (default 0s: off)').prefault('0s'),
     limits: listenLimitsSchema.optional(),
   })
+  .superRefine((v, ctx) => {
+    if (v.redirect_https === true && v.tls !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['redirect_https'], message: 'redirect_https is for plain listeners: this one already serves HTTPS' });
+    }
+  }, onAnyMap)
   .describe('one listener');
 
 /** The whole `drover.yaml`. */

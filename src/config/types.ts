@@ -15,6 +15,24 @@ export interface TlsFiles {
   readonly ca?: string | undefined;
 }
 
+/** One certificate of a TLS listener: absolute paths of its PEM files. */
+export interface CertificateFiles {
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** `listen[].tls`, resolved (the `{cert, key}` shorthand becomes a one-item `certificates`). */
+export interface ListenerTlsConfig {
+  /** in config order; the first is the default when no name matches the client's SNI */
+  readonly certificates: readonly CertificateFiles[];
+  /** default TLSv1.2 */
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** ALPN protocol ids offered, in order of preference; default [h2, http/1.1] */
+  readonly alpn: readonly ('h2' | 'http/1.1')[];
+  /** absolute path of the CA bundle client certificates must chain to (mutual TLS) */
+  readonly clientCa?: string | undefined;
+}
+
 /**
  * Limits on one listener's client connections (`limits:` merged with `listen[].limits:`).
  * Node's own defaults (60 s for the head, 5 min for the request, no cap on connections, no idle
@@ -44,7 +62,11 @@ export interface ListenConfig {
   readonly address: string;
   readonly host: string;
   readonly port: number;
-  readonly tls?: TlsFiles | undefined;
+  readonly tls?: ListenerTlsConfig | undefined;
+  /** every request answered 308 to https://<host><path>, nothing proxied; default false */
+  readonly redirectHttps: boolean;
+  /** ms; > 0 adds Strict-Transport-Security max-age (in seconds) to this listener's answers; default 0 */
+  readonly hsts: number;
   /** top-level `limits` with this listener's overrides applied */
   readonly limits: ListenerLimits;
 }
@@ -99,6 +121,8 @@ export interface ServiceConfig {
   /** default 2 */
   readonly retries: number;
   readonly timeouts: TimeoutsConfig;
+  /** TLS to `https://` backends; undefined: verify against the system CAs, SNI = URL host */
+  readonly tls?: UpstreamTlsConfig | undefined;
   /** most requests in flight per backend (per process); 0 = unlimited (default) */
   readonly maxConns: number;
   /** where requests wait while every candidate is at `maxConns` */
@@ -110,8 +134,6 @@ export interface ServiceConfig {
   };
   /** prefer backends of the zone in `DROVER_ZONE` (default false) */
   readonly zoneAware: boolean;
-  /** TLS to `https://` backends; undefined: verify against the system CAs, SNI = URL host */
-  readonly tls?: UpstreamTlsConfig | undefined;
   readonly backends: readonly StaticBackendConfig[];
   /** members from DNS (`services.<name>.dns`), resolved by the DNS registry */
   readonly dns?: ServiceDnsConfig | undefined;

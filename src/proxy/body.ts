@@ -9,8 +9,14 @@
 import { Readable } from 'node:stream';
 import type { IncomingMessage } from 'node:http';
 
+/**
+ * Where a request body is read from: node:http's IncomingMessage, or an HTTP/2 stream. Both
+ * emit 'data', 'end', 'error' and 'aborted', and pause/resume.
+ */
+export type BodySource = Readable & { readonly readableEnded: boolean };
+
 export class LazyBody extends Readable {
-  private readonly source: IncomingMessage;
+  private readonly source: BodySource;
   /** true once undici asked for data: from then on the body cannot be replayed */
   started = false;
   /** bytes pulled from the client so far */
@@ -19,7 +25,7 @@ export class LazyBody extends Readable {
   clientFailed = false;
   private attached = false;
 
-  constructor(source: IncomingMessage) {
+  constructor(source: BodySource) {
     super();
     this.source = source;
     this.onData = this.onData.bind(this);

@@ -18,6 +18,8 @@ export interface RequestHead {
   /** `[name, value, ...]` as sent */
   readonly rawHeaders: string[];
   readonly socket: { readonly remoteAddress?: string | undefined };
+  /** `1.1`, `1.0` or `2.0` (node:http's `httpVersion`); absent: 1.1 */
+  readonly httpVersion?: string | undefined;
 }
 
 /** What an exchange calls back into when it answers: status, headers, body, errors. */
@@ -46,6 +48,8 @@ export interface Downstream {
   readonly host: string | undefined;
   /** the request target, as sent (until the response ends) */
   readonly url: string;
+  /** `HTTP/1.1` or `HTTP/2.0`, for the access log; absent: HTTP/1.1 */
+  readonly protocol?: string | undefined;
   /** Routes `resumeUpstream` and `clientClosed` to `sink` for the life of this response. */
   attach(sink: ExchangeSink): void;
   /** A fresh lazily-read request body (undefined when there is none or `wholeBody` has it). */
@@ -127,6 +131,10 @@ export class NodeDownstream implements Downstream {
 
   get url(): string {
     return this.req.url ?? '';
+  }
+
+  get protocol(): string {
+    return this.req.httpVersion === '1.1' ? 'HTTP/1.1' : `HTTP/${this.req.httpVersion}`;
   }
 
   attach(sink: ExchangeSink): void {

@@ -457,6 +457,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
       retries: this.retries,
+      protocol: this.down.protocol,
       error: this.error,
     };
   }

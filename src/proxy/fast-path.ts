@@ -24,6 +24,7 @@ import { createRequire } from 'node:module';
 import type { Socket } from 'node:net';
 import type { LazyBody } from './body.js';
 import type { Downstream, ExchangeSink, RequestHead } from './downstream.js';
+import { ACME_CHALLENGE_PREFIX } from './edge-hooks.js';
 import { proxyRequest, type ListenerInfo } from './handler.js';
 import { RawStream, rawStreamsAvailable, type TcpHandle } from './raw-stream.js';
 import { errorBody, rawErrorText } from './respond.js';
@@ -317,6 +318,11 @@ export class FastFrontEnd {
     }
     // a head node:http's side would refuse is left to it, so the refusal is its own
     if (raw === undefined || url === undefined || targetProblem(url, raw.length / 2, major, minor, this.info) !== 0) {
+      this.notPlain('head');
+      return;
+    }
+    // an ACME challenge is answered by node:http's side, before routing
+    if (this.info.hooks?.challenge !== undefined && url.startsWith(ACME_CHALLENGE_PREFIX)) {
       this.notPlain('head');
       return;
     }

@@ -7,6 +7,7 @@ import type { Dispatcher } from 'undici';
 import { rewritePath } from '../../routing/route-table.js';
 import type { RouteConfig } from '../../routing/types.js';
 import { CHALLENGE_PREFIX, challengeAnswer, type AcmeStorage } from '../acme/storage.js';
+import type { EdgeHooks } from './edge-hooks.js';
 import { NodeDownstream, type Downstream, type RequestHead } from './downstream.js';
 import { isClosing } from './connection-state.js';
 import { Exchange } from './exchange.js';
@@ -40,6 +41,8 @@ export function hostWithoutPort(host: string | undefined): string {
 export interface ListenerInfo extends HeadLimits {
   /** `http` or `https` */
   readonly proto: string;
+  /** answers given before routing (ACME challenges); absent: none */
+  readonly hooks?: EdgeHooks | undefined;
 }
 
 /**
@@ -223,5 +226,6 @@ function logUnproxied(state: ProxyState, req: RequestHead, status: number, route
     bytesIn: 0,
     bytesOut: 0,
     retries: 0,
+    protocol: req.httpVersion === undefined ? undefined : `HTTP/${req.httpVersion}`,
   });
 }

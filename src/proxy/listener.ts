@@ -4,11 +4,15 @@
  * its connection closed, before routing, so no backend ever sees a byte of it.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type net from 'node:net';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenConfig, ListenerLimits } from '../config/types.js';
 import { afterResponses, markClosing, midRequest, noteRequest } from './connection-state.js';
+import type { CertificateStore } from '../tls/store.js';
+import { answerAtEdge, challengeToken, hstsValue, type ChallengeResponder, type EdgeHooks } from './edge-answers.js';
 import { FastFrontEnd, fastPathAvailable } from './fast-path.js';
+import { createTlsFront, type TlsFront, type TlsObserver } from './tls-front.js';
 import { handleRequest, type ListenerInfo } from './handler.js';
 import { writeRawError } from './respond.js';
 import type { ProxyState } from './types.js';
@@ -16,7 +20,12 @@ import { handleUpgrade, openTunnels } from './websocket.js';
 
 /** A bound listener. */
 export interface Listener {
+  /** the node:http server (on a TLS listener: the one HTTP/1.1 connections are handed to) */
   readonly server: http.Server;
+  /** a TLS listener's certificates (ACME adds its own through `set`); undefined on plain ones */
+  readonly certificates: CertificateStore | undefined;
+  /** Registers (or with undefined removes) the answerer of ACME http-01 challenges. */
+  setChallengeResponder(responder: ChallengeResponder | undefined): void;
   /** the bound address (port resolved when 0 was asked for) */
   readonly host: string;
   readonly port: number;
@@ -85,10 +94,17 @@ function checkingInterval(limits: ListenerLimits): number {
   return Math.min(5_000, Math.max(100, Math.floor(Math.min(limits.headersTimeout, limits.requestTimeout) / 4)));
 }
 
-/** Starts one listener reading the current state through `getState` on every request. */
-export async function startListener(cfg: ListenConfig, getState: () => ProxyState): Promise<Listener> {
+/**
+ * Starts one listener reading the current state through `getState` on every request. A TLS
+ * listener terminates TLS itself and serves HTTP/1.1 and (by ALPN) HTTP/2 on its port.
+ * @param observer handshake and certificate reload reports (TLS listeners only)
+ */
+export async function startListener(cfg: ListenConfig, getState: () => ProxyState, observer: TlsObserver = {}): Promise<Listener> {
   const limits = cfg.limits;
-  const info: ListenerInfo = { proto: cfg.tls === undefined ? 'http' : 'https', maxUrlBytes: limits.maxUrlBytes, maxHeaders: limits.maxHeaders };
+  const hooks: EdgeHooks = { challenge: undefined };
+  const info: ListenerInfo = { proto: cfg.tls === undefined ? 'http' : 'https', maxUrlBytes: limits.maxUrlBytes, maxHeaders: limits.maxHeaders, hooks };
+  const hsts = hstsValue(cfg.hsts);
+  const extra: readonly string[] = hsts === undefined ? [] : ['strict-transport-security', hsts];
   // Node refuses a head timeout longer than the whole-request one; the fast path uses the same
   const headersTimeout = Math.min(limits.headersTimeout, limits.requestTimeout);
   const server = http.createServer({
@@ -103,8 +119,10 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   });
   // node:http's connections (the fast path keeps its own until it hands one over)
   const sockets = new Set<Socket>();
+  // The fast path serves plain listeners that only proxy: redirects and added headers go
+  // through node:http.
   const fast =
-    cfg.tls === undefined && fastPathAvailable
+    cfg.tls === undefined && fastPathAvailable && !cfg.redirectHttps && hsts === undefined
       ? new FastFrontEnd(
           server,
           info,
@@ -129,6 +147,8 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     noteRequest(req);
     try {
+      if (hsts !== undefined) res.setHeader('strict-transport-security', hsts);
+      if (answerAtEdge(hooks, cfg.redirectHttps, req, res)) return;
       handleRequest(getState(), info, req, res);
     } catch (err) {
       // a bug must cost one request, never the process
@@ -158,27 +178,57 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
     s.on('error', ignoreSocketError);
     s.on('close', forgetSocket);
   });
-  await new Promise<void>((resolve, reject) => {
-    const onError = (err: Error): void => reject(err);
-    server.once('error', onError);
-    server.listen({ host: cfg.host, port: cfg.port }, () => {
-      server.off('error', onError);
-      resolve();
+  let tlsFront: TlsFront | undefined;
+  if (cfg.tls !== undefined) {
+    tlsFront = createTlsFront(cfg, cfg.tls, server, { info, getState, extra, maxHeaderBytes: limits.maxHeaderBytes, before: (head, respond) => challengeAnswer(hooks, head.url ?? '', respond) }, observer);
+    // node:http tracks its connections (closeIdleConnections, timeouts) from 'listening' on;
+    // this one never listens itself: its connections arrive from the TLS server
+    server.emit('listening');
+  }
+  const bound: net.Server = tlsFront?.server ?? server;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: Error): void => reject(err);
+      bound.once('error', onError);
+      bound.listen({ host: cfg.host, port: cfg.port }, () => {
+        bound.off('error', onError);
+        resolve();
+      });
     });
-  });
-  const addr = server.address();
+  } catch (err) {
+    tlsFront?.stop();
+    throw err;
+  }
+  const addr = bound.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : cfg.port;
-  // both front ends: node:http's connections and the ones still on the fast path
+  if (tlsFront !== undefined) tlsFront.label = cfg.host.includes(':') ? `[${cfg.host}]:${port}` : `${cfg.host}:${port}`;
+  // every front end: node:http's connections, the fast path's, HTTP/2 sessions
   const closeIdle = (): void => {
     server.closeIdleConnections();
     fast?.closeIdle();
+    tlsFront?.closeSessions(false);
   };
   return {
     server,
+    certificates: tlsFront?.store,
+    setChallengeResponder: (responder) => {
+      hooks.challenge = responder;
+    },
     host: cfg.host,
     port,
     close: () =>
       new Promise<void>((resolve) => {
+        if (tlsFront !== undefined) {
+          // the TLS server owns the connections: it closes once every one has
+          tlsFront.server.close(() => {
+            tlsFront.stop();
+            resolve();
+          });
+          server.close();
+          tlsFront.closeSessions(true);
+          closeIdle();
+          return;
+        }
         // node:http's connections and the fast path's both
         server.close(() => {
           void (fast?.whenEmpty() ?? Promise.resolve()).then(() => {
@@ -192,7 +242,19 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
     destroyAll: () => {
       for (const s of sockets) s.destroy();
       fast?.destroyAll();
+      tlsFront?.destroySessions();
       for (const t of openTunnels) t.destroy();
     },
   };
+}
+
+/** An ACME challenge asked over HTTP/2 (a TLS listener): answered when a responder is set. */
+function challengeAnswer(hooks: EdgeHooks, url: string, respond: (status: number, body: string, type: string) => void): boolean {
+  const responder = hooks.challenge;
+  const token = responder === undefined ? undefined : challengeToken(url);
+  if (responder === undefined || token === undefined) return false;
+  const auth = responder(token);
+  if (auth === undefined) respond(404, '{"error":"no_such_challenge"}', 'application/json');
+  else respond(200, auth, 'text/plain');
+  return true;
 }

@@ -94,6 +94,8 @@ export interface AccessLogEntry {
   readonly bytesIn: number;
   readonly bytesOut: number;
   readonly retries: number;
+  /** `HTTP/1.1` (default when absent) or `HTTP/2.0` */
+  readonly protocol?: string | undefined;
   readonly error?: string | undefined;
 }
 
