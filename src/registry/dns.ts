@@ -16,6 +16,7 @@ import { getServers } from 'node:dns';
 import net from 'node:net';
 import type { DnsRegistryConfig, ServiceDnsConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { callSink } from './sink-call.js';
 import { ErrorCodes } from '../errors.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { Registry, RegistrySink } from './types.js';
@@ -225,11 +226,7 @@ export class DnsRegistry implements Registry {
   }
 
   private safely(fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      this.log.error({ err }, 'registry sink threw');
-    }
+    callSink(this.log, fn);
   }
 
   private requireSink(): RegistrySink {

@@ -31,6 +31,7 @@ import {
 } from 'etcd3';
 import type { EtcdRegistryConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { callSink } from './sink-call.js';
 import { DroverError, ErrorCodes } from '../errors.js';
 import type { RandomSource } from '../../routing/types.js';
 import type { Registry, RegistrySink } from './types.js';
@@ -489,11 +490,7 @@ export class EtcdRegistry implements Registry {
 
   /** A throwing sink (or a subclass's handler) is a bug elsewhere; log it rather than let it stop the loop. */
   protected safely(fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      this.log.error({ err }, 'registry sink threw');
-    }
+    callSink(this.log, fn);
   }
 
   private requireClient(): Etcd3 {

@@ -23,6 +23,7 @@
 import { createClient, Exception, type Client, type Event } from 'node-zookeeper-client';
 import type { ZooKeeperRegistryConfig } from '../config/types.js';
 import type { Logger } from '../log.js';
+import { callSink } from './sink-call.js';
 import { ErrorCodes } from '../errors.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { Registry, RegistrySink } from './types.js';
@@ -378,11 +379,7 @@ export class ZooKeeperRegistry implements Registry {
   }
 
   private safely(fn: () => void): void {
-    try {
-      fn();
-    } catch (err) {
-      this.log.error({ err }, 'registry sink threw');
-    }
+    callSink(this.log, fn);
   }
 
   private requireSink(): RegistrySink {
