@@ -1,7 +1,7 @@
 /**
  * Types shared by the route table, the pools and the balancing policies. `routing/` never imports
- * `src/` or `health/`: health reaches a pool only through `ServicePool.setAvailable` /
- * `setDraining`, called by whoever wires the two together.
+ * `src/` or `health/`: health reaches a pool only through `ServicePool.setAvailable` (which
+ * carries drains too: health folds them in), called by whoever wires the two together.
  */
 import type { IncomingHttpHeaders } from 'node:http';
 

@@ -1,5 +1,5 @@
 /**
- * Prometheus metrics (contract section 5). One `Metrics` object owns its own prom-client
+ * Prometheus metrics (README "Metrics"). One `Metrics` object owns its own prom-client
  * `Registry`, never the global one, so tests and several instances in one process do not clash.
  *
  * The proxy's hot path only touches pre-bound children cached per service, per backend and per

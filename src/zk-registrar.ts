@@ -1,6 +1,6 @@
 /**
  * The work behind `drover register --zookeeper`: keeps one ephemeral znode
- * `<prefix>/<service>/<id>` holding the member value (contract section 3's JSON), tied to this
+ * `<prefix>/<service>/<id>` holding the member value (the JSON form of README "Registry keys"), tied to this
  * process's ZooKeeper session. If the process dies, the session expires (after `--ttl`, asked for
  * as the session timeout; the server clamps it) and ZooKeeper removes the znode. SIGINT/SIGTERM
  * delete it and close the session at once. With `--health` the znode exists only while the check

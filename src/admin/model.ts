@@ -1,10 +1,10 @@
 /**
  * What the admin API reads and acts on. The runtime implements `AdminModel`; the admin server
  * (`./server.ts`) only serialises it, so the HTTP layer never reaches into pools or health state.
- * Field names are snake_case where they are JSON the contract fixes (section 4).
+ * Field names are snake_case where they are JSON that README "Admin API" fixes.
  */
 
-/** A backend's state as users see it (contract section 4). */
+/** A backend's state as users see it (README "Admin API"). */
 export type BackendState = 'unknown' | 'healthy' | 'unhealthy' | 'ejected' | 'draining';
 
 /** Every `BackendState`, in the order the dashboard and `drover status` sort by severity. */

@@ -1,5 +1,5 @@
 /**
- * The admin HTTP server (contract section 4): health and readiness probes, Prometheus metrics,
+ * The admin HTTP server (README "Admin API"): health and readiness probes, Prometheus metrics,
  * the JSON API the dashboard and `drover status` read, drain/undrain, and the dashboard page
  * (its routes live in `./dashboard-routes.ts`).
  *

@@ -1,5 +1,5 @@
 /**
- * `drover config push|get|diff`: the shared config in etcd (contract section 9).
+ * `drover config push|get|diff`: the shared config in etcd (README "Shared config in etcd").
  *
  * - `push -c FILE --etcd URLS [--config-prefix P]` runs `drover check` on FILE, then writes its
  *   `routes:` and every `services.<name>` under the prefix in ONE transaction that also deletes

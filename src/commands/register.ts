@@ -96,7 +96,7 @@ export function resolveRegisterFlags(flags: RegisterFlags): { ok: true; value: R
   };
 }
 
-/** Adds `drover register` to the program (contract section 1). */
+/** Adds `drover register` to the program (README "Commands"). */
 export function addRegisterCommand(program: Command): void {
   program
     .command('register')

@@ -118,7 +118,7 @@ export function parseServicesFile(text: string, file: string): ServicesFileResul
   return { services: freezeDeep(services), issues: freezeDeep(sortIssues(issues)) };
 }
 
-/** One value of the shared config in etcd (contract section 9): its key and its YAML/JSON text. */
+/** One value of the shared config in etcd (README "Shared config in etcd"): its key and its YAML/JSON text. */
 export interface ConfigFragment {
   readonly key: string;
   readonly text: string;

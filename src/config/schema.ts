@@ -394,7 +394,7 @@ export const serviceSchema = z
       .describe('members from DNS (registry.dns): SRV targets and ports, or A/AAAA addresses with a port'),
   })
   .superRefine((v, ctx) => {
-    // hash_key with another balancer is accepted and ignored: the contract's own example
+    // hash_key with another balancer is accepted and ignored: the README's own example
     // writes it under round_robin, and keeping it lets an operator flip `balancer` alone.
     checkUniqueIds(v.backends, ctx);
   }, onAnyMap)

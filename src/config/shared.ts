@@ -1,5 +1,5 @@
 /**
- * Shared config in etcd (contract section 9): the keys under `registry.etcd.config_prefix` ->
+ * Shared config in etcd (README "Shared config in etcd"): the keys under `registry.etcd.config_prefix` ->
  * validated routes and services (`parseSharedConfig`), and the merge of those after the local
  * file's own (`mergeSharedConfig`). Pure functions: the etcd follower feeds snapshots in, the
  * start command applies the merged config through the same reload path as a file change.

@@ -2,7 +2,7 @@
  * The resolved configuration: what `loadConfig` returns after parse -> defaults -> validate ->
  * freeze. Every duration is in milliseconds, every default is filled in, every relative path is
  * already resolved against the config file's directory. The YAML names (snake_case) are in
- * `../shared/contract.md` section 2; this is their in-memory form (camelCase).
+ * README "Configuration"; this is their in-memory form (camelCase).
  */
 import type { BalancerName, HashKeySpec, RouteConfig, HeaderMatch } from '../../routing/types.js';
 import type { ServiceHealthConfig } from '../../health/types.js';
@@ -231,7 +231,7 @@ export interface DroverConfig {
   readonly origin?: ConfigOrigin | undefined;
 }
 
-/** Where the config in force came from (shared config in etcd, contract section 9). */
+/** Where the config in force came from (shared config in etcd, README "Shared config in etcd"). */
 export interface ConfigOrigin {
   /** source of each route, by position in `routes` */
   readonly routes: readonly ('file' | 'etcd')[];

@@ -1,7 +1,7 @@
 /**
  * One proxied request: picks a backend, dispatches through undici's handler API (streaming both
  * ways with backpressure, nothing buffered), retries on another backend when that is safe, and
- * answers the client with contract section 6's statuses when it is not.
+ * answers the client with README "Answers to clients"'s statuses when it is not.
  *
  * One object per request holds all state, so the handler callbacks are methods, not closures.
  */
@@ -413,7 +413,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
   }
 
   /**
-   * Answers the client with an error (contract section 6) and finishes.
+   * Answers the client with an error (README "Answers to clients") and finishes.
    * @param name the body's `error` when it is not the status's usual one (503 `queue_timeout`)
    */
   private fail(status: number, backend: Backend | undefined, error: string, name?: string): void {

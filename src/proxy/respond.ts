@@ -1,5 +1,5 @@
 /**
- * drover's own answers to clients (contract section 6). Bodies are precomputed per status where
+ * drover's own answers to clients (README "Answers to clients"). Bodies are precomputed per status where
  * they do not name a service, so an error storm does not allocate much.
  */
 import type { ServerResponse } from 'node:http';

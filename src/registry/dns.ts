@@ -50,7 +50,7 @@ function fqdn(name: string): string {
   return name.endsWith('.') ? name.slice(0, -1) : name;
 }
 
-/** The DNS registry (contract section 8). `source` is `dns`. */
+/** The DNS registry (README "Registries: ZooKeeper, DNS, SkyDNS"). `source` is `dns`. */
 export class DnsRegistry implements Registry {
   readonly source = DNS_SOURCE;
   private readonly log: Logger;

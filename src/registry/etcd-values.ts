@@ -3,7 +3,7 @@
  * model the etcd registry feeds with raw puts and deletes. No I/O here, so every rule is
  * table-testable (test/etcd-values.test.ts).
  *
- * Layouts (contract section 3):
+ * Layouts (README "Registry keys"):
  * - `drover`: `<prefix><service>/<instance-id>` = JSON `{"url","weight","zone","draining","meta"}`,
  *   or bare `host:port`, or `http://host:port` (`https://` and `h2c://` too).
  * - `traefik`: `<prefix>http/services/<svc>/loadbalancer/servers/<n>/url` and `.../weight`.

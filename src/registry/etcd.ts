@@ -215,7 +215,7 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-/** The etcd v3 registry (contract sections 2, 3 and 5). `source` is `etcd`. */
+/** The etcd v3 registry (README "Configuration", "Registry keys" and "Metrics"). `source` is `etcd`. */
 export class EtcdRegistry implements Registry {
   readonly source = ETCD_SOURCE;
 

@@ -2,7 +2,7 @@
  * Pure parsing of ZooKeeper instance znodes into members (no I/O; test/zookeeper-values.test.ts).
  *
  * - `drover` layout: `<prefix>/<service>/<instance>` holds what an etcd instance key holds
- *   (contract section 3): JSON `{"url","weight","zone","draining","meta"}`, bare `host:port` or
+ *   (README "Registry keys"): JSON `{"url","weight","zone","draining","meta"}`, bare `host:port` or
  *   `http://host:port`. The member id is the znode name.
  * - `nerve` layout: Airbnb Nerve's ephemeral sequential children `<instance>_<sequence>`
  *   holding JSON `{"host","port","name","weight"?,"labels"?}`. The member id is the whole znode

@@ -56,7 +56,7 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : err instanceof Exception ? err.toString() : String(err);
 }
 
-/** The ZooKeeper registry (contract section 8). `source` is `zookeeper`. */
+/** The ZooKeeper registry (README "Registries: ZooKeeper, DNS, SkyDNS"). `source` is `zookeeper`. */
 export class ZooKeeperRegistry implements Registry {
   readonly source = ZOOKEEPER_SOURCE;
   private readonly log: Logger;
