@@ -201,12 +201,17 @@ async function measure(t: Running, seconds: number): Promise<RunFigures> {
 
 async function measureWrk(t: Running, seconds: number, accepts: (() => Promise<number>) | undefined): Promise<WrkFigures | undefined> {
   // 1 s of the same load first: the other targets' runs left this one idle long enough for its
-  // upstream keep-alive connections to time out, and reopening them is start-up, not steady state
+  // upstream keep-alive connections to time out, and JIT and pools warm up
   await runWrk(`${t.url}/`, 1);
   const pids = processTree(t.pid);
-  const a0 = accepts === undefined ? undefined : await accepts();
   const cpu0 = treeCpuSplitMicros(pids);
-  const w = await runWrk(`${t.url}/`, seconds);
+  const running = runWrk(`${t.url}/`, seconds);
+  // Upstream connections are counted from 1 s into the run: when the warm-up's wrk stopped, it
+  // closed its connections with requests in flight, and a proxy must close an upstream
+  // connection whose request it abandons; reopening those is not steady state either.
+  await new Promise((r) => setTimeout(r, Math.min(1_000, (seconds * 1000) / 4)));
+  const a0 = accepts === undefined ? undefined : await accepts();
+  const w = await running;
   const cpu1 = treeCpuSplitMicros(processTree(t.pid));
   const a1 = accepts === undefined ? undefined : await accepts();
   if (w === undefined) return undefined;
