@@ -810,6 +810,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
               prefix: prefix.endsWith('/') ? prefix : `${prefix}/`,
               layout: etcd.layout,
               ...(etcd.config_prefix === undefined ? {} : { configPrefix: etcd.config_prefix.endsWith('/') ? etcd.config_prefix : `${etcd.config_prefix}/` }),
+              ...(etcd.min_members_ratio === undefined ? {} : { minMembersRatio: etcd.min_members_ratio }),
               ...(etcd.username_env === undefined ? {} : { usernameEnv: etcd.username_env }),
               ...(etcd.password_env === undefined ? {} : { passwordEnv: etcd.password_env }),
               ...(etcd.tls === undefined

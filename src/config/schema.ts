@@ -522,6 +522,12 @@ const etcdSchema = z
       .regex(/^[^\s]+$/, { error: 'must be a key prefix without spaces, e.g. /drover/config/' })
       .optional()
       .describe('shared config: `routes` and `services/<name>` under this prefix are merged after the file\'s own (e.g. /drover/config/; a trailing / is added)'),
+    min_members_ratio: z
+      .number()
+      .min(0)
+      .max(1)
+      .optional()
+      .describe('guard (default off): one etcd revision or re-list that would remove more than this share (0-1) of the members is held back; the removals apply when a later revision confirms them'),
     username_env: envName('environment variable holding the etcd user name').optional(),
     password_env: envName('environment variable holding the etcd password').optional(),
     tls: z

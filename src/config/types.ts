@@ -172,6 +172,11 @@ export interface EtcdRegistryConfig {
   readonly layout: 'drover' | 'traefik' | 'skydns';
   /** shared config (`routes`, `services/<name>`) under this prefix; always ends with `/`; unset: none */
   readonly configPrefix?: string | undefined;
+  /**
+   * share in [0, 1]: one revision (or re-list) removing more than this share of the members is
+   * held back (src/registry/removal-guard.ts); unset: off
+   */
+  readonly minMembersRatio?: number | undefined;
   readonly usernameEnv?: string | undefined;
   readonly passwordEnv?: string | undefined;
   readonly tls?: { readonly ca?: string | undefined; readonly cert?: string | undefined; readonly key?: string | undefined } | undefined;
