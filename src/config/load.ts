@@ -762,6 +762,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
       maxConns: s.max_conns,
       queue: { size: s.queue.size, timeout: s.queue.timeout },
       zoneAware: s.zone_aware,
+      ...(s.request_buffering === undefined ? {} : { requestBuffering: { maxBytes: s.request_buffering.max_bytes } }),
       ...(tls === undefined ? {} : { tls }),
       backends: s.backends.map(backendOf),
       ...(s.dns === undefined ? {} : { dns: 'srv' in s.dns ? { srv: s.dns.srv } : { a: s.dns.a, port: s.dns.port } }),

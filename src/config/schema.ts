@@ -374,6 +374,16 @@ export const serviceSchema = z
       })
       .prefault({})
       .describe('where requests wait while every candidate is at max_conns (FIFO)'),
+    request_buffering: z
+      .strictObject({
+        max_bytes: z
+          .int()
+          .min(1)
+          .max(64 * 1024 * 1024)
+          .describe('request bodies up to this many bytes are read whole from the client before a backend connection is taken; larger ones stream'),
+      })
+      .optional()
+      .describe('read small request bodies whole before contacting a backend, so slow uploads hold no upstream connection (default off: bodies stream)'),
     zone_aware: z
       .boolean()
       .default(false)

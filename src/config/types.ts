@@ -134,6 +134,11 @@ export interface ServiceConfig {
   };
   /** prefer backends of the zone in `DROVER_ZONE` (default false) */
   readonly zoneAware: boolean;
+  /**
+   * `request_buffering`: request bodies of HTTP/1.1 clients up to `maxBytes` bytes are read whole
+   * before a backend is picked (src/proxy/buffering.ts); undefined (default): bodies stream
+   */
+  readonly requestBuffering?: { readonly maxBytes: number } | undefined;
   readonly backends: readonly StaticBackendConfig[];
   /** members from DNS (`services.<name>.dns`), resolved by the DNS registry */
   readonly dns?: ServiceDnsConfig | undefined;
