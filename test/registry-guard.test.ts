@@ -13,6 +13,10 @@ import { cleanupAfterEach } from './helpers/cleanup.js';
 import { RemovalGuard } from '../src/registry/removal-guard.js';
 import { parseConfig } from '../src/config/load.js';
 import { ConfigError } from '../src/errors.js';
+import { EtcdRegistry } from '../src/registry/etcd.js';
+import { silentLogger } from '../src/log.js';
+import { RecordingSink } from './helpers/recording-sink.js';
+import { startTcpProxy } from './helpers/tcp-proxy.js';
 import type { MemberSpec } from '../routing/types.js';
 
 const later = cleanupAfterEach();
@@ -105,6 +109,36 @@ describeEtcd('registry.etcd.min_members_ratio end to end', () => {
     later(() => d.stop('SIGKILL'));
     return d;
   }
+
+  it('a re-list (compaction while cut off) that would remove every member is held too; the next revision confirms it', async () => {
+    const p = `/guard${process.pid}-relist/services/`;
+    for (const id of ['a', 'b', 'c']) await shared.kv.put(`${p}web/${id}`).value(`127.0.0.1:900${id.charCodeAt(0) - 96}`);
+    const proxy = await startTcpProxy({ port: shared.etcd.clientPort });
+    later(() => proxy.close());
+    const reg = new EtcdRegistry({ endpoints: [proxy.url], prefix: p, layout: 'drover', minMembersRatio: 0.5 }, silentLogger(), {
+      backoff: { initialMs: 50, maxMs: 500 },
+      callTimeoutMs: 2000,
+      keepaliveTimeMs: 500,
+      keepaliveTimeoutMs: 1000,
+    });
+    const sink = new RecordingSink();
+    await reg.start(sink);
+    later(() => reg.close());
+    await waitFor(() => sink.connected.get('etcd') === true, 'connected');
+    proxy.cut();
+    await waitFor(() => sink.connected.get('etcd') === false, 'disconnect noticed');
+    await shared.kv.delete().prefix(p);
+    const res = await shared.kv.put('/guard-elsewhere').value('x').exec();
+    await shared.kv.kv.compact({ revision: res.header.revision, physical: true });
+    proxy.restore();
+    await waitFor(() => sink.events.resync === 1, 'resync after compaction', 8000);
+    expect(sink.guarded).toBe(1);
+    expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002', c: 'http://127.0.0.1:9003' } });
+    await shared.kv.put(`${p}web/d`).value('127.0.0.1:9004');
+    await waitFor(() => sink.member('web', 'd') !== undefined, 'd applied');
+    expect(sink.view()).toEqual({ web: { d: 'http://127.0.0.1:9004' } });
+    expect(sink.guarded).toBe(1);
+  });
 
   it('deleting the whole prefix in one revision keeps the pools serving (logged, counted); a single removal applies; a later revision confirms', async () => {
     const prefix = `/guard${process.pid}/services/`;
