@@ -5,10 +5,10 @@
  * name themselves; plus table tests of the guard's bookkeeping (re-lists included).
  */
 import { expect, it, describe } from 'vitest';
-import { describeEtcd, useSharedEtcd } from './helpers/etcd.js';
+import { describeEtcd, startEtcd, useSharedEtcd } from './helpers/etcd.js';
 import { startBackend, request, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { bodies, metric, poolIds, uniq, waitFor } from './helpers/e2e.js';
+import { bodies, metric, pool, poolIds, uniq, waitFor } from './helpers/e2e.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
 import { RemovalGuard } from '../src/registry/removal-guard.js';
 import { parseConfig } from '../src/config/load.js';
@@ -69,11 +69,13 @@ describe('RemovalGuard', () => {
     expect(deletes).toBe(guarded ? 0 : effects.filter((e) => e.type === 'delete').length);
   });
 
-  it('held removals: a put back ends the hold on that member, the next unguarded revision confirms the rest', () => {
+  it('held removals: a revision putting a held member back ends that hold only; the next revision putting none back confirms the rest', () => {
     const g = seeded(0.5, ['a', 'b', 'c', 'd']);
     expect(g.planEvents([del('a'), del('b'), del('c'), del('d')]).guarded).toEqual({ removed: 4, total: 4 });
     expect(g.heldCount).toBe(4);
-    // a held member written again is simply updated: no longer held
+    // a held member written again (its sidecar puts it back): updated, no longer held, nothing confirmed
+    const back = g.planEvents([put('a')]);
+    expect(back).toEqual({ apply: [put('a')], confirm: [] });
     g.put('web', m('a'));
     expect(g.heldCount).toBe(3);
     const next = g.planEvents([put('e')]);
@@ -140,6 +142,26 @@ describeEtcd('registry.etcd.min_members_ratio end to end', () => {
     expect(sink.guarded).toBe(1);
   });
 
+  it('with nothing else changing, etcd\'s next progress notification confirms a held wipe (the hold cannot last forever)', async () => {
+    const etcd = await startEtcd({ args: ['--experimental-watch-progress-notify-interval', '1s'] });
+    later(() => etcd.stop());
+    const kv = etcd.client();
+    later(() => kv.close());
+    const p = `/guard${process.pid}-progress/services/`;
+    for (const id of ['a', 'b']) await kv.put(`${p}web/${id}`).value(`127.0.0.1:900${id === 'a' ? 1 : 2}`);
+    const reg = new EtcdRegistry({ endpoints: etcd.endpoints, prefix: p, layout: 'drover', minMembersRatio: 0.5 }, silentLogger(), { callTimeoutMs: 2000 });
+    const sink = new RecordingSink();
+    await reg.start(sink);
+    later(() => reg.close());
+    await waitFor(() => sink.connected.get('etcd') === true && sink.member('web', 'b') !== undefined, 'listed and watching');
+    await kv.delete().prefix(p);
+    await waitFor(() => sink.guarded === 1, 'wipe held');
+    expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
+    // no other write: the progress notification (every 1 s here, 10 min by default) confirms it
+    await waitFor(() => Object.keys(sink.view()).length === 0, 'confirmed by a progress notification', 8000);
+    expect(sink.guarded).toBe(1);
+  });
+
   it('deleting the whole prefix in one revision keeps the pools serving (logged, counted); a single removal applies; a later revision confirms', async () => {
     const prefix = `/guard${process.pid}/services/`;
     const names = ['g1', 'g2', 'g3', 'g4', 'g5'];
@@ -174,8 +196,13 @@ routes:
     expect(guardLines().map((l) => [l['level'], l['members'], l['min_members_ratio']])).toEqual([[40, 4, 0.5]]);
     expect(await metric(d, 'drover_registry_events_total', { source: 'etcd', type: 'delete' })).toBe(5);
 
-    // The next revision (g1 written again) applies on its own merits and confirms the rest.
-    await shared.kv.put(`${prefix}web/g1`).value((bs[0] as TestBackend).url);
+    // g1 written back (as its sidecar would): applied, and the others stay held.
+    const g1 = bs[0] as TestBackend;
+    await shared.kv.put(`${prefix}web/g1`).value(JSON.stringify({ url: g1.url, weight: 3 }));
+    await waitFor(async () => ((await pool(d, 'web')) ?? []).some((b) => b.id === 'g1' && (b as { weight?: number }).weight === 3), 'g1 updated');
+    expect(await poolIds(d, 'web')).toBe('g1:unknown,g2:unknown,g3:unknown,g4:unknown');
+    // A later revision that puts none of them back confirms the held removals.
+    await shared.kv.put(`${prefix}other/x`).value(g1.url);
     await waitFor(async () => (await poolIds(d, 'web')) === 'g1:unknown', 'held removals confirmed');
     expect(uniq(await bodies(d.port, '/', 4))).toEqual(['g1']);
     expect(await metric(d, 'drover_registry_guarded_changes_total', { source: 'etcd' })).toBe(1);

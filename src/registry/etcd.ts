@@ -453,15 +453,28 @@ export class EtcdRegistry implements Registry {
   protected applyEvents(events: readonly WatchEvent[]): void {
     const model = this.requireModel();
     const sink = this.requireSink();
-    const effects: ModelEffect[] = [];
+    // etcd delivers every event of one revision in one response (a response may hold several
+    // revisions when catching up): the guard judges each revision whole.
+    let effects: ModelEffect[] = [];
+    let revision: string | undefined;
     for (const ev of events) {
+      if (revision !== undefined && ev.kv.mod_revision !== revision) {
+        this.applyRevision(effects, BigInt(revision));
+        effects = [];
+      }
+      revision = ev.kv.mod_revision;
       const key = ev.kv.key.toString('utf8');
       effects.push(...(ev.type === 'Delete' ? model.delete(key) : model.put(key, ev.kv.value.toString('utf8'))));
       this.safely(() => sink.countEvent(ETCD_SOURCE, ev.type === 'Delete' ? 'delete' : 'put'));
     }
-    // etcd delivers every event of one revision in one response: the guard judges it whole.
+    if (revision !== undefined) this.applyRevision(effects, BigInt(revision));
+  }
+
+  /** The effects of one etcd revision, through the mass-removal guard. */
+  private applyRevision(effects: readonly ModelEffect[], revision: bigint): void {
+    const sink = this.requireSink();
     const plan = this.guard.planEvents(effects);
-    if (plan.guarded !== undefined) this.guarded(plan.guarded, BigInt(events[events.length - 1]?.kv.mod_revision ?? '0'), 'revision');
+    if (plan.guarded !== undefined) this.guarded(plan.guarded, revision, 'revision');
     for (const e of plan.apply) {
       this.safely(() => {
         if (e.type === 'put') {
@@ -495,7 +508,7 @@ export class EtcdRegistry implements Registry {
   private guarded(g: { readonly removed: number; readonly total: number }, revision: bigint, what: string): void {
     this.log.warn(
       { code: ErrorCodes.REGISTRY_GUARDED, revision: String(revision), removed: g.removed, members: g.total, min_members_ratio: this.config.minMembersRatio },
-      `etcd ${what} would remove ${g.removed} of ${g.total} members (more than min_members_ratio): kept the last set; the removals apply once a later revision confirms them`,
+      `etcd ${what} would remove ${g.removed} of ${g.total} members (more than min_members_ratio): kept the last set; the removals apply once a later revision that puts none of them back confirms them`,
     );
     const sink = this.requireSink();
     this.safely(() => sink.guardedChange?.(ETCD_SOURCE));

@@ -7,10 +7,13 @@
  * hold is deliberately the simplest one that neither empties pools by accident nor keeps dead
  * members forever:
  *
- * - a held member whose key is written again is simply updated (the hold on it ends);
- * - the next revision under the prefix is judged on its own merits; if it is not itself guarded,
- *   the held removals whose keys are still absent are applied with it (etcd moved on and the
- *   members are still gone: the removal is confirmed);
+ * - a held member whose key is written again is simply updated (the hold on it ends): members
+ *   coming back (`drover register` puts a vanished key back within a third of its TTL) refill
+ *   nothing and confirm nothing, so a wiped prefix that its sidecars restore one key per
+ *   revision never shrinks a pool to the first member back;
+ * - every later revision is judged on its own merits; one that is not itself guarded and writes
+ *   none of the held keys back confirms the held removals: they are applied with it (etcd moved
+ *   on and those members are still gone);
  * - an etcd progress notification (etcd sends one to an idle watch every
  *   `--experimental-watch-progress-notify-interval`, 10 min by default) confirms them too, so a
  *   hold ends within two such intervals even when nothing else changes;
@@ -88,6 +91,8 @@ export class RemovalGuard {
       return { apply, confirm: [], guarded: { removed: gone.size, total } };
     }
     const put = new Set(effects.flatMap((e) => (e.type === 'put' ? [keyOf(e.service, e.member.id)] : [])));
+    // members coming back: their holds end as their puts apply, the others' stay held
+    for (const k of put) if (this.held.has(k)) return { apply: effects, confirm: [] };
     return { apply: effects, confirm: this.takeHeld(put) };
   }
 
