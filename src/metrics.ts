@@ -218,6 +218,7 @@ export class Metrics {
   private readonly registryEvents: Counter<'source' | 'type'>;
   private readonly registryConnectedGauge: Gauge<'source'>;
   private readonly invalidEntries: Counter<'source'>;
+  private readonly guardedChanges: Counter<'source'>;
   private readonly poolUpdates: Counter<'service'>;
   private readonly configReloads: Counter<'result'>;
   private readonly tlsHandshakes: Counter<'listener' | 'result'>;
@@ -307,6 +308,12 @@ export class Metrics {
     this.registryConnectedGauge = new Gauge({
       name: 'drover_registry_connected',
       help: '1 while the registry source is connected, else 0.',
+      labelNames: ['source'] as const,
+      registers,
+    });
+    this.guardedChanges = new Counter({
+      name: 'drover_registry_guarded_changes_total',
+      help: 'Registry revisions or re-lists whose removals were held back by registry.etcd.min_members_ratio, by source.',
       labelNames: ['source'] as const,
       registers,
     });
@@ -520,6 +527,12 @@ export class Metrics {
     this.invalidEntries.labels(source).inc();
   }
 
+  /** Counts one registry change held back by the mass-removal guard. */
+  registryGuarded(source: string): void {
+    this.knownSource(source);
+    this.guardedChanges.labels(source).inc();
+  }
+
   /**
    * The first time a source is heard of, its counters are exported at 0 (invalid entries, and
    * every event type), so an alert on `increase(...) > 0` fires on the very first one.
@@ -528,6 +541,8 @@ export class Metrics {
     if (this.sources.has(source)) return;
     this.sources.add(source);
     this.invalidEntries.labels(source).inc(0);
+    // only etcd has the mass-removal guard (registry.etcd.min_members_ratio)
+    if (source === 'etcd') this.guardedChanges.labels(source).inc(0);
     for (const type of REGISTRY_EVENT_TYPES) this.registryEvents.labels(source, type).inc(0);
   }
 

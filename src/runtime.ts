@@ -115,6 +115,7 @@ export class Runtime implements AdminModel {
         event: (source, type) => this.metrics.registryEvent(source, type),
         connected: (source, connected) => this.metrics.registryConnected(source, connected),
         invalid: (source) => this.metrics.registryInvalid(source),
+        guarded: (source) => this.metrics.registryGuarded(source),
       },
       logger: this.logger.child({ component: 'registry' }),
     });

@@ -13,6 +13,7 @@ function exercised(): Metrics {
   m.registryEvent('etcd', 'put');
   m.registryConnected('etcd', true);
   m.registryInvalid('etcd');
+  m.registryGuarded('etcd');
   m.configReload('success');
   m.setBackendStates(() => [{ service: 'web', backend: '127.0.0.1:9001', up: true, inflight: 3 }]);
   m.tlsHandshake('127.0.0.1:8443', 'success');
@@ -36,6 +37,8 @@ describe('Metrics: names, types and labels (contract section 5)', () => {
     { name: 'drover_registry_connected', type: 'gauge', labels: ['source'] },
     { name: 'drover_registry_invalid_entries_total', type: 'counter', labels: ['source'] },
     { name: 'drover_config_reloads_total', type: 'counter', labels: ['result'] },
+    // issue 20: registry.etcd.min_members_ratio
+    { name: 'drover_registry_guarded_changes_total', type: 'counter', labels: ['source'] },
     // section 10
     { name: 'drover_queue_depth', type: 'gauge', labels: ['service'] },
     { name: 'drover_queue_wait_seconds', type: 'histogram', labels: ['service'] },

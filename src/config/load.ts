@@ -762,6 +762,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
       maxConns: s.max_conns,
       queue: { size: s.queue.size, timeout: s.queue.timeout },
       zoneAware: s.zone_aware,
+      ...(s.request_buffering === undefined ? {} : { requestBuffering: { maxBytes: s.request_buffering.max_bytes } }),
       ...(tls === undefined ? {} : { tls }),
       backends: s.backends.map(backendOf),
       ...(s.dns === undefined ? {} : { dns: 'srv' in s.dns ? { srv: s.dns.srv } : { a: s.dns.a, port: s.dns.port } }),
@@ -810,6 +811,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
               prefix: prefix.endsWith('/') ? prefix : `${prefix}/`,
               layout: etcd.layout,
               ...(etcd.config_prefix === undefined ? {} : { configPrefix: etcd.config_prefix.endsWith('/') ? etcd.config_prefix : `${etcd.config_prefix}/` }),
+              ...(etcd.min_members_ratio === undefined ? {} : { minMembersRatio: etcd.min_members_ratio }),
               ...(etcd.username_env === undefined ? {} : { usernameEnv: etcd.username_env }),
               ...(etcd.password_env === undefined ? {} : { passwordEnv: etcd.password_env }),
               ...(etcd.tls === undefined

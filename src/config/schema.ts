@@ -374,6 +374,16 @@ export const serviceSchema = z
       })
       .prefault({})
       .describe('where requests wait while every candidate is at max_conns (FIFO)'),
+    request_buffering: z
+      .strictObject({
+        max_bytes: z
+          .int()
+          .min(1)
+          .max(64 * 1024 * 1024)
+          .describe('request bodies up to this many bytes are read whole from the client before a backend connection is taken; larger ones stream'),
+      })
+      .optional()
+      .describe('read small request bodies whole before contacting a backend, so slow uploads hold no upstream connection (default off: bodies stream)'),
     zone_aware: z
       .boolean()
       .default(false)
@@ -522,6 +532,12 @@ const etcdSchema = z
       .regex(/^[^\s]+$/, { error: 'must be a key prefix without spaces, e.g. /drover/config/' })
       .optional()
       .describe('shared config: `routes` and `services/<name>` under this prefix are merged after the file\'s own (e.g. /drover/config/; a trailing / is added)'),
+    min_members_ratio: z
+      .number()
+      .min(0)
+      .max(1)
+      .optional()
+      .describe('guard (default off): one etcd revision or re-list that would remove more than this share (0-1) of the members is held back; the removals apply with a later revision that puts none of them back, or at etcd\'s next progress notification'),
     username_env: envName('environment variable holding the etcd user name').optional(),
     password_env: envName('environment variable holding the etcd password').optional(),
     tls: z

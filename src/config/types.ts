@@ -134,6 +134,11 @@ export interface ServiceConfig {
   };
   /** prefer backends of the zone in `DROVER_ZONE` (default false) */
   readonly zoneAware: boolean;
+  /**
+   * `request_buffering`: request bodies of HTTP/1.1 clients up to `maxBytes` bytes are read whole
+   * before a backend is picked (src/proxy/buffering.ts); undefined (default): bodies stream
+   */
+  readonly requestBuffering?: { readonly maxBytes: number } | undefined;
   readonly backends: readonly StaticBackendConfig[];
   /** members from DNS (`services.<name>.dns`), resolved by the DNS registry */
   readonly dns?: ServiceDnsConfig | undefined;
@@ -172,6 +177,11 @@ export interface EtcdRegistryConfig {
   readonly layout: 'drover' | 'traefik' | 'skydns';
   /** shared config (`routes`, `services/<name>`) under this prefix; always ends with `/`; unset: none */
   readonly configPrefix?: string | undefined;
+  /**
+   * share in [0, 1]: one revision (or re-list) removing more than this share of the members is
+   * held back (src/registry/removal-guard.ts); unset: off
+   */
+  readonly minMembersRatio?: number | undefined;
   readonly usernameEnv?: string | undefined;
   readonly passwordEnv?: string | undefined;
   readonly tls?: { readonly ca?: string | undefined; readonly cert?: string | undefined; readonly key?: string | undefined } | undefined;

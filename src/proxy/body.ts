@@ -24,10 +24,13 @@ export class LazyBody extends Readable {
   /** true when the client side failed (aborted, or a body framing error from the parser) */
   clientFailed = false;
   private attached = false;
+  /** bytes already read from the client (a buffered body that outgrew its limit), sent first */
+  private prefix: readonly Buffer[] | undefined;
 
-  constructor(source: BodySource) {
+  constructor(source: BodySource, prefix?: readonly Buffer[]) {
     super();
     this.source = source;
+    this.prefix = prefix;
     this.onData = this.onData.bind(this);
     this.onEnd = this.onEnd.bind(this);
     this.onAbort = this.onAbort.bind(this);
@@ -37,6 +40,9 @@ export class LazyBody extends Readable {
     this.started = true;
     if (!this.attached) {
       this.attached = true;
+      const prefix = this.prefix;
+      this.prefix = undefined;
+      if (prefix !== undefined) for (const chunk of prefix) this.onData(chunk);
       this.source.on('data', this.onData);
       this.source.on('end', this.onEnd);
       this.source.on('error', this.onAbort);

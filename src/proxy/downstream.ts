@@ -6,6 +6,7 @@
  */
 import { validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { hasRequestBody, LazyBody } from './body.js';
+import { buffersBody, readBody } from './buffering.js';
 import { sendError } from './respond.js';
 
 /** The parts of a request head that routing and the forwarding headers read. */
@@ -54,6 +55,14 @@ export interface Downstream {
   attach(sink: ExchangeSink): void;
   /** A fresh lazily-read request body (undefined when there is none or `wholeBody` has it). */
   openBody(): LazyBody | undefined;
+  /**
+   * `request_buffering`: reads the request body before any backend is involved (see
+   * `buffering.ts`) and calls `then` (asynchronously) once it is in `wholeBody`, or once it
+   * outgrew `maxBytes` (`openBody` then sends what was read first). False, and nothing read,
+   * when this body is not buffered (none, or a Content-Length above `maxBytes`). Optional: a
+   * downstream without it streams every body.
+   */
+  bufferBody?(maxBytes: number, then: () => void): boolean;
   /** Writes the response head. Throws (as node:http does) on a header it refuses to write. */
   writeHead(status: number, message: string | undefined, headers: string[]): void;
   /**
@@ -107,7 +116,10 @@ export class NodeDownstream implements Downstream {
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
   readonly hasBody: boolean;
-  readonly wholeBody = undefined;
+  /** set by `bufferBody` once the whole body was read */
+  wholeBody: Buffer | undefined = undefined;
+  /** set by `bufferBody` when the body outgrew the limit: the bytes read so far */
+  private bodyPrefix: readonly Buffer[] | undefined;
   /** a head checked by `writeHead`, written with the first body byte or the end */
   private head: { status: number; message: string | undefined; headers: string[] } | undefined;
 
@@ -163,7 +175,17 @@ export class NodeDownstream implements Downstream {
   }
 
   openBody(): LazyBody | undefined {
-    return this.hasBody ? new LazyBody(this.req) : undefined;
+    return this.hasBody ? new LazyBody(this.req, this.bodyPrefix) : undefined;
+  }
+
+  bufferBody(maxBytes: number, then: () => void): boolean {
+    if (!this.hasBody || !buffersBody(this.req.headers, maxBytes)) return false;
+    readBody(this.req, maxBytes, (b) => {
+      if ('whole' in b) this.wholeBody = b.whole;
+      else this.bodyPrefix = b.prefix;
+      then();
+    });
+    return true;
   }
 
   writeHead(status: number, message: string | undefined, headers: string[]): void {

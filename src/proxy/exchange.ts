@@ -132,14 +132,18 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
     this.url = down.url;
     this.startedAt = performance.now();
     this.withBody = down.hasBody;
-    // counted now: a downstream may let go of its whole body once the response is written
-    this.bytesIn = down.wholeBody?.length ?? 0;
     down.attach(this);
     svc.earnRetry();
   }
 
-  /** Starts the first attempt. */
+  /**
+   * Starts the first attempt. With `request_buffering` this comes once the body was read, so
+   * a client that left meanwhile (`clientClosed`: logged, finished) starts nothing.
+   */
   start(): void {
+    if (this.finished) return;
+    // counted now: a downstream may let go of its whole body once the response is written
+    this.bytesIn = this.down.wholeBody?.length ?? 0;
     this.attempt();
   }
 

@@ -92,6 +92,16 @@ export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: Req
   const { headers, requestId, teTrailers } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
   const ctx = { clientIp, path, headers: req.headers };
   const base = { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers, teTrailers };
+  const buffering = svc.config.requestBuffering;
+  if (buffering !== undefined && down.bufferBody !== undefined) {
+    // The exchange exists while the body is read (a client leaving meanwhile is logged by it);
+    // `then` always runs later, from a stream event, so `ex` is assigned by then.
+    let ex: Exchange | undefined;
+    if (down.bufferBody(buffering.maxBytes, () => ex?.start())) {
+      ex = new Exchange(down, state, svc, ctx, base, route.index, requestId);
+      return;
+    }
+  }
   if (waitFor !== undefined) {
     // the closure only on this rare path: most requests have no chunked body
     afterFirstChunk(waitFor, () => new Exchange(down, state, svc, ctx, base, route.index, requestId).start());

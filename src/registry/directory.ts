@@ -26,6 +26,8 @@ export interface DirectoryObserver {
   event(source: string, type: string): void;
   connected(source: string, connected: boolean): void;
   invalid(source: string): void;
+  /** a change held back by a mass-removal guard (optional) */
+  guarded?(source: string): void;
 }
 
 export interface DirectoryOptions {
@@ -186,6 +188,10 @@ export class ServiceDirectory implements RegistrySink {
 
   countEvent(source: string, type: 'put' | 'delete' | 'resync'): void {
     this.opts.observer.event(source, type);
+  }
+
+  guardedChange(source: string): void {
+    this.opts.observer.guarded?.(source);
   }
 
   invalidEntry(source: string, key: string, fullReason: string): void {

@@ -38,6 +38,7 @@ import type { Registry, RegistrySink } from './types.js';
 import { Backoff, sleep, type BackoffOptions } from './backoff.js';
 import { ETCD_SOURCE, type KeyspaceModel, type ModelEffect } from './etcd-values.js';
 import { assembleKeyspace } from './keyspace.js';
+import { RemovalGuard, type HeldMember } from './removal-guard.js';
 
 /** How to reach etcd: what `createEtcdClient` needs. */
 export interface EtcdConnectionOptions {
@@ -235,6 +236,8 @@ export class EtcdRegistry implements Registry {
   private warnedUnreachable = false;
   private stopWatch: (() => void) | undefined;
   private closed = false;
+  /** `min_members_ratio`: mass removals held back (see ./removal-guard.ts) */
+  private readonly guard: RemovalGuard;
 
   constructor(
     protected readonly config: EtcdRegistryConfig,
@@ -245,6 +248,7 @@ export class EtcdRegistry implements Registry {
     this.log = logger.child({ component: 'registry', source: ETCD_SOURCE });
     this.backoff = new Backoff({ ...options.backoff, ...(options.random !== undefined ? { random: options.random } : {}) });
     this.callTimeoutMs = options.callTimeoutMs ?? 5000;
+    this.guard = new RemovalGuard(config.minMembersRatio);
   }
 
   /**
@@ -343,9 +347,12 @@ export class EtcdRegistry implements Registry {
     const { model, services, invalid } = assembleKeyspace(this.config.layout, this.config.prefix, kvs, ETCD_SOURCE);
     const sink = this.requireSink();
     this.model = model;
+    const plan = this.guard.planList(services, !resync);
+    if (plan.guarded !== undefined) this.guarded(plan.guarded, revision, 're-list');
+    this.guard.replaced(plan.services);
     this.safely(() => {
       for (const i of invalid) sink.invalidEntry(ETCD_SOURCE, i.key, i.reason);
-      sink.replaceAll(ETCD_SOURCE, services);
+      sink.replaceAll(ETCD_SOURCE, plan.services);
       if (resync) sink.countEvent(ETCD_SOURCE, 'resync');
       else sink.markSynced(ETCD_SOURCE);
     });
@@ -425,6 +432,7 @@ export class EtcdRegistry implements Registry {
     }
     const events = res.events ?? [];
     if (events.length > 0) this.applyEvents(events);
+    else this.onProgress();
     for (const ev of events) {
       const rev = BigInt(ev.kv.mod_revision);
       if (rev > this.lastRevision) this.lastRevision = rev;
@@ -445,19 +453,65 @@ export class EtcdRegistry implements Registry {
   protected applyEvents(events: readonly WatchEvent[]): void {
     const model = this.requireModel();
     const sink = this.requireSink();
+    // etcd delivers every event of one revision in one response (a response may hold several
+    // revisions when catching up): the guard judges each revision whole.
+    let effects: ModelEffect[] = [];
+    let revision: string | undefined;
     for (const ev of events) {
+      if (revision !== undefined && ev.kv.mod_revision !== revision) {
+        this.applyRevision(effects, BigInt(revision));
+        effects = [];
+      }
+      revision = ev.kv.mod_revision;
       const key = ev.kv.key.toString('utf8');
-      const effects: ModelEffect[] =
-        ev.type === 'Delete' ? model.delete(key) : model.put(key, ev.kv.value.toString('utf8'));
+      effects.push(...(ev.type === 'Delete' ? model.delete(key) : model.put(key, ev.kv.value.toString('utf8'))));
+      this.safely(() => sink.countEvent(ETCD_SOURCE, ev.type === 'Delete' ? 'delete' : 'put'));
+    }
+    if (revision !== undefined) this.applyRevision(effects, BigInt(revision));
+  }
+
+  /** The effects of one etcd revision, through the mass-removal guard. */
+  private applyRevision(effects: readonly ModelEffect[], revision: bigint): void {
+    const sink = this.requireSink();
+    const plan = this.guard.planEvents(effects);
+    if (plan.guarded !== undefined) this.guarded(plan.guarded, revision, 'revision');
+    for (const e of plan.apply) {
       this.safely(() => {
-        sink.countEvent(ETCD_SOURCE, ev.type === 'Delete' ? 'delete' : 'put');
-        for (const e of effects) {
-          if (e.type === 'put') sink.put(ETCD_SOURCE, e.service, e.member);
-          else if (e.type === 'delete') sink.delete(ETCD_SOURCE, e.service, e.id);
-          else sink.invalidEntry(ETCD_SOURCE, e.key, e.reason);
-        }
+        if (e.type === 'put') {
+          this.guard.put(e.service, e.member);
+          sink.put(ETCD_SOURCE, e.service, e.member);
+        } else if (e.type === 'delete') {
+          this.guard.delete(e.service, e.id);
+          sink.delete(ETCD_SOURCE, e.service, e.id);
+        } else sink.invalidEntry(ETCD_SOURCE, e.key, e.reason);
       });
     }
+    this.applyConfirmed(plan.confirm, 'a later revision');
+  }
+
+  /** A progress notification (no change for a while): held removals are confirmed. */
+  protected onProgress(): void {
+    this.applyConfirmed(this.guard.confirmHeld(), 'a progress notification');
+  }
+
+  private applyConfirmed(confirmed: readonly HeldMember[], by: string): void {
+    if (confirmed.length === 0) return;
+    const sink = this.requireSink();
+    for (const h of confirmed) {
+      this.guard.delete(h.service, h.member.id);
+      this.safely(() => sink.delete(ETCD_SOURCE, h.service, h.member.id));
+    }
+    this.log.warn({ code: ErrorCodes.REGISTRY_GUARDED, removed: confirmed.length }, `held etcd removals confirmed by ${by}: applied`);
+  }
+
+  /** Logs (once per guarded revision or list) and counts a change the guard held back. */
+  private guarded(g: { readonly removed: number; readonly total: number }, revision: bigint, what: string): void {
+    this.log.warn(
+      { code: ErrorCodes.REGISTRY_GUARDED, revision: String(revision), removed: g.removed, members: g.total, min_members_ratio: this.config.minMembersRatio },
+      `etcd ${what} would remove ${g.removed} of ${g.total} members (more than min_members_ratio): kept the last set; the removals apply once a later revision that puts none of them back confirms them`,
+    );
+    const sink = this.requireSink();
+    this.safely(() => sink.guardedChange?.(ETCD_SOURCE));
   }
 
   /**

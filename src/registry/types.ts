@@ -28,6 +28,11 @@ export interface RegistrySink {
    * `drover_registry_invalid_entries_total{source}`; the sink logs it once per key+value.
    */
   invalidEntry(source: string, key: string, reason: string): void;
+  /**
+   * A change held back by a mass-removal guard (`registry.etcd.min_members_ratio`), counted in
+   * `drover_registry_guarded_changes_total{source}`; the registry logs it.
+   */
+  guardedChange?(source: string): void;
 }
 
 /** A source of members. */

@@ -19,6 +19,8 @@ export interface RawBackend {
   readonly open: number;
   /** request heads seen, in order */
   readonly heads: string[];
+  /** everything each connection received (latin1), in the order connections were accepted (since reset: open ones first) */
+  readonly data: string[];
   respond(r: RawResponder): void;
   reset(): void;
   /** destroys every open connection (as a crash would) */
@@ -37,6 +39,9 @@ export async function startRawBackend(name: string): Promise<RawBackend> {
   let connections = 0;
   let bytes = 0;
   const heads: string[] = [];
+  let data: string[] = [];
+  /** each open connection's index in `data` (renumbered by reset) */
+  const slots = new Map<net.Socket, number>();
   const sockets = new Set<net.Socket>();
   const server = net.createServer((s) => {
     connections++;
@@ -45,8 +50,11 @@ export async function startRawBackend(name: string): Promise<RawBackend> {
     s.on('error', () => undefined);
     let buf = '';
     let index = 0;
+    slots.set(s, data.push('') - 1);
+    s.on('close', () => slots.delete(s));
     s.on('data', (d: Buffer) => {
       bytes += d.length;
+      data[slots.get(s) ?? data.length] += d.toString('latin1');
       buf += d.toString('latin1');
       let end: number;
       while ((end = buf.indexOf('\r\n\r\n')) !== -1) {
@@ -73,6 +81,9 @@ export async function startRawBackend(name: string): Promise<RawBackend> {
       return sockets.size;
     },
     heads,
+    get data() {
+      return data;
+    },
     respond: (r) => {
       responder = r;
     },
@@ -83,6 +94,10 @@ export async function startRawBackend(name: string): Promise<RawBackend> {
       connections = 0;
       bytes = 0;
       heads.length = 0;
+      // open connections keep being recorded, from empty, at the front
+      data = [...slots.keys()].map(() => '');
+      let i = 0;
+      for (const k of slots.keys()) slots.set(k, i++);
     },
     close: () =>
       new Promise<void>((resolve) => {

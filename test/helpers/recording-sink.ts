@@ -15,6 +15,8 @@ export class RecordingSink implements RegistrySink {
   readonly events = { put: 0, delete: 0, resync: 0 };
   readonly invalid: { key: string; reason: string }[] = [];
   replaceAllCalls = 0;
+  /** changes held by a mass-removal guard */
+  guarded = 0;
 
   replaceAll(source: string, services: ReadonlyMap<string, readonly MemberSpec[]>): void {
     this.replaceAllCalls++;
@@ -43,6 +45,9 @@ export class RecordingSink implements RegistrySink {
   }
   countEvent(_source: string, type: 'put' | 'delete' | 'resync'): void {
     this.events[type]++;
+  }
+  guardedChange(): void {
+    this.guarded++;
   }
   invalidEntry(_source: string, key: string, reason: string): void {
     this.invalid.push({ key, reason });
