@@ -17,7 +17,7 @@ export const ErrorCodes = {
   REGISTRY_INVALID_ENTRY: 'E_REGISTRY_INVALID_ENTRY',
   /** the registry could not be reached */
   REGISTRY_UNREACHABLE: 'E_REGISTRY_UNREACHABLE',
-  /** a registry change held back: it would remove more than `min_members_ratio` of the members */
+  /** a registry change held back: it would leave fewer than `min_members_ratio` of the members */
   REGISTRY_GUARDED: 'E_REGISTRY_GUARDED',
   /** a listener could not bind */
   LISTEN_FAILED: 'E_LISTEN_FAILED',

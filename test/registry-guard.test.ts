@@ -1,5 +1,5 @@
 /**
- * registry.etcd.min_members_ratio (issue 20, item 10): one etcd revision that would remove more
+ * registry.etcd.min_members_ratio (issue 20, item 10): one etcd revision that would leave fewer
  * than that share of the registry's members is held back (pools keep them, traffic flows), logged
  * and counted; a later revision confirms it. Real etcd, the real `bin/drover`, real backends that
  * name themselves; plus table tests of the guard's bookkeeping (re-lists included).
@@ -57,10 +57,12 @@ describe('RemovalGuard', () => {
   it.each([
     { name: 'off: a wipe applies', ratio: undefined, effects: [del('a'), del('b'), del('c'), del('d')], guarded: false },
     { name: '1 of 4 with 0.5 applies', ratio: 0.5, effects: [del('a')], guarded: false },
-    { name: '2 of 4 with 0.5 applies (not more than)', ratio: 0.5, effects: [del('a'), del('b')], guarded: false },
+    { name: '2 of 4 with 0.5 applies (half left is not fewer than half)', ratio: 0.5, effects: [del('a'), del('b')], guarded: false },
     { name: '3 of 4 with 0.5 is held', ratio: 0.5, effects: [del('a'), del('b'), del('c')], guarded: true },
     { name: 'a delete and put back in one txn is no removal', ratio: 0.5, effects: [del('a'), del('b'), del('c'), put('a'), put('b')], guarded: false },
-    { name: 'ratio 0 holds any removal', ratio: 0, effects: [del('a')], guarded: true },
+    { name: 'ratio 1 holds any removal', ratio: 1, effects: [del('a')], guarded: true },
+    { name: 'ratio 0 holds none, a wipe included', ratio: 0, effects: [del('a'), del('b'), del('c'), del('d')], guarded: false },
+    { name: '3 of 4 with 0.2 applies (1 of 4 left is not fewer than 0.2)', ratio: 0.2, effects: [del('a'), del('b'), del('c')], guarded: false },
   ])('$name', ({ ratio, effects, guarded }) => {
     const g = seeded(ratio, ['a', 'b', 'c', 'd']);
     const plan = g.planEvents(effects);

@@ -537,7 +537,7 @@ const etcdSchema = z
       .min(0)
       .max(1)
       .optional()
-      .describe('guard (default off): one etcd revision or re-list that would remove more than this share (0-1) of the members is held back; the removals apply with a later revision that puts none of them back, or at etcd\'s next progress notification'),
+      .describe('guard (default off): one etcd revision or re-list that would leave fewer than this share (0-1) of the members is held back; the removals apply with a later revision that puts none of them back, or at etcd\'s next progress notification'),
     username_env: envName('environment variable holding the etcd user name').optional(),
     password_env: envName('environment variable holding the etcd password').optional(),
     tls: z

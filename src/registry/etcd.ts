@@ -508,7 +508,7 @@ export class EtcdRegistry implements Registry {
   private guarded(g: { readonly removed: number; readonly total: number }, revision: bigint, what: string): void {
     this.log.warn(
       { code: ErrorCodes.REGISTRY_GUARDED, revision: String(revision), removed: g.removed, members: g.total, min_members_ratio: this.config.minMembersRatio },
-      `etcd ${what} would remove ${g.removed} of ${g.total} members (more than min_members_ratio): kept the last set; the removals apply once a later revision that puts none of them back confirms them`,
+      `etcd ${what} would remove ${g.removed} of ${g.total} members (fewer than min_members_ratio would remain): kept the last set; the removals apply once a later revision that puts none of them back confirms them`,
     );
     const sink = this.requireSink();
     this.safely(() => sink.guardedChange?.(ETCD_SOURCE));

@@ -2,7 +2,7 @@
  * The mass-removal guard of the etcd registry (`registry.etcd.min_members_ratio`).
  *
  * One etcd revision (one watch response: a transaction, e.g. `del --prefix`) or one full re-list
- * that would remove more than `ratio` of the members the registry currently reports is *held*:
+ * that would leave fewer than `ratio` of the members the registry currently reports is *held*:
  * its puts apply, its removals do not (the members stay in their pools). The rule that ends a
  * hold is deliberately the simplest one that neither empties pools by accident nor keeps dead
  * members forever:
@@ -57,7 +57,7 @@ export class RemovalGuard {
   /** keys whose removal is held */
   private readonly held = new Set<string>();
 
-  /** @param ratio share in [0, 1]; undefined: never guard (only bookkeeping) */
+  /** @param ratio share in [0, 1] of the members that must remain; undefined: never guard (only bookkeeping) */
   constructor(private readonly ratio: number | undefined) {}
 
   /** Members currently reported (held ones included). */
@@ -72,7 +72,8 @@ export class RemovalGuard {
 
   private trips(removed: number): boolean {
     const total = this.reported.size;
-    return this.ratio !== undefined && total > 0 && removed > 0 && removed / total > this.ratio;
+    // the name says what must stay: at least `ratio` of the members reported now
+    return this.ratio !== undefined && total > 0 && removed > 0 && (total - removed) / total < this.ratio;
   }
 
   /** Judges the effects of one revision. */
