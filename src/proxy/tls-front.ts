@@ -69,6 +69,9 @@ export function createTlsFront(cfg: ListenConfig, tlsCfg: ListenerTlsConfig, htt
   if (first === undefined) throw new Error('a TLS listener needs a certificate');
   const server = tls.createServer({
     ...first.options,
+    // as on the plain listener (node:http's noDelay applies only to sockets it accepts itself):
+    // a response written as several TLS records must not wait on the client's delayed ACK
+    noDelay: true,
     ticketKeys,
     ALPNProtocols: [...tlsCfg.alpn],
     SNICallback: (servername, cb) => cb(null, store.select(servername)),

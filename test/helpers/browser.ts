@@ -19,14 +19,17 @@ export function noteSkipped(file: string): void {
   if (!browserTests) console.warn(`${file}: ${CHROMIUM} not found, browser tests skipped (apt-get install -y chromium)`);
 }
 
-/** Starts chromium headless; fails (under CI=true) when it is missing. */
-export async function launch(): Promise<Browser> {
+/**
+ * Starts chromium headless; fails (under CI=true) when it is missing.
+ * @param extraArgs more command-line switches (certificate trust, host mapping)
+ */
+export async function launch(extraArgs: readonly string[] = []): Promise<Browser> {
   if (!haveChromium) throw new Error(`${CHROMIUM} is required under CI=true`);
   mkdirSync(ARTIFACTS, { recursive: true });
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', ...extraArgs],
   });
 }
 
