@@ -116,6 +116,8 @@ export async function profile<T>(pid: number, load: () => Promise<T>, limit = 20
   const report = (sort: string): string =>
     spawnSync('perf', ['report', '-i', data, '--stdio', '--no-children', '-g', 'none', '--sort', sort, '--percent-limit', '0.5'], { encoding: 'utf8', maxBuffer: 64 * 2 ** 20 }).stdout ?? '';
   const byObjectText = report('dso');
-  const samples = Number(/# Samples: (\d+)/.exec(byObjectText)?.[1] ?? NaN);
+  // `# Samples: 6K of event 'cpu-clock'`: perf abbreviates with K and M
+  const m = /# Samples: ([\d.]+)([KM]?)/.exec(byObjectText);
+  const samples = m === null ? NaN : Math.round(Number(m[1]) * (m[2] === 'K' ? 1e3 : m[2] === 'M' ? 1e6 : 1));
   return { summary: { samples, byObject: parsePerfReport(byObjectText, limit), bySymbol: parsePerfReport(report('dso,sym'), limit) }, result };
 }
