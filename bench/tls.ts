@@ -15,7 +15,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { freePort, hostInfo, ROOT, runBench, table, tempDir, waitFor, writeResult } from './lib/etcd-env.js';
+import { freePort, hostInfo, nginxPreamble, ROOT, runBench, table, tempDir, waitFor, writeResult } from './lib/etcd-env.js';
 
 const BIN = path.join(ROOT, 'bin', 'drover');
 const children: ChildProcess[] = [];
@@ -102,17 +102,7 @@ async function startNginx(dir: string, cert: string, key: string, backend: numbe
   const conf = path.join(prefix, 'nginx.conf');
   writeFileSync(
     conf,
-    `worker_processes 1;
-error_log ${prefix}/logs/error.log warn;
-pid ${prefix}/nginx.pid;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${prefix}/body;
-  proxy_temp_path ${prefix}/proxy;
-  fastcgi_temp_path ${prefix}/fastcgi;
-  uwsgi_temp_path ${prefix}/uwsgi;
-  scgi_temp_path ${prefix}/scgi;
+    `${nginxPreamble(prefix)}
   keepalive_requests 10000000;
   upstream backends { server 127.0.0.1:${backend}; keepalive 64; }
   server {
