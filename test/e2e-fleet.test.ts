@@ -236,6 +236,8 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
     const revision = String(res.header.revision);
     for (const d of drovers) {
       await waitUntil(async () => (await answer(d.port, '/pair')) === '200:fresh');
+      // the log line is read from the child's stdout and may trail the first answer
+      await d.waitForLog((l) => l['msg'] === 'config reloaded' && l['etcdRevision'] === revision);
       const reloads = d.logs.filter((l) => l['msg'] === 'config reloaded' && l['etcdRevision'] === revision);
       expect(reloads.length).toBe(1);
     }

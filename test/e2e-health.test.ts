@@ -360,6 +360,11 @@ routes:
     ]);
 
     const keepTransition = (l: Record<string, unknown>): boolean => l['msg'] === 'health transition' && (l['service'] === 'keep' || l['service'] === 'filed');
+    // the log is read from the child's stdout and may trail the admin API: count from once the
+    // lines of the states just reached (k2 ejected, k3 draining) are in
+    for (const [id, to] of [['k2', 'ejected'], ['k3', 'draining']] as const) {
+      await d.waitForLog((l) => keepTransition(l) && l['service'] === 'keep' && l['backend'] === id && l['to'] === to);
+    }
     const transitionsBefore = d.logs.filter(keepTransition).length;
     // a config change through SIGHUP (k4's weight), and a weight change in the registry file
     fs.writeFileSync(d.configFile, yaml(3));
