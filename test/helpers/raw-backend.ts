@@ -129,13 +129,6 @@ export function rawExchange(port: number, data: string | Buffer, waitMs = 2000):
   });
 }
 
-/** Resident set size and its peak (VmRSS, VmHWM) of a process, in bytes (Linux). */
-export function memoryOf(pid: number): { rss: number; peak: number } {
-  const text = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kb = (key: string): number => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0) * 1024;
-  return { rss: kb('VmRSS'), peak: kb('VmHWM') };
-}
-
 /** Every backend of every service from the admin API. */
 export async function adminBackends(
   adminPort: number,
