@@ -16,8 +16,9 @@
  * connections: the primary generator, since autocannon is JavaScript and saturates before NGINX
  * does) and reads, over that run: requests/s, p50/p99, user and system CPU microseconds per
  * request of the target's whole process tree (from /proc/PID/stat), and the connections the
- * backends accepted (NGINX stub_status: a proxy that keeps its upstream connections alive opens
- * none at steady state). Then autocannon, as a second column, since users run it: requests/s,
+ * backends accepted (NGINX stub_status) while the load was steady (a proxy that keeps its
+ * upstream connections alive opens none) and, apart, when wrk stopped with requests in flight.
+ * Then autocannon, as a second column, since users run it: requests/s,
  * p50/p99, CPU per request, peak RSS. After the rounds: system calls per request of each proxy
  * (`strace -c` over a short wrk run) and, with `perf` installed, where drover's CPU goes (`perf
  * record -g` of a drover started with `--perf-basic-prof`, so JIT frames are named) by shared
@@ -136,8 +137,18 @@ interface WrkFigures extends WrkResult {
   readonly userPerReq: number;
   /** kernel CPU microseconds of the target's process tree per request */
   readonly systemPerReq: number;
-  /** connections the backends accepted during the run (undefined: backends cannot tell) */
+  /**
+   * connections the backends accepted while the load was steady (from 1 s into the run until
+   * just before wrk stopped); undefined: backends cannot tell
+   */
   readonly upstreamOpened: number | undefined;
+  /**
+   * connections the backends accepted from just before wrk stopped until 0.5 s after: wrk closes
+   * its connections with requests in flight, and a proxy that aborts those upstream requests
+   * must close their connections (HTTP/1.1 has no other way to cancel); one that then opens new
+   * ones nobody asked for shows it here
+   */
+  readonly upstreamOpenedAtStop: number | undefined;
 }
 
 interface TargetSummary {
@@ -157,6 +168,7 @@ interface TargetSummary {
   systemPerReq?: number;
   /** summed over the wrk runs */
   upstreamOpened?: number;
+  upstreamOpenedAtStop?: number;
   /** system calls per request (strace -c over a short wrk run), most frequent first */
   syscallsPerReq?: { name: string; perReq: number }[];
   lowP50?: number;
@@ -205,20 +217,32 @@ async function measureWrk(t: Running, seconds: number, accepts: (() => Promise<n
   await runWrk(`${t.url}/`, 1);
   const pids = processTree(t.pid);
   const cpu0 = treeCpuSplitMicros(pids);
+  const started = Date.now();
   const running = runWrk(`${t.url}/`, seconds);
-  // Upstream connections are counted from 1 s into the run: when the warm-up's wrk stopped, it
+  const at = (ms: number): Promise<unknown> => new Promise((r) => setTimeout(r, Math.max(0, started + ms - Date.now())));
+  // Upstream connections are counted from 1 s into the run (when the warm-up's wrk stopped, it
   // closed its connections with requests in flight, and a proxy must close an upstream
-  // connection whose request it abandons; reopening those is not steady state either.
-  await new Promise((r) => setTimeout(r, Math.min(1_000, (seconds * 1000) / 4)));
+  // connection whose request it abandons; reopening those is not steady state) until shortly
+  // before wrk stops (its own stop abandons requests again: counted apart, after the run).
+  await at(Math.min(1_000, (seconds * 1000) / 4));
   const a0 = accepts === undefined ? undefined : await accepts();
+  await at(seconds * 1000 - Math.min(500, (seconds * 1000) / 8));
+  const a1 = accepts === undefined ? undefined : await accepts();
   const w = await running;
   const cpu1 = treeCpuSplitMicros(processTree(t.pid));
-  const a1 = accepts === undefined ? undefined : await accepts();
+  await new Promise((r) => setTimeout(r, 500));
+  const a2 = accepts === undefined ? undefined : await accepts();
   if (w === undefined) return undefined;
   const per = (us: number): number => (w.requests > 0 ? us / w.requests : NaN);
   // `direct` is the backends themselves: their accepts are the load generator's connections
-  const upstreamOpened = a0 === undefined || a1 === undefined || t.name === 'direct' ? undefined : a1 - a0;
-  return { ...w, userPerReq: per(cpu1.user - cpu0.user), systemPerReq: per(cpu1.system - cpu0.system), upstreamOpened };
+  const counted = a0 !== undefined && a1 !== undefined && a2 !== undefined && t.name !== 'direct';
+  return {
+    ...w,
+    userPerReq: per(cpu1.user - cpu0.user),
+    systemPerReq: per(cpu1.system - cpu0.system),
+    upstreamOpened: counted ? a1 - a0 : undefined,
+    upstreamOpenedAtStop: counted ? a2 - a1 : undefined,
+  };
 }
 
 async function main(): Promise<void> {
@@ -245,7 +269,7 @@ async function main(): Promise<void> {
     process.stdout.write(`targets: ${targets.map((t) => t.name).join(', ')}; ${o.rounds} interleaved rounds of ${o.wrkDuration > 0 && installed('wrk') ? `${o.wrkDuration} s wrk + ` : ''}${o.duration} s autocannon, 50 connections\n`);
     const useWrk = o.wrkDuration > 0 && installed('wrk');
     const idleTargets = targets.filter((t) => ['drover', 'nginx', 'undici-bare', 'haproxy'].includes(t.name));
-    const perRun = o.duration + (useWrk ? o.wrkDuration + 1 : 0) + 1;
+    const perRun = o.duration + (useWrk ? o.wrkDuration + 1.5 : 0) + 1;
     const traced = useWrk && o.traceDuration > 0 ? targets.filter((t) => t.name !== 'direct') : [];
     const droverTarget = targets.find((t) => t.name === 'drover');
     const peers = droverTarget === undefined ? [] : targets.filter((t) => ['undici-bare', 'undici-fwd', 'raw-undici', 'http-proxy', 'nginx', 'haproxy'].includes(t.name));
@@ -289,6 +313,8 @@ async function main(): Promise<void> {
         s.systemPerReq = median(s.wrk.map((w) => w.systemPerReq));
         const opened = s.wrk.map((w) => w.upstreamOpened);
         if (opened.every((x) => x !== undefined)) s.upstreamOpened = opened.reduce((a: number, x) => a + (x as number), 0);
+        const atStop = s.wrk.map((w) => w.upstreamOpenedAtStop);
+        if (atStop.every((x) => x !== undefined)) s.upstreamOpenedAtStop = atStop.reduce((a: number, x) => a + (x as number), 0);
       }
     }
 
@@ -393,12 +419,12 @@ function report(o: Options, started: Date, backendKind: string, all: TargetSumma
   const get = (n: string): TargetSummary | undefined => all.find((s) => s.name === n);
   const drover = get('drover');
   const wrkLines: string[] = [];
-  wrkLines.push(`| target (wrk -t1 -c50) | req/s | p50 ms | p99 ms | user µs/req | system µs/req | CPU µs/req | upstream conns opened | syscalls/req (top) |`);
+  wrkLines.push(`| target (wrk -t1 -c50) | req/s | p50 ms | p99 ms | user µs/req | system µs/req | CPU µs/req | upstream conns opened, steady / at stop | syscalls/req (top) |`);
   wrkLines.push(`|---|---:|---:|---:|---:|---:|---:|---:|---|`);
   for (const s of all) {
     const sys = s.syscallsPerReq === undefined ? '-' : `${fmt(s.syscallsPerReq.reduce((a, c) => a + c.perReq, 0), 1)}: ${s.syscallsPerReq.filter((c) => c.perReq >= 0.05).map((c) => `${c.name} ${fmt(c.perReq, 2)}`).join(', ')}`;
     wrkLines.push(
-      `| ${s.name} | ${fmt(s.wrkRps)} | ${fmt(s.wrkP50, 2)} | ${fmt(s.wrkP99, 2)} | ${fmt(s.userPerReq, 1)} | ${fmt(s.systemPerReq, 1)} | ${fmt((s.userPerReq ?? NaN) + (s.systemPerReq ?? NaN), 1)} | ${s.name === 'direct' ? '-' : fmt(s.upstreamOpened)} | ${sys} |`,
+      `| ${s.name} | ${fmt(s.wrkRps)} | ${fmt(s.wrkP50, 2)} | ${fmt(s.wrkP99, 2)} | ${fmt(s.userPerReq, 1)} | ${fmt(s.systemPerReq, 1)} | ${fmt((s.userPerReq ?? NaN) + (s.systemPerReq ?? NaN), 1)} | ${s.name === 'direct' ? '-' : `${fmt(s.upstreamOpened)} / ${fmt(s.upstreamOpenedAtStop)}`} | ${sys} |`,
     );
   }
   const lines: string[] = [];
