@@ -8,7 +8,7 @@
  * runtime registers, so the data path never updates a gauge.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import { fastPathStats } from './proxy/fast-path-stats.js';
+import { FastPathStats } from './proxy/fast-path-stats.js';
 import { SeriesStore, type SeriesSink } from './series/store.js';
 
 /** Kinds of upstream failure, the `kind` label of `drover_upstream_errors_total`. */
@@ -207,6 +207,8 @@ export class Metrics {
   readonly series = new SeriesStore();
   /** what the data path records into: `series`, or a cluster worker's interval counts */
   readonly seriesSink: SeriesSink;
+  /** the fast path's counters: every listener of this process is handed this one object */
+  readonly fastPath = new FastPathStats();
 
   private readonly requests: Counter<'service' | 'backend' | 'code'>;
   private readonly duration: DurationHistogram;
@@ -348,15 +350,15 @@ export class Metrics {
       buckets: [...DURATION_BUCKETS_SECONDS],
       registers,
     });
-    // The fast path counts in plain module fields (no prom-client call per request); folded in
-    // at scrape time.
+    // The fast path counts in plain fields (no prom-client call per request); folded in at
+    // scrape time.
     new Counter({
       name: 'drover_fast_path_requests_total',
       help: 'Requests answered on the fast path (read off the socket without node:http).',
       registers,
       collect(this: Counter) {
         this.reset();
-        this.inc(fastPathStats.requests);
+        this.inc(self.fastPath.requests);
       },
     });
     new Counter({
@@ -366,7 +368,7 @@ export class Metrics {
       registers,
       collect(this: Counter<'reason'>) {
         this.reset();
-        for (const [reason, n] of fastPathStats.handovers) this.labels(reason).inc(n);
+        for (const [reason, n] of self.fastPath.handovers) this.labels(reason).inc(n);
       },
     });
     this.tlsHandshakes = new Counter({

@@ -132,7 +132,7 @@ export class Runtime implements AdminModel {
     rt.startedUp = true;
     if (rt.directory.ready()) rt.settled = true;
     try {
-      if (rt.serve) for (const l of config.listen) rt.listeners.push(await startListener(l, () => rt.state, rt.tlsObserver()));
+      if (rt.serve) for (const l of config.listen) rt.listeners.push(await startListener(l, () => rt.state, rt.metrics.fastPath, rt.tlsObserver()));
       rt.admin = await startAdminServer({
         host: config.admin.host,
         port: config.admin.port,

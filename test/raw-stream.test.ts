@@ -7,7 +7,8 @@
  */
 import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { RawStream, rawStreamsAvailable, type TcpHandle } from '../src/proxy/raw-stream.js';
+import { adoptHandle, interceptAccept, internals } from '../src/proxy/internals.js';
+import { RawStream } from '../src/proxy/raw-stream.js';
 import { waitUntil } from './helpers/raw-backend.js';
 
 /** A RawStream that records what happens to it. */
@@ -55,9 +56,8 @@ afterEach(async () => {
 async function connect(): Promise<Pair> {
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const handle = (server as unknown as { _handle: { onconnection: (err: number, client: TcpHandle) => void } })._handle;
   const accepted = new Promise<Recorder>((resolve) => {
-    handle.onconnection = (_err, client) => resolve(new Recorder(client));
+    expect(interceptAccept(server, (client) => resolve(new Recorder(client)))).toBe(true);
   });
   const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
   client.on('error', () => undefined);
@@ -79,7 +79,7 @@ function collect(s: net.Socket): { text: () => string; ended: () => boolean; clo
   return { text: () => Buffer.concat(chunks).toString('latin1'), ended: () => ended, closed: () => closed };
 }
 
-describe.runIf(rawStreamsAvailable)('RawStream on a bare TCP handle', () => {
+describe.runIf(internals !== undefined)('RawStream on a bare TCP handle', () => {
   it('reads what the client sends and knows its address', async () => {
     const { client, stream } = await connect();
     client.write('abc');
@@ -172,11 +172,11 @@ describe.runIf(rawStreamsAvailable)('RawStream on a bare TCP handle', () => {
     expect(stream.destroyed).toBe(false);
   });
 
-  it('toSocket: a net.Socket on the same connection, the bytes already read first', async () => {
-    const { client, stream } = await connect();
+  it('release + adoptHandle: a net.Socket on the same connection, the bytes already read first', async () => {
+    const { server, client, stream } = await connect();
     client.write('hello ');
     await until(() => stream.text() === 'hello ');
-    const socket = stream.toSocket(Buffer.from('hello '));
+    const socket = adoptHandle(server, stream.release(), Buffer.from('hello '));
     const got = collect(socket);
     socket.resume();
     client.write('world');

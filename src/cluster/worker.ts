@@ -64,7 +64,7 @@ async function init(config: DroverConfig, m: Extract<PrimaryMessage, { drover: '
   proxy.onFailureQueued = queueFlush;
   proxy.apply(m.snapshot);
   const p = proxy;
-  for (const l of config.listen) listeners.push(await startListener(l, () => p.state));
+  for (const l of config.listen) listeners.push(await startListener(l, () => p.state, metrics.fastPath));
   setInterval(flush, STATS_INTERVAL_MS).unref();
   send({ drover: 'listening', listen: listeners.map((l) => ({ host: l.host, port: l.port })) });
 }

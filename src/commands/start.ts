@@ -13,7 +13,7 @@ import { ConfigError, formatIssue } from '../errors.js';
 import { watchFile } from '../file-watch.js';
 import { createLogger, type Logger } from '../log.js';
 import { Metrics } from '../metrics.js';
-import { fastPathStatus } from '../proxy/fast-path.js';
+import { probeFastPath } from '../proxy/internals.js';
 import { Runtime } from '../runtime.js';
 import { ClusterPrimary, workerCount } from '../cluster/primary.js';
 import { mergeSharedConfig } from '../config/shared.js';
@@ -144,7 +144,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
     await shared.close();
     return 1;
   }
-  logger.info({ listen: cluster?.listenAddresses() ?? runtime.listenAddresses(), admin: runtime.adminAddress(), config: file, workers, fastPath: fastPathStatus }, 'ready');
+  logger.info({ listen: cluster?.listenAddresses() ?? runtime.listenAddresses(), admin: runtime.adminAddress(), config: file, workers, fastPath: await probeFastPath() }, 'ready');
 
   let reloading: Promise<void> = Promise.resolve();
   // One path for every change, wherever it comes from (file, SIGHUP, etcd): the merged config is

@@ -63,8 +63,12 @@ export interface Downstream {
    * downstream without it streams every body.
    */
   bufferBody?(maxBytes: number, then: () => void): boolean;
-  /** Writes the response head. Throws (as node:http does) on a header it refuses to write. */
-  writeHead(status: number, message: string | undefined, headers: string[]): void;
+  /**
+   * Writes the response head. Throws (as node:http does) on a header it refuses to write.
+   * @param checked the fields come from a strict HTTP/1.1 parser (tokens for names, no control
+   *   characters in values): a downstream may skip node:http's checks, which would pass
+   */
+  writeHead(status: number, message: string | undefined, headers: string[], checked?: boolean): void;
   /**
    * Takes back a head `writeHead` buffered but did not send yet (no body byte written).
    * @returns true when it was taken back (an error answer is possible again)

@@ -3,95 +3,31 @@
  * the response to it, without node:http's per-request IncomingMessage and ServerResponse streams
  * (about a sixth of a bare proxy's CPU, measured with the bench target `raw-undici`), and without
  * a net.Socket per connection: a connection is Node's bare TCP handle (`raw-stream.ts`) until it
- * is handed over.
+ * is handed over. This module is the connection lifecycle (accept, read, serve, idle and send
+ * timeouts, close, handover); what a head must be to stay here is `fast-path-head.ts`, how the
+ * response is written `fast-path-writer.ts`, and the Node internals it stands on `internals.ts`.
  *
  * The parser is llhttp through Node's own binding (`_http_common`'s HTTPParser), the one
  * node:http runs, with the same strict flags, so what it accepts node:http accepts too. Only the
- * common case stays here: an HTTP/1.1 keep-alive request, without a body or with a Content-Length
- * body of at most 64 KiB, whose whole head (and body) came in one read, that passes every check
- * `requestProblem` makes. Anything else (a parse error, a chunked or larger or later body,
- * `Expect`, an upgrade, HTTP/1.0, `Connection: close`, a repeated header, more than 31 header
- * fields, a head split across reads, pipelined requests) is handed to node:http with the
- * bytes read so far, before anything was answered or sent upstream, and node:http owns the
- * connection from then on. So every refusal (400, 414, 431, 408) and every rare feature keeps
- * node:http's behaviour exactly; the fast path only makes the common case cheaper.
- *
- * Responses carry what node:http would add: `Date`, `Connection: keep-alive` with
- * `Keep-Alive: timeout=N`, and chunked framing when the backend sent no Content-Length.
+ * common case stays here (see `classifyHead`), and only when the whole head (and body) came in
+ * one read and no second request follows it in that read. Anything else (a parse error, a
+ * chunked or larger or later body, a head split across reads, pipelined requests) is handed to
+ * node:http with the bytes read so far, before anything was answered or sent upstream, and
+ * node:http owns the connection from then on. So every refusal (400, 414, 431, 408) and every
+ * rare feature keeps node:http's behaviour exactly; the fast path only makes the common case
+ * cheaper.
  */
-import { STATUS_CODES, validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type Server } from 'node:http';
-import { createRequire } from 'node:module';
-import type { Socket } from 'node:net';
+import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { LazyBody } from './body.js';
 import type { Downstream, ExchangeSink, RequestHead } from './downstream.js';
-import { ACME_CHALLENGE_PREFIX } from './edge-hooks.js';
+import { classifyHead } from './fast-path-head.js';
+import type { FastPathStats, HandoverReason } from './fast-path-stats.js';
+import { Http1ResponseWriter, keepAliveLines } from './fast-path-writer.js';
 import { proxyRequest, type ListenerInfo } from './handler.js';
-import { RawStream, rawStreamsAvailable, type TcpHandle } from './raw-stream.js';
+import { adoptHandle, interceptAccept, internals, type HttpParser, type Internals } from './internals.js';
+import { RawStream, type TcpHandle } from './raw-stream.js';
 import { errorBody, rawErrorText } from './respond.js';
 import type { ProxyState } from './types.js';
-import { fastPathStats, type HandoverReason } from './fast-path-stats.js';
-import { hostProblem, targetProblem } from './validate.js';
-
-/** The slice of llhttp's binding the fast path uses. */
-interface Parser {
-  initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
-  execute(data: Buffer): number | Error;
-  front: FastFrontEnd;
-  [callback: number]: unknown;
-}
-
-interface ParserBinding {
-  readonly HTTPParser: {
-    new (): Parser;
-    readonly REQUEST: number;
-    readonly kOnMessageBegin: number;
-    readonly kOnHeaders: number;
-    readonly kOnHeadersComplete: number;
-    readonly kOnBody: number;
-    readonly kOnMessageComplete: number;
-    readonly kLenientNone: number;
-  };
-  readonly methods: readonly string[];
-}
-
-/**
- * Node's parser binding, or undefined when this Node does not offer it in the expected shape
- * (then every connection goes to node:http, as before the fast path existed).
- */
-function loadBinding(): ParserBinding | undefined {
-  try {
-    const mod = createRequire(import.meta.url)('_http_common') as Partial<ParserBinding>;
-    const P = mod.HTTPParser;
-    if (typeof P !== 'function' || !Array.isArray(mod.methods)) return undefined;
-    for (const k of ['REQUEST', 'kOnMessageBegin', 'kOnHeaders', 'kOnHeadersComplete', 'kOnBody', 'kOnMessageComplete', 'kLenientNone'] as const) {
-      if (typeof P[k] !== 'number') return undefined;
-    }
-    return mod as ParserBinding;
-  } catch {
-    return undefined;
-  }
-}
-
-const binding = loadBinding();
-
-/** True when this Node offers the parser and handle bindings the fast path needs. */
-export const fastPathAvailable = binding !== undefined && rawStreamsAvailable && process.env['DROVER_FAST_PATH'] !== 'off';
-
-/** Whether plain HTTP listeners use the fast path, and if not why (for the `ready` log line). */
-export const fastPathStatus: string = fastPathAvailable
-  ? 'on'
-  : process.env['DROVER_FAST_PATH'] === 'off'
-    ? 'off: DROVER_FAST_PATH=off'
-    : 'off: this Node lacks the parser or handle bindings';
-
-/**
- * bytes: a request body up to this size that arrives with its head, in the same read, is read
- * whole and served on the fast path; a larger or later one goes to node:http (streamed).
- */
-const MAX_WHOLE_BODY_BYTES = 64 * 1024;
-
-/** A Content-Length value the fast path takes as is (node:http handles every other form). */
-const PLAIN_LENGTH = /^[0-9]{1,9}$/;
 
 /** A read larger than this while a response is in flight pauses reading (pipelined floods). */
 const MAX_PENDING_BYTES = 64 * 1024;
@@ -99,40 +35,28 @@ const MAX_PENDING_BYTES = 64 * 1024;
 /** Node adds this much to the advertised keep-alive timeout before closing (fewer resets). */
 const KEEP_ALIVE_SLACK_MS = 1_000;
 
-const STATUS_LINE_UNSAFE = /[^\t\x20-\x7e\x80-\xff]/;
-
-let dateSecond = -1;
-let dateText = '';
-/** The `Date` header value, formatted once per second. */
-function httpDate(): string {
-  const now = Date.now();
-  const second = Math.floor(now / 1000);
-  if (second !== dateSecond) {
-    dateSecond = second;
-    dateText = new Date(now).toUTCString();
-  }
-  return dateText;
-}
-
 /** ms a closing connection may take to flush its last response when `send_timeout` is off. */
 const LINGER_MS = 30_000;
 
 const NO_HEADERS: IncomingHttpHeaders = Object.freeze({});
 const NO_RAW_HEADERS: string[] = [];
 
+/** The front end a parser reports to (set as the parser's `owner`). */
+type FrontParser = HttpParser & { owner: FastFrontEnd };
+
 // llhttp's callbacks, called during `execute` with the parser as `this`.
 
-function onParserMessageBegin(this: Parser): void {
-  this.front.begins++;
+function onParserMessageBegin(this: FrontParser): void {
+  this.owner.begins++;
 }
 
-function onParserHeaders(this: Parser): void {
+function onParserHeaders(this: FrontParser): void {
   // llhttp flushes fields early only for long heads or heads split across reads: node:http's job
-  this.front.notPlain('head');
+  this.owner.notPlain('head');
 }
 
 function onParserHeadersComplete(
-  this: Parser,
+  this: FrontParser,
   major: number,
   minor: number,
   raw: string[] | undefined,
@@ -143,20 +67,16 @@ function onParserHeadersComplete(
   upgrade: boolean,
   keepAlive: boolean,
 ): void {
-  this.front.headComplete(major, minor, raw, method, url, upgrade, keepAlive);
+  this.owner.headComplete(major, minor, raw, method, url, upgrade, keepAlive);
 }
 
-function onParserBody(this: Parser, chunk: Buffer): void {
-  this.front.bodyChunk(chunk);
+function onParserBody(this: FrontParser, chunk: Buffer): void {
+  this.owner.bodyChunk(chunk);
 }
 
-function onParserMessageComplete(this: Parser): void {
-  this.front.completes++;
+function onParserMessageComplete(this: FrontParser): void {
+  this.owner.completes++;
 }
-
-/** net.Server's own bookkeeping of the connections it accepted (closing waits for them). */
-type NetServerInternals = Server & { _handle?: { onconnection?: unknown } | null; _connections: number };
-type ServedSocket = Socket & { server?: Server; _server?: Server };
 
 /** The listener limits the fast path applies itself (ms and bytes, as resolved for node:http). */
 export interface FastLimits {
@@ -170,14 +90,19 @@ export interface FastLimits {
   readonly maxHeaderBytes: number;
 }
 
-/** One listener's fast path: accepts its connections and hands the unusual ones to node:http. */
+/**
+ * One listener's fast path: accepts its connections and hands the unusual ones to node:http.
+ * Only made once `probeFastPath()` said on.
+ */
 export class FastFrontEnd {
   private readonly server: Server;
+  private readonly k: Internals;
   /** open connections node:http has (the listener's count; `max_connections` covers both) */
   private readonly nodeOpen: () => number;
   readonly info: ListenerInfo;
   readonly getState: () => ProxyState;
   readonly limits: FastLimits;
+  readonly stats: FastPathStats;
   /** `Connection` and `Keep-Alive` lines of a keep-alive response, as node:http writes them */
   readonly keepAliveLines: string;
   /** connections not handed over whose handle is open (closing ones included) */
@@ -195,7 +120,7 @@ export class FastFrontEnd {
   // Parsing is synchronous and the fast path only ever leaves the parser between two messages
   // (anything else is handed over, and the parser re-initialized), so one parser serves every
   // connection: no parser per connection, idle or not.
-  private readonly parser: Parser | undefined;
+  private readonly parser: FrontParser;
   /** the connection whose bytes are being parsed */
   private current: FastConnection | undefined;
   begins = 0;
@@ -204,55 +129,56 @@ export class FastFrontEnd {
   private why: HandoverReason | undefined;
   /** body bytes of the request being parsed (llhttp hands over copies) */
   private bodyParts: Buffer[] = [];
+  /** what `classifyHead` needs of the listener */
+  private readonly headContext: { readonly maxUrlBytes: number; readonly maxHeaders: number; readonly challenges: boolean };
 
   /**
-   * Takes over `server`'s accepted connections once it listens: each arrives as a bare handle
-   * (no net.Socket) and becomes a net.Socket, emitted as the server's 'connection' for
-   * node:http, only when it is handed over.
+   * A front end for `server`; `attach` puts it between the server and its accepted connections
+   * once the server listens.
+   * @param stats the counters the metrics read (shared by every listener)
    */
-  constructor(server: Server, info: ListenerInfo, getState: () => ProxyState, limits: FastLimits, nodeOpen: () => number) {
+  constructor(server: Server, info: ListenerInfo, getState: () => ProxyState, limits: FastLimits, nodeOpen: () => number, stats: FastPathStats) {
+    if (internals === undefined) throw new Error('the fast path needs Node internals this Node lacks');
+    this.k = internals;
     this.server = server;
     this.nodeOpen = nodeOpen;
     this.info = info;
     this.getState = getState;
     this.limits = limits;
-    const ka = Math.floor(limits.keepAliveTimeout / 1000);
-    this.keepAliveLines = limits.keepAliveTimeout > 0 ? `Connection: keep-alive\r\nKeep-Alive: timeout=${ka}\r\n` : 'Connection: keep-alive\r\n';
-    if (binding !== undefined) {
-      const P = binding.HTTPParser;
-      const parser = new P();
-      parser.front = this;
-      parser[P.kOnMessageBegin] = onParserMessageBegin;
-      parser[P.kOnHeaders] = onParserHeaders;
-      parser[P.kOnHeadersComplete] = onParserHeadersComplete;
-      parser[P.kOnBody] = onParserBody;
-      parser[P.kOnMessageComplete] = onParserMessageComplete;
-      this.parser = parser;
-      this.resetParser();
-    }
-    // 'listening' comes (on the next tick) before the first connection can be accepted
-    server.once('listening', () => this.intercept());
+    this.stats = stats;
+    this.keepAliveLines = keepAliveLines(limits.keepAliveTimeout);
+    const hooks = info.hooks;
+    this.headContext = {
+      maxUrlBytes: info.maxUrlBytes,
+      maxHeaders: info.maxHeaders,
+      // read at each request: the responder is set after the listener started
+      get challenges(): boolean {
+        return hooks?.challenge !== undefined;
+      },
+    };
+    const P = this.k.HTTPParser;
+    const parser = new P() as FrontParser;
+    parser.owner = this;
+    parser[P.kOnMessageBegin] = onParserMessageBegin;
+    parser[P.kOnHeaders] = onParserHeaders;
+    parser[P.kOnHeadersComplete] = onParserHeadersComplete;
+    parser[P.kOnBody] = onParserBody;
+    parser[P.kOnMessageComplete] = onParserMessageComplete;
+    this.parser = parser;
+    this.resetParser();
     this.sweepMs = Math.max(50, Math.min(1_000, Math.floor(Math.min(limits.headersTimeout, limits.keepAliveTimeout || Infinity, limits.sendTimeout || Infinity) / 4)));
     this.sweeper = setInterval(() => this.sweep(), this.sweepMs);
     this.sweeper.unref();
   }
 
   /**
-   * Puts the fast path between the listening handle and net.Server: net's accept callback
-   * (`onconnection`) is replaced, and kept for errors. Without a handle in the expected shape
-   * every connection stays with node:http.
+   * Takes over the listening server's accepted connections: each arrives as a bare handle (no
+   * net.Socket) and becomes a net.Socket, emitted as the server's 'connection' for node:http,
+   * only when it is handed over. Call once the server listens, before the loop turns.
+   * @returns false when the server offers no accept hook (nothing changed)
    */
-  private intercept(): void {
-    const handle = (this.server as NetServerInternals)._handle;
-    const original = handle?.onconnection;
-    if (this.parser === undefined || handle === undefined || handle === null || typeof original !== 'function') return;
-    handle.onconnection = (err: number, client: TcpHandle | undefined): void => {
-      if (err !== 0 || client === undefined) {
-        (original as (e: number, c: unknown) => void).call(handle, err, client);
-        return;
-      }
-      this.accept(client);
-    };
+  attach(): boolean {
+    return interceptAccept(this.server, (client) => this.accept(client));
   }
 
   private accept(client: TcpHandle): void {
@@ -267,8 +193,8 @@ export class FastFrontEnd {
   }
 
   private resetParser(): void {
-    const P = (binding as ParserBinding).HTTPParser;
-    this.parser?.initialize(P.REQUEST, {}, this.limits.maxHeaderBytes, P.kLenientNone);
+    const P = this.k.HTTPParser;
+    this.parser.initialize(P.REQUEST, {}, this.limits.maxHeaderBytes, P.kLenientNone);
   }
 
   /**
@@ -276,7 +202,7 @@ export class FastFrontEnd {
    * @returns undefined when they are exactly one request the fast path serves; else why not
    */
   parse(conn: FastConnection, bytes: Buffer): HandoverReason | undefined {
-    const parser = this.parser as Parser;
+    const parser = this.parser;
     this.current = conn;
     this.begins = 0;
     this.completes = 0;
@@ -312,67 +238,20 @@ export class FastFrontEnd {
   headComplete(major: number, minor: number, raw: string[] | undefined, method: number, url: string | undefined, upgrade: boolean, keepAlive: boolean): void {
     const conn = this.current;
     if (conn === undefined || this.why !== undefined) return;
-    if (major !== 1 || minor !== 1 || upgrade || !keepAlive) {
-      this.notPlain('connection');
-      return;
-    }
-    // a head node:http's side would refuse is left to it, so the refusal is its own
-    if (raw === undefined || url === undefined || targetProblem(url, raw.length / 2, major, minor, this.info) !== 0) {
-      this.notPlain('head');
-      return;
-    }
-    // an ACME challenge is answered by node:http's side, before routing
-    if (this.info.hooks?.challenge !== undefined && url.startsWith(ACME_CHALLENGE_PREFIX)) {
-      this.notPlain('head');
-      return;
-    }
-    const headers: Record<string, string> = Object.create(null) as Record<string, string>;
-    for (let i = 0; i < raw.length; i += 2) {
-      const lower = (raw[i] as string).toLowerCase();
-      // Repeated fields (node:http folds or drops them by name), streamed bodies and anything
-      // about the connection's future go to node:http.
-      if (lower === 'transfer-encoding' || lower === 'expect') {
-        this.notPlain('body');
-        return;
-      }
-      // A client that accepts trailers (gRPC over HTTP/1.1) is served by node:http, which
-      // writes them; the fast path has no trailer support.
-      if (lower === 'te') {
-        this.notPlain('head');
-        return;
-      }
-      if (headers[lower] !== undefined || lower === 'upgrade') {
-        this.notPlain('head');
-        return;
-      }
-      headers[lower] = raw[i + 1] as string;
-    }
-    const length = headers['content-length'];
-    if (length !== undefined && (!PLAIN_LENGTH.test(length) || Number(length) > MAX_WHOLE_BODY_BYTES)) {
-      this.notPlain('body');
-      return;
-    }
-    const host = headers['host'];
-    const name = (binding as ParserBinding).methods[method];
-    // repeated fields were handed over above: there is at most one Host here
-    if (host === undefined || hostProblem(1, host, minor) !== 0 || name === undefined || name === 'CONNECT') {
-      this.notPlain('head');
-      return;
-    }
-    conn.request(name, url, raw, headers, host);
+    const name = this.k.methods[method];
+    const verdict = classifyHead(major, minor, raw, name, url, upgrade, keepAlive, this.headContext);
+    if (typeof verdict === 'string') this.notPlain(verdict);
+    // a head that passed has its fields, target and method (classifyHead checked them)
+    else conn.request(name as string, url as string, raw as string[], verdict, verdict['host'] as string);
   }
 
   /** Gives `conn` to node:http as a net.Socket, with `bytes` (already read) to parse first. */
-  handOver(conn: FastConnection, bytes: Buffer): void {
+  handOver(conn: FastConnection, bytes: Buffer, why: HandoverReason): void {
+    this.stats.handover(why);
     this.forget(conn);
     // created paused, so that the bytes stay buffered until node:http listens for them
-    const socket = conn.toSocket(bytes) as ServedSocket;
-    const server = this.server as NetServerInternals;
-    socket.server = server;
-    socket._server = server;
-    // net.Socket counts itself off when it closes; server.close() waits for the count to drop
-    server._connections++;
-    server.emit('connection', socket);
+    const socket = adoptHandle(this.server, conn.release(), bytes);
+    this.server.emit('connection', socket);
     socket.resume();
   }
 
@@ -476,11 +355,9 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
   private sink: ExchangeSink | undefined;
 
   // ---- the current response (Downstream) ----
-  headersSent = false;
+  private readonly writer: Http1ResponseWriter;
   finished = false;
-  private head = '';
-  private chunked = false;
-  private bodyless = false;
+  /** the connection closes after this response */
   private last = false;
 
   constructor(front: FastFrontEnd, handle: TcpHandle) {
@@ -488,6 +365,7 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
     this.front = front;
     this.idleSince = front.tick;
     this.movedAt = front.tick;
+    this.writer = new Http1ResponseWriter(this, front.keepAliveLines);
   }
 
   /** RequestHead's socket: the connection itself (the client's address). */
@@ -497,6 +375,10 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
 
   get hasBody(): boolean {
     return this.wholeBody !== undefined;
+  }
+
+  get headersSent(): boolean {
+    return this.writer.headersSent;
   }
 
   // ---- reading ----
@@ -517,10 +399,10 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
     this.wholeBody = undefined;
     const why = this.front.parse(this, bytes);
     if (why !== undefined) {
-      this.handOver(bytes, why);
+      this.front.handOver(this, bytes, why);
       return;
     }
-    fastPathStats.requests++;
+    this.front.stats.requests++;
     this.serve();
   }
 
@@ -534,25 +416,17 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
     this.isHead = method === 'HEAD';
   }
 
-  private handOver(bytes: Buffer, why: HandoverReason): void {
-    fastPathStats.handovers.set(why, (fastPathStats.handovers.get(why) ?? 0) + 1);
-    this.front.handOver(this, bytes);
-  }
-
   private serve(): void {
     this.busy = true;
-    this.headersSent = false;
     this.finished = false;
-    this.head = '';
-    this.chunked = false;
-    this.bodyless = this.isHead;
+    this.writer.reset(this.isHead);
     this.last = this.front.stopping;
     this.sink = undefined;
     try {
       proxyRequest(this.front.getState(), this.front.info, this, this);
     } catch {
       // a bug must cost one request, never the process
-      if (!this.headersSent) {
+      if (!this.writer.headersSent) {
         this.last = true;
         this.sendError(500, undefined, true);
       } else super.destroy();
@@ -569,57 +443,16 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
     return undefined;
   }
 
-  writeHead(status: number, message: string | undefined, headers: string[]): void {
-    const reason = message !== undefined && message !== '' ? message : (STATUS_CODES[status] ?? 'unknown');
-    if (STATUS_LINE_UNSAFE.test(reason)) throw new Error('invalid character in status message');
-    let head = `HTTP/1.1 ${status} ${reason}\r\n`;
-    let length = false;
-    let date = false;
-    for (let i = 0; i < headers.length; i += 2) {
-      const name = headers[i] as string;
-      const value = headers[i + 1] as string;
-      // the same checks node:http's writeHead makes (a backend header it refuses: 502)
-      validateHeaderName(name);
-      validateHeaderValue(name, value);
-      if (name.length === 14 && name.toLowerCase() === 'content-length') length = true;
-      else if (name.length === 4 && name.toLowerCase() === 'date') date = true;
-      head += `${name}: ${value}\r\n`;
-    }
-    if (!date) head += `Date: ${httpDate()}\r\n`;
-    head += this.last ? 'Connection: close\r\n' : this.front.keepAliveLines;
-    if (status === 204 || status === 304 || status < 200) this.bodyless = true;
-    if (!length && !this.bodyless) {
-      head += 'Transfer-Encoding: chunked\r\n';
-      this.chunked = true;
-    }
-    this.head = `${head}\r\n`;
-    this.headersSent = true;
+  writeHead(status: number, message: string | undefined, headers: string[], checked?: boolean): void {
+    this.writer.writeHead(status, message, headers, this.last, checked);
   }
 
   retractHead(): boolean {
-    if (this.head === '') return false;
-    this.head = '';
-    this.headersSent = false;
-    this.chunked = false;
-    this.bodyless = this.isHead;
-    return true;
-  }
-
-  /** The head goes out with the first body bytes (or the end): one write for both. */
-  private flushHead(): void {
-    if (this.head !== '') {
-      this.send(this.head);
-      this.head = '';
-    }
+    return this.writer.retractHead();
   }
 
   write(chunk: Buffer): boolean {
-    if (this.bodyless || chunk.length === 0) return true;
-    this.flushHead();
-    if (!this.chunked) return this.send(chunk);
-    this.send(`${chunk.length.toString(16)}\r\n`);
-    this.send(chunk);
-    return this.send('\r\n');
+    return this.writer.write(chunk);
   }
 
   waitDrain(): void {
@@ -632,8 +465,7 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
 
   end(): void {
     if (this.finished) return;
-    this.flushHead();
-    if (this.chunked) this.send('0\r\n\r\n');
+    this.writer.end();
     this.finished = true;
     this.responseDone();
   }
@@ -645,7 +477,7 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
   }
 
   sendError(status: number, service: string | undefined, closeAfter: boolean, name?: string): void {
-    if (this.headersSent || this.destroyed) {
+    if (this.writer.headersSent || this.destroyed) {
       super.destroy();
       return;
     }

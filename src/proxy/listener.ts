@@ -11,7 +11,9 @@ import type { ListenConfig, ListenerLimits } from '../config/types.js';
 import { afterResponses, markClosing, midRequest, noteRequest } from './connection-state.js';
 import type { CertificateStore } from '../tls/store.js';
 import { answerAtEdge, challengeToken, hstsValue, type ChallengeResponder, type EdgeHooks } from './edge-answers.js';
-import { FastFrontEnd, fastPathAvailable } from './fast-path.js';
+import { FastFrontEnd } from './fast-path.js';
+import type { FastPathStats } from './fast-path-stats.js';
+import { probeFastPath } from './internals.js';
 import { createTlsFront, type TlsFront, type TlsObserver } from './tls-front.js';
 import { handleRequest, type ListenerInfo } from './handler.js';
 import { writeRawError } from './respond.js';
@@ -97,9 +99,10 @@ function checkingInterval(limits: ListenerLimits): number {
 /**
  * Starts one listener reading the current state through `getState` on every request. A TLS
  * listener terminates TLS itself and serves HTTP/1.1 and (by ALPN) HTTP/2 on its port.
+ * @param fastPathStats where a plain listener's fast path counts (the metrics' `fastPath`)
  * @param observer handshake and certificate reload reports (TLS listeners only)
  */
-export async function startListener(cfg: ListenConfig, getState: () => ProxyState, observer: TlsObserver = {}): Promise<Listener> {
+export async function startListener(cfg: ListenConfig, getState: () => ProxyState, fastPathStats: FastPathStats, observer: TlsObserver = {}): Promise<Listener> {
   const limits = cfg.limits;
   const hooks: EdgeHooks = { challenge: undefined };
   const info: ListenerInfo = { proto: cfg.tls === undefined ? 'http' : 'https', maxUrlBytes: limits.maxUrlBytes, maxHeaders: limits.maxHeaders, hooks };
@@ -120,9 +123,9 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   // node:http's connections (the fast path keeps its own until it hands one over)
   const sockets = new Set<Socket>();
   // The fast path serves plain listeners that only proxy: redirects and added headers go
-  // through node:http.
+  // through node:http. It is on once this process's self-test of the internals passed.
   const fast =
-    cfg.tls === undefined && fastPathAvailable && !cfg.redirectHttps && hsts === undefined
+    cfg.tls === undefined && !cfg.redirectHttps && hsts === undefined && (await probeFastPath()) === 'on'
       ? new FastFrontEnd(
           server,
           info,
@@ -134,6 +137,7 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
             maxHeaderBytes: limits.maxHeaderBytes,
           },
           () => sockets.size,
+          fastPathStats,
         )
       : undefined;
   // Node silently drops headers past maxHeadersCount; keeping one more lets the handler see
@@ -198,6 +202,12 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   } catch (err) {
     tlsFront?.stop();
     throw err;
+  }
+  // never silently on: a server without the accept hook the self-test found is a bug
+  if (fast !== undefined && !fast.attach()) {
+    fast.stop();
+    bound.close();
+    throw new Error('the fast path found no accept hook on its listener');
   }
   const addr = bound.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : cfg.port;

@@ -1,77 +1,18 @@
 /**
- * A client connection held as Node's bare libuv TCP handle (the `tcp_wrap` / `stream_wrap`
- * bindings net.Socket is built on) instead of a net.Socket. The fast path needs a handful of
+ * A connection held as Node's bare libuv TCP handle (the `tcp_wrap` / `stream_wrap` bindings
+ * net.Socket is built on, reached through `internals.ts`) instead of a net.Socket: the fast
+ * path's client connections, and its plain-HTTP upstream connections. The fast path needs a handful of
  * operations (read, write with backpressure, end, destroy); a net.Socket brings two stream
  * states, an event emitter and their buffers along. Measured with 10 000 idle keep-alive
  * connections, a `net` server with a canned answer holds about 2.9 KiB of RSS per connection
  * and the same server on bare handles 0.6 KiB, as much as NGINX (`bench/idle-floor.ts`).
  *
- * A connection the fast path hands to node:http gets its net.Socket then, on the same handle
- * (`toSocket`), and is net's from there on.
+ * A client connection the fast path hands to node:http gets its net.Socket then, on the same
+ * handle (`release`, then `adoptHandle`), and is net's from there on.
  */
-import { Socket } from 'node:net';
+import { HANDLE_OWNER, internals, type Internals, type TcpHandle, type WriteReq } from './internals.js';
 
-/** The slice of a libuv TCP handle (Node's TCPWrap) used here. */
-export interface TcpHandle {
-  onread: (this: TcpHandle, buffer: ArrayBuffer | undefined) => void;
-  readStart(): number;
-  readStop(): number;
-  writeLatin1String(req: WriteReq, data: string): number;
-  writeBuffer(req: WriteReq, data: Buffer): number;
-  writev(req: WriteReq, chunks: (string | Buffer)[], allBuffers: boolean): number;
-  shutdown(req: WriteReq): number;
-  close(callback?: (this: TcpHandle) => void): void;
-  getpeername(out: { address?: string }): number;
-  setNoDelay(on: boolean): number;
-  readonly writeQueueSize: number;
-  readonly bytesRead: number;
-  readonly bytesWritten: number;
-  [OWNER]?: RawStream | undefined;
-}
-
-/** A write or shutdown request (WriteWrap / ShutdownWrap), completed through `oncomplete`. */
-interface WriteReq {
-  handle: TcpHandle;
-  oncomplete: (this: WriteReq, status: number) => void;
-  async: boolean;
-  owner?: RawStream;
-  /** what an asynchronous write still needs alive */
-  chunks?: (string | Buffer)[];
-}
-
-interface StreamWrapBinding {
-  WriteWrap: new () => WriteReq;
-  ShutdownWrap: new () => WriteReq;
-  kReadBytesOrError: number;
-  kArrayBufferOffset: number;
-  kLastWriteWasAsync: number;
-  streamBaseState: Int32Array;
-}
-
-/**
- * The bindings, or undefined when this Node does not offer them in the expected shape (then the
- * fast path is off and node:http serves every connection).
- */
-function loadStreamWrap(): { wrap: StreamWrapBinding; eof: number } | undefined {
-  try {
-    const proc = process as unknown as { binding(name: string): unknown };
-    const wrap = proc.binding('stream_wrap') as Partial<StreamWrapBinding>;
-    const uv = proc.binding('uv') as { UV_EOF?: unknown };
-    if (typeof wrap.WriteWrap !== 'function' || typeof wrap.ShutdownWrap !== 'function' || !(wrap.streamBaseState instanceof Int32Array)) return undefined;
-    for (const k of ['kReadBytesOrError', 'kArrayBufferOffset', 'kLastWriteWasAsync'] as const) if (typeof wrap[k] !== 'number') return undefined;
-    if (typeof uv.UV_EOF !== 'number') return undefined;
-    return { wrap: wrap as StreamWrapBinding, eof: uv.UV_EOF };
-  } catch {
-    return undefined;
-  }
-}
-
-const loaded = loadStreamWrap();
-
-/** True when bare handles can be used (else the fast path stays off). */
-export const rawStreamsAvailable = loaded !== undefined;
-
-const OWNER = Symbol('drover.rawStream');
+export type { TcpHandle } from './internals.js';
 
 /**
  * bytes queued or not yet taken by the kernel above which `send` returns false (net.Socket's
@@ -79,32 +20,38 @@ const OWNER = Symbol('drover.rawStream');
  */
 const HIGH_WATER_MARK = 16 * 1024;
 
+/** The internals (RawStream is only ever made after the fast path's probe found them). */
+function k(): Internals {
+  return internals as Internals;
+}
+
 function onHandleRead(this: TcpHandle, buffer: ArrayBuffer | undefined): void {
-  const owner = this[OWNER];
-  if (owner === undefined || loaded === undefined) return;
-  const state = loaded.wrap.streamBaseState;
-  const nread = state[loaded.wrap.kReadBytesOrError] as number;
+  const owner = this[HANDLE_OWNER] as RawStream | undefined;
+  const i = internals;
+  if (owner === undefined || i === undefined) return;
+  const state = i.streamState;
+  const nread = state[i.kReadBytesOrError] as number;
   if (nread > 0 && buffer !== undefined) {
-    owner.received(Buffer.from(buffer, state[loaded.wrap.kArrayBufferOffset] as number, nread));
+    owner.received(Buffer.from(buffer, state[i.kArrayBufferOffset] as number, nread));
   } else if (nread < 0) {
-    owner.readFailed(nread === loaded.eof);
+    owner.readFailed(nread === i.uvEof);
   }
 }
 
 function onWriteDone(this: WriteReq, status: number): void {
-  const owner = this.owner;
+  const owner = this.owner as RawStream | undefined;
   this.chunks = undefined;
   if (owner === undefined) return;
   owner.writeDone(status);
 }
 
 function onShutdownDone(this: WriteReq): void {
-  this.owner?.shutdownDone();
+  (this.owner as RawStream | undefined)?.shutdownDone();
 }
 
 function onHandleClosed(this: TcpHandle): void {
-  const owner = this[OWNER];
-  this[OWNER] = undefined;
+  const owner = this[HANDLE_OWNER] as RawStream | undefined;
+  this[HANDLE_OWNER] = undefined;
   owner?.handleClosed();
 }
 
@@ -138,7 +85,7 @@ export abstract class RawStream {
 
   constructor(handle: TcpHandle) {
     this.handle = handle;
-    handle[OWNER] = this;
+    handle[HANDLE_OWNER] = this;
     handle.onread = onHandleRead;
     if (handle.readStart() !== 0) this.closeHandle();
   }
@@ -192,11 +139,11 @@ export abstract class RawStream {
   /** Sends what was queued this tick. */
   flush(): void {
     const chunks = this.queued;
-    if (chunks === undefined || loaded === undefined) return;
+    if (chunks === undefined) return;
     this.queued = undefined;
     this.queuedBytes = 0;
     if (this.destroyed) return;
-    const req = new loaded.wrap.WriteWrap();
+    const req = new (k().WriteWrap)();
     req.handle = this.handle;
     req.oncomplete = onWriteDone;
     req.async = false;
@@ -209,13 +156,39 @@ export abstract class RawStream {
       for (const c of chunks) parts.push(c, typeof c === 'string' ? 'latin1' : 'buffer');
       err = this.handle.writev(req, parts, false);
     }
+    this.afterWrite(req, err, chunks);
+  }
+
+  /**
+   * Writes `chunk` now, without waiting for the end of the tick (what was queued goes first).
+   * @returns false: wait for `onDrain` before sending more
+   */
+  sendNow(chunk: string | Buffer): boolean {
+    if (this.queued !== undefined) {
+      const more = this.send(chunk);
+      this.flush();
+      return more;
+    }
+    if (this.destroyed || this.ending) return false;
+    const req = new (k().WriteWrap)();
+    req.handle = this.handle;
+    req.oncomplete = onWriteDone;
+    req.async = false;
+    const err = typeof chunk === 'string' ? this.handle.writeLatin1String(req, chunk) : this.handle.writeBuffer(req, chunk);
+    this.afterWrite(req, err, chunk);
+    if (this.pendingBytes < HIGH_WATER_MARK) return true;
+    this.drainWanted = true;
+    return false;
+  }
+
+  private afterWrite(req: WriteReq, err: number, chunks: (string | Buffer)[] | string | Buffer): void {
     if (err !== 0) {
       this.closeHandle();
       return;
     }
-    if (loaded.wrap.streamBaseState[loaded.wrap.kLastWriteWasAsync] !== 0) {
+    if (k().streamState[k().kLastWriteWasAsync] !== 0) {
       req.owner = this;
-      req.chunks = chunks;
+      req.chunks = Array.isArray(chunks) ? chunks : [chunks];
       this.writesInFlight++;
       return;
     }
@@ -247,8 +220,7 @@ export abstract class RawStream {
   }
 
   private shutdown(): void {
-    if (loaded === undefined) return;
-    const req = new loaded.wrap.ShutdownWrap();
+    const req = new (k().ShutdownWrap)();
     req.handle = this.handle;
     req.oncomplete = onShutdownDone;
     req.owner = this;
@@ -314,18 +286,16 @@ export abstract class RawStream {
   }
 
   /**
-   * Gives the connection to a net.Socket (for node:http), `bytes` (already read) first. Only
-   * between responses: nothing may be queued or in flight.
+   * Lets go of the connection (for a net.Socket to take over its handle, see `adoptHandle`):
+   * reads stop and this stream's events end. Only between responses: nothing may be queued or
+   * in flight.
    */
-  toSocket(bytes: Buffer): Socket {
+  release(): TcpHandle {
     this.destroyed = true;
     const h = this.handle;
     h.readStop();
-    h[OWNER] = undefined;
+    h[HANDLE_OWNER] = undefined;
     // (onread stays: the handle only takes a function there; net.Socket sets its own)
-    // net.Socket takes over an open handle the way net.Server's accept does
-    const socket = new Socket({ handle: h, allowHalfOpen: true, readable: true, writable: true, pauseOnCreate: true } as ConstructorParameters<typeof Socket>[0]);
-    if (bytes.length > 0) socket.unshift(bytes);
-    return socket;
+    return h;
   }
 }
