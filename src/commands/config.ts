@@ -15,7 +15,7 @@ import type { Etcd3 } from 'etcd3';
 import { parseDocument, stringify } from 'yaml';
 import { checkConfigFile } from '../config/load.js';
 import { DEFAULT_CONFIG_PREFIX, parseSharedConfig, ROUTES_KEY, SERVICES_DIR } from '../config/shared.js';
-import { formatIssue } from '../errors.js';
+import { formatIssue } from '../core/errors.js';
 import { DEFAULT_CONFIG_FILE } from './check.js';
 
 interface EtcdFlags {

@@ -30,9 +30,9 @@ import {
   type IResponseHeader,
 } from 'etcd3';
 import type { EtcdRegistryConfig } from '../config/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { callSink } from './sink-call.js';
-import { DroverError, ErrorCodes } from '../errors.js';
+import { DroverError, ErrorCodes } from '../core/errors.js';
 import type { RandomSource } from '../../routing/types.js';
 import type { Registry, RegistrySink } from './types.js';
 import { Backoff, sleep, type BackoffOptions } from './backoff.js';
