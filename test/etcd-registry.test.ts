@@ -288,7 +288,7 @@ describeEtcd('EtcdRegistry (etcd process events)', () => {
     const etcd = await startEtcd();
     servers.push(etcd);
     await enableAuth(etcd.client(), 'rootpw');
-    const { createEtcdClient } = await import('../src/registry/etcd.js');
+    const { createEtcdClient } = await import('../src/registry/etcd-client.js');
     const kv = createEtcdClient({ endpoints: etcd.endpoints, auth: { username: 'root', password: 'rootpw' } });
     later(() => kv.close());
     const p = nextPrefix();

@@ -67,7 +67,7 @@ async function connect(flags: EtcdFlags): Promise<Etcd3 | undefined> {
     return undefined;
   }
   // Loaded on use: the etcd client (gRPC, protobufs) costs most of the CLI's start-up time.
-  const { createEtcdClient } = await import('../registry/etcd.js');
+  const { createEtcdClient } = await import('../registry/etcd-client.js');
   return createEtcdClient({ endpoints, callTimeoutMs: 5000, hostRetryMs: 200 });
 }
 

@@ -6,7 +6,7 @@
 import { EtcdLeaseInvalidError, castGrpcError, type Etcd3 } from 'etcd3';
 import type { Logger } from '../../observability/log.js';
 import { ErrorCodes } from '../../core/errors.js';
-import { createEtcdClient } from '../etcd.js';
+import { createEtcdClient } from '../etcd-client.js';
 import { HealthGate } from './health-gate.js';
 import { memberValue, type RegisterOptions } from './options.js';
 
