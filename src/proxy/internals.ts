@@ -32,6 +32,8 @@ export interface TcpHandle {
   close(callback?: (this: TcpHandle) => void): void;
   getpeername(out: { address?: string; port?: number }): number;
   setNoDelay(on: boolean): number;
+  /** reads go into `buffer` from now on (`onread` then gets no ArrayBuffer) */
+  useUserBuffer(buffer: Buffer): void;
   connect(req: ConnectReq, address: string, port: number): number;
   connect6(req: ConnectReq, address: string, port: number): number;
   readonly writeQueueSize: number;
@@ -251,7 +253,9 @@ export async function runProbe(kit: ProbeKit): Promise<string> {
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => resolve());
+      // exclusive: in a cluster worker a shared listen(0) on 127.0.0.1 would join the round
+      // robin of a drover listener bound the same way (and its connections would go astray)
+      server.listen({ port: 0, host: '127.0.0.1', exclusive: true }, () => resolve());
     });
     const port = (server.address() as { port: number }).port;
     const steps = selfTest(kit, k, server, port, handles);
@@ -282,11 +286,13 @@ const PROBE_REQUEST = 'GET /probe?x=1 HTTP/1.1\r\nHost: probe.test\r\nX-Probe: 1
 const PROBE_RESPONSE_HEAD = 'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n';
 const PROBE_AFTER = 'after handover';
 
-/** Reads bytes off a bare handle into `sink` (null at the end). */
-function readInto(k: Internals, h: TcpHandle, sink: (chunk: Buffer | null) => void): void {
+/** Reads bytes off a bare handle into `sink` (null at the end); into `user` when given. */
+function readInto(k: Internals, h: TcpHandle, sink: (chunk: Buffer | null) => void, user?: Buffer): void {
+  if (user !== undefined) h.useUserBuffer(user);
   h.onread = function (buffer): void {
     const n = k.streamState[k.kReadBytesOrError] as number;
     if (n > 0 && buffer !== undefined) sink(Buffer.from(buffer, k.streamState[k.kArrayBufferOffset] as number, n));
+    else if (n > 0 && user !== undefined) sink(Buffer.from(user.subarray(0, n)));
     else if (n < 0) sink(null);
   };
   if (h.readStart() !== 0) throw new Error('readStart failed');
@@ -307,8 +313,9 @@ function write(k: Internals, h: TcpHandle, chunks: (string | Buffer)[]): void {
 
 /**
  * One request through every internal the fast path uses: accepted by the hook, parsed as a
- * request, answered by a writev, read on a connected bare handle and parsed as a response, then
- * the accepted connection handed to a net.Socket that reads what comes next.
+ * request, answered by a writev, read on a connected bare handle (into a buffer of its own) and
+ * parsed as a response, then the accepted connection handed to a net.Socket that reads what
+ * comes next.
  */
 function selfTest(kit: ProbeKit, k: Internals, server: Server, port: number, handles: TcpHandle[]): { done: Promise<string | undefined>; at: () => string } {
   let step = 'accept hook';
@@ -396,12 +403,17 @@ function selfTest(kit: ProbeKit, k: Internals, server: Server, port: number, han
           });
         parser.initialize(k.HTTPParser.RESPONSE, {}, 16 * 1024, k.HTTPParser.kLenientNone);
         step = 'response parser';
-        readInto(k, client, (chunk) =>
-          guard(() => {
-            if (chunk === null) return fail('connection ended early');
-            const n = parser.execute(chunk);
-            if (typeof n !== 'number') fail(`the response did not parse (${n.message})`);
-          }),
+        // the upstream connections read into a buffer of their own (see raw-stream.ts)
+        readInto(
+          k,
+          client,
+          (chunk) =>
+            guard(() => {
+              if (chunk === null) return fail('connection ended early');
+              const n = parser.execute(chunk);
+              if (typeof n !== 'number') fail(`the response did not parse (${n.message})`);
+            }),
+          Buffer.alloc(1024),
         );
       });
     req.address = '127.0.0.1';

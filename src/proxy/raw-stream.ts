@@ -25,17 +25,47 @@ function k(): Internals {
   return internals as Internals;
 }
 
+/**
+ * bytes: the one buffer that streams reading with `readIntoShared` read into. Reads are handled
+ * synchronously, one at a time, so one buffer serves them all: no 64 KiB allocation per read.
+ */
+const SHARED_READ_BYTES = 64 * 1024;
+let sharedRead: Buffer | undefined;
+
 function onHandleRead(this: TcpHandle, buffer: ArrayBuffer | undefined): void {
   const owner = this[HANDLE_OWNER] as RawStream | undefined;
   const i = internals;
   if (owner === undefined || i === undefined) return;
   const state = i.streamState;
   const nread = state[i.kReadBytesOrError] as number;
-  if (nread > 0 && buffer !== undefined) {
-    owner.received(Buffer.from(buffer, state[i.kArrayBufferOffset] as number, nread));
+  if (nread > 0) {
+    if (buffer !== undefined) owner.received(Buffer.from(buffer, state[i.kArrayBufferOffset] as number, nread));
+    // read into the shared buffer: valid until this callback returns
+    else if (sharedRead !== undefined) owner.received(sharedRead.subarray(0, nread));
   } else if (nread < 0) {
-    owner.readFailed(nread === i.uvEof);
+    owner.readFailed(nread === i.uvEof, nread);
   }
+}
+
+// ---- corking: writes made while corked go out when the outermost `uncork` runs ----
+
+let corked = 0;
+const dirty: RawStream[] = [];
+
+/**
+ * Holds back the writes of every stream until the matching `uncork` (instead of the end of the
+ * tick): an upstream read that produces a whole response sends it in one write per client
+ * connection, without a trip through the next-tick queue.
+ */
+export function cork(): void {
+  corked++;
+}
+
+/** Ends a `cork`; the outermost sends what was held back. */
+export function uncork(): void {
+  if (--corked > 0) return;
+  for (let i = 0; i < dirty.length; i++) (dirty[i] as RawStream).flush();
+  dirty.length = 0;
 }
 
 function onWriteDone(this: WriteReq, status: number): void {
@@ -55,6 +85,33 @@ function onHandleClosed(this: TcpHandle): void {
   owner?.handleClosed();
 }
 
+/**
+ * A write request for `handle`. A write the kernel takes at once leaves its request unused by
+ * Node (only one that goes asynchronous is kept until `oncomplete`), so one spare serves every
+ * synchronous write.
+ */
+let spareReq: WriteReq | undefined;
+function writeReq(handle: TcpHandle): WriteReq {
+  let req = spareReq;
+  if (req === undefined) {
+    req = new (k().WriteWrap)();
+    req.oncomplete = onWriteDone;
+    req.async = false;
+    spareReq = req;
+  }
+  req.handle = handle;
+  return req;
+}
+
+/**
+ * bytes: what was queued in one tick up to this size goes out as one string (see `flush`); the
+ * size Node writes from its stack.
+ */
+const ONE_STRING_BYTES = 16 * 1024;
+
+/** The `[chunk, encoding, ...]` array of a writev, reused (emptied after each call). */
+const writevParts: (string | Buffer)[] = [];
+
 function flushQueued(stream: RawStream): void {
   stream.flush();
 }
@@ -68,8 +125,9 @@ function flushQueued(stream: RawStream): void {
  */
 export abstract class RawStream {
   protected readonly handle: TcpHandle;
-  /** chunks written this tick, sent at its end (latin1 strings and buffers) */
-  private queued: (string | Buffer)[] | undefined;
+  /** the first chunk written this tick, and the others: sent at its end (latin1 strings and buffers) */
+  private first: string | Buffer | undefined;
+  private more: (string | Buffer)[] | undefined;
   private queuedBytes = 0;
   /** asynchronous writes not completed yet */
   private writesInFlight = 0;
@@ -81,6 +139,8 @@ export abstract class RawStream {
   destroyed = false;
   /** reads were stopped by `pauseReading` (libuv refuses a second start) */
   private paused = false;
+  /** the libuv status of the first failed read or write (negative); 0: none */
+  protected failure = 0;
   private peer: string | undefined;
 
   constructor(handle: TcpHandle) {
@@ -98,6 +158,16 @@ export abstract class RawStream {
   protected abstract onClose(): void;
   /** Everything sent has been taken by the kernel after a `send` that returned false. */
   protected abstract onDrain(): void;
+
+  /**
+   * Reads from now on go into one buffer shared by every such stream (see `SHARED_READ_BYTES`):
+   * `onData` must be done with each chunk when it returns (copy what it keeps). For streams that
+   * are never handed to a net.Socket (which could not read that way).
+   */
+  protected readIntoShared(): void {
+    sharedRead ??= Buffer.allocUnsafeSlow(SHARED_READ_BYTES);
+    this.handle.useUserBuffer(sharedRead);
+  }
 
   /** The client's address (read once per connection). */
   get remoteAddress(): string | undefined {
@@ -126,10 +196,12 @@ export abstract class RawStream {
   /** Queues `chunk` (a latin1 string or bytes); false: wait for `onDrain` before sending more. */
   send(chunk: string | Buffer): boolean {
     if (this.destroyed || this.ending) return false;
-    if (this.queued === undefined) {
-      this.queued = [chunk];
-      process.nextTick(flushQueued, this);
-    } else this.queued.push(chunk);
+    if (this.first === undefined) {
+      this.first = chunk;
+      if (corked > 0) dirty.push(this);
+      else process.nextTick(flushQueued, this);
+    } else if (this.more === undefined) this.more = [chunk];
+    else this.more.push(chunk);
     this.queuedBytes += chunk.length;
     if (this.pendingBytes < HIGH_WATER_MARK) return true;
     this.drainWanted = true;
@@ -138,25 +210,38 @@ export abstract class RawStream {
 
   /** Sends what was queued this tick. */
   flush(): void {
-    const chunks = this.queued;
-    if (chunks === undefined) return;
-    this.queued = undefined;
+    const first = this.first;
+    if (first === undefined) return;
+    const more = this.more;
+    const bytes = this.queuedBytes;
+    this.first = undefined;
+    this.more = undefined;
     this.queuedBytes = 0;
     if (this.destroyed) return;
-    const req = new (k().WriteWrap)();
-    req.handle = this.handle;
-    req.oncomplete = onWriteDone;
-    req.async = false;
+    const req = writeReq(this.handle);
     let err: number;
-    if (chunks.length === 1) {
-      const only = chunks[0] as string | Buffer;
-      err = typeof only === 'string' ? this.handle.writeLatin1String(req, only) : this.handle.writeBuffer(req, only);
-    } else {
-      const parts: (string | Buffer)[] = [];
-      for (const c of chunks) parts.push(c, typeof c === 'string' ? 'latin1' : 'buffer');
-      err = this.handle.writev(req, parts, false);
+    if (more === undefined) {
+      err = typeof first === 'string' ? this.handle.writeLatin1String(req, first) : this.handle.writeBuffer(req, first);
+      this.afterWrite(req, err, first, undefined);
+      return;
     }
-    this.afterWrite(req, err, chunks);
+    if (bytes <= ONE_STRING_BYTES) {
+      // A small response (head and body) as one latin1 string: Node writes it from the stack,
+      // where a writev of strings and buffers allocates storage and parses each encoding.
+      let text = typeof first === 'string' ? first : first.toString('latin1');
+      for (const c of more) text += typeof c === 'string' ? c : c.toString('latin1');
+      err = this.handle.writeLatin1String(req, text);
+      this.afterWrite(req, err, text, undefined);
+      return;
+    }
+    // (the array only lives through the call: Node copies strings, and `afterWrite` keeps the
+    // buffers of a write that went asynchronous)
+    const parts = writevParts;
+    parts.push(first, typeof first === 'string' ? 'latin1' : 'buffer');
+    for (const c of more) parts.push(c, typeof c === 'string' ? 'latin1' : 'buffer');
+    err = this.handle.writev(req, parts, false);
+    parts.length = 0;
+    this.afterWrite(req, err, first, more);
   }
 
   /**
@@ -164,31 +249,31 @@ export abstract class RawStream {
    * @returns false: wait for `onDrain` before sending more
    */
   sendNow(chunk: string | Buffer): boolean {
-    if (this.queued !== undefined) {
+    if (this.first !== undefined) {
       const more = this.send(chunk);
       this.flush();
       return more;
     }
     if (this.destroyed || this.ending) return false;
-    const req = new (k().WriteWrap)();
-    req.handle = this.handle;
-    req.oncomplete = onWriteDone;
-    req.async = false;
+    const req = writeReq(this.handle);
     const err = typeof chunk === 'string' ? this.handle.writeLatin1String(req, chunk) : this.handle.writeBuffer(req, chunk);
-    this.afterWrite(req, err, chunk);
+    this.afterWrite(req, err, chunk, undefined);
     if (this.pendingBytes < HIGH_WATER_MARK) return true;
     this.drainWanted = true;
     return false;
   }
 
-  private afterWrite(req: WriteReq, err: number, chunks: (string | Buffer)[] | string | Buffer): void {
+  private afterWrite(req: WriteReq, err: number, first: string | Buffer, more: (string | Buffer)[] | undefined): void {
     if (err !== 0) {
+      this.failure ||= err;
       this.closeHandle();
       return;
     }
     if (k().streamState[k().kLastWriteWasAsync] !== 0) {
+      // Node keeps this request until `oncomplete`: the next write takes a new one
+      spareReq = undefined;
       req.owner = this;
-      req.chunks = Array.isArray(chunks) ? chunks : [chunks];
+      req.chunks = more === undefined ? [first] : [first, ...more];
       this.writesInFlight++;
       return;
     }
@@ -198,12 +283,15 @@ export abstract class RawStream {
   /** An asynchronous write completed. */
   writeDone(status: number): void {
     this.writesInFlight--;
-    if (status < 0) this.closeHandle();
+    if (status < 0) {
+      this.failure ||= status;
+      this.closeHandle();
+    }
     else this.written();
   }
 
   private written(): void {
-    if (this.destroyed || this.writesInFlight > 0 || this.queued !== undefined) return;
+    if (this.destroyed || this.writesInFlight > 0 || this.first !== undefined) return;
     if (this.drainWanted) {
       this.drainWanted = false;
       this.onDrain();
@@ -216,7 +304,7 @@ export abstract class RawStream {
     if (this.destroyed || this.ending) return;
     this.ending = true;
     this.handle.readStop();
-    if (this.queued === undefined && this.writesInFlight === 0) this.shutdown();
+    if (this.first === undefined && this.writesInFlight === 0) this.shutdown();
   }
 
   private shutdown(): void {
@@ -236,7 +324,8 @@ export abstract class RawStream {
   private closeHandle(): void {
     if (this.destroyed) return;
     this.destroyed = true;
-    this.queued = undefined;
+    this.first = undefined;
+    this.more = undefined;
     this.queuedBytes = 0;
     this.handle.readStop();
     this.handle.close(onHandleClosed);
@@ -268,11 +357,14 @@ export abstract class RawStream {
   }
 
   /** The read side ended: `eof` for a client's half-close, else an error. */
-  readFailed(eof: boolean): void {
+  readFailed(eof: boolean, status = 0): void {
     if (this.destroyed) return;
     this.handle.readStop();
     if (eof) this.onEnd();
-    else this.closeHandle();
+    else {
+      this.failure ||= status;
+      this.closeHandle();
+    }
   }
 
   /** The FIN went out (or could not): close. */
