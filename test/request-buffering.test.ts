@@ -171,7 +171,8 @@ routes:
       expect(streamed).toMatch(/^POST \/up\/big HTTP\/1.1\r\n[^]*transfer-encoding: chunked\r\n/i);
       const decoded = streamed
         .slice(streamed.indexOf('\r\n\r\n') + 4)
-        .split(/\r\n[0-9a-f]+\r\n|^[0-9a-f]+\r\n|\r\n0\r\n\r\n$/)
+        // the last chunk first: `\r\n0\r\n` would otherwise be taken for a chunk size line
+        .split(/\r\n0\r\n\r\n$|\r\n[0-9a-f]+\r\n|^[0-9a-f]+\r\n/)
         .join('');
       expect(decoded).toBe('a'.repeat(400) + 'b'.repeat(400) + 'c'.repeat(400));
       raw.respond((s) => s.write(ok('raw')));

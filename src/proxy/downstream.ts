@@ -51,6 +51,12 @@ export interface Downstream {
   readonly url: string;
   /** `HTTP/1.1` or `HTTP/2.0`, for the access log; absent: HTTP/1.1 */
   readonly protocol?: string | undefined;
+  /**
+   * The request's header names and values came through a strict HTTP/1.1 parser (llhttp with no
+   * lenient flags: tokens for names, no control characters but HTAB in values), so an upstream
+   * writer need not check them again. Absent: not known (check).
+   */
+  readonly strictHeaders?: boolean;
   /** Routes `resumeUpstream` and `clientClosed` to `sink` for the life of this response. */
   attach(sink: ExchangeSink): void;
   /** A fresh lazily-read request body (undefined when there is none or `wholeBody` has it). */
@@ -120,6 +126,8 @@ export class NodeDownstream implements Downstream {
   private readonly req: IncomingMessage;
   private readonly res: ServerResponse;
   readonly hasBody: boolean;
+  /** node:http runs llhttp strict (the listeners never set `insecureHTTPParser`) */
+  readonly strictHeaders = true;
   /** set by `bufferBody` once the whole body was read */
   wholeBody: Buffer | undefined = undefined;
   /** set by `bufferBody` when the body outgrew the limit: the bytes read so far */

@@ -14,7 +14,7 @@ import type { Downstream, ExchangeSink } from './downstream.js';
 import { downstreamResponseHeaders, responseCoding, responseTrailers } from './headers.js';
 import type { Waiter } from './queue.js';
 import type { AccessLogEntry, FailureKind, ProxyState, ServiceRuntime } from './types.js';
-import { upstreamOf } from './upstream.js';
+import { upstreamOf, type UpstreamController, type UpstreamDispatchOptions } from './upstream.js';
 import { firstVerdictWithin } from '../../health/active.js';
 
 /** Most replays of one request after stale keep-alive connections (see `isStaleSocket`). */
@@ -67,6 +67,8 @@ interface DispatchBase {
   readonly headers: string[];
   /** the client sent `TE: trailers`: HTTP/2 upstreams are sent `te: trailers` */
   readonly teTrailers?: boolean | undefined;
+  /** every header name and value is known good (see `Downstream.strictHeaders`) */
+  readonly headersChecked?: boolean | undefined;
 }
 
 /** `base.headers` plus `te: trailers`, for HTTP/2 upstreams of clients that accept trailers. */
@@ -222,17 +224,16 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
       }
     }
     try {
-      up.pool.dispatch(
-        {
-          method: this.base.method,
-          path: this.base.path,
-          headers: up.h2 && this.base.teTrailers === true ? withTeTrailers(this.base.headers) : this.base.headers,
-          body,
-          headersTimeout: this.svc.config.timeouts.responseHeaders,
-          bodyTimeout: this.svc.config.timeouts.idle,
-        },
-        this,
-      );
+      const opts: UpstreamDispatchOptions = {
+        method: this.base.method,
+        path: this.base.path,
+        headers: up.h2 && this.base.teTrailers === true ? withTeTrailers(this.base.headers) : this.base.headers,
+        body,
+        headersTimeout: this.svc.config.timeouts.responseHeaders,
+        bodyTimeout: this.svc.config.timeouts.idle,
+        headersChecked: this.base.headersChecked === true,
+      };
+      up.pool.dispatch(opts, this);
     } catch (err) {
       // undici validates synchronously (e.g. a header value it refuses): the request is bad
       this.settleAttempt('none');
@@ -265,7 +266,7 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
       return;
     }
     try {
-      this.down.writeHead(statusCode, statusMessage, headers);
+      this.down.writeHead(statusCode, statusMessage, headers, (controller as UpstreamController).strictHeaders === true);
     } catch (err) {
       // a header Node refuses to write (invalid characters from the backend): nothing was
       // written, so the client still gets a clean 502

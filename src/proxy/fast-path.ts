@@ -339,6 +339,8 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
   /** the request's body, read whole with its head (small Content-Length bodies only) */
   wholeBody: Buffer | undefined;
   private isHead = false;
+  /** llhttp parsed the head with no lenient flags */
+  readonly strictHeaders = true;
 
   // ---- connection state ----
   /** a request is being answered */

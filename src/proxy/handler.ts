@@ -89,9 +89,11 @@ export function proxyRequest(state: ProxyState, listener: ListenerInfo, req: Req
     return;
   }
   const { peer, trusted, clientIp } = clientOf(state, req);
-  const { headers, requestId, teTrailers } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, state.edits[route.index] ?? NO_EDITS);
+  const edits = state.edits[route.index] ?? NO_EDITS;
+  const { headers, requestId, teTrailers } = upstreamRequestHeaders(req.rawHeaders, { peer, trusted, proto: listener.proto }, edits);
   const ctx = { clientIp, path, headers: req.headers };
-  const base = { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers, teTrailers };
+  // every field is known good when the client's came through a strict parser and the route's are checked
+  const base = { method: method as Dispatcher.HttpMethod, path: upstreamPath, headers, teTrailers, headersChecked: down.strictHeaders === true && edits.checked };
   const buffering = svc.config.requestBuffering;
   if (buffering !== undefined && down.bufferBody !== undefined) {
     // The exchange exists while the body is read (a client leaving meanwhile is logged by it);

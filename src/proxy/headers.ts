@@ -46,9 +46,17 @@ export interface ForwardingInfo {
 export interface HeaderEdits {
   readonly set: readonly { readonly name: string; readonly lower: string; readonly value: string }[];
   readonly remove: ReadonlySet<string>;
+  /**
+   * Every `set` value is one an HTTP/1.1 message may carry (no control characters but HTAB).
+   * Names are tokens already (the config schema checks them).
+   */
+  readonly checked: boolean;
 }
 
-export const NO_EDITS: HeaderEdits = { set: [], remove: new Set() };
+export const NO_EDITS: HeaderEdits = { set: [], remove: new Set(), checked: true };
+
+/** What a header value may not hold (what node:http and undici refuse). */
+const VALUE_UNSAFE = /[^\t\x20-\x7e\x80-\xff]/;
 
 /** Names listed in a `Connection` header value, lower-cased ("close" and "keep-alive" included). */
 function connectionTokens(value: string | undefined, named: Set<string> | undefined): Set<string> | undefined {
@@ -186,18 +194,31 @@ export function downstreamResponseHeaders(raw: readonly (Buffer | string)[]): st
   let named: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as Buffer | string;
-    if (name.length === 10 && name.toString('latin1').toLowerCase() === 'connection') {
-      named = connectionTokens((raw[i + 1] as Buffer | string).toString('latin1'), named);
+    if (name.length === 10 && latin1(name).toLowerCase() === 'connection') {
+      named = connectionTokens(latin1(raw[i + 1] as Buffer | string), named);
     }
   }
   const out: string[] = [];
   for (let i = 0; i < raw.length; i += 2) {
-    const name = (raw[i] as Buffer | string).toString('latin1');
-    const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower))) continue;
-    out.push(name, (raw[i + 1] as Buffer | string).toString('latin1'));
+    const name = latin1(raw[i] as Buffer | string);
+    // only names of a hop-by-hop length are lower-cased and looked up (most are not)
+    if ((named !== undefined || HOP_BY_HOP_LENGTHS[name.length] === 1) && dropped(name.toLowerCase(), named)) continue;
+    out.push(name, latin1(raw[i + 1] as Buffer | string));
   }
   return out;
+}
+
+/** `HOP_BY_HOP_LENGTHS[n]` is 1 when some hop-by-hop name has `n` characters. */
+const HOP_BY_HOP_LENGTHS = new Uint8Array(32);
+for (const h of HOP_BY_HOP) HOP_BY_HOP_LENGTHS[h.length] = 1;
+
+function dropped(lower: string, named: Set<string> | undefined): boolean {
+  return HOP_BY_HOP.has(lower) || (named !== undefined && named.has(lower));
+}
+
+/** A header as a string (undici hands over Buffers, Node's parser strings). */
+function latin1(v: Buffer | string): string {
+  return typeof v === 'string' ? v : v.toString('latin1');
 }
 
 /**
@@ -208,8 +229,8 @@ export function downstreamResponseHeaders(raw: readonly (Buffer | string)[]): st
 export function responseCoding(raw: readonly (Buffer | string)[]): string | undefined {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i] as Buffer | string;
-    if (name.length !== 17 || name.toString('latin1').toLowerCase() !== 'transfer-encoding') continue;
-    const value = (raw[i + 1] as Buffer | string).toString('latin1').trim().toLowerCase();
+    if (name.length !== 17 || latin1(name).toLowerCase() !== 'transfer-encoding') continue;
+    const value = latin1(raw[i + 1] as Buffer | string).trim().toLowerCase();
     if (value !== 'chunked') return value;
   }
   return undefined;
@@ -249,6 +270,7 @@ export function compileEdits(set: readonly { name: string; value: string }[], re
   return {
     set: set.map((s) => ({ name: s.name, lower: s.name.toLowerCase(), value: s.value })),
     remove: new Set(remove.map((r) => r.toLowerCase())),
+    checked: set.every((s) => !VALUE_UNSAFE.test(s.value)),
   };
 }
 

@@ -1,19 +1,39 @@
 /**
- * One connection pool per backend, created when the backend joins and closed gracefully (after
- * its in-flight requests finish) when it leaves. Kept in `Backend.ext` so the per-request lookup
- * is a property read. The backend URL's scheme picks the kind: `http://` and `https://` get an
- * undici `Pool` (HTTP/1.1, TLS as `services.<name>.tls` says), `h2c://` an `H2Upstream`
- * (HTTP/2 cleartext on node:http2, see h2-upstream.ts).
+ * One connection pool per backend, created on the first request to it and closed gracefully
+ * (after its in-flight requests finish) when it leaves. Kept in `Backend.ext` so the
+ * per-request lookup is a property read. The backend URL's scheme picks the kind: `http://` to
+ * an IP address gets an `H1Upstream` (HTTP/1.1 on bare handles, see h1-upstream.ts) once the
+ * fast path's self-test passed, else an undici `Pool`, as `https://` does (TLS as
+ * `services.<name>.tls` says); `h2c://` gets an `H2Upstream` (HTTP/2 cleartext on node:http2,
+ * see h2-upstream.ts). `DROVER_UPSTREAM=undici` keeps every HTTP/1.1 backend on undici.
  */
+import { isIP } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
 import type { Backend } from '../../routing/backend.js';
 import type { TimeoutsConfig, UpstreamTlsConfig } from '../config/types.js';
+import { H1Upstream } from './h1-upstream.js';
 import { H2Upstream } from './h2-upstream.js';
+import { fastPathVerified } from './internals.js';
 import { upstreamTlsOptions } from './upstream-tls.js';
 
-/** What the Exchange needs of a backend's connections: undici's `Pool` and `H2Upstream` both fit. */
+/** undici's dispatch options, and what drover's own upstreams read besides. */
+export interface UpstreamDispatchOptions extends Dispatcher.DispatchOptions {
+  /** every header name and value is known good: an upstream need not check them again */
+  readonly headersChecked?: boolean;
+}
+
+/** undici's controller, and what drover's own upstreams tell besides. */
+export interface UpstreamController extends Dispatcher.DispatchController {
+  /**
+   * the response's fields came through a strict HTTP/1.1 parser (tokens for names, no control
+   * characters in values): the client side need not check them again
+   */
+  readonly strictHeaders?: boolean;
+}
+
+/** What the Exchange needs of a backend's connections: undici's `Pool`, `H1Upstream` and `H2Upstream` fit. */
 export interface UpstreamDispatcher {
-  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
+  dispatch(opts: UpstreamDispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
   close(): Promise<void>;
   destroy(): Promise<void>;
 }
@@ -64,16 +84,41 @@ function h2Upstream(url: string, timeouts: TimeoutsConfig): Upstream {
 }
 
 function poolUpstream(url: string, timeouts: TimeoutsConfig, tls: UpstreamTlsConfig | undefined, secure: boolean): Upstream {
-  const pool = new Pool(url, {
-    connect: { timeout: timeouts.connect, noDelay: true, ...(secure ? upstreamTlsOptions(tls) : {}) },
+  const undici = (): Pool =>
+    new Pool(url, {
+      connect: { timeout: timeouts.connect, noDelay: true, ...(secure ? upstreamTlsOptions(tls) : {}) },
+      connectTimeout: timeouts.connect,
+      headersTimeout: timeouts.responseHeaders,
+      bodyTimeout: timeouts.idle,
+      keepAliveTimeout: KEEP_ALIVE_MS,
+      keepAliveTimeoutThreshold: KEEP_ALIVE_THRESHOLD_MS,
+      pipelining: 1,
+    });
+  const lean = secure ? undefined : leanUpstream(url, timeouts, undici);
+  return { pool: lean ?? undici(), h2: false, connectTimeout: timeouts.connect, tls };
+}
+
+/** ms taken off a backend's `Keep-Alive: timeout` hint (undici's `keepAliveTimeoutThreshold`) */
+const KEEP_ALIVE_THRESHOLD_MS = 1_000;
+
+/**
+ * An `H1Upstream` for a plain `http://` backend at an IP address, when the fast path's
+ * self-test passed and `DROVER_UPSTREAM` is not `undici`; undefined otherwise (a host name
+ * needs a resolver; undici's connector has one). Streamed request bodies go to `undici()`.
+ */
+function leanUpstream(url: string, timeouts: TimeoutsConfig, undici: () => Dispatcher): H1Upstream | undefined {
+  if (!fastPathVerified() || process.env['DROVER_UPSTREAM'] === 'undici') return undefined;
+  const u = new URL(url);
+  const address = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  if (u.protocol !== 'http:' || isIP(address) === 0) return undefined;
+  return new H1Upstream(address, u.port === '' ? 80 : Number(u.port), u.host, {
     connectTimeout: timeouts.connect,
     headersTimeout: timeouts.responseHeaders,
     bodyTimeout: timeouts.idle,
-    keepAliveTimeout: KEEP_ALIVE_MS,
-    keepAliveTimeoutThreshold: 1_000,
-    pipelining: 1,
+    keepAliveMs: KEEP_ALIVE_MS,
+    keepAliveThresholdMs: KEEP_ALIVE_THRESHOLD_MS,
+    fallback: undici,
   });
-  return { pool, h2: false, connectTimeout: timeouts.connect, tls };
 }
 
 /** Releases a departed backend's pool once its in-flight requests have finished. */
