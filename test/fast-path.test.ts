@@ -440,6 +440,35 @@ describe('small bodies that arrive with their head stay on the fast path', () =>
     expect(seen[0]).toMatchObject([{ method, url: '/web/x?q=1', body }, { method: 'GET', url: '/web/after', body: '' }]);
   });
 
+  it('64 clients post at once while their upstream connections are still opening: every body reaches the backend intact (reads share one buffer)', async () => {
+    // a fresh drover: every request waits for an upstream connection of its own, so each body
+    // must outlive the reads of the other 63 clients into the shared read buffer
+    const d = await startDrover(`
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0}
+access_log: off
+services:
+  web: {retries: 0, backends: [{url: ${web.url}}]}
+routes:
+  - {match: {path_prefix: /}, service: web}
+`);
+    try {
+      web.seen.length = 0;
+      const bodyOf = (i: number): string => `client-${i}-`.repeat(40 + i);
+      const clients = Array.from({ length: 64 }, () => new RawClient(d.port));
+      clients.forEach((c, i) => c.send(`POST /b${i} HTTP/1.1\r\nHost: x\r\nContent-Length: ${bodyOf(i).length}\r\n\r\n${bodyOf(i)}`));
+      const answers = await Promise.all(clients.map((c) => c.read()));
+      clients.forEach((c) => c.destroy());
+      expect(answers.map((a) => a.body)).toEqual(clients.map(() => 'web'));
+      const got = new Map(web.seen.map((r) => [r.url, r.body]));
+      expect(got.size).toBe(64);
+      for (let i = 0; i < 64; i++) expect(got.get(`/b${i}`), `/b${i}`).toBe(bodyOf(i));
+      expect(await scrapeSum(d.adminPort, 'drover_fast_path_requests_total')).toBe(64);
+    } finally {
+      await d.stop();
+    }
+  });
+
   it('a POST whose backend refuses the connection is retried on another backend with its body (never reached the first)', async () => {
     const other = await startRawBackend('other');
     const deadUrl = `http://127.0.0.1:${REFUSING_PORT}`;

@@ -61,13 +61,18 @@ describe.runIf(REAL_KIT.internals !== undefined)('probeFastPath self-test', () =
     ],
     [
       'the handover to a net.Socket loses the connection',
-      () => ({ ...REAL_KIT, timeoutMs: 1_000, adoptHandle: (server, handle: TcpHandle, bytes) => {
-        const s = REAL_KIT.adoptHandle(server, handle, bytes);
+      () => ({ ...REAL_KIT, timeoutMs: 1_000, adoptHandle: (server, handle: TcpHandle, bytes, shared) => {
+        const s = REAL_KIT.adoptHandle(server, handle, bytes, shared);
         s.pause = () => s;
         s.resume = () => s;
         return s;
       } }),
-      /^off: self-test failed: no answer within 1000 ms \(at: (handover|write after handover)/,
+      /^off: self-test failed: no answer within 1000 ms \(at: (handover|write after handover|end after handover)/,
+    ],
+    [
+      'a handed-over connection that reads into a shared buffer but is given to net.Socket as if it did not',
+      () => ({ ...REAL_KIT, timeoutMs: 1_000, adoptHandle: (server, handle: TcpHandle, bytes) => REAL_KIT.adoptHandle(server, handle, bytes) }),
+      /^off: self-test failed: /,
     ],
   ])('off when %s', async (_name, kit, want) => {
     expect(await runProbe(kit())).toMatch(want);

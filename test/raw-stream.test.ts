@@ -13,12 +13,17 @@ import { waitUntil } from './helpers/raw-backend.js';
 
 /** A RawStream that records what happens to it. */
 class Recorder extends RawStream {
+  /** Reads into the buffer shared by such streams from now on (chunks are copied here). */
+  shareReads(): void {
+    this.readIntoShared();
+  }
+
   readonly events: string[] = [];
   readonly chunks: Buffer[] = [];
   drains = 0;
 
   protected onData(chunk: Buffer): void {
-    this.chunks.push(chunk);
+    this.chunks.push(Buffer.from(chunk));
     this.events.push('data');
   }
   protected onEnd(): void {
@@ -176,7 +181,7 @@ describe.runIf(internals !== undefined)('RawStream on a bare TCP handle', () => 
     const { server, client, stream } = await connect();
     client.write('hello ');
     await until(() => stream.text() === 'hello ');
-    const socket = adoptHandle(server, stream.release(), Buffer.from('hello '));
+    const socket = adoptHandle(server, stream.release().handle, Buffer.from('hello '));
     const got = collect(socket);
     socket.resume();
     client.write('world');
@@ -186,6 +191,25 @@ describe.runIf(internals !== undefined)('RawStream on a bare TCP handle', () => 
     await until(() => back.text() === 'pong');
     // the stream let go: its events stop, the socket owns the connection
     expect(stream.events).toEqual(['data']);
+    socket.destroy();
+  });
+
+  it('a stream reading into the shared buffer: reads arrive; after the handover net.Socket gets each read (copied) and the end', async () => {
+    const { server, client, stream } = await connect();
+    stream.shareReads();
+    client.write('one ');
+    await until(() => stream.text() === 'one ');
+    client.write('two ');
+    await until(() => stream.text() === 'one two ');
+    const { handle, sharedReads } = stream.release();
+    expect(sharedReads).toBeInstanceOf(Buffer);
+    const socket = adoptHandle(server, handle, Buffer.from('early '), sharedReads);
+    const got = collect(socket);
+    socket.resume();
+    client.write('three');
+    await until(() => got.text() === 'early three');
+    client.end();
+    await until(() => got.ended());
     socket.destroy();
   });
 });

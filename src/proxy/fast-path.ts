@@ -249,8 +249,10 @@ export class FastFrontEnd {
   handOver(conn: FastConnection, bytes: Buffer, why: HandoverReason): void {
     this.stats.handover(why);
     this.forget(conn);
-    // created paused, so that the bytes stay buffered until node:http listens for them
-    const socket = adoptHandle(this.server, conn.release(), bytes);
+    // created paused, so that the bytes stay buffered until node:http listens for them; they
+    // may be a view of the shared read buffer: copied
+    const { handle, sharedReads } = conn.release();
+    const socket = adoptHandle(this.server, handle, Buffer.from(bytes), sharedReads);
     this.server.emit('connection', socket);
     socket.resume();
   }
@@ -368,6 +370,9 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
     this.idleSince = front.tick;
     this.movedAt = front.tick;
     this.writer = new Http1ResponseWriter(this, front.keepAliveLines);
+    // a request is parsed (strings and body copied) while its read is handled: one read buffer
+    // serves every connection (what arrives early is copied, see onData)
+    this.readIntoShared();
   }
 
   /** RequestHead's socket: the connection itself (the client's address). */
@@ -389,7 +394,7 @@ class FastConnection extends RawStream implements RequestHead, Downstream {
     if (this.closing) return;
     // Bytes queued earlier go first: they are parsed once the response in flight is done.
     if (this.busy || this.pending !== undefined) {
-      this.pending = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
+      this.pending = this.pending === undefined ? Buffer.from(chunk) : Buffer.concat([this.pending, chunk]);
       if (this.pending.length > MAX_PENDING_BYTES) this.pauseReading();
       return;
     }

@@ -186,13 +186,37 @@ export function interceptAccept(server: Server, take: (client: TcpHandle) => voi
 
 type ServedSocket = Socket & { server?: Server; _server?: Server };
 
+/** A handle as net.Socket and node:http see it: `_consumed` stops node:http's parser taking the reads over. */
+type AdoptedHandle = TcpHandle & { _consumed?: boolean };
+
 /**
  * A net.Socket on an open client handle, as net.Server's accept would make it, counted as one
  * of `server`'s connections (server.close() waits for it) and created paused, `bytes` (already
- * read off the handle) first. The handle's reads must be stopped.
+ * read off the handle, and copied) first. The handle's reads must be stopped.
+ * @param sharedReads the buffer the handle reads into (`useUserBuffer`), if it does: net.Socket
+ *   expects a fresh ArrayBuffer with every read, so each read is copied out of it for net; and
+ *   node:http must not put its parser on the handle (`parser.consume`), since a read error or
+ *   the end of the stream would then stop at the user-buffer listener below it and never reach
+ *   net.Socket (Node's CustomBufferJSListener drops an error that comes without a buffer)
  */
-export function adoptHandle(server: Server, handle: TcpHandle, bytes: Buffer): Socket {
+export function adoptHandle(server: Server, handle: TcpHandle, bytes: Buffer, sharedReads?: Buffer): Socket {
   const socket = new Socket({ handle, allowHalfOpen: true, readable: true, writable: true, pauseOnCreate: true } as ConstructorParameters<typeof Socket>[0]) as ServedSocket;
+  if (sharedReads !== undefined && internals !== undefined) {
+    const k = internals;
+    const netRead = handle.onread;
+    (handle as AdoptedHandle)._consumed = true;
+    handle.onread = function (this: TcpHandle, buffer: ArrayBuffer | undefined): void {
+      const n = k.streamState[k.kReadBytesOrError] as number;
+      if (buffer === undefined && n > 0) {
+        const copy = new ArrayBuffer(n);
+        new Uint8Array(copy).set(sharedReads.subarray(0, n));
+        k.streamState[k.kArrayBufferOffset] = 0;
+        netRead.call(this, copy);
+        return;
+      }
+      netRead.call(this, buffer);
+    };
+  }
   if (bytes.length > 0) socket.unshift(bytes);
   socket.server = server;
   socket._server = server;
@@ -347,7 +371,12 @@ function selfTest(kit: ProbeKit, k: Internals, server: Server, port: number, han
       };
       parser.initialize(k.HTTPParser.REQUEST, {}, 16 * 1024, k.HTTPParser.kLenientNone);
       let got = Buffer.alloc(0);
-      readInto(k, accepted, (chunk) =>
+      // client connections read into a buffer of their own too (see raw-stream.ts)
+      const shared = Buffer.alloc(1024);
+      readInto(
+        k,
+        accepted,
+        (chunk) =>
         guard(() => {
           if (chunk === null) return fail('connection ended early');
           got = Buffer.concat([got, chunk]);
@@ -360,19 +389,22 @@ function selfTest(kit: ProbeKit, k: Internals, server: Server, port: number, han
           step = 'writev';
           write(k, accepted, [PROBE_RESPONSE_HEAD, '\r\n', Buffer.from('hello')]);
           step = 'handover to net.Socket';
-          const socket = kit.adoptHandle(server, accepted, Buffer.alloc(0));
+          const socket = kit.adoptHandle(server, accepted, Buffer.alloc(0), shared);
           handles.splice(handles.indexOf(accepted), 1);
           let after = '';
           socket.on('error', (err) => fail(err.message));
           socket.on('data', (d: Buffer) => {
             after += d.toString('latin1');
-            if (after === PROBE_AFTER) {
-              socket.destroy();
-              resolve(undefined);
-            }
+          });
+          // the client's end must reach net.Socket too (node:http learns of closes that way)
+          socket.on('end', () => {
+            socket.destroy();
+            if (after === PROBE_AFTER) resolve(undefined);
+            else fail(`read ${JSON.stringify(after)} after the handover`);
           });
           socket.resume();
         }),
+        shared,
       );
     };
     // the client side: a bare handle connected by tcp_wrap, the answer parsed as a response
@@ -400,6 +432,11 @@ function selfTest(kit: ProbeKit, k: Internals, server: Server, port: number, han
             if (!status200 || body !== 'hello') return fail(`response parsed as ${status200 ? 200 : 'not 200'} ${JSON.stringify(body)}`);
             step = 'write after handover';
             write(k, client, [PROBE_AFTER]);
+            step = 'end after handover';
+            const end = new k.ShutdownWrap();
+            end.handle = client;
+            end.oncomplete = () => undefined;
+            if (client.shutdown(end) !== 0) fail('shutdown failed');
           });
         parser.initialize(k.HTTPParser.RESPONSE, {}, 16 * 1024, k.HTTPParser.kLenientNone);
         step = 'response parser';

@@ -141,6 +141,8 @@ export abstract class RawStream {
   private paused = false;
   /** the libuv status of the first failed read or write (negative); 0: none */
   protected failure = 0;
+  /** reads go into the shared buffer (`readIntoShared`) */
+  private readsShared = false;
   private peer: string | undefined;
 
   constructor(handle: TcpHandle) {
@@ -161,12 +163,18 @@ export abstract class RawStream {
 
   /**
    * Reads from now on go into one buffer shared by every such stream (see `SHARED_READ_BYTES`):
-   * `onData` must be done with each chunk when it returns (copy what it keeps). For streams that
-   * are never handed to a net.Socket (which could not read that way).
+   * `onData` must be done with each chunk when it returns (copy what it keeps). A stream that
+   * is later handed to a net.Socket passes `sharedReads` to `adoptHandle`.
    */
   protected readIntoShared(): void {
     sharedRead ??= Buffer.allocUnsafeSlow(SHARED_READ_BYTES);
     this.handle.useUserBuffer(sharedRead);
+    this.readsShared = true;
+  }
+
+  /** The buffer this stream reads into, when `readIntoShared` was called (see `adoptHandle`). */
+  protected get sharedReads(): Buffer | undefined {
+    return this.readsShared ? sharedRead : undefined;
   }
 
   /** The client's address (read once per connection). */
@@ -382,12 +390,12 @@ export abstract class RawStream {
    * reads stop and this stream's events end. Only between responses: nothing may be queued or
    * in flight.
    */
-  release(): TcpHandle {
+  release(): { handle: TcpHandle; sharedReads: Buffer | undefined } {
     this.destroyed = true;
     const h = this.handle;
     h.readStop();
     h[HANDLE_OWNER] = undefined;
     // (onread stays: the handle only takes a function there; net.Socket sets its own)
-    return h;
+    return { handle: h, sharedReads: this.sharedReads };
   }
 }
