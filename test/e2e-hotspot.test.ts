@@ -3,15 +3,20 @@
  * of real backends, driven by real clients. Backends name themselves in their bodies and count
  * their own concurrency, so assertions are about who answered and what each backend saw.
  */
+import { execFile } from 'node:child_process';
 import http from 'node:http';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
+import { browserTests, launch, noteSkipped, watchErrors } from './helpers/browser.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
-import { startDrover, type DroverProcess } from './helpers/drover.js';
+import { BIN, startDrover, type DroverProcess } from './helpers/drover.js';
 import { scrapeSum } from './helpers/metrics.js';
 import { adminBackends, waitUntil } from './helpers/raw-backend.js';
 
 const later = cleanupAfterEach();
+const run = promisify(execFile);
+noteSkipped('e2e-hotspot.test.ts (the dashboard part)');
 
 async function backend(name: string): Promise<TestBackend> {
   const b = await startBackend(name);
@@ -335,4 +340,66 @@ routes: [{match: {path_prefix: /}, service: web}]
     for (let i = 0; i < 4; i++) got.push((await request(d.port)).body);
     expect(got).toEqual(['a1', 'b1', 'a1', 'b1']);
   }, 30_000);
+});
+
+describe('each backend\'s EWMA latency and max_conns, as a real drover shows them', () => {
+  it('in /api/services, drover status and the dashboard', async () => {
+    const [a, b] = await Promise.all([backend('a'), backend('b')]);
+    delayed(a, () => 30);
+    const gate = gated(b);
+    const d = await drover(`
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0}
+access_log: off
+services:
+  web:
+    balancer: ewma
+    max_conns: 4
+    backends: [{url: ${a.url}, id: a}]
+  held:
+    max_conns: 2
+    backends: [{url: ${b.url}, id: b}]
+routes:
+  - {match: {path_prefix: /held}, service: held}
+  - {match: {path_prefix: /}, service: web}
+`);
+    // a answers in 30 ms; b holds both of its slots and has answered nothing yet
+    for (let i = 0; i < 5; i++) expect((await request(d.port)).body).toBe('a');
+    const held = [request(d.port, { path: '/held/1' }), request(d.port, { path: '/held/2' })];
+    await waitUntil(() => gate.held() === 2);
+    const full = await request(d.port, { path: '/held/3' });
+    expect([full.status, JSON.parse(full.body)]).toEqual([503, { error: 'backend_saturated', service: 'held' }]);
+
+    const api = new Map((await adminBackends(d.adminPort)).map((v) => [v.id, v]));
+    expect(api.get('a')?.latency_ewma_ms).toBeGreaterThanOrEqual(29);
+    expect(api.get('a')?.max_conns).toBe(4);
+    expect(api.get('b')?.latency_ewma_ms).toBeNull();
+    expect([api.get('b')?.inflight, api.get('b')?.max_conns]).toEqual([2, 2]);
+
+    // drover status: SERVICE BACKEND URL STATE WEIGHT INFLIGHT MAX-CONNS REQUESTS EWMA-MS ...
+    const { stdout } = await run(process.execPath, [BIN, 'status', '--admin', `http://127.0.0.1:${d.adminPort}`], { timeout: 10_000 });
+    const rows = stdout.trim().split('\n').map((l) => l.split(/\s+/));
+    expect(rows[0]?.slice(5, 9)).toEqual(['INFLIGHT', 'MAX-CONNS', 'REQUESTS', 'EWMA-MS']);
+    const row = (id: string): string[] => rows.find((r) => r[1] === id) ?? [];
+    expect(row('a').slice(5, 8)).toEqual(['0', '4', '5']);
+    expect(Number(row('a')[8])).toBeGreaterThanOrEqual(29);
+    expect(row('b').slice(5, 9)).toEqual(['2', '2', '2', '-']);
+
+    if (browserTests) {
+      const browser = await launch();
+      later(() => browser.close());
+      const page = await browser.newPage();
+      const errors = watchErrors(page);
+      const cell = (id: string, col: string) => page.locator(`#svc-backends tr[data-backend="${id}"] td[data-col="${col}"]`);
+      await page.goto(`http://127.0.0.1:${d.adminPort}/#/service/web`);
+      await expect.poll(() => cell('a', 'inflight').textContent()).toBe('0 / 4');
+      expect(Number(await cell('a', 'ewma').textContent())).toBeGreaterThanOrEqual(29);
+      await page.goto(`http://127.0.0.1:${d.adminPort}/#/service/held`);
+      await expect.poll(() => cell('b', 'inflight').textContent()).toBe('2 / 2');
+      expect(await cell('b', 'ewma').textContent()).toBe('-');
+      expect(errors).toEqual([]);
+    }
+    gate.release();
+    expect((await Promise.all(held)).map((r) => r.body)).toEqual(['b', 'b']);
+  }, 60_000);
 });
