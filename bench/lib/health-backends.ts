@@ -11,11 +11,14 @@
  * once. The process exits when its stdin closes (its parent died) or on SIGTERM.
  *
  * An optional fourth field changes the service time over time (the hot-spot benchmark):
- * - `stall=PERIOD/STALL`: every PERIOD ms the backend stalls for STALL ms (a GC pause): a request
- *   that would finish during a stall finishes when it ends;
+ * - `stall=PERIOD/STALL`: every PERIOD ms the backend stalls for STALL ms (a stop-the-world GC
+ *   pause, a CPU-throttled container): nothing in flight on it progresses during a stall, so every
+ *   request in service is held STALL ms longer (one that arrives during a stall starts when it
+ *   ends), and requests waiting for a slot wait behind them;
  * - `degrade=RATE`: the service time grows by RATE ms per second since the process started.
  */
 import http from 'node:http';
+import { stalledHoldMs } from './stall.js';
 
 interface Spec {
   readonly name: string;
@@ -36,7 +39,12 @@ function parseSpec(arg: string): Spec {
   if (name === undefined || name === '') throw new Error(`bad backend spec ${arg}: NAME:SERVICE_MS:WORKERS[:MODE]`);
   const base = { name, serviceMs: Number(ms ?? '0'), workers: Math.max(1, Number(workers ?? '1')) };
   const stall = /^stall=(\d+)\/(\d+)$/.exec(mode ?? '');
-  if (stall !== null) return { ...base, stall: { period: Number(stall[1]), length: Number(stall[2]) } };
+  if (stall !== null) {
+    const period = Number(stall[1]);
+    const length = Number(stall[2]);
+    if (length >= period) throw new Error(`bad stall ${mode}: the stall must be shorter than its period`);
+    return { ...base, stall: { period, length } };
+  }
   const degrade = /^degrade=([\d.]+)$/.exec(mode ?? '');
   if (degrade !== null) return { ...base, degrade: Number(degrade[1]) };
   if (mode !== undefined) throw new Error(`bad backend mode ${mode}: stall=PERIOD/STALL | degrade=RATE`);
@@ -46,14 +54,8 @@ function parseSpec(arg: string): Spec {
 /** How long a request started now holds its slot, ms. */
 function holdMs(spec: Spec): number {
   const now = Date.now();
-  let ms = spec.serviceMs + (spec.degrade === undefined ? 0 : (spec.degrade * (now - STARTED)) / 1000);
-  if (spec.stall !== undefined) {
-    const { period, length } = spec.stall;
-    const end = now + ms;
-    const stallStart = end - ((end - STARTED) % period);
-    if (end < stallStart + length) ms = stallStart + length - now;
-  }
-  return ms;
+  const ms = spec.serviceMs + (spec.degrade === undefined ? 0 : (spec.degrade * (now - STARTED)) / 1000);
+  return spec.stall === undefined ? ms : stalledHoldMs(now - STARTED, ms, spec.stall.period, spec.stall.length);
 }
 
 function serve(spec: Spec): Promise<number> {
