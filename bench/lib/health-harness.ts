@@ -131,6 +131,8 @@ export interface AdminBackend {
   readonly requests: number;
   readonly failures: number;
   readonly last_change: string | null;
+  /** peak-EWMA latency to response headers, ms; null before the first answer */
+  readonly latency_ewma_ms: number | null;
 }
 
 /** The backends of one service from the admin API. */
