@@ -7,10 +7,10 @@
  * Worker -> primary: `hello` (ready for `init`), `listening`, `stats` (per-backend counter deltas
  * and in-flight counts, plus passive-health outcomes in order), `metrics` (the answer).
  */
-import type { DroverConfig } from '../config/types.js';
-import type { Availability, MemberSpec } from '../../routing/types.js';
-import type { PassiveOutcome } from '../../health/types.js';
-import type { SeriesDelta } from '../series/deltas.js';
+import type { DroverConfig } from '../../config/types.js';
+import type { Availability, MemberSpec } from '../../../routing/types.js';
+import type { PassiveOutcome } from '../../../health/types.js';
+import type { SeriesDelta } from '../../observability/series/deltas.js';
 
 /** One service's pool as the primary sees it: members and health's verdict on each. */
 export interface ServiceSnapshot {
