@@ -25,7 +25,8 @@ describe('DNS member rules', () => {
       members: ['10.0.0.1:81 w3 p0', '10.0.0.2:82 w1 p0', '10.0.0.3:83 w7 p1'],
       ttl: 5,
     },
-    { name: 'the lowest group unresolvable: the next one alone', resolvable: ['c'], members: ['10.0.0.3:83 w7 p1'], ttl: 30 },
+    // levels are ranks among the resolvable records: the next group becomes level 0
+    { name: 'the lowest group unresolvable: the next one alone', resolvable: ['c'], members: ['10.0.0.3:83 w7 p0'], ttl: 30 },
     { name: 'nothing resolves', resolvable: [], members: [], ttl: Infinity },
   ])('srvMembers: $name', async ({ resolvable, members, ttl }) => {
     // listed out of priority order on purpose; b has SRV weight 0 (counts as 1)
@@ -37,8 +38,8 @@ describe('DNS member rules', () => {
   });
 
   it('srvMembers: an address and port named at two priorities keeps the lowest', async () => {
-    const r = await srvMembers([srv('x', 80, 5, 1), srv('y', 80, 1, 2)], async () => ({ addresses: ['10.0.0.9'], ttl: 60 }));
-    expect(r.members.map((m) => `${m.id} w${m.weight} p${m.priority}`)).toEqual(['10.0.0.9:80 w2 p1']);
+    const r = await srvMembers([srv('x', 80, 5, 1), srv('y', 80, 1, 2), srv('z', 81, 9, 1)], async (t) => ({ addresses: [t === 'z' ? '10.0.0.8' : '10.0.0.9'], ttl: 60 }));
+    expect(r.members.map((m) => `${m.id} w${m.weight} p${m.priority} srv${String(m.meta?.['priority'])}`)).toEqual(['10.0.0.9:80 w2 p0 srv1', '10.0.0.8:81 w1 p2 srv9']);
   });
 
   it.each([
@@ -96,8 +97,8 @@ describe('DnsRegistry (in-process DNS server)', () => {
     expect(sink.view('dns')).toEqual({
       web: { '10.0.0.1:8081': 'http://10.0.0.1:8081', '10.0.0.2:8082': 'http://10.0.0.2:8082', '[fd00::2]:8082': 'http://[fd00::2]:8082', '10.0.0.3:8083': 'http://10.0.0.3:8083' },
     });
-    expect(sink.member('web', '10.0.0.1:8081', 'dns')).toMatchObject({ weight: 3, priority: 10 });
-    expect(sink.member('web', '10.0.0.3:8083', 'dns')).toMatchObject({ weight: 1, priority: 20 });
+    expect(sink.member('web', '10.0.0.1:8081', 'dns')).toMatchObject({ weight: 3, priority: 0, meta: { priority: 10 } });
+    expect(sink.member('web', '10.0.0.3:8083', 'dns')).toMatchObject({ weight: 1, priority: 1, meta: { priority: 20 } });
     expect(sink.connected.get('dns')).toBe(true);
 
     // TTL 1 s, refresh 5 s: a new record is seen on the TTL, not the refresh.
@@ -107,7 +108,8 @@ describe('DnsRegistry (in-process DNS server)', () => {
 
     // A record's priority changes: the member is updated in place.
     s.zones.set('_http._tcp.web.test', { srv: [{ target: 'a.test', port: 9091, priority: 30, weight: 2, ttl: 1 }, { target: 'c.test', port: 8083, priority: 20, weight: 1, ttl: 1 }] });
-    await waitUntil(() => sink.member('web', '10.0.0.1:9091', 'dns')?.priority === 30, 4000);
+    await waitUntil(() => sink.member('web', '10.0.0.1:9091', 'dns')?.priority === 1, 4000);
+    expect(sink.member('web', '10.0.0.3:8083', 'dns')?.priority).toBe(0);
 
     // A target no longer resolves: its members go, the others stay.
     s.zones.delete('a.test');

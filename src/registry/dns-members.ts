@@ -3,7 +3,7 @@
  * weights, address records, TTLs. The DNS registry (src/registry/dns.ts) does the queries.
  *
  * SRV (RFC 2782): every record whose target resolves to at least one address becomes members
- * (one per address) carrying the record's priority as the member's `priority`; the pool serves
+ * (one per address) carrying the rank of the record's priority as the member's `priority`; the pool serves
  * only the lowest priority with an available member (health checks, passive ejection and drains
  * included), so higher values are fallbacks that take traffic only while every member of the
  * lower ones is down (routing/pool.ts `servingLevel`). Weight: the SRV weight, with 0 read as 1
@@ -58,21 +58,30 @@ export function addressMembers(addresses: readonly string[], port: number, weigh
 }
 
 /**
- * Members of every SRV record whose target resolves, lowest priority first, each with its
- * record's priority. `resolve(target)` gives that target's addresses (undefined: it resolved to
- * nothing). An address and port named twice keeps its lowest priority (then its first record).
- * TTL: the lowest of the SRV and address TTLs used.
+ * Members of every SRV record whose target resolves, lowest priority first. A member's
+ * `priority` is the rank of its record's priority among those of the resolvable records (the
+ * lowest is 0, the next 1...), so the primary group is level 0 like the members of every other
+ * source of the service, and the fallbacks come after them; `meta.priority` keeps the SRV value.
+ * `resolve(target)` gives that target's addresses (undefined: it resolved to nothing). An address
+ * and port named twice keeps its lowest priority (then its first record). TTL: the lowest of the
+ * SRV and address TTLs used.
  */
 export async function srvMembers(records: readonly SrvRecord[], resolve: (target: string) => Promise<Addresses | undefined>): Promise<Resolution> {
   const ordered = records.map((r, i) => ({ r, i })).sort((x, y) => x.r.priority - y.r.priority || x.i - y.i);
   const members: MemberSpec[] = [];
   const seen = new Set<string>();
   let ttl = Infinity;
+  let rank = -1;
+  let rankOf: number | undefined;
   for (const { r } of ordered) {
     const addrs = await resolve(r.target);
     if (addrs === undefined || addrs.addresses.length === 0) continue;
+    if (r.priority !== rankOf) {
+      rankOf = r.priority;
+      rank++;
+    }
     ttl = Math.min(ttl, r.ttl, addrs.ttl);
-    for (const m of addressMembers(addrs.addresses, r.port, Math.max(1, r.weight), { target: r.target, priority: r.priority, srv_weight: r.weight }, r.priority)) {
+    for (const m of addressMembers(addrs.addresses, r.port, Math.max(1, r.weight), { target: r.target, priority: r.priority, srv_weight: r.weight }, rank)) {
       if (seen.has(m.id)) continue;
       seen.add(m.id);
       members.push(m);
