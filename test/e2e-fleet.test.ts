@@ -334,7 +334,10 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
     try {
       const warned = await restarted.waitForLog((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('shared config not read from etcd yet'));
       expect(warned['msg']).toBe('shared config not read from etcd yet (unreachable?): no routes until it is; /readyz answers 503 until etcd answers');
-      expect((await request(restarted.adminPort, { path: '/readyz' })).status).toBe(503);
+      // /readyz says why, line by line
+      expect(await answer(restarted.adminPort, '/readyz')).toBe(
+        `503:not ready\n- registry etcd: unreachable, members not listed yet\n- shared config under ${CONFIG} not read from etcd yet\n`,
+      );
       expect(await answer(restarted.port, '/')).toBe('404:{"error":"no_route"}');
       // with a local file providing routes: those are served meanwhile
       const localWarned = await local.waitForLog((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('shared config not read from etcd yet'));
