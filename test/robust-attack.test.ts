@@ -252,6 +252,60 @@ routes:
     });
   });
 
+  describe('item 7: 1xx from backends are swallowed, 100 Continue included', () => {
+    /** Writes `parts` to `s` one by one, 15 ms apart (separate reads on drover's side). */
+    const trickle = (s: net.Socket, parts: string[]): void => {
+      parts.forEach((p, i) => setTimeout(() => s.writable && s.write(Buffer.from(p, 'latin1')), 15 * i));
+    };
+    const upstreamErrors = (): Promise<number> => scrapeSum(drover.adminPort, 'drover_upstream_errors_total', { backend: 'raw' });
+
+    it('an unsolicited 100 (whole, split across reads, twice, beside a 103) before each answer: every request gets the answer, no backend failure', async () => {
+      const final = (t: string): string => `HTTP/1.1 200 OK\r\nContent-Length: ${t.length}\r\n\r\n${t}`;
+      const answers: ((t: string) => string[])[] = [
+        (t) => [`HTTP/1.1 100 Continue\r\n\r\n${final(t)}`],
+        (t) => ['HTTP/1.1 1', '00 Contin', 'ue\r\n\r', `\n${final(t)}`],
+        (t) => ['HTTP/1.1 100 Continue\r\n\r\n', 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 100\r\nX-A: b\r\n\r\n', final(t)],
+      ];
+      raw.respond((s, head, index) => trickle(s, (answers[index % answers.length] as (t: string) => string[])(head.split(' ')[1] ?? '')));
+      const before = await upstreamErrors();
+      // one client connection, requests one after another: each answer on the same upstream connection
+      const s = net.connect(drover.port, '127.0.0.1');
+      s.on('error', () => undefined);
+      let text = '';
+      s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+      for (let i = 1; i <= 9; i++) {
+        s.write(`GET /c${i} HTTP/1.1\r\n${H}\r\n`);
+        await waitUntil(() => text.endsWith(`\r\n\r\n/c${i}`), 5000);
+      }
+      s.destroy();
+      const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+      expect(statuses).toEqual(Array(9).fill('200'));
+      expect(raw.connections).toBe(1);
+      expect(await upstreamErrors()).toBe(before);
+      expect((await adminBackends(drover.adminPort)).find((b) => b.id === 'raw')).toMatchObject({ state: 'unknown', inflight: 0 });
+    });
+
+    it('a POST whose backend sends 100 before reading the body: the body arrives whole, the answer comes back', async () => {
+      raw.respond((s) => {
+        s.write('HTTP/1.1 100 Continue\r\n\r\n');
+        setTimeout(() => s.writable && s.write(ok('stored')), 50);
+      });
+      const body = 'x'.repeat(3000);
+      const r = await rawExchange(drover.port, `POST /up HTTP/1.1\r\n${H}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+      expect(r.text.endsWith('\r\n\r\nstored')).toBe(true);
+      expect(raw.data[0]?.endsWith(`\r\n\r\n${body}`)).toBe(true);
+    });
+
+    it('a body that holds a 100 status line is relayed byte for byte', async () => {
+      const inner = 'HTTP/1.1 100 Continue\r\n\r\n';
+      raw.respond((s) => trickle(s, [`HTTP/1.1 200 OK\r\nContent-Length: ${inner.length + 2}\r\n\r\n`, `${inner}ok`]));
+      const r = await get('/inner');
+      expect(r.status).toBe(200);
+      expect(r.body).toBe(`${inner}ok`);
+    });
+  });
+
   describe('item 8: a backend failing before the first body byte gets the client a 502', () => {
     const cases: [string, string][] = [
       ['200 + Content-Length 100, then FIN', 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n'],
