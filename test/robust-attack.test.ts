@@ -309,6 +309,7 @@ routes:
   describe('item 8: a backend failing before the first body byte gets the client a 502', () => {
     const cases: [string, string][] = [
       ['200 + Content-Length 100, then FIN', 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n'],
+      ['204 with a Content-Length (and a body)', 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello'],
       ['a control byte in the reason phrase', 'HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok'],
       ['a header value node:http refuses to write', 'HTTP/1.1 200 OK\r\nX-Bad: a\x7fb\r\nContent-Length: 2\r\n\r\nok'],
     ];
