@@ -385,6 +385,53 @@ routes:
   });
 });
 
+describe('item 3 with merge_slashes: false: runs of / are kept, for routing and forwarding', () => {
+  let raw: RawBackend;
+  let pub: RawBackend;
+  let drover: DroverProcess;
+  beforeAll(async () => {
+    raw = await startRawBackend('raw');
+    pub = await startRawBackend('pub');
+    for (const b of [raw, pub]) b.respond((s, head) => s.write(ok(head.split(' ')[1] ?? '')));
+    drover = await startDrover(`
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0}
+access_log: off
+merge_slashes: false
+services:
+  raw: {backends: [{url: ${raw.url}, id: raw}]}
+  pub: {backends: [{url: ${pub.url}, id: pub}]}
+routes:
+  - {match: {path_prefix: /public/}, service: pub}
+  - {match: {path_prefix: /v1}, service: raw, strip_prefix: /v1}
+  - {match: {path_prefix: /}, service: raw}
+`);
+  });
+  afterAll(async () => {
+    await drover?.stop();
+    await Promise.all([raw?.close(), pub?.close()]);
+  });
+
+  // [sent, backend, target it receives]; dot-segments are still removed (an empty segment is one)
+  it.each([
+    ['/public//x', 'pub', '/public//x'],
+    ['//public/x', 'raw', '//public/x'],
+    ['/public/a//../b', 'pub', '/public/a/b'],
+    ['/public//../admin', 'pub', '/public/admin'],
+    ['/public/../admin', 'raw', '/admin'],
+    ['/v1//a', 'raw', '//a'],
+  ])('%s -> %s %s', async (target, backend, upstream) => {
+    raw.reset();
+    pub.reset();
+    const r = await rawExchange(drover.port, `GET ${target} HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+    expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect({ raw: raw.heads.map((h) => h.split(' ')[1]), pub: pub.heads.map((h) => h.split(' ')[1]) }).toEqual({
+      raw: backend === 'raw' ? [upstream] : [],
+      pub: backend === 'pub' ? [upstream] : [],
+    });
+  });
+});
+
 describe('item 5: the admin API answers only its own names (DNS rebinding)', () => {
   let raw: RawBackend;
   let drover: DroverProcess;
