@@ -3,8 +3,10 @@
  * stream before undici's parser (src/proxy/interim.ts). Table-driven; each stream is fed whole,
  * split at every position, and byte by byte: the output must not depend on how reads fall.
  */
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { InterimFilter, MAX_INTERIM_HEAD } from '../src/proxy/interim.js';
+import { InterimFilter, interimSwallowingConnector, MAX_INTERIM_HEAD } from '../src/proxy/interim.js';
+import { REFUSING_PORT } from './helpers/backends.js';
 
 const FINAL = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
 const C100 = 'HTTP/1.1 100 Continue\r\n\r\n';
@@ -71,5 +73,42 @@ describe('InterimFilter', () => {
     expect(() => {
       for (let i = 0; i * field.length <= MAX_INTERIM_HEAD + field.length; i++) f.filter(field);
     }).toThrow(/interim 1xx response head over/);
+  });
+});
+
+describe('interimSwallowingConnector', () => {
+  const connect = interimSwallowingConnector({ timeout: 1000 });
+  const dial = (port: number): Promise<{ err: Error | null; socket: net.Socket | undefined }> =>
+    new Promise((resolve) => {
+      connect({ hostname: '127.0.0.1', host: `127.0.0.1:${port}`, protocol: 'http:', port: String(port), servername: null as unknown as string, localAddress: null, httpSocket: undefined }, ((err: Error | null, socket?: net.Socket) =>
+        resolve({ err, socket })) as never);
+    });
+
+  it('hands a refused connection\'s error straight on (undici passes no socket then)', async () => {
+    const r = await dial(REFUSING_PORT);
+    expect(r.err).toMatchObject({ code: 'ECONNREFUSED' });
+    expect(r.socket).toBeUndefined();
+  });
+
+  it('a connected socket reads through the filter', async () => {
+    const server = net.createServer((c) => c.end('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n'));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { err, socket } = await dial((server.address() as net.AddressInfo).port);
+      expect(err).toBeNull();
+      const s = socket as net.Socket;
+      // as undici does: it announces the request head it writes, then reads on 'readable'
+      const { channel } = await import('node:diagnostics_channel');
+      channel('undici:client:sendHeaders').publish({ request: {}, headers: '', socket: s });
+      let seen = '';
+      s.on('readable', () => {
+        let chunk: Buffer | null;
+        while ((chunk = s.read() as Buffer | null) !== null) seen += chunk.toString('latin1');
+      });
+      await new Promise((resolve) => s.once('end', resolve));
+      expect(seen).toBe('HTTP/1.1 204 No Content\r\n\r\n');
+    } finally {
+      server.close();
+    }
   });
 });

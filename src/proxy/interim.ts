@@ -196,7 +196,8 @@ export function interimSwallowingConnector(options: buildConnector.BuildOptions)
   const connect = buildConnector(options);
   return (opts, callback) =>
     connect(opts, (err, socket) => {
-      if (socket !== null) swallowInterim100(socket as Socket);
+      // on failure undici passes the error alone (socket undefined, not null)
+      if (err === null && socket != null) swallowInterim100(socket as Socket);
       (callback as (e: Error | null, s: unknown) => void)(err, socket);
     });
 }
