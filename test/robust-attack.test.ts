@@ -391,9 +391,9 @@ describe('item 3 with merge_slashes: false: runs of / are kept, for routing and 
   let pub: RawBackend;
   let drover: DroverProcess;
   beforeAll(async () => {
-    raw = await startRawBackend('raw');
-    pub = await startRawBackend('pub');
-    for (const b of [raw, pub]) b.respond((s, head) => s.write(ok(head.split(' ')[1] ?? '')));
+    [raw, pub] = await Promise.all([startRawBackend('raw'), startRawBackend('pub')]);
+    echoTarget(raw);
+    echoTarget(pub);
     drover = await startDrover(`
 listen: [{address: 127.0.0.1:0}]
 admin: {address: 127.0.0.1:0}
