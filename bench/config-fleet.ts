@@ -85,7 +85,7 @@ async function trials(ports: readonly number[], write: (i: number) => Promise<nu
   const samples: number[] = [];
   let failed = 0;
   for (let i = 0; i < TRIALS; i++) {
-    const polls = Promise.all(ports.map((p) => servedAt(p, `/t${i}`, 'new')));
+    const polls = Promise.all(ports.map((p) => servedAt(p, `/t${i}/x`, 'new')));
     const started = await write(i);
     const each = await polls;
     if (each.some((t) => t === undefined)) failed++;
@@ -96,12 +96,14 @@ async function trials(ports: readonly number[], write: (i: number) => Promise<nu
 }
 
 /**
- * The routes value for trial `i`, as `drover config push` writes it (JSON): /t0../t<i> to
+ * The routes value for trial `i`, as `drover config push` writes it (JSON): /t0/../t<i>/ to
  * `fresh`, everything else to `base`.
  */
 function routesValue(i: number): string {
   const routes: { match: { path_prefix: string }; service: string }[] = [];
-  for (let t = 0; t <= i; t++) routes.push({ match: { path_prefix: `/t${t}` }, service: 'fresh' });
+  // `/t<t>/`, with the slash: a bare `/t1` prefix would already match trial 10's `/t10` (and
+  // NGINX's `location /t1` too), making trials 10-19, 100-199... instant
+  for (let t = 0; t <= i; t++) routes.push({ match: { path_prefix: `/t${t}/` }, service: 'fresh' });
   routes.push({ match: { path_prefix: '/' }, service: 'base' });
   return `${JSON.stringify(routes, null, 2)}\n`;
 }
@@ -167,7 +169,7 @@ function rotated(endpoints: readonly string[], i: number): string[] {
   return endpoints.map((_, k) => endpoints[(i + k) % endpoints.length] as string);
 }
 
-/** The file `config push` would be given for trial `i`: the two services and routes /t0../t<i>. */
+/** The file `config push` would be given for trial `i`: the two services and routes /t0/../t<i>/. */
 function pushFile(dir: string, i: number, base: string, fresh: string): string {
   const file = path.join(dir, `push-${i}.yaml`);
   const routes = JSON.parse(routesValue(i)) as unknown[];
