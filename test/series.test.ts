@@ -170,6 +170,33 @@ describe('SeriesStore', () => {
 });
 
 describe('SeriesDeltas (cluster workers) into SeriesStore.apply (the primary)', () => {
+  it('caps its cells as the primary caps its rings: a backend beyond the cap counts in its service only', () => {
+    const w = new SeriesDeltas({ maxServices: 2, maxBackends: 2 });
+    for (const id of ['a', 'b', 'c', 'd']) w.recorder('web', id).request(200, 0.001);
+    w.recorder('api', 'x').request(500, 0.001); // beyond maxBackends: api's own cell
+    w.recorder('third').request(200); // beyond maxServices: not counted (the primary keeps none either)
+    expect(w.size).toEqual({ cells: 4, backends: 2 });
+    const d = w.take();
+    expect(d.map((x) => [x.service, x.backend, x.cells[1], x.cells[4]])).toEqual([
+      ['web', 'a', 1, 0],
+      ['web', 'b', 1, 0],
+      ['web', '', 2, 0], // c and d
+      ['api', '', 0, 1],
+    ]);
+    // leaving frees places: api's backend gets a cell now
+    w.dropBackend('web', 'a');
+    w.dropService('web');
+    expect(w.size).toEqual({ cells: 1, backends: 0 });
+    w.recorder('api', 'x').request(500, 0.001);
+    expect(w.take().map((x) => [x.service, x.backend, x.cells[4]])).toEqual([['api', 'x', 1]]);
+    // churn does not grow it: 10 000 backends that come and go
+    for (let i = 0; i < 10_000; i++) {
+      w.recorder('api', `b${i}`).request(200);
+      w.dropBackend('api', `b${i}`);
+    }
+    expect(w.size).toEqual({ cells: 2, backends: 1 });
+  });
+
   it('hands over only what was counted since the last take, and the primary gets exact quantiles from the merged histograms', () => {
     const w1 = new SeriesDeltas();
     const w2 = new SeriesDeltas();
