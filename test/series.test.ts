@@ -2,6 +2,7 @@
  * The dashboard's per-second series (src/series/): ring arithmetic under a fake clock, quantiles
  * from the per-second histogram, caps, and dropping.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { bucketUpperMs, latencyBucket, SERIES_SECONDS, SeriesRing, statusClass } from '../src/series/ring.js';
 import { SeriesDeltas } from '../src/series/deltas.js';
@@ -124,9 +125,19 @@ describe('SeriesRing', () => {
     expect(r.read(T0 + 1).req['2xx']).toEqual([65_535]);
   });
 
-  it('states its size', () => {
-    expect(SeriesRing.bytes(16)).toBe(900 * 9 * 2 + 2 * 900 + 192 * 4);
-    expect(SeriesRing.bytes(32)).toBe(900 * 9 * 4 + 2 * 900 + 192 * 4);
+  it.each([
+    [16, 18_768, 'backend'],
+    [32, 34_968, 'service'],
+  ] as const)('%i-bit: holds exactly the typed arrays README counts, %i bytes per %s', (width, bytes, per) => {
+    const ring = new SeriesRing(T0, width);
+    // every typed array the ring holds, counted from the object itself (not from the formula)
+    const held = Object.values(ring)
+      .filter((v): v is ArrayBufferView => ArrayBuffer.isView(v))
+      .reduce((n, v) => n + v.byteLength, 0);
+    expect(held).toBe(bytes);
+    expect(SeriesRing.bytes(width)).toBe(bytes);
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8').replace(/\s+/g, ' ');
+    expect(readme).toContain(`**${String(bytes).replace(/(\d)(\d{3})$/, '$1 $2')} bytes per ${per}**`);
   });
 });
 
@@ -149,6 +160,16 @@ describe('SeriesStore', () => {
     expect(svc.backend).toBeNull();
     expect(be.backend).toBe('a');
     expect(store.backendIds('web')).toEqual(['a']);
+  });
+
+  it("backends' rings count in 16 bits (saturating), services' in 32", () => {
+    const clock = fakeClock(T0);
+    const store = new SeriesStore({ clock: clock.now });
+    const rec = store.recorder('web', 'a');
+    for (let i = 0; i < 70_000; i++) rec.request(200);
+    clock.set(T0 + 1);
+    expect(store.read('web', 'a')?.req['2xx']).toEqual([65_535]);
+    expect(store.read('web', undefined)?.req['2xx']).toEqual([70_000]);
   });
 
   it('caps the number of backend series; the service still counts the rest', () => {
