@@ -306,6 +306,37 @@ ${extra}`;
     expect((await fetch(`${base}/api/services/nope/checks`)).status).toBe(404);
   });
 
+  it('service view: a backend that joins ramps up under slow_start (weight with its ramp, from the real pool)', async () => {
+    const d = await startBackend('d');
+    const reloads = (): number => drover.logs.filter((l) => l['msg'] === 'config reloaded').length;
+    const before = reloads();
+    try {
+      drover.writeConfig(config('# reloaded').replace('  web:\n', '  web:\n    slow_start: 60s\n').replace(`{url: ${b.url}, id: b}]`, `{url: ${b.url}, id: b}, {url: ${d.url}, id: d}]`));
+      await expect.poll(reloads, { timeout: 10_000 }).toBe(before + 1);
+      const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+      const errors = watchErrors(page);
+      await page.goto(`${base}/#/service/web`);
+      const weight = page.locator('#svc-backends tr[data-backend="d"] td[data-col="weight"]');
+      // it joins, passes its first check (200 ms), then ramps over 60 s
+      await expect.poll(() => weight.textContent(), { timeout: 10_000 }).toMatch(/^1ramp \d+%$/);
+      const pct = Number(/ramp (\d+)%/.exec((await weight.textContent()) ?? '')?.[1]);
+      expect(pct).toBeGreaterThan(0);
+      expect(pct).toBeLessThan(100);
+      const j = (await (await fetch(`${base}/api/services`)).json()) as { services: { name: string; backends: { id: string; weight: number; effective_weight?: number }[] }[] };
+      const view = j.services.find((s) => s.name === 'web')!.backends.find((x) => x.id === 'd')!;
+      expect(view.weight).toBe(1);
+      expect(view.effective_weight).toBeLessThan(1);
+      // the old members are at full weight: no ramp shown
+      expect(await page.locator('#svc-backends tr[data-backend="a"] td[data-col="weight"]').textContent()).toBe('1');
+      expect(errors).toEqual([]);
+      await page.close();
+    } finally {
+      drover.writeConfig(config('# reloaded'));
+      await expect.poll(reloads, { timeout: 10_000 }).toBe(before + 2);
+      await d.close();
+    }
+  });
+
   it("overview: a service's req/s, 5xx/s and the header's req/s come from the series, drover's own answers included", async () => {
     const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
     const errors = watchErrors(page);

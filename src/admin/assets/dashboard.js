@@ -5,7 +5,7 @@
  * /api/series (per-second time series kept by drover for 15 minutes, fetched whole once and then
  * only the new seconds), /api/routes and /api/services/{service}/checks. Charts: uPlot.
  *
- * Views, one URL each (the part after #): #/ overview, #/service/NAME (and
+ * Views, one URL each (the part after #): #/ overview (#/?q=TEXT filtered), #/service/NAME (and
  * #/service/NAME/backend/ID for one backend's charts), #/routes, #/events?q=TEXT&kind=health,reload.
  *
  * Every value from the server is written with textContent, never as HTML, and the page's CSP
@@ -135,6 +135,7 @@
       a.classList.toggle('active', a.getAttribute('data-view') === route.view);
     });
     document.body.setAttribute('data-view', route.view);
+    if (route.view === 'overview') filterEl.value = route.params.get('q') || '';
     if (route.view === 'events') {
       $('ev-filter').value = route.params.get('q') || '';
       var kinds = route.params.get('kind');
@@ -999,7 +1000,12 @@
     es.onerror = function () { connEl.className = 'down'; setText(connEl, 'reconnecting'); };
   }
 
-  filterEl.addEventListener('input', function () { render(); });
+  // the overview's filter is part of its URL (#/?q=TEXT), so a filtered view can be shared
+  filterEl.addEventListener('input', function () {
+    var q = filterEl.value.trim();
+    history.replaceState(null, '', '#/' + (q ? '?' + new URLSearchParams({ q: q }).toString() : ''));
+    render();
+  });
   $('expand').addEventListener('click', function () {
     sections.forEach(function (_s, name) { expanded.set(name, true); }); render();
   });
