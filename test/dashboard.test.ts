@@ -7,8 +7,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
-import { silentLogger } from '../src/log.js';
-import { Metrics } from '../src/metrics.js';
+import { silentLogger } from '../src/observability/log.js';
+import { Metrics } from '../src/observability/metrics.js';
 import { startAdminServer, type AdminServer } from '../src/admin/server.js';
 import type { AdminModel, BackendState, BackendView, EventView, ServiceView } from '../src/admin/model.js';
 import { ARTIFACTS, browserTests, launch, noteSkipped, watchErrors } from './helpers/browser.js';

@@ -1,12 +1,12 @@
 /**
- * The dashboard's per-second series (src/series/): ring arithmetic under a fake clock, quantiles
+ * The dashboard's per-second series (src/observability/series/): ring arithmetic under a fake clock, quantiles
  * from the per-second histogram, caps, and dropping.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { bucketUpperMs, latencyBucket, SERIES_SECONDS, SeriesRing, statusClass } from '../src/series/ring.js';
-import { SeriesDeltas } from '../src/series/deltas.js';
-import { SeriesStore } from '../src/series/store.js';
+import { bucketUpperMs, latencyBucket, SERIES_SECONDS, SeriesRing, statusClass } from '../src/observability/series/ring.js';
+import { SeriesDeltas } from '../src/observability/series/deltas.js';
+import { SeriesStore } from '../src/observability/series/store.js';
 
 const T0 = 1_700_000_000; // a Unix second
 

@@ -10,7 +10,7 @@ import { ServicePool, type ServicePoolSettings } from '../../routing/pool.js';
 import { RouteTable } from '../../routing/route-table.js';
 import type { PassiveOutcome } from '../../health/types.js';
 import type { DroverConfig, ServiceConfig } from '../config/types.js';
-import type { Metrics } from '../metrics.js';
+import type { Metrics } from '../observability/metrics.js';
 import { compileEdits } from './headers.js';
 import { AcmeStorage } from '../acme/storage.js';
 import { WaitQueue, type Waiter } from './queue.js';

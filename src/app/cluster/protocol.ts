@@ -8,10 +8,10 @@
  * and in-flight counts, queue depths, passive-health outcomes in order, the dashboard's series and
  * route hits), `metrics` (the answer).
  */
-import type { DroverConfig } from '../config/types.js';
-import type { Availability, MemberSpec } from '../../routing/types.js';
-import type { PassiveOutcome } from '../../health/types.js';
-import type { SeriesDelta } from '../series/deltas.js';
+import type { DroverConfig } from '../../config/types.js';
+import type { Availability, MemberSpec } from '../../../routing/types.js';
+import type { PassiveOutcome } from '../../../health/types.js';
+import type { SeriesDelta } from '../../observability/series/deltas.js';
 
 /** One service's pool as the primary sees it: members and health's verdict on each. */
 export interface ServiceSnapshot {

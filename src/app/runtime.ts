@@ -7,32 +7,32 @@
  * backends, connections and health records are kept and reconfigured in place. A service that
  * is neither configured nor has a member left is retired whole (see `retire`).
  */
-import type { Backend } from '../routing/backend.js';
-import type { PoolDiff } from '../routing/pool.js';
-import type { MemberSpec } from '../routing/types.js';
-import { HealthMonitor } from '../health/monitor.js';
-import { HealthStore } from '../health/store.js';
-import type { HealthTransition } from '../health/types.js';
-import type { AdminModel, BackendView, CheckView, ConfigSourcesView, EventView, RouteView, ServiceView } from './admin/model.js';
-import { checkView, routeViews } from './admin/views.js';
-import { startAdminServer } from './admin/server.js';
-import type { DroverConfig, ServiceConfig } from './config/types.js';
-import { defaultServiceConfig } from './config/defaults.js';
-import type { Logger } from './log.js';
-import type { Metrics } from './metrics.js';
-import { syncAcme, type AcmeManager } from './acme/manager.js';
-import type { ChallengeResponder } from './proxy/edge-answers.js';
-import { startListener, type Listener } from './proxy/listener.js';
-import type { TlsObserver } from './proxy/tls-front.js';
-import { buildProxyState, ServiceEntry } from './proxy/service.js';
-import type { AccessLogEntry, ProxyState, ServiceRuntime } from './proxy/types.js';
-import { destroyUpstream, releaseUpstream } from './proxy/upstream.js';
-import { openTunnels } from './proxy/websocket.js';
-import { ServiceDirectory, STATIC_SOURCE } from './registry/directory.js';
-import { createRegistries, registriesKey } from './registry/create.js';
-import type { Registry } from './registry/types.js';
-import { redactConfig } from './config/redact.js';
-import { describeConfig } from './config/shared.js';
+import type { Backend } from '../../routing/backend.js';
+import type { PoolDiff } from '../../routing/pool.js';
+import type { MemberSpec } from '../../routing/types.js';
+import { HealthMonitor } from '../../health/monitor.js';
+import { HealthStore } from '../../health/store.js';
+import type { HealthTransition } from '../../health/types.js';
+import type { AdminModel, BackendView, CheckView, ConfigSourcesView, EventView, RouteView, ServiceView } from '../admin/model.js';
+import { checkView, routeViews } from '../admin/views.js';
+import { startAdminServer } from '../admin/server.js';
+import type { DroverConfig, ServiceConfig } from '../config/types.js';
+import { defaultServiceConfig } from '../config/defaults.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+import { syncAcme, type AcmeManager } from '../acme/manager.js';
+import type { ChallengeResponder } from '../proxy/edge-answers.js';
+import { startListener, type Listener } from '../proxy/listener.js';
+import type { TlsObserver } from '../proxy/tls-front.js';
+import { buildProxyState, ServiceEntry } from '../proxy/service.js';
+import type { AccessLogEntry, ProxyState, ServiceRuntime } from '../proxy/types.js';
+import { destroyUpstream, releaseUpstream } from '../proxy/upstream.js';
+import { openTunnels } from '../proxy/websocket.js';
+import { ServiceDirectory, STATIC_SOURCE } from '../registry/directory.js';
+import { createRegistries, registriesKey } from '../registry/create.js';
+import type { Registry } from '../registry/types.js';
+import { redactConfig } from '../config/redact.js';
+import { describeConfig } from '../config/shared.js';
 
 /** A backend's latency estimate for the admin API: ms, one decimal; null without a sample. */
 function latencyView(b: Backend, now: number): number | null {

@@ -4,14 +4,14 @@
  * Per-request work is the same as in one process; what crosses to the primary is batched
  * (counter deltas and passive outcomes, see `WorkerStats`).
  */
-import type { Backend } from '../../routing/backend.js';
-import type { PassiveOutcome } from '../../health/types.js';
-import { defaultServiceConfig } from '../config/defaults.js';
-import type { DroverConfig, ServiceConfig } from '../config/types.js';
-import type { Metrics } from '../metrics.js';
-import { buildProxyState, ServiceEntry } from '../proxy/service.js';
-import type { AccessLogEntry, ProxyState } from '../proxy/types.js';
-import { releaseUpstream } from '../proxy/upstream.js';
+import type { Backend } from '../../../routing/backend.js';
+import type { PassiveOutcome } from '../../../health/types.js';
+import { defaultServiceConfig } from '../../config/defaults.js';
+import type { DroverConfig, ServiceConfig } from '../../config/types.js';
+import type { Metrics } from '../../observability/metrics.js';
+import { buildProxyState, ServiceEntry } from '../../proxy/service.js';
+import type { AccessLogEntry, ProxyState } from '../../proxy/types.js';
+import { releaseUpstream } from '../../proxy/upstream.js';
 import type { BackendStats, PassiveReport, PoolsSnapshot, QueueStats } from './protocol.js';
 
 /** Where a worker's passive outcomes go (batched to the primary). */

@@ -12,10 +12,10 @@ import cluster, { type Worker } from 'node:cluster';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { AggregatorRegistry } from 'prom-client';
-import type { Availability } from '../../routing/types.js';
-import type { DroverConfig } from '../config/types.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import type { Availability } from '../../../routing/types.js';
+import type { DroverConfig } from '../../config/types.js';
+import type { Logger } from '../../observability/log.js';
+import type { Metrics } from '../../observability/metrics.js';
 import type { Runtime } from '../runtime.js';
 import { isDroverMessage, type PoolsSnapshot, type PrimaryMessage, type ServiceSnapshot, type WorkerMessage } from './protocol.js';
 

@@ -5,14 +5,14 @@
  * Counter deltas and passive-health outcomes go to the primary in batches.
  */
 import process from 'node:process';
-import { openAccessLog, type AccessLog } from '../access-log.js';
-import type { DroverConfig } from '../config/types.js';
-import { createLogger } from '../log.js';
-import { Metrics } from '../metrics.js';
-import { SeriesDeltas } from '../series/deltas.js';
-import { startListener, type Listener } from '../proxy/listener.js';
-import { destroyUpstream } from '../proxy/upstream.js';
-import { openTunnels } from '../proxy/websocket.js';
+import { openAccessLog, type AccessLog } from '../../observability/access-log.js';
+import type { DroverConfig } from '../../config/types.js';
+import { createLogger } from '../../observability/log.js';
+import { Metrics } from '../../observability/metrics.js';
+import { SeriesDeltas } from '../../observability/series/deltas.js';
+import { startListener, type Listener } from '../../proxy/listener.js';
+import { destroyUpstream } from '../../proxy/upstream.js';
+import { openTunnels } from '../../proxy/websocket.js';
 import { isDroverMessage, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 import { WorkerProxy } from './worker-state.js';
 
