@@ -425,7 +425,7 @@ export class Runtime implements AdminModel {
       name: e.name,
       balancer: e.config.balancer,
       panic: e.pool.panic,
-      ...(e.config.maxConns > 0 ? { queue_depth: e.queueDepth } : {}),
+      ...(e.config.maxConns > 0 ? { queue_depth: this.queueDepths?.(e.name) ?? e.queueDepth } : {}),
       config_source: e.configured ? (origin?.[e.name] ?? 'file') : 'registry',
       backends: e.pool.backends().map((b) => this.view(e, b)),
     }));
@@ -505,6 +505,12 @@ export class Runtime implements AdminModel {
     // Each log is in time order; ISO 8601 UTC strings sort as times, and the sort is stable.
     return [...this.eventLog, ...this.otherEvents.registry, ...this.otherEvents.reload].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
   }
+
+  /**
+   * Where `/api/services` reads each service's `queue_depth` from instead of this process's own
+   * queue: the cluster primary, which serves nothing, passes its workers' sum.
+   */
+  queueDepths: ((service: string) => number) | undefined;
 
   /** Route hits counted by cluster workers (by route index), added to this process's. */
   addRouteHits(hits: readonly number[]): void {
