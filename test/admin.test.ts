@@ -1,11 +1,11 @@
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../src/log.js';
-import { Metrics } from '../src/metrics.js';
+import { silentLogger } from '../src/observability/log.js';
+import { Metrics } from '../src/observability/metrics.js';
 import { startAdminServer, redact, REDACTED, type AdminServer } from '../src/admin/server.js';
 import type { AdminModel, BackendView, EventView, ServiceView } from '../src/admin/model.js';
-import { DroverError, ErrorCodes } from '../src/errors.js';
+import { DroverError, ErrorCodes } from '../src/core/errors.js';
 
 /** An in-memory AdminModel: what the runtime would expose, minus the runtime. */
 class MemoryModel implements AdminModel {
@@ -50,6 +50,9 @@ class MemoryModel implements AdminModel {
   }
   ready(): boolean {
     return this.isReady;
+  }
+  notReady(): string[] {
+    return this.isReady ? [] : ['registry etcd: members not listed yet', 'shared config under /c/ not read from etcd yet'];
   }
   effectiveConfig(): unknown {
     return this.config;
@@ -138,7 +141,8 @@ describe('admin server', () => {
 
   it('GET /readyz follows model.ready()', async () => {
     model.isReady = false;
-    expect((await request(port, 'GET', '/readyz')).status).toBe(503);
+    const notReady = await request(port, 'GET', '/readyz');
+    expect([notReady.status, notReady.body]).toEqual([503, 'not ready\n- registry etcd: members not listed yet\n- shared config under /c/ not read from etcd yet\n']);
     model.isReady = true;
     expect((await request(port, 'GET', '/readyz')).status).toBe(200);
     model.isReady = false;

@@ -11,9 +11,9 @@ import http from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { DroverError, ErrorCodes } from '../errors.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import { DroverError, ErrorCodes } from '../core/errors.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { AdminModel } from './model.js';
 import { dashboardRoute } from './dashboard-routes.js';
 import { adminHostAllowed } from './host-check.js';
@@ -125,7 +125,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         return getOnly(() =>
           opts.model.ready()
             ? send(res, 200, 'text/plain; charset=utf-8', 'ready\n')
-            : send(res, 503, 'text/plain; charset=utf-8', 'not ready\n'),
+            : send(res, 503, 'text/plain; charset=utf-8', notReadyBody(opts.model.notReady?.() ?? [])),
         );
       case '/metrics':
         return getOnly(async () => {
@@ -362,4 +362,9 @@ export function redact(value: unknown, seen: WeakSet<object> = new WeakSet()): u
 function redactUrl(s: string): string {
   // Only strings that look like URLs with credentials: `scheme://user:password@host...`.
   return s.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@\s]*):[^/@\s]*@/i, `$1:${REDACTED}@`);
+}
+
+/** `not ready`, then what drover still waits for, one line each (`- registry etcd: ...`). */
+function notReadyBody(reasons: readonly string[]): string {
+  return `not ready\n${reasons.map((r) => `- ${r}\n`).join('')}`;
 }

@@ -11,7 +11,7 @@
  * per touched service instead of one per event. The price: under an uninterrupted stream of
  * events (less than 10 ms apart for a whole second), a change waits up to the 1 s cap.
  */
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { RegistrySink } from './types.js';
 
@@ -82,6 +82,11 @@ export class ServiceDirectory implements RegistrySink {
   /** True once every expected source has listed everything at least once. */
   ready(): boolean {
     return this.expected.every((s) => this.synced.has(s));
+  }
+
+  /** The expected sources that have not listed everything once yet. */
+  unsynced(): string[] {
+    return this.expected.filter((s) => !this.synced.has(s));
   }
 
   /** Whether a source reported itself connected (undefined: never reported). */

@@ -5,13 +5,13 @@
  * start command then merges it with the local file and applies the result through the one
  * reload path (`Runtime.reload`), exactly like a file change.
  */
-import type { ConfigIssue } from './errors.js';
-import { parseSharedConfig, type SharedConfig, type SharedParse, type SharedSnapshot } from './config/shared.js';
-import { parseTraefikRouters } from './config/traefik-routers.js';
-import type { DroverConfig, EtcdRegistryConfig } from './config/types.js';
-import type { Logger } from './log.js';
-import type { EtcdConfigFollower } from './registry/etcd-config.js';
-import type { EtcdRegistryOptions } from './registry/etcd.js';
+import type { ConfigIssue } from '../core/errors.js';
+import { parseSharedConfig, type SharedConfig, type SharedParse, type SharedSnapshot } from '../config/shared.js';
+import { parseTraefikRouters } from '../config/traefik-routers.js';
+import type { DroverConfig, EtcdRegistryConfig } from '../config/types.js';
+import type { Logger } from '../observability/log.js';
+import type { EtcdConfigFollower } from '../registry/etcd-config.js';
+import type { EtcdRegistryOptions } from '../registry/etcd.js';
 
 /** What the source reports to (the start command). Neither callback may throw. */
 export interface SharedConfigHandlers {
@@ -70,6 +70,13 @@ export class SharedConfigSource {
     return this.parts.every((p) => p.good !== undefined);
   }
 
+  /** Why `ready()` is false, one line per part without a valid state (empty when ready). */
+  waitingFor(): string[] {
+    return this.parts
+      .filter((p) => p.good === undefined)
+      .map((p) => (p.answered ? `shared config under ${p.prefix} refused (invalid): waiting for a valid one` : `shared config under ${p.prefix} not read from etcd yet`));
+  }
+
   /**
    * Starts, restarts or stops following to match `config.registry.etcd`. A change of endpoints,
    * auth, TLS or prefixes starts over (a part keeps its last good state if its prefix stayed).
@@ -92,7 +99,7 @@ export class SharedConfigSource {
       this.release();
       return;
     }
-    const { EtcdConfigFollower } = await import('./registry/etcd-config.js');
+    const { EtcdConfigFollower } = await import('../registry/etcd-config.js');
     for (const part of this.parts) {
       const follower = new EtcdConfigFollower(
         { ...(etcd as EtcdRegistryConfig), configPrefix: part.prefix },
