@@ -24,10 +24,10 @@
  * the rounds of each figure.
  *
  * Run: `npm run build && node dist/bench/hotspot.js [--duration 10] [--rounds 3] [--rate R]
- *      [--scenarios slow,stalls,degrading] [--append FILE]`
+ *      [--scenarios slow,stalls,degrading] [--append FILE [--report]]`
  * With `--append FILE`, this invocation's runs are appended to FILE (JSON lines) and the results
  * are computed from every run in FILE: a long benchmark can be run as several short ones (one
- * scenario and round each) that still make one table. Writes bench/results/hotspot.json and
+ * scenario and round each) that still make one table; `--report` only writes that table. Writes bench/results/hotspot.json and
  * bench/results/hotspot.md. Loopback only; about rounds x scenarios x 6 x (duration + 12) s.
  * Needs `nginx` and `haproxy` on PATH (a missing one is reported and skipped).
  */
@@ -78,6 +78,8 @@ interface Options {
   readonly scenarios: readonly Scenario[];
   /** JSON-lines file the runs are appended to and the results computed from */
   readonly append: string | undefined;
+  /** `--report`: run nothing, write the results of the runs in `append` */
+  readonly reportOnly: boolean;
 }
 
 function parseArgs(argv: readonly string[]): Options {
@@ -95,6 +97,7 @@ function parseArgs(argv: readonly string[]): Options {
     rate: get('--rate', Math.round(LOAD * capacity)),
     scenarios: scenarios as Scenario[],
     append: str('--append'),
+    reportOnly: argv.includes('--report'),
   };
 }
 
@@ -319,8 +322,9 @@ async function main(): Promise<void> {
   for (const r of earlier) {
     if (r.rate !== opts.rate || r.duration !== opts.duration) throw new Error(`${opts.append} holds runs at ${r.rate} req/s x ${r.duration} s: use the same --rate and --duration, or another file`);
   }
+  if (opts.reportOnly && opts.append === undefined) throw new Error('--report needs --append FILE');
   const runs = [...earlier];
-  for (let i = 0; i < opts.rounds; i++) {
+  for (let i = 0; i < (opts.reportOnly ? 0 : opts.rounds); i++) {
     for (const scenario of opts.scenarios) {
       // rounds are counted per scenario (the runs in FILE may hold other scenarios' rounds)
       const round = 1 + Math.max(0, ...runs.filter((r) => r.scenario === scenario).map((r) => r.round));
@@ -338,7 +342,13 @@ async function main(): Promise<void> {
     }
   }
   const md = report(runs, opts);
-  const json = { machine: machine(), options: opts, serviceMs: SERVICE_MS, slots: SLOTS, slowFactor: SLOW_FACTOR, stall: { periodMs: STALL_PERIOD_MS, ms: STALL_MS }, warmupMs: WARMUP_MS, runs };
+  const settings = {
+    duration: opts.duration,
+    rate: opts.rate,
+    rounds: Math.max(0, ...runs.map((r) => r.round)),
+    scenarios: SCENARIOS.filter((s) => runs.some((r) => r.scenario === s)),
+  };
+  const json = { machine: machine(), settings, serviceMs: SERVICE_MS, slots: SLOTS, slowFactor: SLOW_FACTOR, stall: { periodMs: STALL_PERIOD_MS, ms: STALL_MS }, warmupMs: WARMUP_MS, runs };
   const written = writeResults('hotspot', json, md);
   process.stdout.write(`${md}\nwritten: ${written.md}, ${written.json}\n`);
 }
