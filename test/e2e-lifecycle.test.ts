@@ -226,6 +226,78 @@ describe('graceful shutdown', () => {
   });
 });
 
+/** A backend that answers every upgrade 101 and echoes what comes through the tunnel. */
+async function echoTunnelBackend(): Promise<number> {
+  const server = http.createServer();
+  server.on('upgrade', (_req, socket: net.Socket) => {
+    socket.on('error', () => undefined);
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    socket.on('data', (d: Buffer) => socket.write(`echo:${d.toString()}`));
+    socket.on('end', () => socket.end());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  later(() => {
+    server.closeAllConnections();
+    return new Promise<void>((r) => server.close(() => r()));
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+/** Opens a WebSocket tunnel through drover; resolves with the socket once the 101 arrived. */
+function openTunnel(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () =>
+      s.write('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'),
+    );
+    let head = '';
+    const onData = (d: Buffer): void => {
+      head += d.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      s.off('data', onData);
+      if (head.startsWith('HTTP/1.1 101')) resolve(s);
+      else reject(new Error(`no upgrade: ${head}`));
+    };
+    s.on('data', onData);
+    s.on('error', reject);
+  });
+}
+
+/** The next chunk the tunnel delivers, as text. */
+const nextChunk = (s: net.Socket): Promise<string> => new Promise((resolve) => s.once('data', (d: Buffer) => resolve(d.toString())));
+
+describe('graceful shutdown with an open WebSocket tunnel', () => {
+  it('SIGTERM waits for the tunnel (which still relays) and exits 0 once it closes', async () => {
+    const port = await echoTunnelBackend();
+    const d = await drover(`${head.replace('shutdown_grace: 5s', 'shutdown_grace: 20s')}services:\n  ws: {backends: [{url: http://127.0.0.1:${port}}]}\nroutes: [{match: {path_prefix: /}, service: ws}]\n`);
+    const tunnel = await openTunnel(d.port);
+    d.child.kill('SIGTERM');
+    await d.waitForLog((l) => l['msg'] === 'listeners closed');
+    const echoed = nextChunk(tunnel);
+    tunnel.write('still-there');
+    expect(await echoed).toBe('echo:still-there');
+    // the listener is closed, the tunnel is not: drover waits for it (a drover that did not would
+    // be through its shutdown and gone within 0.5 s, see start's exit timer)
+    const early = await Promise.race([d.exited.then(() => 'exited'), new Promise((r) => setTimeout(() => r('running'), 1500))]);
+    expect(early).toBe('running');
+    expect(d.logs.some((l) => l['msg'] === 'stopped')).toBe(false);
+    tunnel.end();
+    expect(await d.exited).toBe(0);
+    expect(d.logs.some((l) => l['msg'] === 'shutdown grace expired: closing remaining connections')).toBe(false);
+  });
+
+  it('a tunnel still open when shutdown_grace ends is closed by drover, which exits 0', async () => {
+    const port = await echoTunnelBackend();
+    const d = await drover(`${head.replace('shutdown_grace: 5s', 'shutdown_grace: 300ms')}services:\n  ws: {backends: [{url: http://127.0.0.1:${port}}]}\nroutes: [{match: {path_prefix: /}, service: ws}]\n`);
+    const tunnel = await openTunnel(d.port);
+    const closed = new Promise<void>((r) => tunnel.once('close', () => r()));
+    tunnel.on('error', () => undefined);
+    d.child.kill('SIGTERM');
+    await closed;
+    expect(await d.exited).toBe(0);
+    expect(d.logs.some((l) => l['msg'] === 'shutdown grace expired: closing remaining connections')).toBe(true);
+  });
+});
+
 describe('npm start (the newcomer path)', () => {
   it('serves 127.0.0.1:8080 over the two demo backends with the admin page on 9901', async () => {
     const busy = await Promise.all(
