@@ -27,6 +27,11 @@ export interface AdminServerOptions {
   readonly model: AdminModel;
   readonly metrics: Metrics;
   /**
+   * The text `GET /metrics` answers; default `metrics.metricsText()`, this process's registry (a
+   * cluster primary hands in the sum of its own and its workers').
+   */
+  readonly metricsText?: (() => Promise<string>) | undefined;
+  /**
    * Name of the environment variable holding the admin token (default in config:
    * `DROVER_ADMIN_TOKEN`). Read on every request, so setting or rotating it needs no restart;
    * when set and non-empty, POST endpoints need `Authorization: Bearer <token>`.
@@ -129,7 +134,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         );
       case '/metrics':
         return getOnly(async () => {
-          const text = await opts.metrics.metricsText();
+          const text = await (opts.metricsText ?? (() => opts.metrics.metricsText()))();
           send(res, 200, opts.metrics.contentType, text);
         });
       case '/api/services':

@@ -55,6 +55,8 @@ export interface RuntimeOptions {
   readonly serve?: boolean | undefined;
   /** called after any pool's members, availability, draining or weights changed (cluster primary) */
   readonly onPoolChange?: (() => void) | undefined;
+  /** what `GET /metrics` answers (a cluster primary: every process's sum); default this process's registry */
+  readonly metricsText?: (() => Promise<string>) | undefined;
   /** an extra condition of `/readyz` (the shared config read from etcd once); default always true */
   readonly readyWhen?: (() => boolean) | undefined;
 }
@@ -67,6 +69,7 @@ export class Runtime implements AdminModel {
   readonly monitor: HealthMonitor;
   private readonly serve: boolean;
   private readonly readyWhen: () => boolean;
+  private readonly metricsText: (() => Promise<string>) | undefined;
   private readonly directory: ServiceDirectory;
   /** the services, their config and the snapshot the listeners read */
   private readonly table: ServiceTable;
@@ -92,6 +95,7 @@ export class Runtime implements AdminModel {
     this.metrics = options.metrics;
     this.serve = options.serve ?? true;
     this.readyWhen = options.readyWhen ?? (() => true);
+    this.metricsText = options.metricsText;
     this.store = new HealthStore({
       // health is the one owner of availability; the pool only applies it
       availability: { setAvailable: (service, id, availability) => this.table.get(service)?.pool.setAvailable(id, availability) },
@@ -134,6 +138,7 @@ export class Runtime implements AdminModel {
         port: config.admin.port,
         model: rt,
         metrics: rt.metrics,
+        metricsText: rt.metricsText,
         tokenEnv: config.admin.tokenEnv,
         allowedHosts: config.admin.allowedHosts,
         logger: rt.logger.child({ component: 'admin' }),

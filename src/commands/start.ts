@@ -126,7 +126,8 @@ export async function runStart(opts: StartOptions): Promise<number> {
       metrics,
       accessLog: accessLog?.write,
       readyWhen: () => shared.ready(),
-      ...(workers > 1 ? { serve: false, onPoolChange: () => cluster?.poolsChanged() } : {}),
+      // the admin's /metrics sums every process (the primary's own until the workers run)
+      ...(workers > 1 ? { serve: false, onPoolChange: () => cluster?.poolsChanged(), metricsText: () => cluster?.metricsText() ?? metrics.metricsText() } : {}),
     });
     if (workers > 1) {
       const rt = runtime;
