@@ -1,19 +1,17 @@
 /**
- * The running proxy: owns the current config, the service pools, health, the registries, the
- * listeners and the admin server, and wires them in the one direction data flows:
+ * A running drover, as wiring: the service table (src/app/service-table.ts), health (store,
+ * monitor), the registries and their directory, the listeners, ACME and the admin server (whose
+ * views are src/app/admin-model.ts), connected in the one direction data flows:
  * registry event -> per-service member list -> pool diff -> health tracking -> policy rebuild.
  *
  * A config reload builds a new immutable `ProxyState` and swaps it in one assignment; pools,
  * backends, connections and health records are kept and reconfigured in place. A service that
  * is neither configured nor has a member left is retired whole (see `retire`).
  */
-import type { Backend } from '../../routing/backend.js';
 import type { MemberSpec } from '../../routing/types.js';
 import { HealthMonitor } from '../../health/monitor.js';
 import { HealthStore } from '../../health/store.js';
 import type { HealthTransition } from '../../health/types.js';
-import type { AdminModel, BackendView, CheckView, ConfigSourcesView, EventView, RouteView, ServiceView } from '../admin/model.js';
-import { checkView, routeViews } from '../admin/views.js';
 import { startAdminServer } from '../admin/server.js';
 import type { DroverConfig } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
@@ -29,22 +27,8 @@ import { ServiceTable, type AccessLogSink } from './service-table.js';
 import { ServiceDirectory, STATIC_SOURCE } from '../registry/directory.js';
 import { createRegistries, registriesKey } from '../registry/create.js';
 import type { Registry } from '../registry/types.js';
-import { redactConfig } from '../config/redact.js';
-import { describeConfig } from '../config/shared.js';
-
-/** A backend's latency estimate for the admin API: ms, one decimal; null without a sample. */
-function latencyView(b: Backend, now: number): number | null {
-  const v = b.latency.value(now);
-  return v === undefined ? null : Math.round(v * 10) / 10;
-}
-
-/** Most state changes kept for `GET /api/events`. */
-const MAX_EVENTS = 200;
-/**
- * Most registry changes and reloads kept besides: in their own logs, so a churning registry
- * never pushes health transitions out of the list.
- */
-const MAX_OTHER_EVENTS: Readonly<Record<'registry' | 'reload', number>> = { registry: 100, reload: 50 };
+import { ProcessAdminModel } from './admin-model.js';
+import { EventLog } from './event-log.js';
 
 export interface RuntimeOptions {
   readonly logger: Logger;
@@ -62,7 +46,7 @@ export interface RuntimeOptions {
 }
 
 /** A started drover. */
-export class Runtime implements AdminModel {
+export class Runtime {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly store: HealthStore;
@@ -73,8 +57,8 @@ export class Runtime implements AdminModel {
   private readonly directory: ServiceDirectory;
   /** the services, their config and the snapshot the listeners read */
   private readonly table: ServiceTable;
-  private readonly eventLog: EventView[] = [];
-  private readonly otherEvents: Record<'registry' | 'reload', EventView[]> = { registry: [], reload: [] };
+  /** health transitions, registry changes and reloads for `GET /api/events` */
+  private readonly eventLog = new EventLog();
   private registries: Registry[] = [];
   private registryKey = '';
   private listeners: Listener[] = [];
@@ -136,7 +120,7 @@ export class Runtime implements AdminModel {
       rt.admin = await startAdminServer({
         host: config.admin.host,
         port: config.admin.port,
-        model: rt,
+        model: new ProcessAdminModel({ table: rt.table, store: rt.store, monitor: rt.monitor, events: rt.eventLog, logger: rt.logger, ready: () => rt.ready() }),
         metrics: rt.metrics,
         metricsText: rt.metricsText,
         tokenEnv: config.admin.tokenEnv,
@@ -302,7 +286,7 @@ export class Runtime implements AdminModel {
    */
   private applyService(entry: ServiceEntry, members: readonly MemberSpec[]): void {
     const diff = this.table.sync(entry, members, { initial: !this.settled }, () => this.monitor.sync(entry.name, entry.config.health, members));
-    this.registryEvents(entry.name, diff.added, diff.removed);
+    this.eventLog.registry(entry.name, diff.added, diff.removed);
     if (diff.added.length + diff.removed.length > 0) {
       this.logger.info(
         { service: entry.name, added: diff.added.map((b) => b.id), removed: diff.removed.map((b) => b.id), members: members.length },
@@ -333,27 +317,13 @@ export class Runtime implements AdminModel {
 
   private onTransition(t: HealthTransition): void {
     this.metrics.healthTransition(t.service, t.to);
-    this.pushEvent({ kind: 'health', at: new Date(t.at).toISOString(), service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason });
+    this.eventLog.health(t);
     this.logger.info({ service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason }, 'health transition');
-  }
-
-  private pushEvent(event: EventView): void {
-    const kind = event.kind ?? 'health';
-    const log = kind === 'health' ? this.eventLog : this.otherEvents[kind];
-    log.push(event);
-    if (log.length > (kind === 'health' ? MAX_EVENTS : MAX_OTHER_EVENTS[kind])) log.shift();
-  }
-
-  /** Registry changes for the events list: one event per backend that joined or left a pool. */
-  private registryEvents(service: string, added: readonly Backend[], removed: readonly Backend[]): void {
-    const at = new Date().toISOString();
-    for (const b of added) this.pushEvent({ kind: 'registry', at, service, backend: b.id, from: '', to: 'joined', reason: `${b.source}: ${b.url}` });
-    for (const b of removed) this.pushEvent({ kind: 'registry', at, service, backend: b.id, from: '', to: 'left', reason: `${b.source}: ${b.url}` });
   }
 
   /** A config reload was applied (`ok`) or refused, for the events list; `detail` says what triggered it or why it failed. */
   noteReload(ok: boolean, detail: string): void {
-    this.pushEvent({ kind: 'reload', at: new Date().toISOString(), service: '', backend: '', from: '', to: ok ? 'applied' : 'refused', reason: detail });
+    this.eventLog.reload(ok, detail);
   }
 
   private *backendSamples(): Iterable<{ service: string; backend: string; up: boolean; inflight: number }> {
@@ -362,54 +332,7 @@ export class Runtime implements AdminModel {
     }
   }
 
-  // ---- AdminModel ---------------------------------------------------------------------------
-
-  services(): ServiceView[] {
-    const config = this.table.config;
-    const order = new Map(config.services.map((s, i) => [s.name, i]));
-    const entries = [...this.table.services().values()].sort((a, b) => (order.get(a.name) ?? 1e9) - (order.get(b.name) ?? 1e9) || a.name.localeCompare(b.name));
-    const origin = config.origin?.services;
-    return entries.map((e) => ({
-      name: e.name,
-      balancer: e.config.balancer,
-      panic: e.pool.panic,
-      ...(e.config.maxConns > 0 ? { queue_depth: e.queueDepth } : {}),
-      config_source: e.configured ? (origin?.[e.name] ?? 'file') : 'registry',
-      backends: e.pool.backends().map((b) => this.view(e, b)),
-    }));
-  }
-
-  private view(entry: ServiceEntry, b: Backend): BackendView {
-    const h = this.store.snapshot(entry.name, b.id);
-    const view: BackendView = {
-      id: b.id,
-      url: b.url,
-      weight: b.weight,
-      source: b.source,
-      // health's answer, drain included: the one owner of a backend's state
-      state: h?.state ?? 'unknown',
-      inflight: b.inflight,
-      requests: b.requests,
-      failures: b.failures,
-      last_change: h === undefined ? null : new Date(h.since).toISOString(),
-      reason: h?.reason ?? '',
-      latency_ewma_ms: latencyView(b, entry.pool.clock()),
-      max_conns: entry.config.maxConns,
-    };
-    if (b.zone !== undefined) view.zone = b.zone;
-    view.effective_weight = b.effectiveWeight;
-    if (h?.lastCheck !== undefined) view.last_check = checkView(h.lastCheck);
-    return view;
-  }
-
-  setDraining(service: string, id: string, draining: boolean): BackendView | undefined {
-    const entry = this.table.get(service);
-    const b = entry?.pool.get(id);
-    // Health holds the admin drain (apart from the registry's) and tells the pool.
-    if (entry === undefined || b === undefined || !this.monitor.setDraining(service, id, draining)) return undefined;
-    this.logger.info({ service, backend: id, draining }, draining ? 'backend drained' : 'backend undrained');
-    return this.view(entry, b);
-  }
+  // ---- admin -------------------------------------------------------------------------------
 
   /**
    * Every registry has listed once and, like Envoy's cluster warm-up, every backend under
@@ -422,43 +345,10 @@ export class Runtime implements AdminModel {
     return this.warm;
   }
 
-  effectiveConfig(): unknown {
-    return redactConfig(describeConfig(this.table.config));
-  }
-
-  configSources(): ConfigSourcesView {
-    const config = this.table.config;
-    const etcd = config.origin?.etcd;
-    const routes = config.origin?.routes ?? [];
-    return {
-      file: config.file,
-      etcd: etcd === undefined ? null : { prefix: etcd.prefix, revision: etcd.revision },
-      routes: { file: config.routes.length - routes.filter((r) => r === 'etcd').length, etcd: routes.filter((r) => r === 'etcd').length },
-    };
-  }
-
-  events(): EventView[] {
-    // Each log is in time order; ISO 8601 UTC strings sort as times, and the sort is stable.
-    return [...this.eventLog, ...this.otherEvents.registry, ...this.otherEvents.reload].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
-  }
-
   /** Route hits counted by cluster workers (by route index), added to this process's. */
   addRouteHits(hits: readonly number[]): void {
     const own = this.table.state.routeHits;
     for (let i = 0; i < hits.length && i < own.length; i++) own[i] = (own[i] ?? 0) + (hits[i] ?? 0);
-  }
-
-  routes(): RouteView[] {
-    const config = this.table.config;
-    const origin = config.origin?.routes;
-    return routeViews(config.routes, this.table.state.routeHits).map((r) => ({ ...r, source: origin?.[r.index] ?? 'file' }));
-  }
-
-  checks(service: string): { id: string; checks: CheckView[] }[] | undefined {
-    const entry = this.table.get(service);
-    if (entry === undefined) return undefined;
-    const health = this.store.get(service);
-    return entry.pool.backends().map((b) => ({ id: b.id, checks: (health?.recentChecks(b.id) ?? []).map(checkView) }));
   }
 
   // ---- shutdown ---------------------------------------------------------------------------

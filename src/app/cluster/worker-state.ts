@@ -1,8 +1,8 @@
 /**
- * A serving worker's view of the proxy: the same `ProxyState` the single-process runtime builds,
- * but its pools are fed by the primary's snapshots instead of registries and health checks.
- * Per-request work is the same as in one process; what crosses to the primary is batched
- * (counter deltas and passive outcomes, see `WorkerStats`).
+ * A serving worker's view of the proxy: the same service table as the single-process runtime
+ * (src/app/service-table.ts), but its pools are fed by the primary's snapshots instead of
+ * registries and health checks. Per-request work is the same as in one process; what crosses to
+ * the primary is batched (counter deltas and passive outcomes: `takeStats`, `takePassive`).
  */
 import type { Backend } from '../../../routing/backend.js';
 import type { PassiveOutcome } from '../../../health/types.js';
