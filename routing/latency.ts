@@ -24,6 +24,13 @@ export const EWMA_DECAY_MS = 10_000;
 export const FAILURE_PENALTY_FLOOR_MS = 250;
 /** ...and at least this many times the service's median latency. */
 export const FAILURE_PENALTY_FACTOR = 10;
+/**
+ * ...but that multiple of the median at most this many ms (30 s, the default `response_headers`
+ * timeout). The median is taken over estimates that include the failing backends' own, so with
+ * half of a service failing it is itself a penalty: without a ceiling every failure multiplied
+ * the estimates by 10 (measured: 4e268 ms after a minute of refused connections).
+ */
+export const FAILURE_PENALTY_CEILING_MS = 30_000;
 
 /** One backend's peak EWMA; all times in ms on the pool's clock. */
 export class PeakEwma {
@@ -103,9 +110,10 @@ export function medianLatency(backends: readonly { readonly latency: PeakEwma }[
  * median latency and at least `FAILURE_PENALTY_FLOOR_MS`. A failure that came back fast (a
  * refused connection, an instant 503) must not make a broken backend look like the fastest one
  * (the "fast failure black hole"); being relative to the median keeps the penalty meaningful for
- * services whose normal latency is far above the floor.
+ * services whose normal latency is far above the floor. The relative part stops at
+ * `FAILURE_PENALTY_CEILING_MS`; a failure that took longer (a timeout) still counts its own time.
  */
 export function failurePenalty(elapsedMs: number, median: number | undefined): number {
-  const relative = median === undefined ? 0 : median * FAILURE_PENALTY_FACTOR;
+  const relative = median === undefined ? 0 : Math.min(median * FAILURE_PENALTY_FACTOR, FAILURE_PENALTY_CEILING_MS);
   return Math.max(elapsedMs, relative, FAILURE_PENALTY_FLOOR_MS);
 }

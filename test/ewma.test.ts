@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Backend } from '../routing/backend.js';
 import { ewma } from '../routing/ewma.js';
-import { EWMA_DECAY_MS, failurePenalty, medianLatency, PeakEwma } from '../routing/latency.js';
+import { EWMA_DECAY_MS, FAILURE_PENALTY_CEILING_MS, failurePenalty, medianLatency, PeakEwma } from '../routing/latency.js';
 import type { PickContext } from '../routing/types.js';
 import { mulberry32 } from './helpers/random.js';
 
@@ -78,8 +78,32 @@ describe('median and failure penalty', () => {
     ['a fast failure: 10 x the median', 2, 40, 400],
     ['a slow failure (a timeout): its own time', 5000, 40, 5000],
     ['a small median: still the floor', 1, 3, 250],
+    ['a huge median (itself a penalty): the ceiling', 2, 1e9, FAILURE_PENALTY_CEILING_MS],
+    ['a failure slower than the ceiling: its own time', 45_000, 1e9, 45_000],
   ] as const)('penalty: %s', (_name, elapsed, median, expected) => {
     expect(failurePenalty(elapsed, median)).toBe(expected);
+  });
+
+  it.each([
+    ['one backend that always fails', ['x'], ['x']],
+    ['two failing of three (a panicking pool)', ['x', 'y', 'ok'], ['x', 'y']],
+  ] as const)('repeated fast failures stay bounded: %s', (_name, ids, failing) => {
+    // the data path's loop (src/proxy/service.ts attemptSettled): each failure's penalty comes from
+    // the median of estimates that include the failing backends' own
+    const bs = ids.map((id) => backend(id));
+    const scratch = { buf: new Float64Array(1) };
+    let now = 0;
+    for (const b of bs) if (!failing.includes(b.id as never)) b.latency.observe(5, now);
+    for (let i = 0; i < 1000; i++) {
+      now += 100;
+      const b = bs.find((x) => x.id === failing[i % failing.length])!;
+      b.latency.observe(failurePenalty(2, medianLatency(bs, now, scratch)), now);
+    }
+    for (const b of bs) {
+      const v = b.latency.value(now)!;
+      expect(Number.isFinite(v)).toBe(true);
+      expect(v).toBeLessThanOrEqual(FAILURE_PENALTY_CEILING_MS);
+    }
   });
 });
 
