@@ -65,10 +65,10 @@ describe('address and url parsers', () => {
     ['[::1]:0', { host: '::1', port: 0 }],
     ['Localhost:65535', { host: 'localhost', port: 65535 }],
   ])('listen address %s', (text, want) => {
-    expect(parseListenAddress(text)).toEqual(want);
+    expect(parseListenAddress(text)).toEqual({ ok: true, value: want });
   });
   it.each(['8080', ':8080', '::1:8080', '127.0.0.1:65536', '127.0.0.1:x', 'a b:1'])('rejects listen address %j', (text) => {
-    expect(typeof parseListenAddress(text)).toBe('string');
+    expect(parseListenAddress(text)).toMatchObject({ ok: false, reason: expect.any(String) });
   });
   it.each([
     ['http://127.0.0.1:9001', 'http://127.0.0.1:9001', '127.0.0.1:9001'],
@@ -77,7 +77,7 @@ describe('address and url parsers', () => {
     ['HTTPS://Api.Internal:8443', 'https://api.internal:8443', 'api.internal:8443'],
     ['h2c://127.0.0.1:50051/', 'h2c://127.0.0.1:50051', '127.0.0.1:50051'],
   ])('backend url %s', (text, url, id) => {
-    expect(parseBackendUrl(text)).toMatchObject({ url, id });
+    expect(parseBackendUrl(text)).toMatchObject({ ok: true, value: { url, id } });
   });
   it.each([
     ['ftp://a:1', /not an http:\/\/, https:\/\/ or h2c:\/\//],
@@ -90,7 +90,9 @@ describe('address and url parsers', () => {
     ['a:1', /not an http/],
     ['http://u@a:1', /credentials/],
   ])('rejects backend url %s', (text, msg) => {
-    expect(parseBackendUrl(text)).toMatch(msg);
+    const r = parseBackendUrl(text);
+    expect(r.ok).toBe(false);
+    if (!r.ok) expect(r.reason).toMatch(msg);
   });
 });
 

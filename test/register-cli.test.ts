@@ -86,7 +86,7 @@ describe('register flags', () => {
     expect(defaultInstanceId('http://127.0.0.1:8080', 'host.example')).toBe('host.example-8080');
     const bad = resolveRegisterFlags({ etcd: ' ', service: 'a/b', url: 'ftp://x', ttl: '0s', weight: '-1', health: 'healthz' });
     expect(bad.ok).toBe(false);
-    if (!bad.ok) expect(bad.errors.map((e) => e.split(':')[0])).toEqual(['--etcd', '--url', '--ttl', '--weight']);
+    if (!bad.ok) expect(bad.reason.map((e) => e.split(':')[0])).toEqual(['--etcd', '--url', '--ttl', '--weight']);
     const badId = resolveRegisterFlags({ etcd: 'e', service: 'web', url: '127.0.0.1:1', id: 'a/b' });
     expect(badId.ok).toBe(false);
   });

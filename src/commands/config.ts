@@ -125,8 +125,8 @@ async function checkForPush(file: string, prefix: string): Promise<Map<string, s
   }
   const desired = await desiredKeys(file, prefix);
   const parsed = parseSharedConfig({ prefix, revision: '0', values: desired });
-  if (parsed.issues !== undefined) {
-    process.stderr.write(`${parsed.issues.map(formatIssue).join('\n')}\n${file}: not pushed (nothing was written)\n`);
+  if (!parsed.ok) {
+    process.stderr.write(`${parsed.reason.map(formatIssue).join('\n')}\n${file}: not pushed (nothing was written)\n`);
     return undefined;
   }
   return desired;

@@ -13,6 +13,7 @@ import { createLogger } from '../observability/log.js';
 import { ErrorCodes } from '../core/errors.js';
 import { normaliseOrigin, parseDroverKey, parseWeight } from '../registry/etcd-values.js';
 import type { RegisterOptions } from '../registry/registrar/options.js';
+import { fail, ok, type Result } from '../core/result.js';
 
 /** Raw flag values as commander hands them over. */
 export interface RegisterFlags {
@@ -45,7 +46,7 @@ export function defaultInstanceId(url: string, hostname: string = os.hostname())
 }
 
 /** Validates the flags; returns the settings or the list of problems. */
-export function resolveRegisterFlags(flags: RegisterFlags): { ok: true; value: RegisterOptions } | { ok: false; errors: string[] } {
+export function resolveRegisterFlags(flags: RegisterFlags): Result<RegisterOptions, string[]> {
   const errors: string[] = [];
   const endpoints = (flags.etcd ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
   const zookeeper = flags.zookeeper?.split(',').map((s) => s.trim()).filter((s) => s !== '').join(',');
@@ -76,10 +77,8 @@ export function resolveRegisterFlags(flags: RegisterFlags): { ok: true; value: R
     const key = parseDroverKey(prefix, `${prefix}${flags.service}/${id}`);
     if (!key.ok) errors.push(`--service/--id: ${JSON.stringify(flags.service)} and ${JSON.stringify(id)} must be non-empty, without / or spaces`);
   }
-  if (errors.length > 0 || !origin.ok || ttlMs === undefined) return { ok: false, errors };
-  return {
-    ok: true,
-    value: {
+  if (errors.length > 0 || !origin.ok || ttlMs === undefined) return fail(errors);
+  return ok({
       endpoints,
       ...(flags.zookeeper !== undefined ? { zookeeper } : {}),
       service: flags.service,
@@ -92,8 +91,7 @@ export function resolveRegisterFlags(flags: RegisterFlags): { ok: true; value: R
       prefix,
       healthIntervalMs: 1000,
       healthThreshold: 2,
-    },
-  };
+  });
 }
 
 /** Adds `drover register` to the program (README "Commands"). */
@@ -113,7 +111,7 @@ export function addRegisterCommand(program: Command): void {
     .option('--prefix <prefix>', 'etcd key prefix', '/drover/services/')
     .action(async (flags: RegisterFlags, cmd: Command) => {
       const resolved = resolveRegisterFlags(flags);
-      if (!resolved.ok) cmd.error(resolved.errors.map((e) => `error: ${e}`).join('\n'), { exitCode: 1, code: ErrorCodes.CLI_USAGE });
+      if (!resolved.ok) cmd.error(resolved.reason.map((e) => `error: ${e}`).join('\n'), { exitCode: 1, code: ErrorCodes.CLI_USAGE });
       const log = createLogger().child({ component: 'register' });
       const opts = resolved.value;
       let registrar: { start(): void; stop(): Promise<void> };

@@ -8,6 +8,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { BALANCER_NAMES } from '../../routing/policies.js';
 import type { BalancerName, HashKeySpec } from '../../routing/types.js';
+import { fail, ok, type Result } from '../core/result.js';
 import { DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_DURATION_MS, parseDuration, parseLongDuration } from './duration.js';
 
 /** Balancer names as written in YAML: owned by the routing layer, re-exported for convenience. */
@@ -52,18 +53,15 @@ function parseHost(text: string): string | undefined {
   return HOSTNAME_PATTERN.test(text) ? text.toLowerCase() : undefined;
 }
 
-/**
- * Parses a listen/admin address `host:port` or `[v6]:port`; port 0-65535 (0 = any free port).
- * Returns an error message instead when it does not parse.
- */
-export function parseListenAddress(text: string): HostPort | string {
+/** Parses a listen/admin address `host:port` or `[v6]:port`; port 0-65535 (0 = any free port). */
+export function parseListenAddress(text: string): Result<HostPort> {
   const i = text.lastIndexOf(':');
-  if (i <= 0) return `"${text}" is not host:port (e.g. 127.0.0.1:8080, [::1]:8080)`;
+  if (i <= 0) return fail(`"${text}" is not host:port (e.g. 127.0.0.1:8080, [::1]:8080)`);
   const host = parseHost(text.slice(0, i));
-  if (host === undefined) return `"${text.slice(0, i)}" is not a valid host (IPv6 needs brackets: [::1]:8080)`;
+  if (host === undefined) return fail(`"${text.slice(0, i)}" is not a valid host (IPv6 needs brackets: [::1]:8080)`);
   const port = parsePort(text.slice(i + 1), 0);
-  if (port === undefined) return `"${text.slice(i + 1)}" is not a port (0-65535)`;
-  return { host, port };
+  if (port === undefined) return fail(`"${text.slice(i + 1)}" is not a port (0-65535)`);
+  return ok({ host, port });
 }
 
 /** A backend origin, normalised. */
@@ -85,54 +83,54 @@ export const BACKEND_SCHEMES: readonly string[] = ['http', 'https', 'h2c'];
  * port); scheme is one of `BACKEND_SCHEMES`. The port is required so that ids (`host:port`) are
  * never ambiguous. Returns an error message when invalid.
  */
-export function parseBackendUrl(text: string): BackendUrl | string {
-  if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(text)) return `"${text}": credentials in a backend URL are not supported`;
+export function parseBackendUrl(text: string): Result<BackendUrl> {
+  if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(text)) return fail(`"${text}": credentials in a backend URL are not supported`);
   const m = /^([a-z][a-z0-9+.-]*):\/\/(\[[^\]]*\]|[^/:?#@\s]*)(?::([^/?#]*))?(\/?)(.*)$/i.exec(text);
   const scheme = m?.[1]?.toLowerCase();
-  if (m === null || scheme === undefined || !BACKEND_SCHEMES.includes(scheme)) return `"${text}" is not an http://, https:// or h2c:// host:port URL`;
+  if (m === null || scheme === undefined || !BACKEND_SCHEMES.includes(scheme)) return fail(`"${text}" is not an http://, https:// or h2c:// host:port URL`);
   const [, , rawHost = '', rawPort, , rest = ''] = m;
-  if (rest !== '') return `"${text}" has a path, query or fragment; a backend URL is just ${scheme}://host:port`;
+  if (rest !== '') return fail(`"${text}" has a path, query or fragment; a backend URL is just ${scheme}://host:port`);
   const host = parseHost(rawHost);
-  if (host === undefined) return `"${rawHost}" is not a valid host`;
-  if (rawPort === undefined || rawPort === '') return `"${text}" needs an explicit port: ${scheme}://host:port`;
+  if (host === undefined) return fail(`"${rawHost}" is not a valid host`);
+  if (rawPort === undefined || rawPort === '') return fail(`"${text}" needs an explicit port: ${scheme}://host:port`);
   const port = parsePort(rawPort, 1);
-  if (port === undefined) return `"${rawPort}" is not a port (1-65535)`;
+  if (port === undefined) return fail(`"${rawPort}" is not a port (1-65535)`);
   const hostPart = host.includes(':') ? `[${host}]` : host;
-  return { host, port, url: `${scheme}://${hostPart}:${port}`, id: `${hostPart}:${port}` };
+  return ok({ host, port, url: `${scheme}://${hostPart}:${port}`, id: `${hostPart}:${port}` });
 }
 
-/** Checks a trusted-proxy entry: an IPv4/IPv6 address or CIDR. Returns an error message or undefined. */
-export function checkCidr(text: string): string | undefined {
+/** Checks a trusted-proxy entry: an IPv4/IPv6 address or CIDR. */
+export function checkCidr(text: string): Result<string> {
   const [addr = '', bits, ...extra] = text.split('/');
   const family = isIP(addr);
-  if (family === 0 || extra.length > 0) return `"${text}" is not an IP address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`;
-  if (bits === undefined) return undefined;
+  if (family === 0 || extra.length > 0) return fail(`"${text}" is not an IP address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`);
+  if (bits === undefined) return ok(text);
   const max = family === 4 ? 32 : 128;
-  if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) return `"${text}": prefix length must be 0-${max}`;
-  return undefined;
+  if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) return fail(`"${text}": prefix length must be 0-${max}`);
+  return ok(text);
 }
 
 /** Parses `hash_key` (`ip`, `path`, `header:NAME`, `cookie:NAME`); header names are lower-cased. */
-export function parseHashKey(text: string): HashKeySpec | string {
-  if (text === 'ip') return { kind: 'ip' };
-  if (text === 'path') return { kind: 'path' };
+export function parseHashKey(text: string): Result<HashKeySpec> {
+  if (text === 'ip') return ok({ kind: 'ip' });
+  if (text === 'path') return ok({ kind: 'path' });
   const m = /^(header|cookie):(.+)$/.exec(text);
   if (m !== null && TOKEN_PATTERN.test(m[2] ?? '')) {
     const name = m[2] ?? '';
-    return m[1] === 'header' ? { kind: 'header', name: name.toLowerCase() } : { kind: 'cookie', name };
+    return ok(m[1] === 'header' ? { kind: 'header', name: name.toLowerCase() } : { kind: 'cookie', name });
   }
-  return `"${text}" is not a hash key; use ip, path, header:NAME or cookie:NAME`;
+  return fail(`"${text}" is not a hash key; use ip, path, header:NAME or cookie:NAME`);
 }
 
 /** Parses `expect_status`: a status `200` or an inclusive range `200-399`. */
-export function parseStatusRange(value: number | string): { min: number; max: number } | string {
+export function parseStatusRange(value: number | string): Result<{ min: number; max: number }> {
   const m = /^(\d{3})(?:-(\d{3}))?$/.exec(String(value));
   const min = Number(m?.[1]);
   const max = m?.[2] === undefined ? min : Number(m[2]);
   if (m === null || min < 100 || max > 599 || min > max) {
-    return `"${String(value)}" is not a status or range of statuses (e.g. 200, 200-399)`;
+    return fail(`"${String(value)}" is not a status or range of statuses (e.g. 200, 200-399)`);
   }
-  return { min, max };
+  return ok({ min, max });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -144,15 +142,15 @@ export function parseStatusRange(value: number | string): { min: number; max: nu
  */
 const onAnyMap = { when: (p: { value: unknown }): boolean => typeof p.value === 'object' && p.value !== null && !Array.isArray(p.value) };
 
-/** Turns a parser's string result into a zod issue, its value into the output. */
-function parsedBy<T>(parse: (text: string) => T | string) {
+/** Turns a parser's refusal into a zod issue, its value into the output. */
+function parsedBy<T>(parse: (text: string) => Result<T>) {
   return (text: string, ctx: z.RefinementCtx): T => {
     const r = parse(text);
-    if (typeof r === 'string') {
-      ctx.issues.push({ code: 'custom', message: r, input: text });
+    if (!r.ok) {
+      ctx.issues.push({ code: 'custom', message: r.reason, input: text });
       return z.NEVER;
     }
-    return r;
+    return r.value;
   };
 }
 
@@ -697,8 +695,8 @@ export const configSchema = z
     trusted_proxies: z
       .array(
         z.string().superRefine((s, ctx) => {
-          const err = checkCidr(s);
-          if (err !== undefined) ctx.addIssue({ code: 'custom', message: err });
+          const r = checkCidr(s);
+          if (!r.ok) ctx.addIssue({ code: 'custom', message: r.reason });
         }),
       )
       .default([])

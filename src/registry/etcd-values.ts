@@ -14,6 +14,7 @@
  * removes nothing: the last valid member stays (a registry typo never empties a pool).
  */
 import type { MemberSpec } from '../../routing/types.js';
+import { fail, ok, type Result } from '../core/result.js';
 
 /** Key layouts of the etcd registry (`registry.etcd.layout`). */
 export type EtcdLayout = 'drover' | 'traefik' | 'skydns';
@@ -24,11 +25,6 @@ export const ETCD_SOURCE = 'etcd';
 /** Largest weight accepted from the registry; larger values are treated as typos. */
 export const MAX_WEIGHT = 1_000_000;
 
-/** Result of a parse: a value or the reason it was refused. */
-export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
-
-const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
-const fail = <T>(reason: string): Parsed<T> => ({ ok: false, reason });
 
 /** The fields of a member that come from a value (everything but `id` and `source`). */
 export interface MemberValue {
@@ -65,7 +61,7 @@ const BAD_SEGMENT = /[\s\u0000-\u001f\u007f]/;
  * the port is always written out. Refuses other schemes, paths, queries, fragments, credentials,
  * whitespace and control characters: a registry value names a backend, not a URL.
  */
-export function normaliseOrigin(raw: string): Parsed<string> {
+export function normaliseOrigin(raw: string): Result<string> {
   const text = raw.trim();
   if (text === '') return fail('empty address');
   // WHATWG URL parsing strips tabs and newlines inside (`http://h\t1:80` is `http://h1:80`):
@@ -102,7 +98,7 @@ function isPlainObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Checks a weight: a finite number in (0, MAX_WEIGHT]. */
-export function parseWeight(v: unknown): Parsed<number> {
+export function parseWeight(v: unknown): Result<number> {
   const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
   if (typeof n !== 'number' || !Number.isFinite(n)) return fail(`weight must be a number, got ${JSON.stringify(v)}`);
   if (n <= 0) return fail(`weight must be > 0 (use "draining": true to stop new traffic), got ${n}`);
@@ -114,7 +110,7 @@ export function parseWeight(v: unknown): Parsed<number> {
  * Parses a `drover`-layout value: JSON object, bare `host:port` or `http://host:port`.
  * JSON fields other than url/weight/zone/draining/meta are ignored (forward compatibility).
  */
-export function parseMemberValue(raw: string): Parsed<MemberValue> {
+export function parseMemberValue(raw: string): Result<MemberValue> {
   const text = raw.trim();
   if (text === '') return fail('empty value');
   if (!text.startsWith('{')) {
@@ -161,7 +157,7 @@ function validSegment(s: string | undefined): s is string {
  * Splits a `drover`-layout key `<prefix><service>/<instance-id>`. Keys outside the prefix, or
  * deeper or shallower than service/id, are refused (the registry counts them invalid).
  */
-export function parseDroverKey(prefix: string, key: string): Parsed<DroverKey> {
+export function parseDroverKey(prefix: string, key: string): Result<DroverKey> {
   if (!key.startsWith(prefix)) return fail(`key is outside the prefix ${prefix}`);
   const parts = key.slice(prefix.length).split('/');
   if (parts.length !== 2 || !validSegment(parts[0]) || !validSegment(parts[1])) {
@@ -207,7 +203,7 @@ function member(id: string, v: MemberValue, source: string): MemberSpec {
 }
 
 /** Turns one key and its value into a member of one service, or says why not. */
-export type KeyMemberParser = (key: string, value: string) => Parsed<{ readonly service: string; readonly member: MemberSpec }>;
+export type KeyMemberParser = (key: string, value: string) => Result<{ readonly service: string; readonly member: MemberSpec }>;
 
 /**
  * A layout with one key per member (drover, skydns): `parse` reads a key and its value; an
@@ -255,7 +251,7 @@ export function droverModel(prefix: string, source: string): KeyspaceModel {
 }
 
 /** Parses JSON that must be an object. */
-export function parseJsonObject(raw: string): Parsed<Record<string, unknown>> {
+export function parseJsonObject(raw: string): Result<Record<string, unknown>> {
   let doc: unknown;
   try {
     doc = JSON.parse(raw);
@@ -266,7 +262,7 @@ export function parseJsonObject(raw: string): Parsed<Record<string, unknown>> {
 }
 
 /** `http://host:port` from separate JSON fields (`host` a name or IP, IPv6 without brackets; `port` 1-65535). */
-export function hostPortOrigin(host: unknown, port: unknown): Parsed<string> {
+export function hostPortOrigin(host: unknown, port: unknown): Result<string> {
   if (typeof host !== 'string' || host === '') return fail('"host" must be a non-empty string');
   const p = typeof port === 'string' && /^\d+$/.test(port) ? Number(port) : port;
   if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535) return fail('"port" must be a whole number 1-65535');

@@ -16,7 +16,8 @@
  * a member needs a port. Pure; no I/O.
  */
 import type { MemberSpec } from '../../routing/types.js';
-import { KeyPerMemberModel, MAX_WEIGHT, hostPortOrigin, parseJsonObject, type KeyspaceModel, type Parsed } from './etcd-values.js';
+import { KeyPerMemberModel, MAX_WEIGHT, hostPortOrigin, parseJsonObject, type KeyspaceModel } from './etcd-values.js';
+import type { Result } from '../core/result.js';
 
 /** Where a `skydns`-layout key points. */
 export interface SkyDnsKey {
@@ -29,7 +30,7 @@ const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?$/;
 const ID = /^[^/\s\u0000-\u001f\u007f]+$/;
 
 /** Splits `<prefix><label>/.../<label>/<id>` into the service (labels reversed, joined by `.`) and the id. */
-export function parseSkyDnsKey(prefix: string, key: string): Parsed<SkyDnsKey> {
+export function parseSkyDnsKey(prefix: string, key: string): Result<SkyDnsKey> {
   if (!key.startsWith(prefix)) return { ok: false, reason: `key is outside the prefix ${prefix}` };
   const parts = key.slice(prefix.length).split('/');
   const id = parts.pop();
@@ -39,7 +40,7 @@ export function parseSkyDnsKey(prefix: string, key: string): Parsed<SkyDnsKey> {
 }
 
 /** Parses a SkyDNS record value into a member's url and weight. */
-export function parseSkyDnsValue(raw: string): Parsed<{ url: string; weight: number; meta: Record<string, unknown> }> {
+export function parseSkyDnsValue(raw: string): Result<{ url: string; weight: number; meta: Record<string, unknown> }> {
   const doc = parseJsonObject(raw);
   if (!doc.ok) return doc;
   const d = doc.value;

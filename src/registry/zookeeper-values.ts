@@ -10,7 +10,8 @@
  *   `labels.az` or `labels.zone`, when a string, becomes the member's zone.
  */
 import type { MemberSpec } from '../../routing/types.js';
-import { hostPortOrigin, parseJsonObject, parseMemberValue, parseWeight, type Parsed } from './etcd-values.js';
+import { hostPortOrigin, parseJsonObject, parseMemberValue, parseWeight } from './etcd-values.js';
+import type { Result } from '../core/result.js';
 
 /** The `source` of every member the ZooKeeper registry reports. */
 export const ZOOKEEPER_SOURCE = 'zookeeper';
@@ -21,7 +22,7 @@ export type ZooKeeperLayout = 'drover' | 'nerve';
 const BAD_ID = /[\s/\u0000-\u001f\u007f]/;
 
 /** Parses Nerve's JSON registration. */
-export function parseNerveValue(raw: string): Parsed<{ url: string; weight: number; zone?: string | undefined; meta: Record<string, unknown> }> {
+export function parseNerveValue(raw: string): Result<{ url: string; weight: number; zone?: string | undefined; meta: Record<string, unknown> }> {
   const doc = parseJsonObject(raw);
   if (!doc.ok) return doc;
   const d = doc.value;
@@ -46,7 +47,7 @@ export function parseNerveValue(raw: string): Parsed<{ url: string; weight: numb
  * Turns one instance znode (its name and data) into a member of `source`, or says why not.
  * An empty znode is invalid (a registrant that wrote nothing names no backend).
  */
-export function parseInstanceNode(layout: ZooKeeperLayout, name: string, data: string, source: string = ZOOKEEPER_SOURCE): Parsed<MemberSpec> {
+export function parseInstanceNode(layout: ZooKeeperLayout, name: string, data: string, source: string = ZOOKEEPER_SOURCE): Result<MemberSpec> {
   if (name === '' || BAD_ID.test(name)) return { ok: false, reason: `instance name ${JSON.stringify(name)} is not a valid member id` };
   if (layout === 'nerve') {
     const v = parseNerveValue(data);
