@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ServiceHealth, ejectionDuration, formatDuration, isPassiveFailure } from '../health/state.js';
+import { ServiceHealth, ejectionDuration, isPassiveFailure } from '../health/state.js';
+import { formatDuration } from '../health/duration.js';
 import { HealthStore } from '../health/store.js';
 import type {
   ActiveCheckConfig,
@@ -632,17 +633,6 @@ describe('helpers', () => {
     { o: { kind: 'timeout' } as PassiveOutcome, failed: true },
   ])('isPassiveFailure($o) = $failed', ({ o, failed }) => {
     expect(isPassiveFailure(o)).toBe(failed);
-  });
-
-  it.each([
-    [250, '250ms'],
-    [1000, '1s'],
-    [30_000, '30s'],
-    [90_000, '90s'],
-    [120_000, '2m'],
-    [1500, '1500ms'],
-  ])('formatDuration(%i) = %s', (ms, want) => {
-    expect(formatDuration(ms)).toBe(want);
   });
 });
 

@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Etcd3 } from 'etcd3';
 import { describeEtcd, startEtcd, type EtcdServer } from './helpers/etcd.js';
-import { defaultInstanceId, parseDurationMs, resolveRegisterFlags } from '../src/commands/register.js';
+import { defaultInstanceId, resolveRegisterFlags } from '../src/commands/register.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(root, 'bin/drover');
@@ -58,17 +58,6 @@ async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: numbe
 }
 
 describe('register flags', () => {
-  it.each([
-    ['250ms', 250],
-    ['10s', 10_000],
-    ['2m', 120_000],
-    ['7', 7000],
-    ['x', undefined],
-    ['10 parsecs', undefined],
-  ])('duration %s', (text, want) => {
-    expect(parseDurationMs(text)).toBe(want);
-  });
-
   it('resolves defaults and reports every bad flag', () => {
     const ok = resolveRegisterFlags({ etcd: 'http://a:2379, http://b:2379', service: 'web', url: '127.0.0.1:8080', health: '/healthz', prefix: '/p' });
     expect(ok).toMatchObject({
@@ -89,6 +78,10 @@ describe('register flags', () => {
     if (!bad.ok) expect(bad.reason.map((e) => e.split(':')[0])).toEqual(['--etcd', '--url', '--ttl', '--weight']);
     const badId = resolveRegisterFlags({ etcd: 'e', service: 'web', url: '127.0.0.1:1', id: 'a/b' });
     expect(badId.ok).toBe(false);
+    // --ttl and --weight take what the config takes (src/config/values.ts)
+    expect(resolveRegisterFlags({ etcd: 'e', service: 'web', url: '127.0.0.1:1', ttl: '1m30s', weight: '0.5' })).toMatchObject({ ok: true, value: { ttlSeconds: 90, weight: 0.5 } });
+    const bareTtl = resolveRegisterFlags({ etcd: 'e', service: 'web', url: '127.0.0.1:1', ttl: '10' });
+    expect(bareTtl.ok ? [] : bareTtl.reason).toEqual(['--ttl: "10" is not a duration; write e.g. 250ms, 5s, 2m, 1h or 1m30s (a duration of at least 1s, as in the config: 10s, 1m30s)']);
   });
 });
 

@@ -3,7 +3,7 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../src/observability/log.js';
 import { ServiceDirectory } from '../src/registry/directory.js';
-import { normaliseOrigin } from '../src/registry/etcd-values.js';
+import { parseBackendUrl } from '../src/config/values.js';
 import { waitUntil } from './helpers/raw-backend.js';
 
 describe('invalid registry entries in the log', () => {
@@ -19,7 +19,7 @@ describe('invalid registry entries in the log', () => {
     });
     const garbage = 'x'.repeat(1024 * 1024);
     for (let i = 0; i < 5; i++) {
-      const parsed = normaliseOrigin(`${garbage} ${i}`);
+      const parsed = parseBackendUrl(`${garbage} ${i}`);
       expect(parsed.ok).toBe(false);
       dir.invalidEntry('etcd', '/drover/services/web/a', parsed.ok ? '' : parsed.reason);
     }

@@ -19,9 +19,9 @@ import {
   servicesFileMapSchema,
   SERVICE_NAME_PATTERN,
   SERVICE_ONLY_KEYS,
-  type HostPort,
   type ParsedConfig,
 } from './schema.js';
+import type { HostPort } from './values.js';
 
 export type { ConfigIssue };
 

@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { BALANCER_NAMES } from '../../routing/policies.js';
 import type { BalancerName, HashKeySpec } from '../../routing/types.js';
 import { fail, ok, type Result } from '../core/result.js';
-import { DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_DURATION_MS, parseDuration, parseLongDuration } from './duration.js';
+import { DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_WEIGHT, durationProblem, parseBackendUrl, parseDuration, parseListenAddress, parseLongDuration, type HostPort } from './values.js';
 
 /** Balancer names as written in YAML: owned by the routing layer, re-exported for convenience. */
 export { BALANCER_NAMES };
@@ -27,77 +27,9 @@ const TOKEN_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HOST_MATCH_PATTERN = /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 /** A DNS name as written in `services.<name>.dns` (labels may start with `_`, a trailing dot is allowed). */
 const HOSTNAME_PATTERN_DNS = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.?$/;
-const HOSTNAME_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 
 // ---------------------------------------------------------------------------------------------
-// Value parsers shared with registries (etcd values use the same backend URL rules).
-
-/** A `host:port` pair; `host` has no brackets (`::1`, not `[::1]`). */
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
-
-function parsePort(text: string, min: number): number | undefined {
-  if (!/^\d{1,5}$/.test(text)) return undefined;
-  const port = Number(text);
-  return port >= min && port <= 65535 ? port : undefined;
-}
-
-function parseHost(text: string): string | undefined {
-  if (text.startsWith('[') && text.endsWith(']')) {
-    const inner = text.slice(1, -1);
-    return isIP(inner) === 6 ? inner.toLowerCase() : undefined;
-  }
-  if (isIP(text) === 4) return text;
-  return HOSTNAME_PATTERN.test(text) ? text.toLowerCase() : undefined;
-}
-
-/** Parses a listen/admin address `host:port` or `[v6]:port`; port 0-65535 (0 = any free port). */
-export function parseListenAddress(text: string): Result<HostPort> {
-  const i = text.lastIndexOf(':');
-  if (i <= 0) return fail(`"${text}" is not host:port (e.g. 127.0.0.1:8080, [::1]:8080)`);
-  const host = parseHost(text.slice(0, i));
-  if (host === undefined) return fail(`"${text.slice(0, i)}" is not a valid host (IPv6 needs brackets: [::1]:8080)`);
-  const port = parsePort(text.slice(i + 1), 0);
-  if (port === undefined) return fail(`"${text.slice(i + 1)}" is not a port (0-65535)`);
-  return ok({ host, port });
-}
-
-/** A backend origin, normalised. */
-export interface BackendUrl extends HostPort {
-  /** `scheme://host:port` (scheme http, https or h2c), lower-case host, IPv6 in brackets, no path */
-  readonly url: string;
-  /** `host:port` (IPv6 in brackets): the default backend id */
-  readonly id: string;
-}
-
-/**
- * Schemes a backend URL may use: `http` (HTTP/1.1), `https` (HTTP/1.1 over TLS, see
- * `services.<name>.tls`) and `h2c` (HTTP/2 without TLS, e.g. gRPC servers).
- */
-export const BACKEND_SCHEMES: readonly string[] = ['http', 'https', 'h2c'];
-
-/**
- * Parses a backend URL `scheme://host:port` (a trailing `/` is allowed, nothing else after the
- * port); scheme is one of `BACKEND_SCHEMES`. The port is required so that ids (`host:port`) are
- * never ambiguous. Returns an error message when invalid.
- */
-export function parseBackendUrl(text: string): Result<BackendUrl> {
-  if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(text)) return fail(`"${text}": credentials in a backend URL are not supported`);
-  const m = /^([a-z][a-z0-9+.-]*):\/\/(\[[^\]]*\]|[^/:?#@\s]*)(?::([^/?#]*))?(\/?)(.*)$/i.exec(text);
-  const scheme = m?.[1]?.toLowerCase();
-  if (m === null || scheme === undefined || !BACKEND_SCHEMES.includes(scheme)) return fail(`"${text}" is not an http://, https:// or h2c:// host:port URL`);
-  const [, , rawHost = '', rawPort, , rest = ''] = m;
-  if (rest !== '') return fail(`"${text}" has a path, query or fragment; a backend URL is just ${scheme}://host:port`);
-  const host = parseHost(rawHost);
-  if (host === undefined) return fail(`"${rawHost}" is not a valid host`);
-  if (rawPort === undefined || rawPort === '') return fail(`"${text}" needs an explicit port: ${scheme}://host:port`);
-  const port = parsePort(rawPort, 1);
-  if (port === undefined) return fail(`"${rawPort}" is not a port (1-65535)`);
-  const hostPart = host.includes(':') ? `[${host}]` : host;
-  return ok({ host, port, url: `${scheme}://${hostPart}:${port}`, id: `${hostPart}:${port}` });
-}
+// Value parsers of the config alone (addresses, weights and durations: ./values.ts).
 
 /** Checks a trusted-proxy entry: an IPv4/IPv6 address or CIDR. */
 export function checkCidr(text: string): Result<string> {
@@ -159,12 +91,12 @@ function duration(description: string) {
   return z
     .string()
     .regex(DURATION_PATTERN, {
-      error: (iss) => `"${String(iss.input)}" is not a duration; write e.g. 250ms, 5s, 2m, 1h or 1m30s`,
+      error: (iss) => durationProblem(String(iss.input)),
     })
     .transform((text, ctx) => {
       const ms = parseDuration(text);
       if (ms === undefined) {
-        ctx.issues.push({ code: 'custom', message: `"${text}" is too long (at most ${MAX_DURATION_MS} ms, about 596h)`, input: text });
+        ctx.issues.push({ code: 'custom', message: durationProblem(text), input: text });
         return z.NEVER;
       }
       return ms;
@@ -260,8 +192,13 @@ const backendSchema = z
     url: z
       .string()
       .transform(parsedBy(parseBackendUrl))
-      .describe('http://, https:// or h2c:// host:port of the backend (port required)'),
-    weight: z.int().min(1).max(1000).default(1).describe('relative share of traffic, 1-1000 (default 1)'),
+      .describe('host:port (HTTP/1.1), or http://, https:// or h2c:// host:port of the backend (port required)'),
+    weight: z
+      .number()
+      .gt(0, { error: (iss) => `weight must be > 0 (use draining: true to stop new traffic), got ${String(iss.input)}` })
+      .max(MAX_WEIGHT)
+      .default(1)
+      .describe(`relative share of traffic, a number > 0 and at most ${MAX_WEIGHT} (default 1)`),
     id: z
       .string()
       .regex(BACKEND_ID_PATTERN, { error: (iss) => `"${String(iss.input)}" is not a valid id (no "/" or spaces)` })

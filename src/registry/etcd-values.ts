@@ -5,7 +5,8 @@
  *
  * Layouts (README "Registry keys"):
  * - `drover`: `<prefix><service>/<instance-id>` = JSON `{"url","weight","zone","draining","meta"}`,
- *   or bare `host:port`, or `http://host:port` (`https://` and `h2c://` too).
+ *   or bare `host:port`, or `http://host:port` (`https://` and `h2c://` too): addresses and
+ *   weights follow the one grammar of src/config/values.ts.
  * - `traefik`: `<prefix>http/services/<svc>/loadbalancer/servers/<n>/url` and `.../weight`.
  * - `skydns`: `<prefix><reversed domain labels>/<id>` = SkyDNS JSON (src/registry/skydns-values.ts).
  *   The model for a layout comes from src/registry/keyspace.ts.
@@ -15,15 +16,13 @@
  */
 import type { MemberSpec } from '../../routing/types.js';
 import { fail, ok, type Result } from '../core/result.js';
+import { parseBackendUrl, parseWeight } from '../config/values.js';
 
 /** Key layouts of the etcd registry (`registry.etcd.layout`). */
 export type EtcdLayout = 'drover' | 'traefik' | 'skydns';
 
 /** The `source` of every member the etcd registry reports. */
 export const ETCD_SOURCE = 'etcd';
-
-/** Largest weight accepted from the registry; larger values are treated as typos. */
-export const MAX_WEIGHT = 1_000_000;
 
 
 /** The fields of a member that come from a value (everything but `id` and `source`). */
@@ -55,55 +54,8 @@ export interface TraefikKey {
 // Control characters and whitespace in a name segment are almost always a writer's bug.
 const BAD_SEGMENT = /[\s\u0000-\u001f\u007f]/;
 
-/**
- * Normalises a backend address to the origin `scheme://host:port`. Accepts `host:port` (http),
- * `http://host:port`, `https://host:port` and `h2c://host:port`, with an optional trailing `/`;
- * the port is always written out. Refuses other schemes, paths, queries, fragments, credentials,
- * whitespace and control characters: a registry value names a backend, not a URL.
- */
-export function normaliseOrigin(raw: string): Result<string> {
-  const text = raw.trim();
-  if (text === '') return fail('empty address');
-  // WHATWG URL parsing strips tabs and newlines inside (`http://h\t1:80` is `http://h1:80`):
-  // a value with whitespace or control characters is a broken write, not an address
-  if (/[\x00-\x20\x7f]/.test(text)) return fail(`whitespace or a control character in ${JSON.stringify(text)}`);
-  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(text)?.[1]?.toLowerCase();
-  // h2c is not a scheme WHATWG URL knows (its host would stay opaque): parse it as http.
-  const asHttp = scheme === undefined ? `http://${text}` : scheme === 'h2c' ? `http${text.slice(3)}` : text;
-  let url: URL;
-  try {
-    url = new URL(asHttp);
-  } catch {
-    return fail(`not a host:port or http:// URL: ${JSON.stringify(text)}`);
-  }
-  const protocol = scheme === 'h2c' ? 'h2c:' : url.protocol;
-  if (protocol !== 'http:' && protocol !== 'https:' && protocol !== 'h2c:') {
-    return fail(`unsupported scheme ${protocol.replace(/:$/, '')} (http, https or h2c)`);
-  }
-  if (url.hostname === '') return fail('missing host');
-  if (url.username !== '' || url.password !== '') return fail('credentials are not allowed in a backend URL');
-  if (url.pathname !== '/' && url.pathname !== '') return fail(`a backend URL has no path (got ${url.pathname})`);
-  if (url.search !== '' || url.hash !== '') return fail('a backend URL has no query or fragment');
-  // The port must be written out, 1-65535: registrator writes one, and guessing 80 or 443 hides
-  // mistakes (the URL parser turns an explicit default port into no port, hence the look at the text).
-  const written = /:([0-9]+)\/?$/.exec(text)?.[1];
-  if (written === undefined) return fail('missing port');
-  const port = Number(written);
-  if (port < 1 || port > 65535) return fail(`port ${written} is not in 1-65535`);
-  return ok(`${protocol}//${url.hostname}:${port}`);
-}
-
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Checks a weight: a finite number in (0, MAX_WEIGHT]. */
-export function parseWeight(v: unknown): Result<number> {
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isFinite(n)) return fail(`weight must be a number, got ${JSON.stringify(v)}`);
-  if (n <= 0) return fail(`weight must be > 0 (use "draining": true to stop new traffic), got ${n}`);
-  if (n > MAX_WEIGHT) return fail(`weight must be <= ${MAX_WEIGHT}, got ${n}`);
-  return ok(n);
 }
 
 /**
@@ -114,8 +66,8 @@ export function parseMemberValue(raw: string): Result<MemberValue> {
   const text = raw.trim();
   if (text === '') return fail('empty value');
   if (!text.startsWith('{')) {
-    const origin = normaliseOrigin(text);
-    return origin.ok ? ok({ url: origin.value, weight: 1, draining: false }) : origin;
+    const backend = parseBackendUrl(text);
+    return backend.ok ? ok({ url: backend.value.url, weight: 1, draining: false }) : backend;
   }
   let doc: unknown;
   try {
@@ -125,8 +77,8 @@ export function parseMemberValue(raw: string): Result<MemberValue> {
   }
   if (!isPlainObject(doc)) return fail('value must be a JSON object');
   if (typeof doc['url'] !== 'string') return fail('"url" must be a string');
-  const origin = normaliseOrigin(doc['url']);
-  if (!origin.ok) return fail(`"url": ${origin.reason}`);
+  const backend = parseBackendUrl(doc['url']);
+  if (!backend.ok) return fail(`"url": ${backend.reason}`);
   let weight = 1;
   if (doc['weight'] !== undefined) {
     if (typeof doc['weight'] !== 'number') return fail('"weight" must be a number');
@@ -141,7 +93,7 @@ export function parseMemberValue(raw: string): Result<MemberValue> {
   const meta = doc['meta'];
   if (meta !== undefined && meta !== null && !isPlainObject(meta)) return fail('"meta" must be an object');
   return ok({
-    url: origin.value,
+    url: backend.value.url,
     weight,
     zone: typeof zone === 'string' && zone !== '' ? zone : undefined,
     draining: draining === true,
@@ -261,15 +213,6 @@ export function parseJsonObject(raw: string): Result<Record<string, unknown>> {
   return isPlainObject(doc) ? ok(doc) : fail('value must be a JSON object');
 }
 
-/** `http://host:port` from separate JSON fields (`host` a name or IP, IPv6 without brackets; `port` 1-65535). */
-export function hostPortOrigin(host: unknown, port: unknown): Result<string> {
-  if (typeof host !== 'string' || host === '') return fail('"host" must be a non-empty string');
-  const p = typeof port === 'string' && /^\d+$/.test(port) ? Number(port) : port;
-  if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535) return fail('"port" must be a whole number 1-65535');
-  const origin = normaliseOrigin(`${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${p}`);
-  return origin.ok ? origin : fail(`"host": ${origin.reason}`);
-}
-
 interface TraefikServer {
   url?: string | undefined;
   weight?: string | undefined;
@@ -341,11 +284,11 @@ export class TraefikModel implements KeyspaceModel {
   private recompute(key: string, service: string, id: string, s: TraefikServer): ModelEffect[] {
     if (s.url === undefined) return [];
     const effects: ModelEffect[] = [];
-    const origin = normaliseOrigin(s.url);
-    if (!origin.ok) {
+    const backend = parseBackendUrl(s.url);
+    if (!backend.ok) {
       // Report against the url key even when the weight changed: that is what needs fixing.
       const urlKey = key.replace(/weight$/, 'url');
-      return [{ type: 'invalid', key: urlKey, reason: origin.reason }];
+      return [{ type: 'invalid', key: urlKey, reason: backend.reason }];
     }
     let weight = 1;
     if (s.weight !== undefined) {
@@ -353,7 +296,7 @@ export class TraefikModel implements KeyspaceModel {
       if (w.ok) weight = w.value;
       else effects.push({ type: 'invalid', key: key.replace(/url$/, 'weight'), reason: w.reason });
     }
-    const m: MemberSpec = { id, url: origin.value, weight, draining: false, source: this.source };
+    const m: MemberSpec = { id, url: backend.value.url, weight, draining: false, source: this.source };
     s.current = m;
     effects.push({ type: 'put', service, member: m });
     return effects;

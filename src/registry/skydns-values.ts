@@ -16,7 +16,8 @@
  * a member needs a port. Pure; no I/O.
  */
 import type { MemberSpec } from '../../routing/types.js';
-import { KeyPerMemberModel, MAX_WEIGHT, hostPortOrigin, parseJsonObject, type KeyspaceModel } from './etcd-values.js';
+import { KeyPerMemberModel, parseJsonObject, type KeyspaceModel } from './etcd-values.js';
+import { backendFromFields, parseWeight } from '../config/values.js';
 import type { Result } from '../core/result.js';
 
 /** Where a `skydns`-layout key points. */
@@ -45,15 +46,19 @@ export function parseSkyDnsValue(raw: string): Result<{ url: string; weight: num
   if (!doc.ok) return doc;
   const d = doc.value;
   if (d['port'] === undefined) return { ok: false, reason: '"port" is missing (a record without port is an A record, not a member)' };
-  const origin = hostPortOrigin(d['host'], d['port']);
-  if (!origin.ok) return origin;
+  const backend = backendFromFields(d['host'], d['port']);
+  if (!backend.ok) return backend;
+  // SkyDNS: a weight of 0 (or none) means "no weight given", i.e. the default 1
   const w = d['weight'];
-  if (w !== undefined && (typeof w !== 'number' || !Number.isFinite(w) || w < 0 || w > MAX_WEIGHT)) {
-    return { ok: false, reason: `"weight" must be a number 0-${MAX_WEIGHT}` };
+  let weight = 1;
+  if (w !== undefined && w !== 0) {
+    const parsed = typeof w === 'number' ? parseWeight(w) : undefined;
+    if (parsed === undefined || !parsed.ok) return { ok: false, reason: `"weight": ${parsed?.reason ?? `weight must be a number, got ${JSON.stringify(w)}`}` };
+    weight = parsed.value;
   }
   const meta: Record<string, unknown> = {};
   if (typeof d['priority'] === 'number') meta['priority'] = d['priority'];
-  return { ok: true, value: { url: origin.value, weight: typeof w === 'number' && w > 0 ? w : 1, meta } };
+  return { ok: true, value: { url: backend.value.url, weight, meta } };
 }
 
 /** `skydns` layout: one key per member. */

@@ -10,7 +10,8 @@
  *   `labels.az` or `labels.zone`, when a string, becomes the member's zone.
  */
 import type { MemberSpec } from '../../routing/types.js';
-import { hostPortOrigin, parseJsonObject, parseMemberValue, parseWeight } from './etcd-values.js';
+import { parseJsonObject, parseMemberValue } from './etcd-values.js';
+import { backendFromFields, parseWeight } from '../config/values.js';
 import type { Result } from '../core/result.js';
 
 /** The `source` of every member the ZooKeeper registry reports. */
@@ -26,8 +27,8 @@ export function parseNerveValue(raw: string): Result<{ url: string; weight: numb
   const doc = parseJsonObject(raw);
   if (!doc.ok) return doc;
   const d = doc.value;
-  const origin = hostPortOrigin(d['host'], d['port']);
-  if (!origin.ok) return origin;
+  const backend = backendFromFields(d['host'], d['port']);
+  if (!backend.ok) return backend;
   let weight = 1;
   if (d['weight'] !== undefined && d['weight'] !== null) {
     const w = parseWeight(d['weight']);
@@ -40,7 +41,7 @@ export function parseNerveValue(raw: string): Result<{ url: string; weight: numb
   const meta: Record<string, unknown> = {};
   if (typeof d['name'] === 'string') meta['name'] = d['name'];
   if (labelObj !== undefined) meta['labels'] = labelObj;
-  return { ok: true, value: { url: origin.value, weight, zone: typeof zone === 'string' && zone !== '' ? zone : undefined, meta } };
+  return { ok: true, value: { url: backend.value.url, weight, zone: typeof zone === 'string' && zone !== '' ? zone : undefined, meta } };
 }
 
 /**
