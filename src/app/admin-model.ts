@@ -7,7 +7,7 @@ import type { HealthMonitor } from '../../health/monitor.js';
 import type { HealthStore } from '../../health/store.js';
 import type { AdminModel, BackendView, CheckView, ConfigSourcesView, EventView, RouteView, ServiceView } from '../admin/model.js';
 import { checkView, routeViews } from '../admin/views.js';
-import { redactConfig } from '../config/redact.js';
+import { redact } from '../config/redact.js';
 import { describeConfig } from '../config/shared.js';
 import type { Logger } from '../observability/log.js';
 import type { ServiceEntry } from '../proxy/service.js';
@@ -65,7 +65,7 @@ export class ProcessAdminModel implements AdminModel {
   }
 
   effectiveConfig(): unknown {
-    return redactConfig(describeConfig(this.parts.table.config));
+    return redact(describeConfig(this.parts.table.config));
   }
 
   configSources(): ConfigSourcesView {
