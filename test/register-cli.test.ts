@@ -76,11 +76,15 @@ describe('register flags', () => {
     const bad = resolveRegisterFlags({ etcd: ' ', service: 'a/b', url: 'ftp://x', ttl: '0s', weight: '-1', health: 'healthz' });
     expect(bad.ok).toBe(false);
     if (!bad.ok) expect(bad.reason.map((e) => e.split(':')[0])).toEqual(['--etcd', '--url', '--ttl', '--weight']);
-    const badId = resolveRegisterFlags({ etcd: 'e', service: 'web', url: '127.0.0.1:1', id: 'a/b' });
+    // endpoints and servers are checked as the config checks them
+    expect(resolveRegisterFlags({ etcd: 'e', service: 'web', url: '127.0.0.1:1' })).toMatchObject({ ok: false, reason: ['--etcd: "e" is not a URL (e.g. http://127.0.0.1:2379)'] });
+    expect(resolveRegisterFlags({ zookeeper: 'zk1', service: 'web', url: '127.0.0.1:1' })).toMatchObject({ ok: false, reason: [expect.stringMatching(/^--zookeeper: "zk1" is not host:port/)] });
+    expect(resolveRegisterFlags({ zookeeper: '[::1]:2181, zk2:2181', service: 'web', url: '127.0.0.1:1' })).toMatchObject({ ok: true, value: { zookeeper: '[::1]:2181,zk2:2181' } });
+    const badId = resolveRegisterFlags({ etcd: '127.0.0.1:2379', service: 'web', url: '127.0.0.1:1', id: 'a/b' });
     expect(badId.ok).toBe(false);
     // --ttl and --weight take what the config takes (src/config/values.ts)
-    expect(resolveRegisterFlags({ etcd: 'e', service: 'web', url: '127.0.0.1:1', ttl: '1m30s', weight: '0.5' })).toMatchObject({ ok: true, value: { ttlSeconds: 90, weight: 0.5 } });
-    const bareTtl = resolveRegisterFlags({ etcd: 'e', service: 'web', url: '127.0.0.1:1', ttl: '10' });
+    expect(resolveRegisterFlags({ etcd: '127.0.0.1:2379', service: 'web', url: '127.0.0.1:1', ttl: '1m30s', weight: '0.5' })).toMatchObject({ ok: true, value: { ttlSeconds: 90, weight: 0.5 } });
+    const bareTtl = resolveRegisterFlags({ etcd: '127.0.0.1:2379', service: 'web', url: '127.0.0.1:1', ttl: '10' });
     expect(bareTtl.ok ? [] : bareTtl.reason).toEqual(['--ttl: "10" is not a duration; write e.g. 250ms, 5s, 2m, 1h or 1m30s (a duration of at least 1s, as in the config: 10s, 1m30s)']);
   });
 });

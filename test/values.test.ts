@@ -1,7 +1,7 @@
 /**
  * The one grammar of user-written values (src/config/values.ts): what the config, every registry
  * and `drover register` accept as a backend address, a weight, a duration and a TTL. Table-driven;
- * the same table holds what the config and the etcd values used to test apart.
+ * the same table holds what the config, the etcd values and `drover register` used to test apart.
  */
 import { describe, expect, it } from 'vitest';
 import {
@@ -10,7 +10,10 @@ import {
   MAX_WEIGHT,
   parseBackendUrl,
   parseDuration,
+  parseEtcdEndpoint,
+  parseEtcdEndpoints,
   parseListenAddress,
+  parseServerList,
   parseTtlSeconds,
   parseWeight,
 } from '../src/config/values.js';
@@ -178,5 +181,34 @@ describe('backend addresses: one grammar for the config, the registries and drov
     ['a b', 80],
   ])('refuses separate fields %j and %j', (host, port) => {
     expect(backendFromFields(host, port).ok).toBe(false);
+  });
+});
+
+describe('servers: etcd endpoints and ZooKeeper connect strings, in the config and on the command line', () => {
+  it.each([
+    ['http://127.0.0.1:2379', 'http://127.0.0.1:2379'],
+    ['https://etcd.internal:2379', 'https://etcd.internal:2379'],
+    ['127.0.0.1:2379', 'http://127.0.0.1:2379'], // as etcdctl takes it
+    ['[::1]:2379', 'http://[::1]:2379'],
+  ])('etcd endpoint %s', (text, url) => {
+    expect(parseEtcdEndpoint(text)).toEqual({ ok: true, value: url });
+  });
+  it.each(['e', 'ftp://a:1', 'http://a:1/v3', '127.0.0.1:0', 'a b:1', ''])('refuses etcd endpoint %j', (text) => {
+    expect(parseEtcdEndpoint(text).ok).toBe(false);
+  });
+  it('a comma-separated --etcd list', () => {
+    expect(parseEtcdEndpoints(' http://a:2379, b:2379 ,')).toEqual({ ok: true, value: ['http://a:2379', 'http://b:2379'] });
+    expect(parseEtcdEndpoints(' , ')).toMatchObject({ ok: false, reason: /at least one endpoint/ });
+    expect(parseEtcdEndpoints('http://a:2379,nope')).toMatchObject({ ok: false, reason: /"nope"/ });
+  });
+  it.each([
+    ['127.0.0.1:2181', '127.0.0.1:2181'],
+    ['zk1:2181, zk2:2181', 'zk1:2181,zk2:2181'],
+    ['[::1]:2181', '[::1]:2181'],
+  ])('ZooKeeper servers %j', (text, want) => {
+    expect(parseServerList(text)).toEqual({ ok: true, value: want });
+  });
+  it.each(['zk1', 'zk1:2181,', 'zk1:0', 'zk1:99999', 'zk 1:2181'])('refuses ZooKeeper servers %j', (text) => {
+    expect(parseServerList(text).ok).toBe(false);
   });
 });

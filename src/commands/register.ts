@@ -12,7 +12,7 @@ import type { Command } from 'commander';
 import { createLogger } from '../observability/log.js';
 import { ErrorCodes } from '../core/errors.js';
 import { parseDroverKey } from '../registry/etcd-values.js';
-import { parseBackendUrl, parseTtlSeconds, parseWeight } from '../config/values.js';
+import { parseBackendUrl, parseEtcdEndpoints, parseServerList, parseTtlSeconds, parseWeight } from '../config/values.js';
 import type { RegisterOptions } from '../registry/registrar/options.js';
 import { fail, ok, type Result } from '../core/result.js';
 
@@ -39,12 +39,18 @@ export function defaultInstanceId(url: string, hostname: string = os.hostname())
 /** Validates the flags; returns the settings or the list of problems. */
 export function resolveRegisterFlags(flags: RegisterFlags): Result<RegisterOptions, string[]> {
   const errors: string[] = [];
-  const endpoints = (flags.etcd ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
-  const zookeeper = flags.zookeeper?.split(',').map((s) => s.trim()).filter((s) => s !== '').join(',');
+  let endpoints: string[] = [];
+  let zookeeper: string | undefined;
   if (flags.zookeeper !== undefined && flags.etcd !== undefined) errors.push('--etcd/--zookeeper: give one of them, not both');
   else if (flags.zookeeper !== undefined) {
-    if (zookeeper === undefined || !/^[^,:\s]+:\d{1,5}(?:,[^,:\s]+:\d{1,5})*$/.test(zookeeper)) errors.push('--zookeeper: expected host:port[,host:port...]');
-  } else if (endpoints.length === 0) errors.push('--etcd: at least one endpoint is required (or --zookeeper SERVERS)');
+    const servers = parseServerList(flags.zookeeper);
+    if (servers.ok) zookeeper = servers.value;
+    else errors.push(`--zookeeper: ${servers.reason}`);
+  } else {
+    const etcd = parseEtcdEndpoints(flags.etcd ?? '');
+    if (etcd.ok) endpoints = etcd.value;
+    else errors.push(`--etcd: ${etcd.reason}${flags.etcd === undefined || flags.etcd.trim() === '' ? ' (or --zookeeper SERVERS)' : ''}`);
+  }
   const backend = parseBackendUrl(flags.url);
   if (!backend.ok) errors.push(`--url: ${backend.reason}`);
   const url = backend.ok ? backend.value.url : undefined;

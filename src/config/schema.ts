@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { BALANCER_NAMES } from '../../routing/policies.js';
 import type { BalancerName, HashKeySpec } from '../../routing/types.js';
 import { fail, ok, type Result } from '../core/result.js';
-import { DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_WEIGHT, durationProblem, parseBackendUrl, parseDuration, parseListenAddress, parseLongDuration, type HostPort } from './values.js';
+import { DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_WEIGHT, durationProblem, parseBackendUrl, parseDuration, parseEtcdEndpoint, parseListenAddress, parseLongDuration, parseServerList, type HostPort } from './values.js';
 
 /** Balancer names as written in YAML: owned by the routing layer, re-exported for convenience. */
 export { BALANCER_NAMES };
@@ -421,18 +421,6 @@ const routeSchema = z
 // ---------------------------------------------------------------------------------------------
 // Registry.
 
-function checkEtcdEndpoint(text: string): string | undefined {
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    return `"${text}" is not a URL (e.g. http://127.0.0.1:2379)`;
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `"${text}" must be an http:// or https:// URL`;
-  if (u.pathname !== '/' || u.search !== '' || u.hash !== '') return `"${text}" must not have a path`;
-  return undefined;
-}
-
 /** Members and shared config must live in disjoint key ranges, or each would read the other's keys. */
 function configPrefixOverlap(v: { prefix?: unknown; layout?: unknown; config_prefix?: unknown }): string | undefined {
   if (typeof v.config_prefix !== 'string' || v.config_prefix === '') return undefined;
@@ -449,13 +437,10 @@ const etcdSchema = z
   .strictObject({
     endpoints: z
       .array(
-        z.string().superRefine((s, ctx) => {
-          const err = checkEtcdEndpoint(s);
-          if (err !== undefined) ctx.addIssue({ code: 'custom', message: err });
-        }),
+        z.string().transform(parsedBy(parseEtcdEndpoint)),
       )
       .min(1, { error: 'needs at least one endpoint' })
-      .describe('etcd client URLs, e.g. [http://127.0.0.1:2379]'),
+      .describe('etcd client URLs (or host:port), e.g. [http://127.0.0.1:2379]'),
     prefix: z
       .string()
       .min(1)
@@ -498,16 +483,11 @@ const etcdSchema = z
   }, onAnyMap)
   .describe('etcd v3 registry');
 
-const ZK_SERVER_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
-
 const zookeeperSchema = z
   .strictObject({
     servers: z
       .string()
-      .superRefine((s, ctx) => {
-        const bad = s.split(',').map((x) => x.trim()).filter((x) => !ZK_SERVER_PATTERN.test(x));
-        if (bad.length > 0) ctx.addIssue({ code: 'custom', message: `"${bad.join(',')}" is not host:port[,host:port...] (e.g. 127.0.0.1:2181)` });
-      })
+      .transform(parsedBy(parseServerList))
       .describe('ZooKeeper servers, comma-separated host:port (e.g. 127.0.0.1:2181)'),
     prefix: z
       .string()

@@ -12,6 +12,8 @@
  * - Duration: one or more `<number><unit>` parts, units `ms`, `s`, `m`, `h` (`250ms`, `5s`,
  *   `1m30s`, `1.5s`), or `0`; printed back the same way (`formatDuration`).
  * - TTL (`drover register --ttl`): a duration of at least 1 s, rounded up to whole seconds.
+ * - Servers: etcd endpoints (`http(s)://host[:port]` or `host:port`) and ZooKeeper's
+ *   `host:port,host:port`, in the config and on the command line alike.
  */
 import { isIP } from 'node:net';
 import { formatDuration } from '../../health/duration.js';
@@ -123,6 +125,55 @@ export function backendFromFields(host: unknown, port: unknown): Result<BackendU
   if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535) return fail('"port" must be a whole number 1-65535');
   const parsed = parseBackendUrl(host.includes(':') && !host.startsWith('[') ? `[${host}]:${p}` : `${host}:${p}`);
   return parsed.ok ? parsed : fail(`"host": ${parsed.reason}`);
+}
+
+/**
+ * Parses one etcd client endpoint: `http://host[:port]` or `https://host[:port]`, or a bare
+ * `host:port` (what etcdctl takes; http). Returns the URL drover connects to.
+ */
+export function parseEtcdEndpoint(raw: string): Result<string> {
+  const text = raw.trim();
+  if (/^[^:/]+:\d+$|^\[[^\]]+\]:\d+$/.test(text)) {
+    const hp = parseListenAddress(text);
+    if (!hp.ok || hp.value.port === 0) return fail(`"${text}" is not host:port or an http:// or https:// URL (e.g. http://127.0.0.1:2379)`);
+    return ok(`http://${hostPortText(hp.value.host, hp.value.port)}`);
+  }
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    return fail(`"${text}" is not a URL (e.g. http://127.0.0.1:2379)`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return fail(`"${text}" must be an http:// or https:// URL`);
+  if (u.pathname !== '/' || u.search !== '' || u.hash !== '') return fail(`"${text}" must not have a path`);
+  return ok(text);
+}
+
+/** Parses comma-separated etcd endpoints (`--etcd`), each as `parseEtcdEndpoint`; at least one. */
+export function parseEtcdEndpoints(text: string): Result<string[]> {
+  const parts = text.split(',').map((x) => x.trim()).filter((x) => x !== '');
+  if (parts.length === 0) return fail('at least one endpoint is required (e.g. http://127.0.0.1:2379)');
+  const out: string[] = [];
+  for (const part of parts) {
+    const r = parseEtcdEndpoint(part);
+    if (!r.ok) return r;
+    out.push(r.value);
+  }
+  return ok(out);
+}
+
+/**
+ * Parses a comma-separated list of `host:port` servers (ZooKeeper's connect string): host as in
+ * every address (IPv6 in brackets), port 1-65535. Returns it with the spaces around commas gone.
+ */
+export function parseServerList(text: string): Result<string> {
+  const parts = text.split(',').map((x) => x.trim());
+  const bad = parts.filter((x) => {
+    const r = parseListenAddress(x);
+    return !r.ok || r.value.port === 0;
+  });
+  if (parts.length === 0 || bad.length > 0) return fail(`"${bad.join(',')}" is not host:port[,host:port...] (e.g. 127.0.0.1:2181)`);
+  return ok(parts.join(','));
 }
 
 // ---- weights --------------------------------------------------------------------------------
