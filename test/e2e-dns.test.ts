@@ -7,8 +7,9 @@ import { expect, it } from 'vitest';
 import { describeDnsmasq, startDnsmasq, type Dnsmasq } from './helpers/dns.js';
 import { startBackend, request, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { bodies, metric, pool, uniq, waitFor } from './helpers/e2e.js';
+import { bodies, metric, pool, uniq } from './helpers/e2e.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
+import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
 
@@ -63,7 +64,7 @@ describeDnsmasq('drover with DNS (dnsmasq), end to end', () => {
       '--local-ttl=1',
     ]);
     const d = await drover(dm.server, '  web:\n    dns: {srv: _web._tcp.service.consul}\n');
-    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, { what: 'readyz' });
     const members = (await pool(d, 'web')) ?? [];
     expect(members.map((m) => `${m.id}:${m.source}`).sort()).toEqual([`127.0.0.11:${w1.port}:dns`, `127.0.0.12:${w2.port}:dns`]);
     // Smooth weighted round robin: every 4 requests carry weight 1 once and weight 3 three times.
@@ -77,23 +78,23 @@ describeDnsmasq('drover with DNS (dnsmasq), end to end', () => {
     const c = await backendAt('legacy-c', '127.0.0.23', a.port);
     const dm = await dnsmasq(['--local-ttl=1'], '127.0.0.21 legacy.internal\n');
     const d = await drover(dm.server, `  web:\n    dns: {a: legacy.internal, port: ${a.port}}\n`);
-    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, { what: 'readyz' });
     expect(uniq(await bodies(d.port, '/', 4))).toEqual(['legacy-a']);
 
     await dm.reload('127.0.0.21 legacy.internal\n127.0.0.22 legacy.internal\n');
-    await waitFor(async () => uniq(await bodies(d.port, '/', 4)).length === 2, 'legacy-b added');
+    await waitFor(async () => uniq(await bodies(d.port, '/', 4)).length === 2, { what: 'legacy-b added' });
     await dm.reload('127.0.0.22 legacy.internal\n');
-    await waitFor(async () => JSON.stringify(uniq(await bodies(d.port, '/', 4))) === '["legacy-b"]', 'legacy-a removed');
+    await waitFor(async () => JSON.stringify(uniq(await bodies(d.port, '/', 4))) === '["legacy-b"]', { what: 'legacy-a removed' });
     expect(await metric(d, 'drover_registry_events_total', { source: 'dns', type: 'delete' })).toBe(1);
 
     await dm.kill();
-    await waitFor(async () => (await metric(d, 'drover_registry_connected', { source: 'dns' })) === 0, 'dns unreachable noticed');
+    await waitFor(async () => (await metric(d, 'drover_registry_connected', { source: 'dns' })) === 0, { what: 'dns unreachable noticed' });
     expect(uniq(await bodies(d.port, '/', 4))).toEqual(['legacy-b']);
     // Changed while dnsmasq was down; served once it is back.
     await dm.reload('127.0.0.22 legacy.internal\n127.0.0.23 legacy.internal\n'); // only the file: nothing runs
     expect(uniq(await bodies(d.port, '/', 4))).toEqual(['legacy-b']);
     await dm.restart();
-    await waitFor(async () => uniq(await bodies(d.port, '/', 4)).join() === 'legacy-b,legacy-c', 'legacy-c after the restart');
+    await waitFor(async () => uniq(await bodies(d.port, '/', 4)).join() === 'legacy-b,legacy-c', { what: 'legacy-c after the restart' });
     expect(await metric(d, 'drover_registry_connected', { source: 'dns' })).toBe(1);
     expect(c.seen.length).toBeGreaterThan(0);
     expect(b.seen.length).toBeGreaterThan(0);

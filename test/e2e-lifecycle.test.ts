@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { cleanupAfterEach } from './helpers/cleanup.js';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { BIN, ROOT, startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
-import { eventually } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
 
@@ -79,11 +79,7 @@ function load(port: number, pathName: string, concurrency = 8): Traffic {
     // Waits on a count, not a clock: a busy CI machine may answer few requests per 100 ms.
     more: async (n: number) => {
       const target = answered() + n;
-      const end = Date.now() + 20_000;
-      while (answered() < target) {
-        if (Date.now() > end) throw new Error(`traffic: ${answered()} of ${target} requests answered after 20 s`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
+      await waitFor(() => answered() >= target, { what: `${target} requests answered`, timeoutMs: 20_000, everyMs: 5, detail: () => `traffic: ${answered()} answered` });
     },
     stop: async () => {
       running = false;
@@ -177,7 +173,7 @@ describe('file registry', () => {
     // round robin is in step (a b a b above): the next request goes to alpha, the one after to beta
     expect((await request(d.port)).body).toBe('alpha');
     const slow = request(d.port).then((r) => r.body);
-    expect(await eventually(() => b?.seen.length === 3)).toBe(true);
+    await waitFor(() => b?.seen.length === 3);
     const file = path.join(d.dir, 'services.yaml');
     const tmp = `${file}.tmp`;
     fs.writeFileSync(tmp, reg([a, c]));
@@ -206,7 +202,7 @@ describe('graceful shutdown', () => {
     a?.behave((_req, res) => setTimeout(() => res.end('finished'), 1000));
     const d = await drover(`${head}services:\n  web: {backends: [{url: ${a?.url}}]}\nroutes: [{match: {path_prefix: /}, service: web}]\n`);
     const inflight = request(d.port);
-    expect(await eventually(() => a?.seen.length === 1)).toBe(true); // in flight at the backend
+    await waitFor(() => a?.seen.length === 1); // in flight at the backend
     d.child.kill('SIGTERM');
     await d.waitForLog((l) => l['msg'] === 'listeners closed');
     // new connections are refused while the old request finishes
@@ -334,13 +330,15 @@ describe('npm start (the newcomer path)', () => {
       });
     });
     // the demo service has active checks (rise 1): wait until both backends passed one
-    const deadline = Date.now() + 5000;
     const names = new Set<string>();
-    while (names.size < 2 && Date.now() < deadline) {
-      const r = await request(8080, { path: '/hello' });
-      if (r.status === 200) names.add((JSON.parse(r.body) as { backend: string }).backend);
-      else await new Promise((res) => setTimeout(res, 100));
-    }
+    await waitFor(
+      async () => {
+        const r = await request(8080, { path: '/hello' });
+        if (r.status === 200) names.add((JSON.parse(r.body) as { backend: string }).backend);
+        return names.size >= 2;
+      },
+      { what: 'both demo backends answering', timeoutMs: 5000, everyMs: 100 },
+    );
     expect([...names].sort()).toEqual(['demo-1', 'demo-2']);
     const page = await request(9901, { path: '/' });
     expect(page.status).toBe(200);

@@ -15,7 +15,7 @@ import { startBackend, type TestBackend } from './helpers/backends.js';
 import { describeWith, testCa, type LeafFiles, type TestCa } from './helpers/certs.js';
 import { startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
 import { scrapeSum } from './helpers/metrics.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 const run = promisify(execFile);
 
@@ -150,7 +150,7 @@ routes:
     expect(h1.stdout).toMatch(/^HTTP\/1.1 200/);
     expect(h1.stdout).toMatch(/strict-transport-security: max-age=3600/i);
     expect(h1.stdout.trim().endsWith('a GET /hello?x=1 host=site.test:' + drover.port + ' http=1.1')).toBe(true);
-    const lines = await waitUntil(() => drover.logs.filter((l) => l['path'] === '/hello?x=1').length === 2).then(() => drover.logs.filter((l) => l['path'] === '/hello?x=1'));
+    const lines = await waitFor(() => drover.logs.filter((l) => l['path'] === '/hello?x=1').length === 2).then(() => drover.logs.filter((l) => l['path'] === '/hello?x=1'));
     expect(lines.map((l) => l['protocol'])).toEqual(['HTTP/2.0', 'HTTP/1.1']);
   });
 
@@ -186,7 +186,7 @@ routes:
     const before = await scrapeSum(drover.adminPort, 'drover_tls_handshakes_total', { listener: label, result: 'failure' });
     // a client that does not trust drover's CA aborts the handshake
     await expect(handshake(drover.port, other.caPem, { servername: 'site.test' })).rejects.toThrow();
-    await waitUntil(async () => (await scrapeSum(drover.adminPort, 'drover_tls_handshakes_total', { listener: label, result: 'failure' })) === before + 1);
+    await waitFor(async () => (await scrapeSum(drover.adminPort, 'drover_tls_handshakes_total', { listener: label, result: 'failure' })) === before + 1);
     expect(await scrapeSum(drover.adminPort, 'drover_tls_handshakes_total', { listener: label, result: 'success' })).toBeGreaterThan(0);
     const expiry = await scrapeSum(drover.adminPort, 'drover_tls_certificate_expiry_seconds', { name: site.cert });
     // made valid for 2 days
@@ -269,9 +269,9 @@ routes:
       const c2 = ca.leaf('rot', ['rot.test'], { dir: staged });
       renameSync(c2.key, c1.key);
       renameSync(c2.cert, c1.cert);
-      await waitUntil(async () => (await fingerprint()) !== oldFp, 10_000);
+      await waitFor(async () => (await fingerprint()) !== oldFp, 10_000);
       const okAtSwap = ok;
-      await waitUntil(() => ok > okAtSwap + 10);
+      await waitFor(() => ok > okAtSwap + 10);
       stop = true;
       await load;
       agent.destroy();
@@ -287,7 +287,7 @@ routes:
       const reloadFailures = await scrapeSum(p.adminPort, 'drover_config_reloads_total', { result: 'failure' });
       writeFileSync(path.join(staged, 'k'), site.keyPem);
       renameSync(path.join(staged, 'k'), c1.key);
-      await waitUntil(async () => (await scrapeSum(p.adminPort, 'drover_config_reloads_total', { result: 'failure' })) > reloadFailures, 10_000);
+      await waitFor(async () => (await scrapeSum(p.adminPort, 'drover_config_reloads_total', { result: 'failure' })) > reloadFailures, 10_000);
       expect(await fingerprint()).toBe(newFp);
       expect(p.logs.some((l) => l['msg'] === 'certificate refused: the previous one keeps serving')).toBe(true);
       rmSync(staged, { recursive: true, force: true });

@@ -9,9 +9,10 @@ import { CreateMode, type Client } from 'node-zookeeper-client';
 import { describeZooKeeper, startZooKeeper, zk, type ZooKeeperServer } from './helpers/zookeeper.js';
 import { startBackend, request, type TestBackend } from './helpers/backends.js';
 import { BIN, startDrover, type DroverProcess } from './helpers/drover.js';
-import { bodies, metric, pool, uniq, waitFor } from './helpers/e2e.js';
+import { bodies, metric, pool, uniq } from './helpers/e2e.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
+import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
 let seq = 0;
@@ -58,15 +59,15 @@ describeZooKeeper('drover with ZooKeeper, end to end', () => {
     await zk.mkdirp(c, `${p}/web`);
     await zk.put(c, `${p}/web/a`, hostPort(a as TestBackend));
     const d = await drover(server.servers, p);
-    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, { what: 'readyz' });
     expect(uniq(await bodies(d.port, '/', 4))).toEqual(['zk-a']);
     expect(((await pool(d, 'web')) ?? []).map((x) => `${x.id}:${x.source}`)).toEqual(['a:zookeeper']);
     expect(await metric(d, 'drover_registry_connected', { source: 'zookeeper' })).toBe(1);
 
     await zk.put(c, `${p}/web/b`, JSON.stringify({ url: (b as TestBackend).url, weight: 1 }));
-    await waitFor(async () => uniq(await bodies(d.port, '/', 4)).length === 2, 'traffic on both');
+    await waitFor(async () => uniq(await bodies(d.port, '/', 4)).length === 2, { what: 'traffic on both' });
     await zk.remove(c, `${p}/web/a`);
-    await waitFor(async () => (await pool(d, 'web'))?.length === 1, 'a removed');
+    await waitFor(async () => (await pool(d, 'web'))?.length === 1, { what: 'a removed' });
     expect(uniq(await bodies(d.port, '/', 4))).toEqual(['zk-b']);
     expect(await metric(d, 'drover_registry_events_total', { source: 'zookeeper', type: 'put' })).toBe(2);
     expect(await metric(d, 'drover_registry_events_total', { source: 'zookeeper', type: 'delete' })).toBe(1);
@@ -80,24 +81,24 @@ describeZooKeeper('drover with ZooKeeper, end to end', () => {
     const proxy = await startTcpProxy({ port: server.port });
     later(() => proxy.close());
     const d = await drover(`127.0.0.1:${proxy.port}`, p);
-    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, { what: 'readyz' });
 
     proxy.cut();
-    await waitFor(async () => (await metric(d, 'drover_registry_connected', { source: 'zookeeper' })) === 0, 'disconnected');
+    await waitFor(async () => (await metric(d, 'drover_registry_connected', { source: 'zookeeper' })) === 0, { what: 'disconnected' });
     await zk.put(c, `${p}/web/b`, hostPort(b as TestBackend), CreateMode.PERSISTENT);
     await zk.remove(c, `${p}/web/a`);
     expect(uniq(await bodies(d.port, '/', 4))).toEqual(['zk-a']); // the last members keep serving
     proxy.restore();
-    await waitFor(async () => JSON.stringify(uniq(await bodies(d.port, '/', 3))) === '["zk-b"]', 'the changes applied');
+    await waitFor(async () => JSON.stringify(uniq(await bodies(d.port, '/', 3))) === '["zk-b"]', { what: 'the changes applied' });
     expect(await metric(d, 'drover_registry_connected', { source: 'zookeeper' })).toBe(1);
 
     await server.kill();
-    await waitFor(async () => (await metric(d, 'drover_registry_connected', { source: 'zookeeper' })) === 0, 'disconnected (killed)');
+    await waitFor(async () => (await metric(d, 'drover_registry_connected', { source: 'zookeeper' })) === 0, { what: 'disconnected (killed)' });
     expect(uniq(await bodies(d.port, '/', 4))).toEqual(['zk-b']);
     await server.start();
     c = await server.client();
     await zk.put(c, `${p}/web/a`, hostPort(a as TestBackend), CreateMode.PERSISTENT);
-    await waitFor(async () => uniq(await bodies(d.port, '/', 4)).length === 2, 'a back after the restart', 20_000);
+    await waitFor(async () => uniq(await bodies(d.port, '/', 4)).length === 2, { what: 'a back after the restart', timeoutMs: 20_000 });
   });
 
   it('drover register --zookeeper: member while it runs; gone at once on SIGTERM; gone with the session when the registrant is killed', async () => {
@@ -113,17 +114,17 @@ describeZooKeeper('drover with ZooKeeper, end to end', () => {
     };
     const ra = register(a as TestBackend, 'a');
     const rb = register(b as TestBackend, 'b');
-    await waitFor(async () => ((await pool(d, 'web')) ?? []).map((x) => x.id).sort().join() === 'a,b', 'both registered');
+    await waitFor(async () => ((await pool(d, 'web')) ?? []).map((x) => x.id).sort().join() === 'a,b', { what: 'both registered' });
     expect(uniq(await bodies(d.port, '/', 4))).toEqual(['reg-a', 'reg-b']);
 
     const exited = new Promise<number | null>((resolve) => ra.once('exit', (code) => resolve(code)));
     ra.kill('SIGTERM');
     expect(await exited).toBe(0);
     expect(await zk.children(c, `${p}/web`)).toEqual(['b']); // removed before the exit
-    await waitFor(async () => (await pool(d, 'web'))?.length === 1, 'a gone');
+    await waitFor(async () => (await pool(d, 'web'))?.length === 1, { what: 'a gone' });
 
     rb.kill('SIGKILL'); // no goodbye: the session expires and takes the znode with it
-    await waitFor(async () => (await zk.children(c, `${p}/web`)).length === 0, 'znode removed by session expiry');
-    await waitFor(async () => (await request(d.port, { path: '/' })).status === 503, 'no member left');
+    await waitFor(async () => (await zk.children(c, `${p}/web`)).length === 0, { what: 'znode removed by session expiry' });
+    await waitFor(async () => (await request(d.port, { path: '/' })).status === 503, { what: 'no member left' });
   });
 });

@@ -10,6 +10,7 @@ import { HealthMonitor } from '../health/monitor.js';
 import { HealthStore } from '../health/store.js';
 import type { ServiceHealth } from '../health/state.js';
 import type { ActiveCheckConfig, HealthTransition, ServiceHealthConfig } from '../health/types.js';
+import { waitFor } from './helpers/wait.js';
 
 const ACTIVE: ActiveCheckConfig = {
   path: '/healthz',
@@ -67,14 +68,6 @@ async function backend(name: string): Promise<Backend> {
   return b;
 }
 
-async function waitFor(what: string, pred: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function setup(cfg: ServiceHealthConfig): { store: HealthStore; sh: ServiceHealth; checker: ActiveChecker; transitions: HealthTransition[] } {
@@ -96,17 +89,17 @@ describe('active HTTP checks against real servers', () => {
     const { sh, checker, transitions } = setup({ active: ACTIVE, passive: PASSIVE });
     sh.add('b1', Date.now());
     checker.add('b1', b.url);
-    await waitFor('healthy', () => sh.snapshot('b1')?.state === 'healthy');
+    await waitFor(() => sh.snapshot('b1')?.state === 'healthy', { what: 'healthy', timeoutMs: 5000 });
     expect(sh.isAvailable('b1')).toBe(true);
     expect(sh.snapshot('b1')?.reason).toBe('first check passed'); // a new backend's first probe is its verdict
 
     b.status = 500;
-    await waitFor('unhealthy', () => sh.snapshot('b1')?.state === 'unhealthy');
+    await waitFor(() => sh.snapshot('b1')?.state === 'unhealthy', { what: 'unhealthy', timeoutMs: 5000 });
     expect(sh.snapshot('b1')?.reason).toBe('3 failed checks: status 500');
     expect(sh.isAvailable('b1')).toBe(false);
 
     b.status = 204;
-    await waitFor('healthy again', () => sh.snapshot('b1')?.state === 'healthy');
+    await waitFor(() => sh.snapshot('b1')?.state === 'healthy', { what: 'healthy again', timeoutMs: 5000 });
     expect(transitions.map((t) => `${t.from}->${t.to}`)).toEqual(['unknown->healthy', 'healthy->unhealthy', 'unhealthy->healthy']);
     expect(new Set(b.paths)).toEqual(new Set(['GET /healthz']));
   });
@@ -117,9 +110,9 @@ describe('active HTTP checks against real servers', () => {
     const { sh, checker } = setup({ active: { ...ACTIVE, expectStatus: { min: 200, max: 399 } }, passive: PASSIVE });
     sh.add('b2', Date.now());
     checker.add('b2', b.url);
-    await waitFor('healthy', () => sh.snapshot('b2')?.state === 'healthy');
+    await waitFor(() => sh.snapshot('b2')?.state === 'healthy', { what: 'healthy', timeoutMs: 5000 });
     b.status = 404;
-    await waitFor('unhealthy', () => sh.snapshot('b2')?.state === 'unhealthy');
+    await waitFor(() => sh.snapshot('b2')?.state === 'unhealthy', { what: 'unhealthy', timeoutMs: 5000 });
     expect(sh.snapshot('b2')?.reason).toBe('3 failed checks: status 404');
   });
 
@@ -127,7 +120,7 @@ describe('active HTTP checks against real servers', () => {
     const { sh, checker } = setup({ active: ACTIVE, passive: PASSIVE });
     sh.add('dead', Date.now());
     checker.add('dead', `http://127.0.0.1:${REFUSING_PORT}`);
-    await waitFor('unhealthy', () => sh.snapshot('dead')?.state === 'unhealthy');
+    await waitFor(() => sh.snapshot('dead')?.state === 'unhealthy', { what: 'unhealthy', timeoutMs: 5000 });
     expect(sh.snapshot('dead')?.reason).toBe('first check failed: connect ECONNREFUSED');
     expect(sh.isAvailable('dead')).toBe(false);
   });
@@ -160,10 +153,10 @@ describe('active HTTP checks against real servers', () => {
     });
     sh.add('slow', Date.now());
     checker.add('slow', b.url);
-    await waitFor('unhealthy', () => sh.snapshot('slow')?.state === 'unhealthy');
+    await waitFor(() => sh.snapshot('slow')?.state === 'unhealthy', { what: 'unhealthy', timeoutMs: 5000 });
     // the first probe's timeout is its verdict; the later ones still go one at a time
     expect(sh.snapshot('slow')?.reason).toBe('first check failed: timeout after 150ms');
-    await waitFor('3 probes', () => b.paths.length >= 3);
+    await waitFor(() => b.paths.length >= 3, { what: '3 probes', timeoutMs: 5000 });
     expect(maxInFlight).toBe(1);
   });
 
@@ -172,9 +165,9 @@ describe('active HTTP checks against real servers', () => {
     const { sh, checker } = setup({ active: ACTIVE, passive: PASSIVE });
     sh.add('gone', Date.now());
     checker.add('gone', b.url);
-    await waitFor('healthy', () => sh.snapshot('gone')?.state === 'healthy');
+    await waitFor(() => sh.snapshot('gone')?.state === 'healthy', { what: 'healthy', timeoutMs: 5000 });
     await b.close();
-    await waitFor('unhealthy', () => sh.snapshot('gone')?.state === 'unhealthy');
+    await waitFor(() => sh.snapshot('gone')?.state === 'unhealthy', { what: 'unhealthy', timeoutMs: 5000 });
     expect(sh.snapshot('gone')?.reason).toMatch(/^3 failed checks: connect ECONNREFUSED$/);
   });
 
@@ -186,16 +179,16 @@ describe('active HTTP checks against real servers', () => {
     sh.add('c', Date.now());
     checker.add('a', a.url);
     checker.add('c', c.url);
-    await waitFor('both probed twice', () => a.paths.length >= 2 && c.paths.length >= 2);
+    await waitFor(() => a.paths.length >= 2 && c.paths.length >= 2, { what: 'both probed twice', timeoutMs: 5000 });
     checker.remove('a');
-    await waitFor('a has no open connection', () => a.open === 0); // a probe already sent may still land
+    await waitFor(() => a.open === 0, { what: 'a has no open connection', timeoutMs: 5000 }); // a probe already sent may still land
     const seenA = a.paths.length;
     await sleep(250);
     expect(a.paths.length).toBe(seenA);
     expect(c.paths.length).toBeGreaterThan(2);
     expect(checker.ids()).toEqual(['c']);
     checker.close();
-    await waitFor('c has no open connection', () => c.open === 0);
+    await waitFor(() => c.open === 0, { what: 'c has no open connection', timeoutMs: 5000 });
     const seenC = c.paths.length;
     await sleep(250);
     expect(c.paths.length).toBe(seenC);
@@ -207,10 +200,10 @@ describe('active HTTP checks against real servers', () => {
     const { sh, checker } = setup({ active: ACTIVE, passive: PASSIVE });
     sh.add('x', Date.now());
     checker.add('x', a.url);
-    await waitFor('a probed', () => a.paths.length >= 1);
+    await waitFor(() => a.paths.length >= 1, { what: 'a probed', timeoutMs: 5000 });
     checker.add('x', b.url);
-    await waitFor('b probed', () => b.paths.length >= 2);
-    await waitFor('a has no open connection', () => a.open === 0);
+    await waitFor(() => b.paths.length >= 2, { what: 'b probed', timeoutMs: 5000 });
+    await waitFor(() => a.open === 0, { what: 'a has no open connection', timeoutMs: 5000 });
     const seenA = a.paths.length;
     await sleep(200);
     expect(a.paths.length).toBe(seenA);
@@ -221,10 +214,10 @@ describe('active HTTP checks against real servers', () => {
     const { sh, checker } = setup({ active: { ...ACTIVE, interval: 60_000 }, passive: PASSIVE });
     sh.add('r', Date.now());
     checker.add('r', b.url);
-    await waitFor('first probe', () => b.paths.length === 1);
+    await waitFor(() => b.paths.length === 1, { what: 'first probe', timeoutMs: 5000 });
     await sleep(50);
     checker.reconfigure({ ...ACTIVE, interval: 40 });
-    await waitFor('more probes', () => b.paths.length >= 3, 3000);
+    await waitFor(() => b.paths.length >= 3, { what: 'more probes', timeoutMs: 3000 });
   });
 });
 
@@ -242,10 +235,10 @@ describe('active TCP checks', () => {
     const { sh, checker } = setup({ active: { ...ACTIVE, tcp: true, path: undefined }, passive: PASSIVE });
     sh.add('t', Date.now());
     checker.add('t', `http://127.0.0.1:${port}`);
-    await waitFor('healthy', () => sh.snapshot('t')?.state === 'healthy');
+    await waitFor(() => sh.snapshot('t')?.state === 'healthy', { what: 'healthy', timeoutMs: 5000 });
     expect(accepted).toBeGreaterThanOrEqual(1);
     await new Promise<void>((resolve) => server.close(() => resolve()));
-    await waitFor('unhealthy', () => sh.snapshot('t')?.state === 'unhealthy');
+    await waitFor(() => sh.snapshot('t')?.state === 'unhealthy', { what: 'unhealthy', timeoutMs: 5000 });
     expect(sh.snapshot('t')?.reason).toBe('3 failed checks: connect ECONNREFUSED');
   });
 });
@@ -260,10 +253,10 @@ describe('startProbe', () => {
     b.hang = true;
     expect(await startProbe(spec).result).toEqual({ ok: false, detail: 'timeout after 200ms' });
     const running = startProbe({ ...spec, timeout: 5000 });
-    await waitFor('request arrived', () => b.paths.length >= 4);
+    await waitFor(() => b.paths.length >= 4, { what: 'request arrived', timeoutMs: 5000 });
     running.cancel();
     expect(await running.result).toEqual({ ok: false, detail: 'cancelled' });
-    await waitFor('sockets closed', () => b.open === 0);
+    await waitFor(() => b.open === 0, { what: 'sockets closed', timeoutMs: 5000 });
     const refusing = `http://127.0.0.1:${REFUSING_PORT}`;
     expect(await startProbe({ ...spec, url: refusing }).result).toEqual({ ok: false, detail: 'connect ECONNREFUSED' });
     expect(await startProbe({ ...spec, url: refusing, tcp: true }).result).toEqual({ ok: false, detail: 'connect ECONNREFUSED' });
@@ -296,7 +289,7 @@ describe('HealthMonitor (wiring glue)', () => {
       { id: 'b', url: b.url, draining: false },
     ]);
     expect(avail).toEqual(new Map([['a', 'pending'], ['b', 'pending']]));
-    await waitFor('both healthy', () => avail.get('a') === 'available' && avail.get('b') === 'available');
+    await waitFor(() => avail.get('a') === 'available' && avail.get('b') === 'available', { what: 'both healthy', timeoutMs: 5000 });
     // one passed check each was enough: a new backend's first probe is its verdict
     expect(store.snapshot('web', 'a')?.reason).toBe('first check passed');
 
@@ -332,14 +325,14 @@ describe('HealthMonitor (wiring glue)', () => {
     // b leaves: its record and its probes go
     monitor.sync('web', cfg, [{ id: 'a', url: a.url, draining: false }]);
     expect(store.snapshot('web', 'b')).toBeUndefined();
-    await waitFor('b has no open connection', () => b.open === 0);
+    await waitFor(() => b.open === 0, { what: 'b has no open connection', timeoutMs: 5000 });
     const seenB = b.paths.length;
     await sleep(200);
     expect(b.paths.length).toBe(seenB);
 
     // active checks off: the checker stops, a stays available
     monitor.sync('web', { passive: PASSIVE }, [{ id: 'a', url: a.url, draining: false }]);
-    await waitFor('a has no open connection', () => a.open === 0);
+    await waitFor(() => a.open === 0, { what: 'a has no open connection', timeoutMs: 5000 });
     const seenA = a.paths.length;
     await sleep(200);
     expect(a.paths.length).toBe(seenA);

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createLogger } from '../src/observability/log.js';
 import { ServiceDirectory } from '../src/registry/directory.js';
 import { parseBackendUrl } from '../src/config/values.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 describe('invalid registry entries in the log', () => {
   it('five 1 MB garbage values under one key write one short line; every one is counted', async () => {
@@ -24,7 +24,7 @@ describe('invalid registry entries in the log', () => {
       dir.invalidEntry('etcd', '/drover/services/web/a', parsed.ok ? '' : parsed.reason);
     }
     dir.invalidEntry('etcd', '/drover/services/web/b', 'another reason');
-    await waitUntil(() => text.includes('another reason'));
+    await waitFor(() => text.includes('another reason'));
     const lines = text.trim().split('\n');
     expect(counted).toBe(6);
     expect(lines).toHaveLength(2);

@@ -8,7 +8,8 @@ import net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startBackend, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { adminBackends, eventually, fdCount, rawExchange, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+import { adminBackends, fdCount, rawExchange, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 let raw: RawBackend;
 let web: TestBackend;
@@ -203,7 +204,7 @@ describe('slow clients', () => {
     expect(text).toMatch(/^HTTP\/1\.1 408 /);
     expect(at - t0).toBeGreaterThanOrEqual(1900);
     expect(at - t0).toBeLessThan(6000);
-    expect(await eventually(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0))).toBe(true);
+    await waitFor(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0));
     expect(web.seen).toHaveLength(0); // the backend never got a complete request
   });
 
@@ -225,8 +226,8 @@ describe('slow clients', () => {
     s.on('error', () => undefined);
     s.write(`GET /web HTTP/1.1\r\n${H}\r\n`);
     s.pause(); // never read
-    expect(await eventually(() => upstreamClosedEarly, 8000)).toBe(true);
-    expect(await eventually(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0))).toBe(true);
+    await waitFor(() => upstreamClosedEarly, 8000);
+    await waitFor(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0));
     s.destroy();
   });
 
@@ -245,7 +246,7 @@ describe('slow clients', () => {
     expect(sixth.closedByServer).toBe(true);
     held[0]?.destroy();
     // the slot is free once drover has seen that client go: a new connection is then served
-    expect(await eventually(async () => /^HTTP\/1\.1 200 /.test((await rawExchange(p, `GET / HTTP/1.1\r\n${H}Connection: close\r\n\r\n`)).text))).toBe(true);
+    await waitFor(async () => /^HTTP\/1\.1 200 /.test((await rawExchange(p, `GET / HTTP/1.1\r\n${H}Connection: close\r\n\r\n`)).text));
     for (const s of held) s.destroy();
   });
 
@@ -321,8 +322,8 @@ routes: [{match: {path_prefix: /}, service: hold}]
         );
       };
       const settle = async (want: number): Promise<void> => {
-        expect(await eventually(() => aborted === want, 20_000)).toBe(true);
-        expect(await eventually(async () => (await adminBackends(d.adminPort)).every((b) => b.inflight === 0))).toBe(true);
+        await waitFor(() => aborted === want, 20_000);
+        await waitFor(async () => (await adminBackends(d.adminPort)).every((b) => b.inflight === 0));
       };
       await run(2000); // warm-up: JIT, pools, buffers
       await settle(2000);
@@ -333,7 +334,7 @@ routes: [{match: {path_prefix: /}, service: hold}]
       expect(aborted).toBe(10_000);
       // every aborted exchange lets go of its client and upstream sockets: a leak of the
       // per-request state would keep one or the other open (RSS is measured in bench/memory.ts)
-      expect(await eventually(() => fdCount(pid) <= fdsBefore, 5000)).toBe(true);
+      await waitFor(() => fdCount(pid) <= fdsBefore, 5000);
       const metrics = await (await fetch(`http://127.0.0.1:${d.adminPort}/metrics`)).text();
       expect(metrics).toMatch(/drover_backend_inflight\{[^}]*\} 0/);
     } finally {
@@ -384,7 +385,7 @@ routes: [{match: {path_prefix: /}, service: sticky}]
         expect(s.headers['x-forwarded-host']).toBe(`127.0.0.1:${d.port}`);
         expect(s.headers['forwarded']).toBeUndefined();
       }
-      expect(await eventually(() => d.logs.filter((l) => l['status'] === 200).length === 20)).toBe(true);
+      await waitFor(() => d.logs.filter((l) => l['status'] === 200).length === 20);
       expect(new Set(d.logs.filter((l) => l['status'] === 200).map((l) => l['client']))).toEqual(new Set(['127.0.0.1']));
     } finally {
       await d.stop();
@@ -410,7 +411,7 @@ routes: [{match: {path_prefix: /}, service: sticky}]
       expect(seen.map((s) => s.headers['x-forwarded-for']).sort()).toEqual(clients.map((c) => `6.6.6.6, ${c}, 10.1.2.3, 127.0.0.1`).sort());
       expect(a.seen.length).toBeGreaterThan(0); // 20 distinct clients spread over both
       expect(b.seen.length).toBeGreaterThan(0);
-      expect(await eventually(() => d.logs.filter((l) => l['status'] === 200).length === 20)).toBe(true);
+      await waitFor(() => d.logs.filter((l) => l['status'] === 200).length === 20);
       expect(d.logs.filter((l) => l['status'] === 200).map((l) => l['client']).sort()).toEqual([...clients].sort());
       // the same client always lands on the same backend
       const again = await fetch(`http://127.0.0.1:${d.port}/again`, { headers: { 'x-forwarded-for': clients[3] ?? '' } });

@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { BIN, startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
-import { adminBackends, eventually } from './helpers/raw-backend.js';
+import { adminBackends } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 let a: TestBackend;
 let b: TestBackend;
@@ -67,14 +68,14 @@ routes: [{match: {path_prefix: /}, service: ${body}}]
       // a half-written file, written in place (no rename), as an editor or a copy in progress would
       const full = good('b');
       fs.writeFileSync(d.configFile, full.slice(0, full.indexOf('  b: {backends') + 12));
-      expect(await eventually(async () => (await reloads(d.adminPort, 'failure')) === 2)).toBe(true);
+      await waitFor(async () => (await reloads(d.adminPort, 'failure')) === 2);
       const refused = d.logs.filter((l) => l['msg'] === 'config reload refused: the old config keeps serving');
       expect(refused.length).toBeGreaterThanOrEqual(2);
       expect(String((refused.at(-1)?.['issues'] as string[])[0])).toMatch(new RegExp(`^${d.configFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `));
       for (let i = 0; i < 4; i++) expect((await request(d.port)).body).toBe('a');
       // the rest of the file arrives
       fs.writeFileSync(d.configFile, full);
-      expect(await eventually(async () => (await request(d.port)).body === 'b')).toBe(true);
+      await waitFor(async () => (await request(d.port)).body === 'b');
       expect(await reloads(d.adminPort, 'success')).toBeGreaterThanOrEqual(1);
       expect(d.child.exitCode).toBeNull();
     } finally {

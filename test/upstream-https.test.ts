@@ -13,8 +13,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from './helpers/backends.js';
 import { BIN, startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
 import { scrapeSum } from './helpers/metrics.js';
-import { adminBackends, eventually } from './helpers/raw-backend.js';
+import { adminBackends } from './helpers/raw-backend.js';
 import { issueCert, makeCa } from './helpers/tls.js';
+import { waitFor } from './helpers/wait.js';
 
 let server: https.Server;
 let port: number;
@@ -103,12 +104,10 @@ describe('https:// backends', () => {
   });
 
   it('active health checks use the service TLS settings: healthy with the CA, unhealthy without it', async () => {
-    expect(
-      await eventually(async () => {
+    await waitFor(async () => {
         const b = await adminBackends(drover.adminPort);
         return b.some((x) => x.id === 'good' && x.state === 'healthy') && b.some((x) => x.id === 'noca' && x.state === 'unhealthy');
-      }),
-    ).toBe(true);
+      });
   });
 });
 
