@@ -14,7 +14,7 @@ import { waitFor } from './helpers/wait.js';
 const later = cleanupAfterEach();
 
 async function backendAt(name: string, host: string, port = 0): Promise<TestBackend> {
-  const b = await startBackend(name, port, host);
+  const b = await startBackend(name, { port, host });
   later(() => b.close());
   return b;
 }
