@@ -5,7 +5,6 @@
  * everything else, so any request that reaches one is visible in what it saw.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
@@ -13,6 +12,7 @@ import { cleanupAfterEach } from './helpers/cleanup.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { parseMetrics } from './helpers/metrics.js';
 import { waitFor } from './helpers/wait.js';
+import { freePort } from './helpers/etcd.js';
 
 const TOKEN = 'test-token-12';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -113,15 +113,6 @@ function load(port: number, urlPath: string, loops = 4): { results: Result[]; er
       await all;
     },
   };
-}
-
-/** A port free right now on 127.0.0.1 (for a drover restarted on the same address). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 /** A log line's time in epoch ms (pino writes an ISO string or a number). */

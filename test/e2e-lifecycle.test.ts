@@ -224,19 +224,16 @@ describe('graceful shutdown', () => {
 
 /** A backend that answers every upgrade 101 and echoes what comes through the tunnel. */
 async function echoTunnelBackend(): Promise<number> {
-  const server = http.createServer();
-  server.on('upgrade', (_req, socket: net.Socket) => {
-    socket.on('error', () => undefined);
-    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
-    socket.on('data', (d: Buffer) => socket.write(`echo:${d.toString()}`));
-    socket.on('end', () => socket.end());
+  const server = await startBackend('echo-tunnel', {
+    upgrade: (_req, socket) => {
+      socket.on('error', () => undefined);
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      socket.on('data', (d: Buffer) => socket.write(`echo:${d.toString()}`));
+      socket.on('end', () => socket.end());
+    },
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  later(() => {
-    server.closeAllConnections();
-    return new Promise<void>((r) => server.close(() => r()));
-  });
-  return (server.address() as net.AddressInfo).port;
+  later(() => server.close());
+  return server.port;
 }
 
 /** Opens a WebSocket tunnel through drover; resolves with the socket once the 101 arrived. */

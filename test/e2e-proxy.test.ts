@@ -268,18 +268,18 @@ describe('streaming', () => {
 
 describe('WebSocket upgrade', () => {
   it('tunnels bytes both ways after the backend answers 101; each upgrade request gets one access log line', async () => {
-    const wsBackend = http.createServer();
-    wsBackend.on('upgrade', (req, socket) => {
-      if (req.url === '/refused') {
-        socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno');
-        return;
-      }
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Backend: ws-echo\r\n\r\n`);
-      socket.on('data', (d: Buffer) => socket.write(`echo:${d.toString()}|${req.headers['x-forwarded-for'] ?? ''}`));
-      socket.on('error', () => undefined);
+    const wsBackend = await startBackend('ws-echo', {
+      upgrade: (req, socket) => {
+        if (req.url === '/refused') {
+          socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno');
+          return;
+        }
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Backend: ws-echo\r\n\r\n`);
+        socket.on('data', (d: Buffer) => socket.write(`echo:${d.toString()}|${req.headers['x-forwarded-for'] ?? ''}`));
+        socket.on('error', () => undefined);
+      },
     });
-    await new Promise<void>((r) => wsBackend.listen(0, '127.0.0.1', () => r()));
-    const port = (wsBackend.address() as net.AddressInfo).port;
+    const port = wsBackend.port;
     const ws = await startDrover(`
 listen: [{address: 127.0.0.1:0}]
 admin: {address: 127.0.0.1:0}
@@ -337,7 +337,7 @@ routes: [{match: {path_prefix: /, headers: {X-Ok: yes}}, service: ws}]
       ]);
     } finally {
       await ws.stop();
-      wsBackend.close();
+      await wsBackend.close();
     }
   });
 });

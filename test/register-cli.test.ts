@@ -2,7 +2,6 @@
  * `drover register` as a real child process (bin/drover) against a real etcd.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -11,6 +10,7 @@ import type { Etcd3 } from 'etcd3';
 import { describeEtcd, startEtcd, type EtcdServer } from './helpers/etcd.js';
 import { defaultInstanceId, resolveRegisterFlags } from '../src/commands/register.js';
 import { waitFor } from './helpers/wait.js';
+import { startBackend } from './helpers/backends.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(root, 'bin/drover');
@@ -126,14 +126,14 @@ describeEtcd('drover register (child process, real etcd)', () => {
   it('--health: key removed after 2 failures, back after 2 passes', async () => {
     let status = 200;
     const served: number[] = [];
-    const server = http.createServer((req, res) => {
+    const server = await startBackend('health');
+    server.behave((req, res) => {
       served.push(status);
       res.writeHead(status, { 'content-type': 'text/plain' });
       res.end(req.url);
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     try {
-      const port = (server.address() as { port: number }).port;
+      const port = server.port;
       const p = prefix();
       const proc = register(['--etcd', etcd.endpoints[0] as string, '--service', 'web', '--url', `http://127.0.0.1:${port}`, '--id', 'h1', '--ttl', '30s', '--health', '/healthz', '--prefix', p]);
       const key = `${p}web/h1`;

@@ -277,17 +277,17 @@ describe('slow clients', () => {
 
 describe('10 000 client aborts mid-request', () => {
   it('aborts every upstream request, brings in-flight back to 0 and leaves no descriptor behind', async () => {
-    const holder = http.createServer();
     const waiting = new Map<string, () => void>();
     let aborted = 0;
-    holder.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-      res.on('close', () => {
-        if (!res.writableFinished) aborted++;
-      });
-      waiting.get(req.url ?? '')?.();
+    const holder = await startBackend('holder', {
+      stream: (req, res) => {
+        res.on('close', () => {
+          if (!res.writableFinished) aborted++;
+        });
+        waiting.get(req.url ?? '')?.();
+      },
     });
-    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
-    const addr = holder.address() as net.AddressInfo;
+    const addr = { port: holder.port };
     const d = await startDrover(`
 listen: [{address: 127.0.0.1:0}]
 admin: {address: 127.0.0.1:0}
@@ -339,8 +339,7 @@ routes: [{match: {path_prefix: /}, service: hold}]
       expect(metrics).toMatch(/drover_backend_inflight\{[^}]*\} 0/);
     } finally {
       await d.stop();
-      holder.closeAllConnections();
-      holder.close();
+      await holder.close();
     }
   }, 60_000);
 });

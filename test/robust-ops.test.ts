@@ -170,43 +170,44 @@ describe('large bodies with a slow reader on the other side', () => {
     let uploadRead = 0;
     /** bytes the backend has handed to its response stream so far */
     let downloadWritten = 0;
-    const backend = http.createServer((req, res) => {
-      if (req.method === 'POST') {
-        // a slow reader: takes 1 MiB, then pauses
-        const h = createHash('sha256');
-        let sinceBreak = 0;
-        req.on('data', (c: Buffer) => {
-          h.update(c);
-          uploadRead += c.length;
-          sinceBreak += c.length;
-          if (sinceBreak >= CHUNK.length) {
-            sinceBreak = 0;
-            req.pause();
-            setTimeout(() => req.resume(), PAUSE_MS);
-          }
-        });
-        req.on('end', () => {
-          upload = { bytes: uploadRead, sha: h.digest('hex') };
-          res.end('stored');
-        });
-        return;
-      }
-      // a fast writer, honouring backpressure
-      res.writeHead(200, { 'content-length': SIZE });
-      const pump = (): void => {
-        while (downloadWritten < SIZE) {
-          downloadWritten += CHUNK.length;
-          if (!res.write(CHUNK)) {
-            res.once('drain', pump);
-            return;
-          }
+    const backend = await startBackend('big', {
+      stream: (req, res) => {
+        if (req.method === 'POST') {
+          // a slow reader: takes 1 MiB, then pauses
+          const h = createHash('sha256');
+          let sinceBreak = 0;
+          req.on('data', (c: Buffer) => {
+            h.update(c);
+            uploadRead += c.length;
+            sinceBreak += c.length;
+            if (sinceBreak >= CHUNK.length) {
+              sinceBreak = 0;
+              req.pause();
+              setTimeout(() => req.resume(), PAUSE_MS);
+            }
+          });
+          req.on('end', () => {
+            upload = { bytes: uploadRead, sha: h.digest('hex') };
+            res.end('stored');
+          });
+          return;
         }
-        res.end();
-      };
-      pump();
+        // a fast writer, honouring backpressure
+        res.writeHead(200, { 'content-length': SIZE });
+        const pump = (): void => {
+          while (downloadWritten < SIZE) {
+            downloadWritten += CHUNK.length;
+            if (!res.write(CHUNK)) {
+              res.once('drain', pump);
+              return;
+            }
+          }
+          res.end();
+        };
+        pump();
+      },
     });
-    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
-    const port = (backend.address() as { port: number }).port;
+    const port = backend.port;
     const d = await startDrover(`
 listen: [{address: 127.0.0.1:0}]
 admin: {address: 127.0.0.1:0}
@@ -279,8 +280,7 @@ routes: [{match: {path_prefix: /}, service: big}]
       expect(downGap).toBeLessThan(MAX_GAP);
     } finally {
       await d.stop();
-      backend.closeAllConnections();
-      backend.close();
+      await backend.close();
     }
   }, 60_000);
 });
