@@ -30,6 +30,8 @@ export interface AdminModelParts {
   readonly logger: Logger;
   /** `/readyz` */
   readonly ready: () => boolean;
+  /** a service's queue depth when this process does not queue itself (cluster primary); default its own */
+  readonly queueDepth?: ((service: string) => number | undefined) | undefined;
 }
 
 /** The admin API's view of one drover process. */
@@ -45,7 +47,7 @@ export class ProcessAdminModel implements AdminModel {
       name: e.name,
       balancer: e.config.balancer,
       panic: e.pool.panic,
-      ...(e.config.maxConns > 0 ? { queue_depth: e.queueDepth } : {}),
+      ...(e.config.maxConns > 0 ? { queue_depth: this.parts.queueDepth?.(e.name) ?? e.queueDepth } : {}),
       config_source: e.configured ? (origin?.[e.name] ?? 'file') : 'registry',
       backends: e.pool.backends().map((b) => this.view(e, b)),
     }));

@@ -39,6 +39,11 @@ export interface RuntimeOptions {
   readonly serve?: boolean | undefined;
   /** called after any pool's members, availability, draining or weights changed (cluster primary) */
   readonly onPoolChange?: (() => void) | undefined;
+  /**
+   * A service's `queue_depth` in `/api/services` when this process does not queue itself (the
+   * cluster primary: its workers' sum); undefined, or answering undefined: this process's own queue
+   */
+  readonly queueDepths?: ((service: string) => number | undefined) | undefined;
   /** what `GET /metrics` answers (a cluster primary: every process's sum); default this process's registry */
   readonly metricsText?: (() => Promise<string>) | undefined;
   /** an extra condition of `/readyz` (the shared config read from etcd once); default always true */
@@ -54,6 +59,7 @@ export class Runtime {
   private readonly serve: boolean;
   private readonly readyWhen: () => boolean;
   private readonly metricsText: (() => Promise<string>) | undefined;
+  private readonly queueDepths: ((service: string) => number | undefined) | undefined;
   private readonly directory: ServiceDirectory;
   /** the services, their config and the snapshot the listeners read */
   private readonly table: ServiceTable;
@@ -80,6 +86,7 @@ export class Runtime {
     this.serve = options.serve ?? true;
     this.readyWhen = options.readyWhen ?? (() => true);
     this.metricsText = options.metricsText;
+    this.queueDepths = options.queueDepths;
     this.store = new HealthStore({
       // health is the one owner of availability; the pool only applies it
       availability: { setAvailable: (service, id, availability) => this.table.get(service)?.pool.setAvailable(id, availability) },
@@ -120,7 +127,15 @@ export class Runtime {
       rt.admin = await startAdminServer({
         host: config.admin.host,
         port: config.admin.port,
-        model: new ProcessAdminModel({ table: rt.table, store: rt.store, monitor: rt.monitor, events: rt.eventLog, logger: rt.logger, ready: () => rt.ready() }),
+        model: new ProcessAdminModel({
+          table: rt.table,
+          store: rt.store,
+          monitor: rt.monitor,
+          events: rt.eventLog,
+          logger: rt.logger,
+          ready: () => rt.ready(),
+          queueDepth: rt.queueDepths,
+        }),
         metrics: rt.metrics,
         metricsText: rt.metricsText,
         tokenEnv: config.admin.tokenEnv,

@@ -10,7 +10,7 @@ import type { DroverConfig } from '../../config/types.js';
 import type { Metrics } from '../../observability/metrics.js';
 import type { ProxyState } from '../../proxy/types.js';
 import { ServiceTable, type AccessLogSink } from '../service-table.js';
-import type { BackendStats, PassiveReport, PoolsSnapshot } from './protocol.js';
+import type { BackendStats, PassiveReport, PoolsSnapshot, QueueStats } from './protocol.js';
 
 /** Where a worker's passive outcomes go (batched to the primary). */
 export interface PassiveSink {
@@ -34,6 +34,8 @@ export class WorkerProxy implements PassiveSink {
   private pending: PassiveReport[] = [];
   /** backends whose last pending outcome is a success (a further success adds nothing) */
   private readonly lastWasSuccess = new Set<string>();
+  /** queue depth last sent, per service */
+  private readonly queuesSent = new Map<string, number>();
   /** route hits already sent, for the snapshot they were counted in */
   private hitsSent: { state: ProxyState; hits: Float64Array } | undefined;
   /** called when a failure is queued, so it reaches the primary promptly */
@@ -140,6 +142,20 @@ export class WorkerProxy implements PassiveSink {
         r.inflight = b.inflight;
       }
     }
+    return out;
+  }
+
+  /** Queue depths (absolute) of the services whose depth changed since the last call. */
+  takeQueues(): QueueStats[] {
+    const out: QueueStats[] = [];
+    const services = this.table.services();
+    for (const [name, svc] of services) {
+      const depth = svc.queueDepth;
+      if (depth === (this.queuesSent.get(name) ?? 0)) continue;
+      out.push({ service: name, depth });
+      this.queuesSent.set(name, depth);
+    }
+    for (const name of this.queuesSent.keys()) if (!services.has(name)) this.queuesSent.delete(name);
     return out;
   }
 }

@@ -41,7 +41,8 @@ function flush(): void {
   const passive = proxy.takePassive();
   const series = seriesDeltas.take();
   const routes = proxy.takeRouteHits();
-  if (backends.length + passive.length + series.length + routes.length > 0) send({ drover: 'stats', backends, passive, series, routes });
+  const queues = proxy.takeQueues();
+  if (backends.length + passive.length + series.length + routes.length + queues.length > 0) send({ drover: 'stats', backends, passive, series, routes, queues });
 }
 
 function queueFlush(): void {
