@@ -22,6 +22,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
+import { abortingClients, type AbortingClients } from './lib/aborts.js';
 import { adminBackends, machine, positiveFlag, sleep, startDrover, writeResults, type BenchDrover } from './lib/health-harness.js';
 import { median } from './lib/stats.js';
 
@@ -170,39 +171,18 @@ interface AbortResult {
 
 async function aborts(total: number): Promise<AbortResult> {
   const warmup = Math.min(2000, Math.floor(total / 5));
-  const waiting = new Map<string, () => void>();
+  let clients: AbortingClients | undefined;
   let aborted = 0;
   const holder = http.createServer((req, res) => {
     res.on('close', () => {
       if (!res.writableFinished) aborted++;
     });
-    waiting.get(req.url ?? '')?.();
+    clients?.arrived(req.url);
   });
   const d = await droverFor('hold', await listen(holder), 'timeouts: {response_headers: 60s}, ');
-  let n = 0;
-  const one = (): Promise<void> =>
-    new Promise((resolve) => {
-      const path = `/r${n++}`;
-      const s = net.connect(d.port, '127.0.0.1');
-      s.on('error', () => undefined);
-      s.on('close', () => resolve());
-      waiting.set(path, () => {
-        waiting.delete(path);
-        s.destroy(); // the backend has the request: the client leaves mid-request
-      });
-      s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
-    });
-  const run = async (count: number): Promise<void> => {
-    let left = count;
-    await Promise.all(
-      Array.from({ length: 100 }, async () => {
-        while (left > 0) {
-          left--;
-          await one();
-        }
-      }),
-    );
-  };
+  const aborting = abortingClients(d.port);
+  clients = aborting;
+  const run = (count: number): Promise<void> => aborting.run(count);
   const settle = async (want: number): Promise<void> => {
     const deadline = Date.now() + 60_000;
     while (aborted < want || (await adminBackends(d.adminPort, 'hold')).some((b) => b.inflight > 0)) {

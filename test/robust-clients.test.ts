@@ -10,6 +10,7 @@ import { startBackend, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { adminBackends, fdCount, rawExchange, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
 import { waitFor } from './helpers/wait.js';
+import { abortingClients, type AbortingClients } from '../bench/lib/aborts.js';
 
 let raw: RawBackend;
 let web: TestBackend;
@@ -277,14 +278,14 @@ describe('slow clients', () => {
 
 describe('10 000 client aborts mid-request', () => {
   it('aborts every upstream request, brings in-flight back to 0 and leaves no descriptor behind', async () => {
-    const waiting = new Map<string, () => void>();
+    let clients: AbortingClients | undefined;
     let aborted = 0;
     const holder = await startBackend('holder', {
       stream: (req, res) => {
         res.on('close', () => {
           if (!res.writableFinished) aborted++;
         });
-        waiting.get(req.url ?? '')?.();
+        clients?.arrived(req.url);
       },
     });
     const addr = { port: holder.port };
@@ -297,30 +298,9 @@ services:
 routes: [{match: {path_prefix: /}, service: hold}]
 `);
     try {
-      let n = 0;
-      const one = (): Promise<void> =>
-        new Promise((resolve) => {
-          const path = `/r${n++}`;
-          const s = net.connect(d.port, '127.0.0.1');
-          s.on('error', () => undefined);
-          s.on('close', () => resolve());
-          waiting.set(path, () => {
-            waiting.delete(path);
-            s.destroy(); // the backend has the request: the client leaves mid-request
-          });
-          s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
-        });
-      const run = async (count: number): Promise<void> => {
-        let left = count;
-        await Promise.all(
-          Array.from({ length: 100 }, async () => {
-            while (left > 0) {
-              left--;
-              await one();
-            }
-          }),
-        );
-      };
+      const aborting = abortingClients(d.port);
+      clients = aborting;
+      const run = (count: number): Promise<void> => aborting.run(count);
       const settle = async (want: number): Promise<void> => {
         await waitFor(() => aborted === want, 20_000);
         await waitFor(async () => (await adminBackends(d.adminPort)).every((b) => b.inflight === 0));
