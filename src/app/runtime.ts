@@ -14,6 +14,7 @@ import { HealthStore } from '../../health/store.js';
 import type { HealthTransition } from '../../health/types.js';
 import { startAdminServer } from '../admin/server.js';
 import type { DroverConfig } from '../config/types.js';
+import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { syncAcme, type AcmeManager } from '../acme/manager.js';
@@ -172,7 +173,7 @@ export class Runtime {
         const served = this.setCertificate(`acme:${domain}`, certPem, keyPem);
         this.logger.info({ component: 'acme', domain, listeners: served }, 'certificate served');
       } catch (err) {
-        this.logger.error({ component: 'acme', domain, err: err instanceof Error ? err.message : String(err) }, 'certificate refused');
+        this.logger.error({ component: 'acme', domain, err: errorMessage(err) }, 'certificate refused');
       }
     });
     const acme = this.acme;
