@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import {
   backendFromFields,
   formatDuration,
+  isBackendId,
   MAX_WEIGHT,
   parseBackendUrl,
   parseDuration,
@@ -210,5 +211,14 @@ describe('servers: etcd endpoints and ZooKeeper connect strings, in the config a
   });
   it.each(['zk1', 'zk1:2181,', 'zk1:0', 'zk1:99999', 'zk 1:2181'])('refuses ZooKeeper servers %j', (text) => {
     expect(parseServerList(text).ok).toBe(false);
+  });
+});
+
+describe('backend ids: the same rule in the config, etcd keys, znodes and SkyDNS keys', () => {
+  it.each(['web-1', '10.0.0.5:8080', '[::1]:80', 'i_1.a', 'ä'])('accepts %j', (id) => {
+    expect(isBackendId(id)).toBe(true);
+  });
+  it.each(['', 'a/b', 'a b', 'a\tb', 'a\u0001b', 'a\u007f', undefined])('refuses %j', (id) => {
+    expect(isBackendId(id)).toBe(false);
   });
 });

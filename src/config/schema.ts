@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { BALANCER_NAMES } from '../../routing/policies.js';
 import type { BalancerName, HashKeySpec } from '../../routing/types.js';
 import { fail, ok, type Result } from '../core/result.js';
-import { DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_WEIGHT, durationProblem, parseBackendUrl, parseDuration, parseEtcdEndpoint, parseListenAddress, parseLongDuration, parseServerList, type HostPort } from './values.js';
+import { DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_WEIGHT, BACKEND_ID_PATTERN, durationProblem, parseBackendUrl, parseDuration, parseEtcdEndpoint, parseListenAddress, parseLongDuration, parseServerList, type HostPort } from './values.js';
 
 /** Balancer names as written in YAML: owned by the routing layer, re-exported for convenience. */
 export { BALANCER_NAMES };
@@ -19,8 +19,6 @@ void allBalancersListed;
 
 /** Service names end up in etcd keys and admin URLs, hence the conservative alphabet. */
 export const SERVICE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-/** Backend ids end up in admin URLs (`/api/services/S/backends/ID/drain`): no `/`, no spaces. */
-export const BACKEND_ID_PATTERN = /^[^/\s]+$/;
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** RFC 9110 token: what a header name or method may contain. */
 const TOKEN_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
@@ -201,7 +199,7 @@ const backendSchema = z
       .describe(`relative share of traffic, a number > 0 and at most ${MAX_WEIGHT} (default 1)`),
     id: z
       .string()
-      .regex(BACKEND_ID_PATTERN, { error: (iss) => `"${String(iss.input)}" is not a valid id (no "/" or spaces)` })
+      .regex(BACKEND_ID_PATTERN, { error: (iss) => `"${String(iss.input)}" is not a valid id (no "/", spaces or control characters)` })
       .optional()
       .describe('unique within the service (default host:port of the url)'),
     zone: z.string().min(1).optional().describe('locality label, e.g. an availability zone'),

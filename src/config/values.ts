@@ -176,6 +176,20 @@ export function parseServerList(text: string): Result<string> {
   return ok(parts.join(','));
 }
 
+// ---- ids ------------------------------------------------------------------------------------
+
+/**
+ * A backend id, wherever it comes from (`backends[].id`, an etcd key, a znode, a SkyDNS key): no
+ * `/`, whitespace or control character (ids end up in admin URLs, `/api/services/S/backends/ID`).
+ * Registries' key segments naming a service follow the same rule.
+ */
+export const BACKEND_ID_PATTERN = /^[^/\s\u0000-\u001f\u007f]+$/;
+
+/** True for a valid backend id (see `BACKEND_ID_PATTERN`). */
+export function isBackendId(text: string | undefined): text is string {
+  return text !== undefined && BACKEND_ID_PATTERN.test(text);
+}
+
 // ---- weights --------------------------------------------------------------------------------
 
 /** Largest weight accepted anywhere; a larger one is taken for a typo. Covers DNS SRV's 0-65535. */

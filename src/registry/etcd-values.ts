@@ -16,7 +16,7 @@
  */
 import type { MemberSpec } from '../../routing/types.js';
 import { fail, ok, type Result } from '../core/result.js';
-import { parseBackendUrl, parseWeight } from '../config/values.js';
+import { isBackendId, parseBackendUrl, parseWeight } from '../config/values.js';
 
 /** Key layouts of the etcd registry (`registry.etcd.layout`). */
 export type EtcdLayout = 'drover' | 'traefik' | 'skydns';
@@ -51,8 +51,6 @@ export interface TraefikKey {
   readonly field: 'url' | 'weight';
 }
 
-// Control characters and whitespace in a name segment are almost always a writer's bug.
-const BAD_SEGMENT = /[\s\u0000-\u001f\u007f]/;
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -101,8 +99,9 @@ export function parseMemberValue(raw: string): Result<MemberValue> {
   });
 }
 
+/** A key segment naming a service or a member: the id rule (control characters and whitespace are a writer's bug). */
 function validSegment(s: string | undefined): s is string {
-  return s !== undefined && s !== '' && !BAD_SEGMENT.test(s);
+  return isBackendId(s);
 }
 
 /**

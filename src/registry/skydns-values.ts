@@ -17,7 +17,7 @@
  */
 import type { MemberSpec } from '../../routing/types.js';
 import { KeyPerMemberModel, parseJsonObject, type KeyspaceModel } from './etcd-values.js';
-import { backendFromFields, parseWeight } from '../config/values.js';
+import { backendFromFields, isBackendId, parseWeight } from '../config/values.js';
 import type { Result } from '../core/result.js';
 
 /** Where a `skydns`-layout key points. */
@@ -28,14 +28,13 @@ export interface SkyDnsKey {
 }
 
 const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?$/;
-const ID = /^[^/\s\u0000-\u001f\u007f]+$/;
 
 /** Splits `<prefix><label>/.../<label>/<id>` into the service (labels reversed, joined by `.`) and the id. */
 export function parseSkyDnsKey(prefix: string, key: string): Result<SkyDnsKey> {
   if (!key.startsWith(prefix)) return { ok: false, reason: `key is outside the prefix ${prefix}` };
   const parts = key.slice(prefix.length).split('/');
   const id = parts.pop();
-  if (id === undefined || !ID.test(id) || parts.length === 0) return { ok: false, reason: `key must be ${prefix}<reversed domain labels>/<id>` };
+  if (id === undefined || !isBackendId(id) || parts.length === 0) return { ok: false, reason: `key must be ${prefix}<reversed domain labels>/<id>` };
   if (!parts.every((l) => LABEL.test(l))) return { ok: false, reason: `key must be ${prefix}<reversed domain labels>/<id> with DNS labels` };
   return { ok: true, value: { service: parts.reverse().join('.').toLowerCase(), id } };
 }

@@ -11,7 +11,7 @@
  */
 import type { MemberSpec } from '../../routing/types.js';
 import { parseJsonObject, parseMemberValue } from './etcd-values.js';
-import { backendFromFields, parseWeight } from '../config/values.js';
+import { backendFromFields, isBackendId, parseWeight } from '../config/values.js';
 import type { Result } from '../core/result.js';
 
 /** The `source` of every member the ZooKeeper registry reports. */
@@ -20,7 +20,6 @@ export const ZOOKEEPER_SOURCE = 'zookeeper';
 /** Key layouts of the ZooKeeper registry. */
 export type ZooKeeperLayout = 'drover' | 'nerve';
 
-const BAD_ID = /[\s/\u0000-\u001f\u007f]/;
 
 /** Parses Nerve's JSON registration. */
 export function parseNerveValue(raw: string): Result<{ url: string; weight: number; zone?: string | undefined; meta: Record<string, unknown> }> {
@@ -49,7 +48,7 @@ export function parseNerveValue(raw: string): Result<{ url: string; weight: numb
  * An empty znode is invalid (a registrant that wrote nothing names no backend).
  */
 export function parseInstanceNode(layout: ZooKeeperLayout, name: string, data: string, source: string = ZOOKEEPER_SOURCE): Result<MemberSpec> {
-  if (name === '' || BAD_ID.test(name)) return { ok: false, reason: `instance name ${JSON.stringify(name)} is not a valid member id` };
+  if (!isBackendId(name)) return { ok: false, reason: `instance name ${JSON.stringify(name)} is not a valid member id` };
   if (layout === 'nerve') {
     const v = parseNerveValue(data);
     if (!v.ok) return v;
