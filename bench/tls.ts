@@ -24,7 +24,8 @@
  *
  *   npm run build && node dist/bench/tls.js [--seconds 5] [--rounds 3] [--connections 32]
  *     [--warmup 3] [--runs keepalive,handshakes,h2] [--targets drover,nginx,haproxy]
- *     [--floors] [--profile] [--node /path/to/node]
+ *     [--floors] [--profile] [--node /path/to/node] [--node-flags '--max-semi-space-size=64']
+ *     [--out NAME (bench/results/NAME.json; default tls)]
  *
  * Figures from a shared or loaded machine are not results: run it on a quiet one.
  */
@@ -79,7 +80,7 @@ async function startPrinter(args: readonly string[], node = process.execPath): P
   return { port, pid: child.pid ?? 0 };
 }
 
-async function startDrover(dir: string, cert: string, key: string, backend: number, node: string, profiling: boolean): Promise<Target> {
+async function startDrover(dir: string, cert: string, key: string, backend: number, node: string, flags: readonly string[]): Promise<Target> {
   const port = await freePort();
   const cfg = path.join(dir, 'drover.yaml');
   writeFileSync(
@@ -97,8 +98,7 @@ routes:
     service: app
 `,
   );
-  // --perf-basic-prof names JIT frames for perf; it only writes a line per compiled function
-  const child = track(spawn(node, [...(profiling ? ['--perf-basic-prof'] : []), BIN, 'start', '-c', cfg], { stdio: ['ignore', 'ignore', 'inherit'] }));
+  const child = track(spawn(node, [...flags, BIN, 'start', '-c', cfg], { stdio: ['ignore', 'ignore', 'inherit'] }));
   await waitFor(() => listening(port), 'drover to listen', 15_000);
   return { name: 'drover', port, pid: child.pid ?? 0, runs: RUNS };
 }
@@ -265,6 +265,8 @@ async function main(): Promise<void> {
   const floors = process.argv.includes('--floors');
   const profiling = process.argv.includes('--profile');
   const node = strArg('node') ?? process.execPath;
+  // --perf-basic-prof names JIT frames for perf; it only writes a line per compiled function
+  const nodeFlags = [...(profiling ? ['--perf-basic-prof'] : []), ...(strArg('node-flags')?.split(' ').filter((f) => f !== '') ?? [])];
   const nodeVersion = execFileSync(node, ['-p', 'process.version + " (OpenSSL " + process.versions.openssl + ")"'], { encoding: 'utf8' }).trim();
   for (const r of runs) if (!RUNS.includes(r)) throw new Error(`--runs: unknown run ${r}`);
 
@@ -278,7 +280,7 @@ async function main(): Promise<void> {
   const shimEnv = { ...process.env, LD_PRELOAD: shim };
 
   const backend = (await startPrinter([path.join(ROOT, 'dist', 'bench', 'lib', 'obs-backend.js')])).port;
-  const all: Target[] = [await startDrover(dir, cert, key, backend, node, profiling)];
+  const all: Target[] = [await startDrover(dir, cert, key, backend, node, nodeFlags)];
   const nginx = await startNginx(dir, cert, key, backend, floors);
   if (nginx !== undefined) all.push(nginx.proxy);
   const haproxy = await startHaproxy(dir, pem, backend);
@@ -354,12 +356,12 @@ async function main(): Promise<void> {
     return fa === undefined || fb === undefined ? 'n/a' : `${(fa.rps / fb.rps).toFixed(2)}x req/s, ${(fa.cpuUs / fb.cpuUs).toFixed(2)}x CPU/req`;
   };
   const info = hostInfo();
-  console.log(`TLS bench ${info.date}, drover on Node ${nodeVersion}, ${info.cpus} CPUs (${info.cpuModel}), load ${info.loadavg1m.toFixed(2)}, median of ${rounds} rounds of ${seconds}s after ${warmup}s of warm-up, ${connections} connections`);
+  console.log(`TLS bench ${info.date}, drover on Node ${nodeVersion}${nodeFlags.length > 0 ? ` ${nodeFlags.join(' ')}` : ''}, ${info.cpus} CPUs (${info.cpuModel}), load ${info.loadavg1m.toFixed(2)}, median of ${rounds} rounds of ${seconds}s after ${warmup}s of warm-up, ${connections} connections`);
   console.log(`new connections negotiated: ${[...kinds].join(' | ') || 'n/a'} (full handshakes only, checked from the client's side)`);
   console.log(table(['target', 'HTTPS keep-alive req/s (user + sys CPU/req)', 'new handshakes/s (user + sys CPU/req)', 'HTTP/2 req/s (user + sys CPU/req)'], rows));
   for (const run of runs) console.log(`drover / nginx ${run}: ${ratio(run, 'drover', 'nginx')}`);
   if (floors) console.log(`floors, handshakes: node-tls / nginx-return ${ratio('handshakes', 'node-tls', 'nginx-return')}; drover / node-tls ${ratio('handshakes', 'drover', 'node-tls')}`);
-  const common = { ...info, droverNode: nodeVersion, seconds, rounds, warmup, connections, negotiated: [...kinds] };
+  const common = { ...info, droverNode: nodeVersion, droverNodeFlags: nodeFlags, seconds, rounds, warmup, connections, negotiated: [...kinds] };
   console.log(`written to ${writeResult(strArg('out') ?? 'tls', { ...common, results })}`);
   if (profile !== undefined) {
     console.log(`drover profile (${profile.samples} samples, ${Math.round(profile.rps)} handshakes/s) by phase:`);
