@@ -9,7 +9,7 @@
  * 2. The share of CPU spent in metrics code on the proxy path: a third drover (access log off,
  *    so nothing else dilutes the share) runs under `node --cpu-prof` while autocannon loads it;
  *    its `.cpuprofile` is parsed and the self time of functions in prom-client and
- *    src/metrics.ts is divided by all non-idle time. No scrape happens during the profile.
+ *    src/observability/metrics.ts is divided by all non-idle time. No scrape happens during the profile.
  *    Target: under 5 %.
  *
  * Run: `npm run build && node dist/bench/observability.js [--rounds 5] [--seconds 4]
@@ -321,7 +321,7 @@ function renderReport(
   out.push(`\`node --cpu-prof\` on a drover with the access log off, ${opts.profileSeconds} s of autocannon load (${fmt(profRun.rps)} req/s, ${fmt(profRun.completed)} responses, ${profRun.non2xx + profRun.errors} bad) after a 2 s warm-up; start-up and warm-up samples are left out; no scrape of /metrics meanwhile.`);
   out.push('');
   out.push(`- CPU time in the profile (non-idle samples): ${fmt(s.busyUs / 1000)} ms (GC ${fmt(s.gcUs / 1000)} ms, unattributed native \`(program)\` ${fmt(s.programUs / 1000)} ms)`);
-  out.push(`- self time in prom-client + src/metrics.ts: ${fmt(s.metricsUs / 1000, 1)} ms`);
+  out.push(`- self time in prom-client + src/observability/metrics.ts: ${fmt(s.metricsUs / 1000, 1)} ms`);
   out.push(`- **share: ${(share * 100).toFixed(2)} %** (target under 5 %: ${share < 0.05 ? 'met' : 'NOT met'}); of the JS-attributed time only (excluding GC and \`(program)\`): ${((s.metricsUs / Math.max(1, s.busyUs - s.gcUs - s.programUs)) * 100).toFixed(2)} %`);
   out.push('');
   out.push('Metrics functions by self time:');

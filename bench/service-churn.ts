@@ -19,7 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { createEtcdClient } from '../src/registry/etcd.js';
+import { createEtcdClient } from '../src/registry/etcd-client.js';
 import { startSoakEtcd } from './lib/soak-etcd.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -1,11 +1,11 @@
 /**
- * The access log line formatter (src/access-log.ts): its fast paths (`jsonString`, `isoTime`)
+ * The access log line formatter (src/observability/access-log.ts): its fast paths (`jsonString`, `isoTime`)
  * must give exactly what `JSON.stringify` and `Date#toISOString` give, and a line must parse
  * back to its fields in the documented order.
  */
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { formatAccessLine, isoTime, jsonString } from '../src/access-log.js';
+import { formatAccessLine, isoTime, jsonString } from '../src/observability/access-log.js';
 import type { AccessLogEntry } from '../src/proxy/types.js';
 
 describe('jsonString', () => {

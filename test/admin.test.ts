@@ -1,11 +1,11 @@
 import http from 'node:http';
 import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { silentLogger } from '../src/log.js';
-import { Metrics } from '../src/metrics.js';
+import { silentLogger } from '../src/observability/log.js';
+import { Metrics } from '../src/observability/metrics.js';
 import { startAdminServer, redact, REDACTED, type AdminServer } from '../src/admin/server.js';
 import type { AdminModel, BackendView, EventView, ServiceView } from '../src/admin/model.js';
-import { DroverError, ErrorCodes } from '../src/errors.js';
+import { DroverError, ErrorCodes } from '../src/core/errors.js';
 
 /** An in-memory AdminModel: what the runtime would expose, minus the runtime. */
 class MemoryModel implements AdminModel {

@@ -7,7 +7,7 @@ import { formatDuration, parseDuration } from '../src/config/duration.js';
 import { renderJsonSchema, JSON_SCHEMA_PATH } from '../src/config/gen-schema.js';
 import { checkConfigFile, loadConfigFile, parseConfig, parseServicesFile } from '../src/config/load.js';
 import { parseBackendUrl, parseListenAddress } from '../src/config/schema.js';
-import { ConfigError, ErrorCodes, formatIssue, type ConfigIssue } from '../src/errors.js';
+import { ConfigError, ErrorCodes, formatIssue, type ConfigIssue } from '../src/core/errors.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 let dir = '';

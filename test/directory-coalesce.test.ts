@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DEFAULT_COALESCE_MS, DEFAULT_MAX_WAIT_MS, ServiceDirectory } from '../src/registry/directory.js';
 import { EtcdRegistry } from '../src/registry/etcd.js';
-import { silentLogger } from '../src/log.js';
+import { silentLogger } from '../src/observability/log.js';
 import type { MemberSpec } from '../routing/types.js';
 import { describeEtcd, useSharedEtcd } from './helpers/etcd.js';
 

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { DnsRegistry, type DnsTarget } from '../src/registry/dns.js';
 import { emptyConfirmed, nextResolveMs, pickSrvGroup, priorityGroups, type SrvRecord } from '../src/registry/dns-members.js';
 import { parseDnsServer, queryDns } from '../src/registry/dns-client.js';
-import { silentLogger } from '../src/log.js';
+import { silentLogger } from '../src/observability/log.js';
 import { RecordingSink } from './helpers/recording-sink.js';
 import { describeDnsmasq, startDnsmasq, startDnsServer, type TestDnsServer } from './helpers/dns.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';

@@ -24,6 +24,8 @@ interface Node {
   readonly backend: TestBackend;
   health: number;
   healthDelayMs: number;
+  /** when set, health checks are answered only once it resolves */
+  gate?: Promise<void>;
   /** every non-health request it saw */
   readonly app: string[];
   readonly probes: number[];
@@ -36,10 +38,12 @@ async function node(name: string, health = 200, healthDelayMs = 0): Promise<Node
     if (req.url === '/healthz') {
       n.probes.push(Date.now());
       const status = n.health;
-      setTimeout(() => {
-        res.writeHead(status, { 'content-type': 'text/plain' });
-        res.end(name);
-      }, n.healthDelayMs);
+      void Promise.resolve(n.gate).then(() =>
+        setTimeout(() => {
+          res.writeHead(status, { 'content-type': 'text/plain' });
+          res.end(name);
+        }, n.healthDelayMs),
+      );
       return;
     }
     n.app.push(req.url ?? '');
@@ -414,7 +418,11 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
 
 describe('the same rules with workers: 2 (verdicts and drains reach the workers through the primary)', () => {
   it('a sick backend gets no request at start; an admin drain holds through a registry drain and undrain', async () => {
-    const good = await node('good', 200, 500);
+    // good's first check is held until requests have arrived: they come while it is pending and
+    // sick is judged (other serves them; panic must not bring sick in)
+    const good = await node('good');
+    let release = (): void => undefined;
+    good.gate = new Promise((resolve) => (release = resolve));
     const sick = await node('sick', 503);
     const other = await node('other');
     later(() => Promise.all([good.backend.close(), sick.backend.close(), other.backend.close()]));
@@ -429,7 +437,7 @@ registry: {file: services.yaml}
 services:
   web:
     health:
-      active: {path: /healthz, interval: 300ms, timeout: 2s, rise: 2, fall: 3}
+      active: {path: /healthz, interval: 300ms, timeout: 10s, rise: 2, fall: 3}
     backends: [{url: ${good.url}, id: good}, {url: ${sick.url}, id: sick}]
 routes: [{match: {path_prefix: /}, service: web}]
 `,
@@ -437,11 +445,14 @@ routes: [{match: {path_prefix: /}, service: web}]
     );
     later(() => d.stop());
     const traffic = load(d.port, '/app');
+    await waitUntil(() => traffic.results.length >= 10);
+    release();
     await waitUntil(async () => (await readyz(d.adminPort)) === 200);
     await sleep(300);
     await traffic.stop();
     expect(traffic.errors).toEqual([]);
     expect(new Set(traffic.results.map((r) => `${r.status} ${r.body}`))).toEqual(new Set(['200 good', '200 other']));
+    expect(traffic.results.some((r) => r.sentAt < verdictAt(d, 'good'))).toBe(true);
     expect(sick.app).toEqual([]);
 
     expect((await request(d.adminPort, { method: 'POST', path: '/api/services/web/backends/other/drain', headers: AUTH })).status).toBe(200);

@@ -7,7 +7,7 @@
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
-import { createLogger } from '../src/log.js';
+import { createLogger } from '../src/observability/log.js';
 import { createRegistries } from '../src/registry/create.js';
 import type { RegistrySink } from '../src/registry/types.js';
 import { REFUSING_PORT } from './helpers/backends.js';

@@ -5,7 +5,7 @@
 import { afterAll, expect, it } from 'vitest';
 import { EtcdRegistry, type EtcdRegistryOptions } from '../src/registry/etcd.js';
 import type { EtcdRegistryConfig } from '../src/config/types.js';
-import { silentLogger } from '../src/log.js';
+import { silentLogger } from '../src/observability/log.js';
 import { describeEtcd, enableAuth, startEtcd, startEtcdCluster, useSharedEtcd, type EtcdServer, type SharedEtcd } from './helpers/etcd.js';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
@@ -288,7 +288,7 @@ describeEtcd('EtcdRegistry (etcd process events)', () => {
     const etcd = await startEtcd();
     servers.push(etcd);
     await enableAuth(etcd.client(), 'rootpw');
-    const { createEtcdClient } = await import('../src/registry/etcd.js');
+    const { createEtcdClient } = await import('../src/registry/etcd-client.js');
     const kv = createEtcdClient({ endpoints: etcd.endpoints, auth: { username: 'root', password: 'rootpw' } });
     later(() => kv.close());
     const p = nextPrefix();

@@ -1,5 +1,5 @@
 /**
- * watchFile (src/file-watch.ts) on a real file in a temp dir: a change is delivered once, after
+ * watchFile (src/core/file-watch.ts) on a real file in a temp dir: a change is delivered once, after
  * its bytes stayed the same for one more debounce period, so a file caught between truncate and
  * write is never delivered half-written.
  */
@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { watchFile, type FileWatcher } from '../src/file-watch.js';
+import { watchFile, type FileWatcher } from '../src/core/file-watch.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DURATION_BUCKETS_SECONDS, Metrics, type BackendStateSample } from '../src/metrics.js';
+import { DURATION_BUCKETS_SECONDS, Metrics, type BackendStateSample } from '../src/observability/metrics.js';
 import { findSeries, parseMetrics } from './helpers/metrics.js';
 
 /** A Metrics with one of everything recorded. */

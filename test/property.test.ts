@@ -8,7 +8,7 @@ import fc from 'fast-check';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
-import { ConfigError } from '../src/errors.js';
+import { ConfigError } from '../src/core/errors.js';
 import { clientAddress, downstreamResponseHeaders, NO_EDITS, upstreamRequestHeaders } from '../src/proxy/headers.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { rawExchange, startRawBackend, type RawBackend } from './helpers/raw-backend.js';

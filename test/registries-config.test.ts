@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
-import { ConfigError } from '../src/errors.js';
+import { ConfigError } from '../src/core/errors.js';
 import { registriesKey } from '../src/registry/create.js';
 import { assembleKeyspace } from '../src/registry/keyspace.js';
 import { parseSkyDnsKey, parseSkyDnsValue } from '../src/registry/skydns-values.js';

@@ -1,7 +1,7 @@
 /** Issue 20, item 10: invalid registry values are logged capped and once per key and reason. */
 import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger } from '../src/log.js';
+import { createLogger } from '../src/observability/log.js';
 import { ServiceDirectory } from '../src/registry/directory.js';
 import { normaliseOrigin } from '../src/registry/etcd-values.js';
 import { waitUntil } from './helpers/raw-backend.js';

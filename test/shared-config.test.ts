@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import { describeConfig, mergeSharedConfig, parseSharedConfig, type SharedSnapshot } from '../src/config/shared.js';
-import { formatIssue } from '../src/errors.js';
+import { formatIssue } from '../src/core/errors.js';
 
 const P = '/drover/config/';
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
-import { ConfigError } from '../src/errors.js';
+import { ConfigError } from '../src/core/errors.js';
 import { countReset, RAPID_RESET_LIMIT, RAPID_RESET_WINDOW_MS } from '../src/proxy/h2.js';
 import { CertificateStore } from '../src/tls/store.js';
 import { describeWith, testCa, type LeafFiles, type TestCa } from './helpers/certs.js';

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parseTraefikRule, type RuleMatch } from '../src/config/traefik-rule.js';
 import { parseTraefikRouters } from '../src/config/traefik-routers.js';
 import type { SharedSnapshot } from '../src/config/shared.js';
-import { formatIssue } from '../src/errors.js';
+import { formatIssue } from '../src/core/errors.js';
 
 const accepted: [string, RuleMatch[]][] = [
   ['Host(`example.com`)', [{ host: 'example.com' }]],

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CreateMode, type Client } from 'node-zookeeper-client';
 import { ZooKeeperRegistry } from '../src/registry/zookeeper.js';
 import type { ZooKeeperRegistryConfig } from '../src/config/types.js';
-import { createLogger, silentLogger } from '../src/log.js';
+import { createLogger, silentLogger } from '../src/observability/log.js';
 import { describeZooKeeper, startZooKeeper, zk, type ZooKeeperServer } from './helpers/zookeeper.js';
 import { RecordingSink } from './helpers/recording-sink.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
-import { createEtcdClient } from '../../src/registry/etcd.js';
+import { createEtcdClient } from '../../src/registry/etcd-client.js';
 import type { Etcd3 } from 'etcd3';
 
 /** Repository root (dist/bench/lib -> ../../..). */

@@ -5,7 +5,7 @@
  * argv: endpoint prefix rate services members realPortsJson. Runs until stdin closes or it gets
  * SIGTERM, then prints `{"puts":N,"errors":N,"seconds":S}` and exits.
  */
-import { createEtcdClient } from '../../src/registry/etcd.js';
+import { createEtcdClient } from '../../src/registry/etcd-client.js';
 
 const [endpoint = '', prefix = '', rateS = '500', servicesS = '1000', membersS = '10', realS = '[]'] = process.argv.slice(2);
 const rate = Number(rateS);

@@ -44,9 +44,9 @@ export interface ProfileSummary {
   readonly metricsTop: readonly FunctionTime[];
 }
 
-/** Metrics code: prom-client, and drover's own `src/metrics.ts` (compiled to dist/src/metrics.js). */
+/** Metrics code: prom-client, and drover's own `src/observability/metrics.ts` (compiled to dist/src/observability/metrics.js). */
 export function isMetricsFrame(url: string): boolean {
-  return url.includes('/node_modules/prom-client/') || /\/dist\/src\/metrics\.js$/.test(url) || /\/src\/metrics\.ts$/.test(url);
+  return url.includes('/node_modules/prom-client/') || /\/dist\/src\/observability\/metrics\.js$/.test(url) || /\/src\/observability\/metrics\.ts$/.test(url);
 }
 
 function shorten(url: string): string {

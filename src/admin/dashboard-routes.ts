@@ -2,7 +2,7 @@
  * The admin server's dashboard routes: the page and its static files, and the read-only JSON the
  * page draws from besides `/api/services` and `/api/stream`:
  *
- * - `GET /api/series?service=S&backend=B&since=T`: per-second series (see `src/series/`).
+ * - `GET /api/series?service=S&backend=B&since=T`: per-second series (see `src/observability/series/`).
  *   No `service`: every service's own series. `service` alone: that service's. `backend=*`:
  *   each backend of the service. `backend=ID`: that backend. `since` (Unix seconds): only the
  *   seconds after it, so the page fetches the whole 15 minutes once and then only what is new.
@@ -11,7 +11,7 @@
  *
  * Answers are plain values for the server to write, so this module needs no socket.
  */
-import type { SeriesStore, SeriesView } from '../series/store.js';
+import type { SeriesStore, SeriesView } from '../observability/series/store.js';
 import { ASSET_PREFIX, DASHBOARD_CSP, dashboardAsset, dashboardPage, type Asset } from './assets.js';
 import type { AdminModel } from './model.js';
 

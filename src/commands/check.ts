@@ -4,7 +4,7 @@
  * stdout and exits 0. Beyond what `start` checks, it also verifies that referenced files exist.
  */
 import type { Command } from 'commander';
-import { formatIssue } from '../errors.js';
+import { formatIssue } from '../core/errors.js';
 import { checkConfigFile } from '../config/load.js';
 
 /** Default config path, as for `drover start`. */

@@ -15,7 +15,7 @@ import type { Etcd3 } from 'etcd3';
 import { parseDocument, stringify } from 'yaml';
 import { checkConfigFile } from '../config/load.js';
 import { DEFAULT_CONFIG_PREFIX, parseSharedConfig, ROUTES_KEY, SERVICES_DIR } from '../config/shared.js';
-import { formatIssue } from '../errors.js';
+import { formatIssue } from '../core/errors.js';
 import { DEFAULT_CONFIG_FILE } from './check.js';
 
 interface EtcdFlags {
@@ -67,7 +67,7 @@ async function connect(flags: EtcdFlags): Promise<Etcd3 | undefined> {
     return undefined;
   }
   // Loaded on use: the etcd client (gRPC, protobufs) costs most of the CLI's start-up time.
-  const { createEtcdClient } = await import('../registry/etcd.js');
+  const { createEtcdClient } = await import('../registry/etcd-client.js');
   return createEtcdClient({ endpoints, callTimeoutMs: 5000, hostRetryMs: 200 });
 }
 

@@ -5,14 +5,14 @@
  * unreachable, etcd wiped, key deleted by hand). With `--health` the key exists only while the
  * check passes (removed after 2 consecutive failures, put back after 2 passes). SIGINT/SIGTERM
  * revoke the lease, so the key disappears at once, and exit 0. With `--zookeeper` the same member
- * value goes into an ephemeral znode `<prefix>/<service>/<id>` instead (src/zk-registrar.ts).
+ * value goes into an ephemeral znode `<prefix>/<service>/<id>` instead (src/registry/registrar/zookeeper.ts).
  */
 import os from 'node:os';
 import type { Command } from 'commander';
-import { createLogger } from '../log.js';
-import { ErrorCodes } from '../errors.js';
+import { createLogger } from '../observability/log.js';
+import { ErrorCodes } from '../core/errors.js';
 import { normaliseOrigin, parseDroverKey, parseWeight } from '../registry/etcd-values.js';
-import type { RegisterOptions } from '../registration.js';
+import type { RegisterOptions } from '../registry/registrar/options.js';
 
 /** Raw flag values as commander hands them over. */
 export interface RegisterFlags {
@@ -118,13 +118,13 @@ export function addRegisterCommand(program: Command): void {
       const opts = resolved.value;
       let registrar: { start(): void; stop(): Promise<void> };
       if (opts.zookeeper !== undefined) {
-        const { ZkRegistrar } = await import('../zk-registrar.js');
+        const { ZkRegistrar } = await import('../registry/registrar/zookeeper.js');
         const zk = new ZkRegistrar({ ...opts, zookeeper: opts.zookeeper }, log);
         log.info({ path: zk.path, zookeeper: opts.zookeeper, ttl: opts.ttlSeconds, health: opts.healthUrl }, 'starting');
         registrar = zk;
       } else {
         // Loaded on use: the etcd client (gRPC, protobufs) costs most of the CLI's start-up time.
-        const { Registrar } = await import('../registrar.js');
+        const { Registrar } = await import('../registry/registrar/etcd.js');
         const etcd = new Registrar(opts, log);
         log.info({ key: etcd.key, endpoints: opts.endpoints, ttl: opts.ttlSeconds, health: opts.healthUrl }, 'starting');
         registrar = etcd;

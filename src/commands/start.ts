@@ -5,19 +5,19 @@
  */
 import path from 'node:path';
 import type { Command } from 'commander';
-import { openAccessLog, type AccessLog } from '../access-log.js';
+import { openAccessLog, type AccessLog } from '../observability/access-log.js';
 import { loadConfigFile } from '../config/load.js';
 import type { DroverConfig } from '../config/types.js';
-import { startDemoBackend, type DemoBackend } from '../demo.js';
-import { ConfigError, formatIssue } from '../errors.js';
-import { watchFile } from '../file-watch.js';
-import { createLogger, type Logger } from '../log.js';
-import { Metrics } from '../metrics.js';
+import { startDemoBackend, type DemoBackend } from '../app/demo.js';
+import { ConfigError, formatIssue } from '../core/errors.js';
+import { watchFile } from '../core/file-watch.js';
+import { createLogger, type Logger } from '../observability/log.js';
+import { Metrics } from '../observability/metrics.js';
 import { fastPathStatus } from '../proxy/fast-path.js';
-import { Runtime } from '../runtime.js';
-import { ClusterPrimary, workerCount } from '../cluster/primary.js';
+import { Runtime } from '../app/runtime.js';
+import { ClusterPrimary, workerCount } from '../app/cluster/primary.js';
 import { mergeSharedConfig } from '../config/shared.js';
-import { SharedConfigSource } from '../shared-config.js';
+import { SharedConfigSource } from '../app/shared-config.js';
 
 /**
  * ms `start` waits for the first read of the shared config (etcd) before it binds: long enough
@@ -117,7 +117,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
   }
   let accessLog: AccessLog | undefined = openAccessLog(config.accessLog);
   let runtime: Runtime;
-  // workers > 1: this process keeps registries, health and admin; workers serve (src/cluster/).
+  // workers > 1: this process keeps registries, health and admin; workers serve (src/app/cluster/).
   const workers = workerCount(config.workers);
   let cluster: ClusterPrimary | undefined;
   try {

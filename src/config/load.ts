@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { ConfigError, ErrorCodes, type ConfigIssue, type ErrorCode } from '../errors.js';
+import { ConfigError, ErrorCodes, type ConfigIssue, type ErrorCode } from '../core/errors.js';
 import { checkPair } from '../tls/certificate.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { ProbeTls } from '../../health/types.js';

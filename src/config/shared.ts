@@ -8,7 +8,7 @@
  *   <prefix>routes           the YAML (or JSON) list a file holds at `routes:`
  *   <prefix>services/<name>  one service's YAML/JSON, as a file's `services.<name>`
  */
-import { ErrorCodes, type ConfigIssue } from '../errors.js';
+import { ErrorCodes, type ConfigIssue } from '../core/errors.js';
 import { parseConfigFragments, type ConfigFragment, type ServiceFragment } from './load.js';
 import type { ConfigOrigin, DroverConfig, RouteConfig, ServiceConfig } from './types.js';
 

@@ -5,7 +5,7 @@
  * outside the subset of `./traefik-rule.ts`, middlewares, no service) is skipped with an issue
  * naming it, as a bad registry value is: the other routers keep working.
  */
-import { ErrorCodes, type ConfigIssue } from '../errors.js';
+import { ErrorCodes, type ConfigIssue } from '../core/errors.js';
 import { parseConfigFragments } from './load.js';
 import type { SharedSnapshot } from './shared.js';
 import { parseTraefikRule } from './traefik-rule.js';

@@ -10,7 +10,7 @@
  */
 import type { Backend } from '../../routing/backend.js';
 import type { PickContext } from '../../routing/types.js';
-import type { QueueMetrics } from '../metrics.js';
+import type { QueueMetrics } from '../observability/metrics.js';
 
 /** A request waiting for a backend. */
 export interface Waiter {

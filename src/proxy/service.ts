@@ -10,7 +10,7 @@ import { ServicePool, type ServicePoolSettings } from '../../routing/pool.js';
 import { RouteTable } from '../../routing/route-table.js';
 import type { PassiveOutcome } from '../../health/types.js';
 import type { DroverConfig, ServiceConfig } from '../config/types.js';
-import type { Metrics } from '../metrics.js';
+import type { Metrics } from '../observability/metrics.js';
 import { compileEdits } from './headers.js';
 import { AcmeStorage } from '../acme/storage.js';
 import { WaitQueue, type Waiter } from './queue.js';
@@ -155,8 +155,11 @@ export class ServiceEntry implements ServiceRuntime {
       return;
     }
     const now = this.pool.clock();
-    const sample = outcome === 'ok' ? ms : failurePenalty(ms, medianLatency(this.pool.candidates(), now, this.scratch));
-    backend.latency.observe(sample, now);
+    // a failure's penalty is relative to the median of successful answers (not of estimates
+    // that hold earlier penalties: those compounded tenfold per failure)
+    const ok = outcome === 'ok';
+    const sample = ok ? ms : failurePenalty(ms, medianLatency(this.pool.candidates(), now, this.scratch, true));
+    backend.latency.observe(sample, now, ok);
   }
 
   backendCounters(backend: Backend): BackendCounters {

@@ -15,7 +15,7 @@ import type http from 'node:http';
 import http2, { type Http2Session, type ServerHttp2Stream, type IncomingHttpHeaders as H2Headers } from 'node:http2';
 import tls, { type SecureContextOptions, type TLSSocket } from 'node:tls';
 import type { ListenConfig, ListenerTlsConfig } from '../config/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { loadCertFiles, type CertFiles } from '../tls/cert-files.js';
 import { CertificateStore } from '../tls/store.js';
 import { h2ServerOptions, handleStream, RAW_SOCKET, type H2Context } from './h2.js';

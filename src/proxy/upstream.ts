@@ -9,6 +9,7 @@ import { Pool, type Dispatcher } from 'undici';
 import type { Backend } from '../../routing/backend.js';
 import type { TimeoutsConfig, UpstreamTlsConfig } from '../config/types.js';
 import { H2Upstream } from './h2-upstream.js';
+import { interimSwallowingConnector } from './interim.js';
 import { upstreamTlsOptions } from './upstream-tls.js';
 
 /** What the Exchange needs of a backend's connections: undici's `Pool` and `H2Upstream` both fit. */
@@ -65,7 +66,8 @@ function h2Upstream(url: string, timeouts: TimeoutsConfig): Upstream {
 
 function poolUpstream(url: string, timeouts: TimeoutsConfig, tls: UpstreamTlsConfig | undefined, secure: boolean): Upstream {
   const pool = new Pool(url, {
-    connect: { timeout: timeouts.connect, noDelay: true, ...(secure ? upstreamTlsOptions(tls) : {}) },
+    // undici's own connector, with a backend's unsolicited `100 Continue` taken out (interim.ts)
+    connect: interimSwallowingConnector({ timeout: timeouts.connect, noDelay: true, ...(secure ? upstreamTlsOptions(tls) : {}) }),
     connectTimeout: timeouts.connect,
     headersTimeout: timeouts.responseHeaders,
     bodyTimeout: timeouts.idle,

@@ -3,7 +3,7 @@
  * registry kind touches one file.
  */
 import type { DroverConfig, ServiceDnsConfig } from '../config/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { FileRegistry } from './file.js';
 import type { Registry } from './types.js';
 

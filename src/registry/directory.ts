@@ -11,7 +11,7 @@
  * per touched service instead of one per event. The price: under an uninterrupted stream of
  * events (less than 10 ms apart for a whole second), a change waits up to the 1 s cap.
  */
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { RegistrySink } from './types.js';
 

@@ -15,9 +15,9 @@
 import { getServers } from 'node:dns';
 import net from 'node:net';
 import type { DnsRegistryConfig, ServiceDnsConfig } from '../config/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { callSink } from './sink-call.js';
-import { ErrorCodes } from '../errors.js';
+import { ErrorCodes } from '../core/errors.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { Registry, RegistrySink } from './types.js';
 import { Backoff } from './backoff.js';

@@ -8,7 +8,7 @@
  */
 import type { EtcdRegistryConfig } from '../config/types.js';
 import type { SharedSnapshot } from '../config/shared.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { EtcdRegistry, type EtcdRegistryOptions, type WatchEvent } from './etcd.js';
 
 /** What the follower reports to. */

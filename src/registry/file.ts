@@ -7,9 +7,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { parseServicesFile } from '../config/load.js';
-import { formatIssue } from '../errors.js';
-import { watchFile, type FileWatcher } from '../file-watch.js';
-import type { Logger } from '../log.js';
+import { formatIssue } from '../core/errors.js';
+import { watchFile, type FileWatcher } from '../core/file-watch.js';
+import type { Logger } from '../observability/log.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { Registry, RegistrySink } from './types.js';
 

@@ -22,9 +22,9 @@
  */
 import { createClient, Exception, type Client, type Event } from 'node-zookeeper-client';
 import type { ZooKeeperRegistryConfig } from '../config/types.js';
-import type { Logger } from '../log.js';
+import type { Logger } from '../observability/log.js';
 import { callSink } from './sink-call.js';
-import { ErrorCodes } from '../errors.js';
+import { ErrorCodes } from '../core/errors.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { Registry, RegistrySink } from './types.js';
 import { Backoff, type BackoffOptions } from './backoff.js';

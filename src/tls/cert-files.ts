@@ -10,8 +10,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { CertificateFiles } from '../config/types.js';
-import { watchFile, type FileWatcher } from '../file-watch.js';
-import type { Logger } from '../log.js';
+import { watchFile, type FileWatcher } from '../core/file-watch.js';
+import type { Logger } from '../observability/log.js';
 import type { CertificateStore } from './store.js';
 
 /** How a watched pair reports. */

@@ -5,7 +5,7 @@
  */
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { createSecureContext, type SecureContext, type SecureContextOptions } from 'node:tls';
-import { DroverError, ErrorCodes } from '../errors.js';
+import { DroverError, ErrorCodes } from '../core/errors.js';
 
 /** What drover knows about a certificate it serves. */
 export interface CertificateInfo {

@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe } from 'vitest';
 import type { Etcd3 } from 'etcd3';
-import { createEtcdClient } from '../../src/registry/etcd.js';
+import { createEtcdClient } from '../../src/registry/etcd-client.js';
 
 /**
  * Path of the etcd binary: `$ETCD_BIN` when set (and only that), else /usr/bin/etcd, else the

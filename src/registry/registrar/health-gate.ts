@@ -3,8 +3,8 @@
  * instance's health URL every interval and flips after `threshold` consecutive results the other
  * way; the registrar keeps the instance registered only while it is healthy.
  */
-import type { Logger } from './log.js';
-import { sleep } from './registry/backoff.js';
+import type { Logger } from '../../observability/log.js';
+import { sleep } from '../backoff.js';
 
 export class HealthGate {
   /** true while registered traffic is wanted (always true without a health URL) */

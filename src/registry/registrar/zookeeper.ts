@@ -8,11 +8,11 @@
  * of the same id (a restart before the old session expired) is replaced.
  */
 import { createClient, CreateMode, Exception, type Client } from 'node-zookeeper-client';
-import type { Logger } from './log.js';
-import { ErrorCodes } from './errors.js';
-import { HealthGate } from './register-health.js';
-import { discard } from './registry/zookeeper.js';
-import { memberValue, type RegisterOptions } from './registration.js';
+import type { Logger } from '../../observability/log.js';
+import { ErrorCodes } from '../../core/errors.js';
+import { HealthGate } from './health-gate.js';
+import { discard } from '../zookeeper.js';
+import { memberValue, type RegisterOptions } from './options.js';
 
 function call<T>(fn: (cb: (err: unknown, value: T) => void) => void): Promise<T> {
   return new Promise((resolve, reject) => fn((err, value) => (err !== null && err !== undefined ? reject(err) : resolve(value))));

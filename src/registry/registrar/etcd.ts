@@ -4,11 +4,11 @@
  * the command so the CLI loads the etcd client only when this command runs.
  */
 import { EtcdLeaseInvalidError, castGrpcError, type Etcd3 } from 'etcd3';
-import type { Logger } from './log.js';
-import { ErrorCodes } from './errors.js';
-import { createEtcdClient } from './registry/etcd.js';
-import { HealthGate } from './register-health.js';
-import { memberValue, type RegisterOptions } from './registration.js';
+import type { Logger } from '../../observability/log.js';
+import { ErrorCodes } from '../../core/errors.js';
+import { createEtcdClient } from '../etcd-client.js';
+import { HealthGate } from './health-gate.js';
+import { memberValue, type RegisterOptions } from './options.js';
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);

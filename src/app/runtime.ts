@@ -7,32 +7,32 @@
  * backends, connections and health records are kept and reconfigured in place. A service that
  * is neither configured nor has a member left is retired whole (see `retire`).
  */
-import type { Backend } from '../routing/backend.js';
-import type { PoolDiff } from '../routing/pool.js';
-import type { MemberSpec } from '../routing/types.js';
-import { HealthMonitor } from '../health/monitor.js';
-import { HealthStore } from '../health/store.js';
-import type { HealthTransition } from '../health/types.js';
-import type { AdminModel, BackendView, CheckView, ConfigSourcesView, EventView, RouteView, ServiceView } from './admin/model.js';
-import { checkView, routeViews } from './admin/views.js';
-import { startAdminServer } from './admin/server.js';
-import type { DroverConfig, ServiceConfig } from './config/types.js';
-import { defaultServiceConfig } from './config/defaults.js';
-import type { Logger } from './log.js';
-import type { Metrics } from './metrics.js';
-import { syncAcme, type AcmeManager } from './acme/manager.js';
-import type { ChallengeResponder } from './proxy/edge-answers.js';
-import { startListener, type Listener } from './proxy/listener.js';
-import type { TlsObserver } from './proxy/tls-front.js';
-import { buildProxyState, ServiceEntry } from './proxy/service.js';
-import type { AccessLogEntry, ProxyState, ServiceRuntime } from './proxy/types.js';
-import { destroyUpstream, releaseUpstream } from './proxy/upstream.js';
-import { openTunnels } from './proxy/websocket.js';
-import { ServiceDirectory, STATIC_SOURCE } from './registry/directory.js';
-import { createRegistries, registriesKey } from './registry/create.js';
-import type { Registry } from './registry/types.js';
-import { redactConfig } from './config/redact.js';
-import { describeConfig } from './config/shared.js';
+import type { Backend } from '../../routing/backend.js';
+import type { PoolDiff } from '../../routing/pool.js';
+import type { MemberSpec } from '../../routing/types.js';
+import { HealthMonitor } from '../../health/monitor.js';
+import { HealthStore } from '../../health/store.js';
+import type { HealthTransition } from '../../health/types.js';
+import type { AdminModel, BackendView, CheckView, ConfigSourcesView, EventView, RouteView, ServiceView } from '../admin/model.js';
+import { checkView, routeViews } from '../admin/views.js';
+import { startAdminServer } from '../admin/server.js';
+import type { DroverConfig, ServiceConfig } from '../config/types.js';
+import { defaultServiceConfig } from '../config/defaults.js';
+import type { Logger } from '../observability/log.js';
+import type { Metrics } from '../observability/metrics.js';
+import { syncAcme, type AcmeManager } from '../acme/manager.js';
+import type { ChallengeResponder } from '../proxy/edge-answers.js';
+import { startListener, type Listener } from '../proxy/listener.js';
+import type { TlsObserver } from '../proxy/tls-front.js';
+import { buildProxyState, ServiceEntry } from '../proxy/service.js';
+import type { AccessLogEntry, ProxyState, ServiceRuntime } from '../proxy/types.js';
+import { destroyUpstream, releaseUpstream } from '../proxy/upstream.js';
+import { openTunnels } from '../proxy/websocket.js';
+import { ServiceDirectory, STATIC_SOURCE } from '../registry/directory.js';
+import { createRegistries, registriesKey } from '../registry/create.js';
+import type { Registry } from '../registry/types.js';
+import { redactConfig } from '../config/redact.js';
+import { describeConfig } from '../config/shared.js';
 
 /** A backend's latency estimate for the admin API: ms, one decimal; null without a sample. */
 function latencyView(b: Backend, now: number): number | null {
@@ -422,7 +422,7 @@ export class Runtime implements AdminModel {
       name: e.name,
       balancer: e.config.balancer,
       panic: e.pool.panic,
-      ...(e.config.maxConns > 0 ? { queue_depth: e.queueDepth } : {}),
+      ...(e.config.maxConns > 0 ? { queue_depth: this.queueDepths?.(e.name) ?? e.queueDepth } : {}),
       config_source: e.configured ? (origin?.[e.name] ?? 'file') : 'registry',
       backends: e.pool.backends().map((b) => this.view(e, b)),
     }));
@@ -489,6 +489,12 @@ export class Runtime implements AdminModel {
     // Each log is in time order; ISO 8601 UTC strings sort as times, and the sort is stable.
     return [...this.eventLog, ...this.otherEvents.registry, ...this.otherEvents.reload].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
   }
+
+  /**
+   * Where `/api/services` reads each service's `queue_depth` from instead of this process's own
+   * queue: the cluster primary, which serves nothing, passes its workers' sum.
+   */
+  queueDepths: ((service: string) => number) | undefined;
 
   /** Route hits counted by cluster workers (by route index), added to this process's. */
   addRouteHits(hits: readonly number[]): void {

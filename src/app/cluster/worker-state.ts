@@ -4,15 +4,15 @@
  * Per-request work is the same as in one process; what crosses to the primary is batched
  * (counter deltas and passive outcomes, see `WorkerStats`).
  */
-import type { Backend } from '../../routing/backend.js';
-import type { PassiveOutcome } from '../../health/types.js';
-import { defaultServiceConfig } from '../config/defaults.js';
-import type { DroverConfig, ServiceConfig } from '../config/types.js';
-import type { Metrics } from '../metrics.js';
-import { buildProxyState, ServiceEntry } from '../proxy/service.js';
-import type { AccessLogEntry, ProxyState } from '../proxy/types.js';
-import { releaseUpstream } from '../proxy/upstream.js';
-import type { BackendStats, PassiveReport, PoolsSnapshot } from './protocol.js';
+import type { Backend } from '../../../routing/backend.js';
+import type { PassiveOutcome } from '../../../health/types.js';
+import { defaultServiceConfig } from '../../config/defaults.js';
+import type { DroverConfig, ServiceConfig } from '../../config/types.js';
+import type { Metrics } from '../../observability/metrics.js';
+import { buildProxyState, ServiceEntry } from '../../proxy/service.js';
+import type { AccessLogEntry, ProxyState } from '../../proxy/types.js';
+import { releaseUpstream } from '../../proxy/upstream.js';
+import type { BackendStats, PassiveReport, PoolsSnapshot, QueueStats } from './protocol.js';
 
 /** Where a worker's passive outcomes go (batched to the primary). */
 export interface PassiveSink {
@@ -39,6 +39,8 @@ export class WorkerProxy implements PassiveSink {
   private pending: PassiveReport[] = [];
   /** backends whose last pending outcome is a success (a further success adds nothing) */
   private readonly lastWasSuccess = new Set<string>();
+  /** queue depth last sent, per service */
+  private readonly queuesSent = new Map<string, number>();
   /** route hits already sent, for the snapshot they were counted in */
   private hitsSent: { state: ProxyState; hits: Float64Array } | undefined;
   /** called when a failure is queued, so it reaches the primary promptly */
@@ -165,6 +167,19 @@ export class WorkerProxy implements PassiveSink {
         r.inflight = b.inflight;
       }
     }
+    return out;
+  }
+
+  /** Queue depths (absolute) of the services whose depth changed since the last call. */
+  takeQueues(): QueueStats[] {
+    const out: QueueStats[] = [];
+    for (const [name, svc] of this.services) {
+      const depth = svc.queueDepth;
+      if (depth === (this.queuesSent.get(name) ?? 0)) continue;
+      out.push({ service: name, depth });
+      this.queuesSent.set(name, depth);
+    }
+    for (const name of this.queuesSent.keys()) if (!this.services.has(name)) this.queuesSent.delete(name);
     return out;
   }
 

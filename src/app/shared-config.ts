@@ -5,13 +5,13 @@
  * start command then merges it with the local file and applies the result through the one
  * reload path (`Runtime.reload`), exactly like a file change.
  */
-import type { ConfigIssue } from './errors.js';
-import { parseSharedConfig, type SharedConfig, type SharedParse, type SharedSnapshot } from './config/shared.js';
-import { parseTraefikRouters } from './config/traefik-routers.js';
-import type { DroverConfig, EtcdRegistryConfig } from './config/types.js';
-import type { Logger } from './log.js';
-import type { EtcdConfigFollower } from './registry/etcd-config.js';
-import type { EtcdRegistryOptions } from './registry/etcd.js';
+import type { ConfigIssue } from '../core/errors.js';
+import { parseSharedConfig, type SharedConfig, type SharedParse, type SharedSnapshot } from '../config/shared.js';
+import { parseTraefikRouters } from '../config/traefik-routers.js';
+import type { DroverConfig, EtcdRegistryConfig } from '../config/types.js';
+import type { Logger } from '../observability/log.js';
+import type { EtcdConfigFollower } from '../registry/etcd-config.js';
+import type { EtcdRegistryOptions } from '../registry/etcd.js';
 
 /** What the source reports to (the start command). Neither callback may throw. */
 export interface SharedConfigHandlers {
@@ -92,7 +92,7 @@ export class SharedConfigSource {
       this.release();
       return;
     }
-    const { EtcdConfigFollower } = await import('./registry/etcd-config.js');
+    const { EtcdConfigFollower } = await import('../registry/etcd-config.js');
     for (const part of this.parts) {
       const follower = new EtcdConfigFollower(
         { ...(etcd as EtcdRegistryConfig), configPrefix: part.prefix },

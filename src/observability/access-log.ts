@@ -27,7 +27,7 @@
  * | `error`      | string         | present only when the request failed: what went wrong            |
  */
 import { pino } from 'pino';
-import type { AccessLogEntry } from './proxy/types.js';
+import type { AccessLogEntry } from '../proxy/types.js';
 
 /** An open access log. */
 export interface AccessLog {

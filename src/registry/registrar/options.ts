@@ -1,6 +1,6 @@
 /**
  * What one `drover register` instance announces: the resolved settings the command builds
- * (src/commands/register.ts) and the registrar acts on (src/registrar.ts), and the member value
+ * (src/commands/register.ts) and the registrar acts on (src/registry/registrar/etcd.ts), and the member value
  * it writes. Its own module so that neither of those two imports the other.
  */
 

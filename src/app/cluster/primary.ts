@@ -12,10 +12,10 @@ import cluster, { type Worker } from 'node:cluster';
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { AggregatorRegistry } from 'prom-client';
-import type { Availability } from '../../routing/types.js';
-import type { DroverConfig } from '../config/types.js';
-import type { Logger } from '../log.js';
-import type { Metrics } from '../metrics.js';
+import type { Availability } from '../../../routing/types.js';
+import type { DroverConfig } from '../../config/types.js';
+import type { Logger } from '../../observability/log.js';
+import type { Metrics } from '../../observability/metrics.js';
 import type { Runtime } from '../runtime.js';
 import { isDroverMessage, type PoolsSnapshot, type PrimaryMessage, type ServiceSnapshot, type WorkerMessage } from './protocol.js';
 
@@ -49,6 +49,8 @@ interface WorkerSlot {
   listening: boolean;
   /** `service\0id` -> in-flight count this worker reported last */
   readonly inflight: Map<string, number>;
+  /** service -> requests waiting in this worker's queue, as it reported last */
+  readonly queues: Map<string, number>;
 }
 
 export class ClusterPrimary {
@@ -79,6 +81,8 @@ export class ClusterPrimary {
       serialization: 'advanced',
     });
     cluster.on('message', (worker, m: unknown) => c.onMessage(worker, m));
+    // Each worker queues on its own: the admin API's queue_depth is their sum.
+    opts.runtime.queueDepths = (service) => c.queueDepth(service);
     cluster.on('exit', (worker, code, signal) => c.onExit(worker, code, signal));
     // The admin's /metrics sums every process.
     opts.metrics.metricsText = () => c.metricsText();
@@ -155,7 +159,7 @@ export class ClusterPrimary {
 
   private fork(): void {
     const worker = cluster.fork();
-    this.slots.set(worker.id, { worker, listening: false, inflight: new Map() });
+    this.slots.set(worker.id, { worker, listening: false, inflight: new Map(), queues: new Map() });
     worker.on('error', (err) => this.opts.logger.warn({ err, worker: worker.id }, 'worker channel error'));
   }
 
@@ -231,6 +235,17 @@ export class ClusterPrimary {
     // The dashboard's series and route hits are kept here, from every worker's counts.
     for (const d of m.series ?? []) this.opts.metrics.series.apply(d);
     if (m.routes !== undefined && m.routes.length > 0) this.opts.runtime.addRouteHits(m.routes);
+    for (const q of m.queues ?? []) {
+      if (q.depth > 0) slot.queues.set(q.service, q.depth);
+      else slot.queues.delete(q.service);
+    }
+  }
+
+  /** Requests waiting in `service`'s queues, summed over the workers (each queues on its own). */
+  queueDepth(service: string): number {
+    let n = 0;
+    for (const s of this.slots.values()) n += s.queues.get(service) ?? 0;
+    return n;
   }
 
   private onExit(worker: Worker, code: number | null, signal: string | null): void {

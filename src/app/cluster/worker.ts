@@ -5,14 +5,14 @@
  * Counter deltas and passive-health outcomes go to the primary in batches.
  */
 import process from 'node:process';
-import { openAccessLog, type AccessLog } from '../access-log.js';
-import type { DroverConfig } from '../config/types.js';
-import { createLogger } from '../log.js';
-import { Metrics } from '../metrics.js';
-import { SeriesDeltas } from '../series/deltas.js';
-import { startListener, type Listener } from '../proxy/listener.js';
-import { destroyUpstream } from '../proxy/upstream.js';
-import { openTunnels } from '../proxy/websocket.js';
+import { openAccessLog, type AccessLog } from '../../observability/access-log.js';
+import type { DroverConfig } from '../../config/types.js';
+import { createLogger } from '../../observability/log.js';
+import { Metrics } from '../../observability/metrics.js';
+import { SeriesDeltas } from '../../observability/series/deltas.js';
+import { startListener, type Listener } from '../../proxy/listener.js';
+import { destroyUpstream } from '../../proxy/upstream.js';
+import { openTunnels } from '../../proxy/websocket.js';
 import { isDroverMessage, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 import { WorkerProxy } from './worker-state.js';
 
@@ -42,7 +42,8 @@ function flush(): void {
   const passive = proxy.takePassive();
   const series = seriesDeltas.take();
   const routes = proxy.takeRouteHits();
-  if (backends.length + passive.length + series.length + routes.length > 0) send({ drover: 'stats', backends, passive, series, routes });
+  const queues = proxy.takeQueues();
+  if (backends.length + passive.length + series.length + routes.length + queues.length > 0) send({ drover: 'stats', backends, passive, series, routes, queues });
 }
 
 function queueFlush(): void {
