@@ -7,10 +7,10 @@
  * proxying, writes, closing, V8's garbage collector. Linux only; undefined when perf is missing
  * or refuses.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parsePerfReport, type ProfileShare } from './perf-trace.js';
+import { attach, parsePerfReport, type ProfileShare } from './perf-trace.js';
 
 /** A profile of one run. */
 export interface TlsProfile {
@@ -103,16 +103,10 @@ export function summariseStacks(text: string, limit = 30): { samples: number; by
 export function recordProfile(pid: number, dir: string): { stop(): Promise<TlsProfile | undefined> } | undefined {
   if (spawnSync('perf', ['--version'], { stdio: 'ignore' }).status !== 0) return undefined;
   const data = path.join(dir, `perf-${pid}.data`);
-  const child = spawn('perf', ['record', '-g', '-F', '999', '-o', data, '-p', String(pid)], { stdio: ['ignore', 'ignore', 'pipe'] });
-  child.stderr.resume();
-  const exited = new Promise<void>((resolve) => {
-    child.once('exit', () => resolve());
-    child.once('error', () => resolve());
-  });
+  const recorder = attach('perf', ['record', '-g', '-F', '999', '-o', data, '-p', String(pid)]);
   return {
     stop: async () => {
-      child.kill('SIGINT');
-      await exited;
+      await recorder.stop();
       if (!fs.existsSync(data)) return undefined;
       const run = (args: readonly string[]): string => spawnSync('perf', args, { encoding: 'utf8', maxBuffer: 1 << 30 }).stdout ?? '';
       const report = (sort: string): string => run(['report', '-i', data, '--stdio', '--no-children', '-g', 'none', '--sort', sort, '--percent-limit', '0.3']);
