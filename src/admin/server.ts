@@ -125,7 +125,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         return getOnly(() =>
           opts.model.ready()
             ? send(res, 200, 'text/plain; charset=utf-8', 'ready\n')
-            : send(res, 503, 'text/plain; charset=utf-8', 'not ready\n'),
+            : send(res, 503, 'text/plain; charset=utf-8', notReadyBody(opts.model.notReady?.() ?? [])),
         );
       case '/metrics':
         return getOnly(async () => {
@@ -362,4 +362,9 @@ export function redact(value: unknown, seen: WeakSet<object> = new WeakSet()): u
 function redactUrl(s: string): string {
   // Only strings that look like URLs with credentials: `scheme://user:password@host...`.
   return s.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@\s]*):[^/@\s]*@/i, `$1:${REDACTED}@`);
+}
+
+/** `not ready`, then what drover still waits for, one line each (`- registry etcd: ...`). */
+function notReadyBody(reasons: readonly string[]): string {
+  return `not ready\n${reasons.map((r) => `- ${r}\n`).join('')}`;
 }

@@ -57,8 +57,11 @@ export interface RuntimeOptions {
   readonly serve?: boolean | undefined;
   /** called after any pool's members, availability, draining or weights changed (cluster primary) */
   readonly onPoolChange?: (() => void) | undefined;
-  /** an extra condition of `/readyz` (the shared config read from etcd once); default always true */
-  readonly readyWhen?: (() => boolean) | undefined;
+  /**
+   * An extra condition of `/readyz` (the shared config read from etcd once): what it still waits
+   * for, one line each; empty (the default) when nothing.
+   */
+  readonly waitingFor?: (() => readonly string[]) | undefined;
 }
 
 /** A started drover. */
@@ -69,7 +72,7 @@ export class Runtime implements AdminModel {
   readonly monitor: HealthMonitor;
   readonly onPoolChange: (() => void) | undefined;
   private readonly serve: boolean;
-  private readonly readyWhen: () => boolean;
+  private readonly waitingFor: () => readonly string[];
   private readonly directory: ServiceDirectory;
   private readonly entries = new Map<string, ServiceEntry>();
   private readonly eventLog: EventView[] = [];
@@ -101,7 +104,7 @@ export class Runtime implements AdminModel {
     this.accessLog = options.accessLog;
     this.serve = options.serve ?? true;
     this.onPoolChange = options.onPoolChange;
-    this.readyWhen = options.readyWhen ?? (() => true);
+    this.waitingFor = options.waitingFor ?? (() => []);
     this.store = new HealthStore({
       // health is the one owner of availability; the pool only applies it
       availability: { setAvailable: (service, id, availability) => this.entries.get(service)?.pool.setAvailable(id, availability) },
@@ -466,9 +469,22 @@ export class Runtime implements AdminModel {
    * Once warm, later members do not make drover unready again.
    */
   ready(): boolean {
-    if (this.stopping || !this.directory.ready() || !this.readyWhen()) return false;
+    if (this.stopping || !this.directory.ready() || this.waitingFor().length > 0) return false;
     if (!this.warm) this.warm = this.store.awaitingFirstCheck() === 0;
     return this.warm;
+  }
+
+  /** Why `ready()` is false, one line each (empty when ready): the body of a 503 `/readyz`. */
+  notReady(): string[] {
+    if (this.ready()) return [];
+    if (this.stopping) return ['shutting down'];
+    const out = this.directory.unsynced().map((source) =>
+      this.directory.isConnected(source) === false ? `registry ${source}: unreachable, members not listed yet` : `registry ${source}: members not listed yet`,
+    );
+    out.push(...this.waitingFor());
+    const waiting = this.store.awaitingFirstCheck();
+    if (out.length === 0 && waiting > 0) out.push(`${waiting} backend${waiting === 1 ? '' : 's'} waiting for a first health check`);
+    return out;
   }
 
   effectiveConfig(): unknown {

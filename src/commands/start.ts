@@ -125,7 +125,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
       logger,
       metrics,
       accessLog: accessLog?.write,
-      readyWhen: () => shared.ready(),
+      waitingFor: () => shared.waitingFor(),
       ...(workers > 1 ? { serve: false, onPoolChange: () => cluster?.poolsChanged() } : {}),
     });
     if (workers > 1) {
