@@ -52,6 +52,9 @@ class MemoryModel implements AdminModel {
   ready(): boolean {
     return this.isReady;
   }
+  notReady(): string[] {
+    return this.isReady ? [] : ['registry etcd: members not listed yet', 'shared config under /c/ not read from etcd yet'];
+  }
   effectiveConfig(): unknown {
     return this.config;
   }
@@ -139,7 +142,8 @@ describe('admin server', () => {
 
   it('GET /readyz follows model.ready()', async () => {
     model.isReady = false;
-    expect((await request(port, 'GET', '/readyz')).status).toBe(503);
+    const notReady = await request(port, 'GET', '/readyz');
+    expect([notReady.status, notReady.body]).toEqual([503, 'not ready\n- registry etcd: members not listed yet\n- shared config under /c/ not read from etcd yet\n']);
     model.isReady = true;
     expect((await request(port, 'GET', '/readyz')).status).toBe(200);
     model.isReady = false;

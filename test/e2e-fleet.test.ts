@@ -193,6 +193,24 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
       ].join('\n'),
     );
     expect(changes.code).toBe(1);
+    // a changed line: the old one, then the new one (as diff(1) and git print it)
+    const renamed = pushFile('renamed.yaml', '  - {match: {path_prefix: /newer}, service: fresh}\n  - {match: {path_prefix: /}, service: home}');
+    const renames = await cli(['config', 'diff', '-c', renamed, '--etcd', endpoints(), '--config-prefix', CONFIG]);
+    expect(renames.stdout).toBe(
+      [
+        `# ${renamed} vs ${CONFIG} at etcd revision ${revision}`,
+        `~~~ ${CONFIG}routes`,
+        '  - match:',
+        '-     path_prefix: /new',
+        '+     path_prefix: /newer',
+        '    service: fresh',
+        '  - match:',
+        '      path_prefix: /',
+        '    service: home',
+        '',
+      ].join('\n'),
+    );
+    expect(renames.code).toBe(1);
     // `config diff` of the same file: nothing left to push
     const diff = await cli(['config', 'diff', '-c', path.join(dir, 'new.yaml'), '--etcd', endpoints(), '--config-prefix', CONFIG]);
     expect(diff.stdout).toMatch(/^no changes/);
@@ -316,7 +334,10 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
     try {
       const warned = await restarted.waitForLog((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('shared config not read from etcd yet'));
       expect(warned['msg']).toBe('shared config not read from etcd yet (unreachable?): no routes until it is; /readyz answers 503 until etcd answers');
-      expect((await request(restarted.adminPort, { path: '/readyz' })).status).toBe(503);
+      // /readyz says why, line by line
+      expect(await answer(restarted.adminPort, '/readyz')).toBe(
+        `503:not ready\n- registry etcd: unreachable, members not listed yet\n- shared config under ${CONFIG} not read from etcd yet\n`,
+      );
       expect(await answer(restarted.port, '/')).toBe('404:{"error":"no_route"}');
       // with a local file providing routes: those are served meanwhile
       const localWarned = await local.waitForLog((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('shared config not read from etcd yet'));

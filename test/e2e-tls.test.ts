@@ -240,30 +240,35 @@ routes:
       await h2get(open, '/before');
       const oldFp = (open.socket as tls.TLSSocket).getPeerCertificate().fingerprint256;
       expect(await fingerprint()).toBe(oldFp);
-      // load while the certificate changes: requests on new connections and on a kept-alive one
+      // load while the certificate changes: four loops of requests on new connections, one on a
+      // kept-alive connection that must stay the same socket (open connections are untouched)
       let stop = false;
       let ok = 0;
       const failures: string[] = [];
       const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: ca.caPem, servername: 'rot.test' });
-      const load = (async () => {
+      const keptSockets = new Set<tls.TLSSocket>();
+      const one = (fresh: boolean): Promise<number> =>
+        new Promise<number>((resolve) => {
+          const req = https.request({ host: '127.0.0.1', port: p.port, path: '/load', ca: ca.caPem, servername: 'rot.test', headers: { host: 'rot.test' }, agent: fresh ? false : agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          if (!fresh) req.on('socket', (s) => keptSockets.add(s as tls.TLSSocket));
+          req.on('error', (e) => {
+            failures.push(e.message);
+            resolve(0);
+          });
+          req.end();
+        });
+      const loop = async (fresh: boolean): Promise<void> => {
         while (!stop) {
-          for (const fresh of [true, false]) {
-            const r = await new Promise<number>((resolve) => {
-              const req = https.request({ host: '127.0.0.1', port: p.port, path: '/load', ca: ca.caPem, servername: 'rot.test', headers: { host: 'rot.test' }, agent: fresh ? false : agent }, (res) => {
-                res.resume();
-                res.on('end', () => resolve(res.statusCode ?? 0));
-              });
-              req.on('error', (e) => {
-                failures.push(e.message);
-                resolve(0);
-              });
-              req.end();
-            });
-            if (r === 200) ok++;
-            else if (r !== 0) failures.push(`status ${r}`);
-          }
+          const r = await one(fresh);
+          if (r === 200) ok++;
+          else if (r !== 0) failures.push(`status ${r}`);
         }
-      })();
+      };
+      const load = Promise.all([loop(true), loop(true), loop(true), loop(true), loop(false)]);
+      await waitFor(() => ok > 20);
       // a new pair made elsewhere, moved over the old files (key first, then the certificate)
       const staged = tempDir('drover-stage-');
       const c2 = ca.leaf('rot', ['rot.test'], { dir: staged });
@@ -271,12 +276,15 @@ routes:
       renameSync(c2.cert, c1.cert);
       await waitFor(async () => (await fingerprint()) !== oldFp, 10_000);
       const okAtSwap = ok;
-      await waitFor(() => ok > okAtSwap + 10);
+      await waitFor(() => ok > okAtSwap + 40);
       stop = true;
       await load;
-      agent.destroy();
       expect(failures).toEqual([]);
-      expect(ok).toBeGreaterThan(10);
+      // the kept-alive connection: one socket from start to end, still on the old certificate
+      expect(keptSockets.size).toBe(1);
+      const kept = [...keptSockets][0] as tls.TLSSocket;
+      expect([kept.destroyed, kept.getPeerCertificate().fingerprint256]).toEqual([false, oldFp]);
+      agent.destroy();
       // the open session still works, on its old certificate
       const g = await h2get(open, '/after');
       expect(g.status).toBe(200);

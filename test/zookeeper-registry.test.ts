@@ -3,11 +3,12 @@
  * the shared RecordingSink. A TCP proxy between registry and server cuts the registry off while
  * the test keeps writing to the server directly.
  */
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CreateMode, type Client } from 'node-zookeeper-client';
-import { ZooKeeperRegistry } from '../src/registry/zookeeper.js';
+import { ZooKeeperRegistry, type ZooKeeperRegistryOptions } from '../src/registry/zookeeper.js';
 import type { ZooKeeperRegistryConfig } from '../src/config/types.js';
-import { createLogger, silentLogger } from '../src/observability/log.js';
+import { createLogger, silentLogger, type Logger } from '../src/observability/log.js';
 import { describeZooKeeper, startZooKeeper, zk, type ZooKeeperServer } from './helpers/zookeeper.js';
 import { RecordingSink } from './helpers/recording-sink.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
@@ -29,9 +30,10 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
     await server?.stop();
   });
 
-  async function startRegistry(config: Partial<ZooKeeperRegistryConfig> & { prefix: string }, servers = server.servers): Promise<RecordingSink> {
+  async function startRegistry(config: Partial<ZooKeeperRegistryConfig> & { prefix: string }, servers = server.servers, options: ZooKeeperRegistryOptions = {}, logger?: Logger): Promise<RecordingSink> {
     const sink = new RecordingSink();
-    const reg = new ZooKeeperRegistry({ servers, layout: 'drover', sessionTimeout: 2000, ...config }, process.env['DEBUG_ZK'] ? createLogger({ level: 'debug' }) : silentLogger(), { spinDelayMs: 100 });
+    const log = logger ?? (process.env['DEBUG_ZK'] ? createLogger({ level: 'debug' }) : silentLogger());
+    const reg = new ZooKeeperRegistry({ servers, layout: 'drover', sessionTimeout: 2000, ...config }, log, { spinDelayMs: 100, ...options });
     later(() => reg.close());
     await reg.start(sink);
     return sink;
@@ -119,7 +121,8 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
       const name = `i${(i * 7) % 60}`;
       const path = `${p}/web/${name}`;
       const data = Buffer.from(`127.0.0.1:${10_000 + i}`);
-      if (i % 5 === 4 && expected.has(name)) {
+      // i = i0 + 60j for one name: i mod 7 cycles as j grows, so every name mixes value changes and deletes
+      if (i % 7 === 6 && expected.has(name)) {
         expected.delete(name);
         ops.push(new Promise<void>((res, rej) => c.remove(path, cb(res, rej))));
       } else if (expected.has(name)) {
@@ -137,14 +140,22 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
     expect(sink.view('zookeeper')['web'] ?? {}).toEqual(want);
   });
 
-  it('cut off past its session timeout: keeps the last members, then re-lists and applies what changed meanwhile', async () => {
+  // Two ways back after an expired session: the server's own expiry notice when the client
+  // reconnects (the client is then dead for good: the registry must start a new one), and the
+  // registry's own replacement of a client without a session for longer than the timeout.
+  it.each([
+    ['the server reports the expiry on reconnect', { noSessionReplaceMs: 60_000 }, 'zookeeper session expired: reconnecting and re-listing'],
+    ['no session for longer than the timeout: replaced before reconnecting', {}, 'zookeeper: no session within the session timeout: starting a new one'],
+  ] as const)('cut off past its session timeout (%s): keeps the last members, then re-lists and applies what changed meanwhile', async (_name, options, logged) => {
     const p = nextPrefix();
     await zk.mkdirp(c, `${p}/web`);
     await zk.put(c, `${p}/web/a`, '127.0.0.1:9001');
     await zk.put(c, `${p}/web/b`, '127.0.0.1:9002');
     const proxy = await startTcpProxy({ port: server.port });
     later(() => proxy.close());
-    const sink = await startRegistry({ prefix: p, sessionTimeout: 800 }, `127.0.0.1:${proxy.port}`);
+    const lines: string[] = [];
+    const log = new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(chunk.toString('utf8')), done()) });
+    const sink = await startRegistry({ prefix: p, sessionTimeout: 800 }, `127.0.0.1:${proxy.port}`, options, createLogger({ level: 'info', destination: log }));
     await waitFor(() => sink.synced.has('zookeeper'));
     proxy.cut();
     await waitFor(() => sink.connected.get('zookeeper') === false);
@@ -159,6 +170,7 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
     await waitFor(() => sink.events.resync > resyncsBefore);
     expect(sink.connected.get('zookeeper')).toBe(true);
     expect(sink.view('zookeeper')).toEqual({ web: { b: 'http://127.0.0.1:9012', c: 'http://127.0.0.1:9003' } });
+    expect(lines.some((l) => (JSON.parse(l) as { msg?: string }).msg === logged)).toBe(true);
     // Watches of the new session work.
     await zk.put(c, `${p}/web/d`, '127.0.0.1:9004');
     await waitFor(() => sink.member('web', 'd', 'zookeeper') !== undefined);

@@ -131,7 +131,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         return getOnly(() =>
           opts.model.ready()
             ? send(res, 200, 'text/plain; charset=utf-8', 'ready\n')
-            : send(res, 503, 'text/plain; charset=utf-8', 'not ready\n'),
+            : send(res, 503, 'text/plain; charset=utf-8', notReadyBody(opts.model.notReady?.() ?? [])),
         );
       case '/metrics':
         return getOnly(async () => {
@@ -317,4 +317,9 @@ function authorized(req: IncomingMessage, tokenEnv: string): boolean {
   const given = createHash('sha256').update(match[1] ?? '').digest();
   const expected = createHash('sha256').update(token).digest();
   return timingSafeEqual(given, expected);
+}
+
+/** `not ready`, then what drover still waits for, one line each (`- registry etcd: ...`). */
+function notReadyBody(reasons: readonly string[]): string {
+  return `not ready\n${reasons.map((r) => `- ${r}\n`).join('')}`;
 }

@@ -30,6 +30,8 @@ export interface AdminModelParts {
   readonly logger: Logger;
   /** `/readyz` */
   readonly ready: () => boolean;
+  /** why not ready, one line each (the body of a 503 `/readyz`) */
+  readonly notReady: () => readonly string[];
   /** a service's queue depth when this process does not queue itself (cluster primary); default its own */
   readonly queueDepth?: ((service: string) => number | undefined) | undefined;
 }
@@ -64,6 +66,10 @@ export class ProcessAdminModel implements AdminModel {
 
   ready(): boolean {
     return this.parts.ready();
+  }
+
+  notReady(): readonly string[] {
+    return this.parts.notReady();
   }
 
   effectiveConfig(): unknown {

@@ -47,8 +47,11 @@ export interface RuntimeOptions {
   readonly queueDepths?: ((service: string) => number | undefined) | undefined;
   /** what `GET /metrics` answers (a cluster primary: every process's sum); default this process's registry */
   readonly metricsText?: (() => Promise<string>) | undefined;
-  /** an extra condition of `/readyz` (the shared config read from etcd once); default always true */
-  readonly readyWhen?: (() => boolean) | undefined;
+  /**
+   * An extra condition of `/readyz` (the shared config read from etcd once): what it still waits
+   * for, one line each; empty (the default) when nothing.
+   */
+  readonly waitingFor?: (() => readonly string[]) | undefined;
 }
 
 /** A started drover. */
@@ -58,7 +61,7 @@ export class Runtime {
   readonly store: HealthStore;
   readonly monitor: HealthMonitor;
   private readonly serve: boolean;
-  private readonly readyWhen: () => boolean;
+  private readonly waitingFor: () => readonly string[];
   private readonly metricsText: (() => Promise<string>) | undefined;
   private readonly queueDepths: ((service: string) => number | undefined) | undefined;
   private readonly directory: ServiceDirectory;
@@ -85,7 +88,7 @@ export class Runtime {
     this.logger = options.logger;
     this.metrics = options.metrics;
     this.serve = options.serve ?? true;
-    this.readyWhen = options.readyWhen ?? (() => true);
+    this.waitingFor = options.waitingFor ?? (() => []);
     this.metricsText = options.metricsText;
     this.queueDepths = options.queueDepths;
     this.store = new HealthStore({
@@ -135,6 +138,7 @@ export class Runtime {
           events: rt.eventLog,
           logger: rt.logger,
           ready: () => rt.ready(),
+          notReady: () => rt.notReady(),
           queueDepth: rt.queueDepths,
         }),
         metrics: rt.metrics,
@@ -356,9 +360,22 @@ export class Runtime {
    * Once warm, later members do not make drover unready again.
    */
   ready(): boolean {
-    if (this.stopping || !this.directory.ready() || !this.readyWhen()) return false;
+    if (this.stopping || !this.directory.ready() || this.waitingFor().length > 0) return false;
     if (!this.warm) this.warm = this.store.awaitingFirstCheck() === 0;
     return this.warm;
+  }
+
+  /** Why `ready()` is false, one line each (empty when ready): the body of a 503 `/readyz`. */
+  notReady(): string[] {
+    if (this.ready()) return [];
+    if (this.stopping) return ['shutting down'];
+    const out = this.directory.unsynced().map((source) =>
+      this.directory.isConnected(source) === false ? `registry ${source}: unreachable, members not listed yet` : `registry ${source}: members not listed yet`,
+    );
+    out.push(...this.waitingFor());
+    const waiting = this.store.awaitingFirstCheck();
+    if (out.length === 0 && waiting > 0) out.push(`${waiting} backend${waiting === 1 ? '' : 's'} waiting for a first health check`);
+    return out;
   }
 
   /** Route hits counted by cluster workers (by route index), added to this process's. */

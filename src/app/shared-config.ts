@@ -71,6 +71,13 @@ export class SharedConfigSource {
     return this.parts.every((p) => p.good !== undefined);
   }
 
+  /** Why `ready()` is false, one line per part without a valid state (empty when ready). */
+  waitingFor(): string[] {
+    return this.parts
+      .filter((p) => p.good === undefined)
+      .map((p) => (p.answered ? `shared config under ${p.prefix} refused (invalid): waiting for a valid one` : `shared config under ${p.prefix} not read from etcd yet`));
+  }
+
   /**
    * Starts, restarts or stops following to match `config.registry.etcd`. A change of endpoints,
    * auth, TLS or prefixes starts over (a part keeps its last good state if its prefix stayed).

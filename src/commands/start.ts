@@ -125,7 +125,7 @@ export async function runStart(opts: StartOptions): Promise<number> {
       logger,
       metrics,
       accessLog: accessLog?.write,
-      readyWhen: () => shared.ready(),
+      waitingFor: () => shared.waitingFor(),
       // the admin's /metrics and queue depths sum every process (the primary's own until the
       // workers run: each worker queues on its own)
       ...(workers > 1

@@ -60,6 +60,19 @@ export function parseSkyDnsValue(raw: string): Result<{ url: string; weight: num
   return { ok: true, value: { url: backend.value.url, weight, meta } };
 }
 
+/** SkyDNS's and CoreDNS's default priority of a record that names none. */
+export const SKYDNS_DEFAULT_PRIORITY = 10;
+
+/**
+ * A record's priority as the member's priority level (the lowest level with an available member
+ * serves, as a DNS client of SkyDNS/CoreDNS would use the SRV answer): an integer >= 0 as given,
+ * anything else the SkyDNS default 10.
+ */
+export function skyDnsPriority(meta: Readonly<Record<string, unknown>>): number {
+  const p = meta['priority'];
+  return typeof p === 'number' && Number.isInteger(p) && p >= 0 ? p : SKYDNS_DEFAULT_PRIORITY;
+}
+
 /** `skydns` layout: one key per member. */
 export function skyDnsModel(prefix: string, source: string): KeyspaceModel {
   return new KeyPerMemberModel((key, value) => {
@@ -67,7 +80,7 @@ export function skyDnsModel(prefix: string, source: string): KeyspaceModel {
     if (!k.ok) return k;
     const v = parseSkyDnsValue(value);
     if (!v.ok) return v;
-    const member: MemberSpec = { id: k.value.id, url: v.value.url, weight: v.value.weight, draining: false, source, meta: v.value.meta };
+    const member: MemberSpec = { id: k.value.id, url: v.value.url, weight: v.value.weight, draining: false, source, priority: skyDnsPriority(v.value.meta), meta: v.value.meta };
     return { ok: true, value: { service: k.value.service, member } };
   });
 }

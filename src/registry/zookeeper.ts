@@ -36,6 +36,12 @@ export interface ZooKeeperRegistryOptions {
   readonly backoff?: BackoffOptions;
   /** ms, longest random wait before retrying the server list (node-zookeeper-client spinDelay); default 1000 */
   readonly spinDelayMs?: number;
+  /**
+   * ms without a session after which the client is replaced by a new one (see
+   * `armHandshakeWatchdog`); default the session timeout + 1000. Tests raise it to reach the
+   * server's own expiry notice instead.
+   */
+  readonly noSessionReplaceMs?: number;
 }
 
 /**
@@ -121,7 +127,7 @@ export class ZooKeeperRegistry implements Registry {
       this.needWalk = true;
       if (this.client !== undefined) discard(this.client);
       this.connect();
-    }, this.config.sessionTimeout + 1000);
+    }, this.options.noSessionReplaceMs ?? this.config.sessionTimeout + 1000);
     this.handshakeTimer.unref();
   }
 

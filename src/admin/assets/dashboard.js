@@ -795,14 +795,29 @@
       hits.setAttribute('data-col', 'hits');
       tr.appendChild(hits);
       tr.appendChild(el('td', 'num', fmtRate(perSec[i])));
-      // where the route came from: the local file, or the shared config in etcd (with the revision in force)
-      var rev = last && last.config && last.config.etcd ? ' @' + last.config.etcd.revision : '';
-      var src = el('td', 'muted', r.source === 'etcd' ? 'etcd' + rev : (r.source || 'file'));
+      // where the route came from: the local file, or the shared config in etcd (with the revision
+      // in force, which comes with the stream: see routeSources)
+      var src = el('td', 'muted', '');
       src.setAttribute('data-col', 'source');
+      src.setAttribute('data-source', r.source || 'file');
       tr.appendChild(src);
       return tr;
     });
     tbody.replaceChildren.apply(tbody, rows);
+    routeSources();
+  }
+
+  /**
+   * Fills the routes' source cells: `file`, or `etcd @<revision>` with the revision the stream
+   * last reported. Called when the routes arrive and on every stream message, so a table fetched
+   * before the stream's first message gets its revision too.
+   */
+  function routeSources() {
+    var rev = last && last.config && last.config.etcd ? ' @' + last.config.etcd.revision : '';
+    document.querySelectorAll('#routes tbody td[data-col="source"]').forEach(function (td) {
+      var source = td.getAttribute('data-source');
+      setText(td, source === 'etcd' ? 'etcd' + rev : source);
+    });
   }
 
   // ---- events view ------------------------------------------------------------------------------
@@ -899,6 +914,7 @@
     if (route.view === 'overview') renderOverview(now);
     else if (route.view === 'service') renderService(now);
     else if (route.view === 'events') renderEventsView();
+    else if (route.view === 'routes') routeSources();
   }
 
   var polling = false;
