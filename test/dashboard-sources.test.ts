@@ -12,7 +12,7 @@ import { describeEtcd, useSharedEtcd } from './helpers/etcd.js';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { browserTests, launch, noteSkipped, watchErrors } from './helpers/browser.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 noteSkipped('dashboard-sources.test.ts');
 
@@ -54,7 +54,7 @@ routes:
     service: home
 `);
       base = `http://127.0.0.1:${drover.adminPort}`;
-      await waitUntil(async () => (await request(drover.port, { path: '/api/x' })).body === 'api');
+      await waitFor(async () => (await request(drover.port, { path: '/api/x' })).body === 'api');
       browser = await launch();
     });
 
@@ -90,7 +90,7 @@ routes:
 
       // a new revision: the open page follows it
       await shared.kv.put(`${CONFIG}routes`).value('- {match: {path_prefix: /api}, service: api}\n- {match: {path_prefix: /v2}, service: api}\n');
-      await waitUntil(async () => (await revision()) !== rev);
+      await waitFor(async () => (await revision()) !== rev);
       const next = await revision();
       await page.goto(`${base}/#/routes`);
       await expect.poll(() => page.locator('#config').textContent()).toBe(`config: file (1 routes) + etcd ${CONFIG} @ revision ${next} (2 routes)`);

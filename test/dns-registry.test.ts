@@ -11,7 +11,7 @@ import { silentLogger } from '../src/observability/log.js';
 import { RecordingSink } from './helpers/recording-sink.js';
 import { describeDnsmasq, startDnsmasq, startDnsServer, type TestDnsServer } from './helpers/dns.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
 
@@ -93,7 +93,7 @@ describe('DnsRegistry (in-process DNS server)', () => {
     s.zones.set('b.test', { a: [{ address: '10.0.0.2' }], aaaa: [{ address: 'fd00::2' }] });
     s.zones.set('c.test', { a: [{ address: '10.0.0.3' }] });
     const sink = await startRegistry(s, [{ service: 'web', dns: { srv: '_http._tcp.web.test' } }]);
-    await waitUntil(() => sink.synced.has('dns'));
+    await waitFor(() => sink.synced.has('dns'));
     expect(sink.view('dns')).toEqual({
       web: { '10.0.0.1:8081': 'http://10.0.0.1:8081', '10.0.0.2:8082': 'http://10.0.0.2:8082', '[fd00::2]:8082': 'http://[fd00::2]:8082', '10.0.0.3:8083': 'http://10.0.0.3:8083' },
     });
@@ -103,17 +103,17 @@ describe('DnsRegistry (in-process DNS server)', () => {
 
     // TTL 1 s, refresh 5 s: a new record is seen on the TTL, not the refresh.
     s.zones.set('_http._tcp.web.test', { srv: [{ target: 'a.test', port: 9091, priority: 10, weight: 2, ttl: 1 }, { target: 'c.test', port: 8083, priority: 20, weight: 1, ttl: 1 }] });
-    await waitUntil(() => sink.member('web', '10.0.0.1:9091', 'dns') !== undefined, 4000);
+    await waitFor(() => sink.member('web', '10.0.0.1:9091', 'dns') !== undefined, 4000);
     expect(sink.view('dns')).toEqual({ web: { '10.0.0.1:9091': 'http://10.0.0.1:9091', '10.0.0.3:8083': 'http://10.0.0.3:8083' } });
 
     // A record's priority changes: the member is updated in place.
     s.zones.set('_http._tcp.web.test', { srv: [{ target: 'a.test', port: 9091, priority: 30, weight: 2, ttl: 1 }, { target: 'c.test', port: 8083, priority: 20, weight: 1, ttl: 1 }] });
-    await waitUntil(() => sink.member('web', '10.0.0.1:9091', 'dns')?.priority === 1, 4000);
+    await waitFor(() => sink.member('web', '10.0.0.1:9091', 'dns')?.priority === 1, 4000);
     expect(sink.member('web', '10.0.0.3:8083', 'dns')?.priority).toBe(0);
 
     // A target no longer resolves: its members go, the others stay.
     s.zones.delete('a.test');
-    await waitUntil(() => sink.member('web', '10.0.0.1:9091', 'dns') === undefined, 4000);
+    await waitFor(() => sink.member('web', '10.0.0.1:9091', 'dns') === undefined, 4000);
     expect(sink.view('dns')).toEqual({ web: { '10.0.0.3:8083': 'http://10.0.0.3:8083' } });
   });
 
@@ -121,23 +121,23 @@ describe('DnsRegistry (in-process DNS server)', () => {
     const s = await dnsServer();
     s.zones.set('legacy.test', { a: [{ address: '10.1.0.1' }, { address: '10.1.0.2' }] });
     const sink = await startRegistry(s, [{ service: 'legacy', dns: { a: 'legacy.test', port: 8080 } }], 1000);
-    await waitUntil(() => sink.synced.has('dns'));
+    await waitFor(() => sink.synced.has('dns'));
     expect(Object.keys(sink.view('dns')['legacy'] ?? {})).toEqual(['10.1.0.1:8080', '10.1.0.2:8080']);
 
     s.silent = true;
     s.zones.set('legacy.test', { a: [{ address: '10.1.0.3' }] });
-    await waitUntil(() => sink.connected.get('dns') === false, 5000);
+    await waitFor(() => sink.connected.get('dns') === false, 5000);
     expect(Object.keys(sink.view('dns')['legacy'] ?? {})).toEqual(['10.1.0.1:8080', '10.1.0.2:8080']);
     s.silent = false;
-    await waitUntil(() => sink.connected.get('dns') === true, 5000);
-    await waitUntil(() => Object.keys(sink.view('dns')['legacy'] ?? {}).join() === '10.1.0.3:8080', 5000);
+    await waitFor(() => sink.connected.get('dns') === true, 5000);
+    await waitFor(() => Object.keys(sink.view('dns')['legacy'] ?? {}).join() === '10.1.0.3:8080', 5000);
 
     // NXDOMAIN: the first answer keeps the members, the second in a row empties the service.
     const before = s.queries.filter((q) => q === 'legacy.test A').length;
     s.zones.delete('legacy.test');
-    await waitUntil(() => s.queries.filter((q) => q === 'legacy.test A').length >= before + 1, 5000);
+    await waitFor(() => s.queries.filter((q) => q === 'legacy.test A').length >= before + 1, 5000);
     expect(Object.keys(sink.view('dns')['legacy'] ?? {})).toEqual(['10.1.0.3:8080']);
-    await waitUntil(() => sink.view('dns')['legacy'] === undefined, 5000);
+    await waitFor(() => sink.view('dns')['legacy'] === undefined, 5000);
     expect(s.queries.filter((q) => q === 'legacy.test A').length).toBeGreaterThanOrEqual(before + 2);
   });
 });
@@ -161,13 +161,13 @@ describeDnsmasq('DnsRegistry against dnsmasq', () => {
       { service: 'web', dns: { srv: '_web._tcp.service.consul' } },
       { service: 'legacy', dns: { a: 'legacy.internal', port: 9000 } },
     ], 1000);
-    await waitUntil(() => sink.synced.has('dns'));
+    await waitFor(() => sink.synced.has('dns'));
     expect(sink.view('dns')).toEqual({
       legacy: { '127.0.0.21:9000': 'http://127.0.0.21:9000' },
       web: { '127.0.0.11:21000': 'http://127.0.0.11:21000', '127.0.0.12:21001': 'http://127.0.0.12:21001' },
     });
     expect(sink.member('web', '127.0.0.12:21001', 'dns')?.weight).toBe(30);
     await dm.reload('127.0.0.21 legacy.internal\n127.0.0.22 legacy.internal\n');
-    await waitUntil(() => Object.keys(sink.view('dns')['legacy'] ?? {}).length === 2, 5000);
+    await waitFor(() => Object.keys(sink.view('dns')['legacy'] ?? {}).length === 2, 5000);
   });
 });

@@ -5,14 +5,14 @@
  * everything else, so any request that reaches one is visible in what it saw.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { parseMetrics } from './helpers/metrics.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
+import { freePort } from './helpers/etcd.js';
 
 const TOKEN = 'test-token-12';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -115,15 +115,6 @@ function load(port: number, urlPath: string, loops = 4): { results: Result[]; er
   };
 }
 
-/** A port free right now on 127.0.0.1 (for a drover restarted on the same address). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
 /** A log line's time in epoch ms (pino writes an ISO string or a number). */
 function logTime(line: Record<string, unknown>): number {
   const t = line['time'];
@@ -166,7 +157,7 @@ describe('verdict before traffic, at start', () => {
     later(() => d.stop());
     const traffic = load(d.port, '/app');
     expect(await readyz(d.adminPort)).toBe(503);
-    await waitUntil(async () => (await readyz(d.adminPort)) === 200);
+    await waitFor(async () => (await readyz(d.adminPort)) === 200);
     await sleep(300);
     await traffic.stop();
 
@@ -188,7 +179,7 @@ describe('verdict before traffic, at start', () => {
     const yaml = webYaml(`127.0.0.1:${port}`, good, sick);
     const first = await startDrover(yaml);
     later(() => first.stop());
-    await waitUntil(async () => (await readyz(first.adminPort)) === 200);
+    await waitFor(async () => (await readyz(first.adminPort)) === 200);
     const traffic = load(port, '/app');
     await sleep(400);
     // SIGTERM: the old process stops accepting and finishes what it has in flight. Only while it
@@ -199,7 +190,7 @@ describe('verdict before traffic, at start', () => {
     const secondAt = Date.now();
     const second = await startDrover(yaml);
     later(() => second.stop());
-    await waitUntil(async () => (await readyz(second.adminPort)) === 200);
+    await waitFor(async () => (await readyz(second.adminPort)) === 200);
     await sleep(300);
     await traffic.stop();
 
@@ -233,10 +224,10 @@ services:
 routes: [{match: {path_prefix: /}, service: ramp}]
 `);
     later(() => d.stop());
-    await waitUntil(async () => (await view(d.adminPort, 'ramp', 's2'))?.state === 'unhealthy');
+    await waitFor(async () => (await view(d.adminPort, 'ramp', 's2'))?.state === 'unhealthy');
     await sleep(700);
     s2.health = 200;
-    await waitUntil(async () => (await view(d.adminPort, 'ramp', 's2'))?.state === 'healthy', 5000);
+    await waitFor(async () => (await view(d.adminPort, 'ramp', 's2'))?.state === 'healthy', 5000);
     const recoveredAt = Date.now();
     const first: string[] = [];
     for (let i = 0; i < 40; i++) first.push((await request(d.port, { path: '/r' })).body);
@@ -323,12 +314,12 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
 
   it('a reload that adds a service with a sick backend: requests wait for the verdicts, none reaches the sick one', async () => {
     const traffic = load(d.port, '/late/x');
-    await waitUntil(() => traffic.results.some((r) => r.body === 'w1'));
+    await waitFor(() => traffic.results.some((r) => r.body === 'w1'));
     const reloads = d.logs.filter((l) => l['msg'] === 'config reloaded').length;
     d.writeConfig(yaml(true));
-    await waitUntil(() => d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads);
+    await waitFor(() => d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads);
     const reloaded = d.logs.filter((l) => l['msg'] === 'config reloaded')[reloads] as Record<string, unknown>;
-    await waitUntil(() => traffic.results.filter((r) => r.body === 'late-good').length >= 5);
+    await waitFor(() => traffic.results.filter((r) => r.body === 'late-good').length >= 5);
     await traffic.stop();
     expect(traffic.errors).toEqual([]);
     // before the reload /late/x went to web (the catch-all route), after it to late-good only
@@ -341,11 +332,11 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
 
   it('backends that join through the registry, one of them sick: it gets no request', async () => {
     const traffic = load(d.port, '/reg/x');
-    await waitUntil(() => traffic.results.some((r) => r.status === 503));
+    await waitFor(() => traffic.results.some((r) => r.status === 503));
     writeRegistry({ reg: true, drDraining: false, tmp: true });
     const joined = await d.waitForLog((l) => l['msg'] === 'pool changed' && l['service'] === 'reg');
     const joinedAt = logTime(joined);
-    await waitUntil(() => traffic.results.filter((r) => r.body === 'reg-good').length >= 5);
+    await waitFor(() => traffic.results.filter((r) => r.body === 'reg-good').length >= 5);
     await traffic.stop();
     expect(traffic.errors).toEqual([]);
     const afterJoin = traffic.results.filter((r) => r.sentAt > joinedAt);
@@ -357,7 +348,7 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
 
   it('admin drain, then the registry sets and clears draining: consistent everywhere, no false transition', async () => {
     const dr1 = n['dr1'] as Node;
-    await waitUntil(async () => {
+    await waitFor(async () => {
       const [a, b] = [await view(d.adminPort, 'dr', 'dr1'), await view(d.adminPort, 'dr', 'dr2')];
       return a?.state === 'healthy' && b?.state === 'healthy';
     });
@@ -366,9 +357,9 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
     expect(JSON.parse(drained.body)).toMatchObject({ id: 'dr1', state: 'draining', reason: 'drained through the admin API' });
 
     writeRegistry({ reg: true, drDraining: true, tmp: true });
-    await waitUntil(async () => (await view(d.adminPort, 'dr', 'dr1'))?.reason === 'draining (registry); drained through the admin API');
+    await waitFor(async () => (await view(d.adminPort, 'dr', 'dr1'))?.reason === 'draining (registry); drained through the admin API');
     writeRegistry({ reg: true, drDraining: false, tmp: true });
-    await waitUntil(async () => (await view(d.adminPort, 'dr', 'dr1'))?.reason === 'drained through the admin API');
+    await waitFor(async () => (await view(d.adminPort, 'dr', 'dr1'))?.reason === 'drained through the admin API');
     // health, the pool (who gets requests) and /metrics agree: still drained
     expect((await view(d.adminPort, 'dr', 'dr1'))?.state).toBe('draining');
     const seen = dr1.app.length;
@@ -399,7 +390,7 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
     // the config first: once tmp has left the registry file, a route naming it fails `check`
     const reloads = d.logs.filter((l) => l['msg'] === 'config reloaded').length;
     d.writeConfig(yaml(false));
-    await waitUntil(() => d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads);
+    await waitFor(() => d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads);
     await d.waitForLog((l) => l['msg'] === 'service retired' && l['service'] === 'late');
     writeRegistry({ reg: true, drDraining: false, tmp: false });
     await d.waitForLog((l) => l['msg'] === 'service retired' && l['service'] === 'tmp');
@@ -407,7 +398,7 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
     const names = (await servicesOf(d.adminPort)).map((s) => s.name);
     expect(names).not.toContain('tmp');
     expect(names).not.toContain('late');
-    await waitUntil(async () => !(await hasSeries('tmp')) && !(await hasSeries('late')), 5000);
+    await waitFor(async () => !(await hasSeries('tmp')) && !(await hasSeries('late')), 5000);
     // a route that still names the retired service answers 503, as for any service with no backend
     const a = await request(d.port, { path: '/tmp/x' });
     expect(a.status).toBe(503);
@@ -445,9 +436,9 @@ routes: [{match: {path_prefix: /}, service: web}]
     );
     later(() => d.stop());
     const traffic = load(d.port, '/app');
-    await waitUntil(() => traffic.results.length >= 10);
+    await waitFor(() => traffic.results.length >= 10);
     release();
-    await waitUntil(async () => (await readyz(d.adminPort)) === 200);
+    await waitFor(async () => (await readyz(d.adminPort)) === 200);
     await sleep(300);
     await traffic.stop();
     expect(traffic.errors).toEqual([]);
@@ -461,7 +452,7 @@ routes: [{match: {path_prefix: /}, service: web}]
       fs.writeFileSync(`${registry}.tmp`, file(draining));
       fs.renameSync(`${registry}.tmp`, registry);
       const want = draining ? 'draining (registry); drained through the admin API' : 'drained through the admin API';
-      await waitUntil(async () => (await view(d.adminPort, 'web', 'other'))?.reason === want);
+      await waitFor(async () => (await view(d.adminPort, 'web', 'other'))?.reason === want);
     }
     await sleep(100); // the primary's snapshot reaches the workers within a turn of its loop
     const seen = other.app.length;

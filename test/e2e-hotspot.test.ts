@@ -12,7 +12,8 @@ import { browserTests, launch, noteSkipped, watchErrors } from './helpers/browse
 import { cleanupAfterEach } from './helpers/cleanup.js';
 import { BIN, startDrover, type DroverProcess } from './helpers/drover.js';
 import { scrapeSum } from './helpers/metrics.js';
-import { adminBackends, waitUntil } from './helpers/raw-backend.js';
+import { adminBackends } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
 const run = promisify(execFile);
@@ -116,13 +117,13 @@ routes: [{match: {path_prefix: /}, service: web}]
     const total = (): number => [...window.values()].reduce((s, n) => s + n, 0);
     const l = load(d.port, 8, (body) => window.set(body, (window.get(body) ?? 0) + 1));
     later(() => l.stop());
-    await waitUntil(() => total() >= 150, 20_000);
+    await waitFor(() => total() >= 150, 20_000);
     expect(share('b')).toBeGreaterThan(0.15); // all equal: b has its share
 
     slowB = true;
     await new Promise((r) => setTimeout(r, 1000)); // b's in-flight requests come back slow
     window = new Map();
-    await waitUntil(() => total() >= 300, 30_000);
+    await waitFor(() => total() >= 300, 30_000);
     // round_robin would keep sending b a third; ewma sends it only the odd probe
     expect(share('b')).toBeLessThan(0.12);
     const views = await adminBackends(d.adminPort);
@@ -131,7 +132,7 @@ routes: [{match: {path_prefix: /}, service: web}]
 
     slowB = false;
     // b's estimate decays (tau 10 s) until a probe lands; the probe's fast answer wins it back
-    await waitUntil(async () => {
+    await waitFor(async () => {
       if (total() < 200) return false;
       const recovered = share('b') > 0.2;
       window = new Map();
@@ -203,18 +204,18 @@ routes: [{match: {path_prefix: /}, service: web}]
     const gate = gated(b);
     const d = await drover(one(b, 'queue: {size: 10, timeout: 20s}'));
     const answers: Promise<unknown>[] = [request(d.port, { path: '/r0' })];
-    await waitUntil(() => gate.held() === 1);
+    await waitFor(() => gate.held() === 1);
     for (let i = 1; i <= 5; i++) {
       answers.push(request(d.port, { path: `/r${i}` }));
       // the next one is sent only once this one waits: the arrival order is certain
-      await waitUntil(async () => (await queueDepth(d)) === i);
+      await waitFor(async () => (await queueDepth(d)) === i);
     }
     expect(b.seen.map((s) => s.url)).toEqual(['/r0']);
     const api = (await (await fetch(`http://127.0.0.1:${d.adminPort}/api/services`)).json()) as { services: { name: string; queue_depth?: number }[] };
     expect(api.services.find((s) => s.name === 'web')?.queue_depth).toBe(5);
     for (let i = 1; i <= 5; i++) {
       gate.release();
-      await waitUntil(() => gate.held() === 1);
+      await waitFor(() => gate.held() === 1);
     }
     gate.release();
     const got = (await Promise.all(answers)) as { status: number; body: string }[];
@@ -232,7 +233,7 @@ routes: [{match: {path_prefix: /}, service: web}]
     const gate = gated(b);
     const d = await drover(one(b, queue));
     const first = request(d.port, { path: '/first' });
-    await waitUntil(() => gate.held() === 1);
+    await waitFor(() => gate.held() === 1);
     return {
       d,
       gate,
@@ -261,14 +262,14 @@ routes: [{match: {path_prefix: /}, service: web}]
     const abandoned = http.request({ host: '127.0.0.1', port: d.port, path: '/abandoned', agent: false });
     abandoned.on('error', () => undefined);
     abandoned.end();
-    await waitUntil(async () => (await queueDepth(d)) === 1);
+    await waitFor(async () => (await queueDepth(d)) === 1);
     abandoned.destroy();
     // well before the 20 s timeout: the queue let go of it when the client did
-    await waitUntil(async () => (await queueDepth(d)) === 0, 5_000);
+    await waitFor(async () => (await queueDepth(d)) === 0, 5_000);
     expect(await finish()).toEqual(['/first']);
     // the slot is free again and the next request is served; the abandoned one never was
     const next = request(d.port, { path: '/next' });
-    await waitUntil(() => gate.held() === 1);
+    await waitFor(() => gate.held() === 1);
     gate.release();
     expect((await next).body).toBe('only');
     expect((await finish()).slice(1)).toEqual(['/next']);
@@ -307,17 +308,17 @@ routes: [{match: {path_prefix: /}, service: web}]
       for (let i = 0; i < n; i++) out.push((await request(d.port, { path: '/x' })).body);
       return out;
     };
-    await waitUntil(async () => (await adminBackends(d.adminPort)).every((v) => v.state === 'healthy'));
+    await waitFor(async () => (await adminBackends(d.adminPort)).every((v) => v.state === 'healthy'));
     expect(await bodies(12)).toEqual(Array(12).fill('a1'));
 
     a1Down = true;
-    await waitUntil(async () => (await adminBackends(d.adminPort)).find((v) => v.id === 'a1')?.state === 'unhealthy');
+    await waitFor(async () => (await adminBackends(d.adminPort)).find((v) => v.id === 'a1')?.state === 'unhealthy');
     const spilled = await bodies(12);
     expect(spilled.filter((s) => s !== 'b1' && s !== 'b2')).toEqual([]);
     expect(new Set(spilled)).toEqual(new Set(['b1', 'b2']));
 
     a1Down = false;
-    await waitUntil(async () => (await adminBackends(d.adminPort)).find((v) => v.id === 'a1')?.state === 'healthy');
+    await waitFor(async () => (await adminBackends(d.adminPort)).find((v) => v.id === 'a1')?.state === 'healthy');
     expect(await bodies(12)).toEqual(Array(12).fill('a1'));
   }, 30_000);
 

@@ -7,8 +7,9 @@ import { expect, it } from 'vitest';
 import { describeEtcd, useSharedEtcd } from './helpers/etcd.js';
 import { startBackend, request, type TestBackend } from './helpers/backends.js';
 import { startDrover } from './helpers/drover.js';
-import { bodies, metric, pool, uniq, waitFor } from './helpers/e2e.js';
+import { bodies, metric, pool, uniq } from './helpers/e2e.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
+import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
 
@@ -37,19 +38,19 @@ routes:
     service: web
 `);
     later(() => d.stop('SIGKILL'));
-    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, { what: 'readyz' });
     expect(uniq(await bodies(d.port, '/', 3))).toEqual(['sky-a']);
     await shared.kv.put(`${prefix}web/b`).value(record(b, 3));
-    await waitFor(async () => (await pool(d, 'web'))?.length === 3, 'b added');
+    await waitFor(async () => (await pool(d, 'web'))?.length === 3, { what: 'b added' });
     expect(uniq(await bodies(d.port, '/', 8))).toEqual(['sky-a', 'sky-b']);
     await shared.kv.put(`${prefix}web/broken`).value('{"host":"127.0.0.1"}');
-    await waitFor(async () => (await metric(d, 'drover_registry_invalid_entries_total', { source: 'etcd' })) === 1, 'invalid counted');
+    await waitFor(async () => (await metric(d, 'drover_registry_invalid_entries_total', { source: 'etcd' })) === 1, { what: 'invalid counted' });
     await shared.kv.delete().key(`${prefix}web/a`);
-    await waitFor(async () => (await pool(d, 'web'))?.length === 2, 'a removed');
+    await waitFor(async () => (await pool(d, 'web'))?.length === 2, { what: 'a removed' });
     expect(uniq(await bodies(d.port, '/', 4))).toEqual(['sky-b']);
     // the last priority-10 record gone: the priority-20 one serves
     await shared.kv.delete().key(`${prefix}web/b`);
-    await waitFor(async () => (await pool(d, 'web'))?.length === 1, 'b removed');
+    await waitFor(async () => (await pool(d, 'web'))?.length === 1, { what: 'b removed' });
     expect(uniq(await bodies(d.port, '/', 4))).toEqual(['sky-spare']);
   });
 });

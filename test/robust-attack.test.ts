@@ -8,7 +8,8 @@ import net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { scrapeSum } from './helpers/metrics.js';
-import { adminBackends, eventually, fdCount, ok, rawExchange, startRawBackend, waitUntil, type RawBackend } from './helpers/raw-backend.js';
+import { adminBackends, fdCount, ok, rawExchange, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+import { waitFor, eventually } from './helpers/wait.js';
 
 /** The raw backend answers every head with 200 and the request target as the body. */
 function echoTarget(b: RawBackend): void {
@@ -110,16 +111,16 @@ routes:
       const s = net.connect(drover.port, '127.0.0.1');
       s.on('error', () => undefined);
       s.write(`GET /slow HTTP/1.1\r\n${H}\r\nPOST /queued HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\nabc`);
-      await waitUntil(() => raw.heads.length >= 1);
+      await waitFor(() => raw.heads.length >= 1);
       s.destroy();
-      await waitUntil(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0), 5000);
-      await waitUntil(() => raw.open <= 1, 5000);
+      await waitFor(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0), 5000);
+      await waitFor(() => raw.open <= 1, 5000);
     });
 
     it('1 000 such connections leave fds, upstream connections and drover_backend_inflight at baseline', async () => {
       // warm-up: pools, JIT, log stream; then the baseline
       for (let i = 0; i < 20; i++) await rawExchange(drover.port, `GET /warm HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
-      await waitUntil(() => raw.open === 0 || raw.open === 1);
+      await waitFor(() => raw.open === 0 || raw.open === 1);
       const pid = drover.child.pid ?? 0;
       const upstreamBefore = raw.open;
       const fdsBefore = fdCount(pid);
@@ -275,7 +276,7 @@ routes:
       s.on('data', (d: Buffer) => (text += d.toString('latin1')));
       for (let i = 1; i <= 9; i++) {
         s.write(`GET /c${i} HTTP/1.1\r\n${H}\r\n`);
-        await waitUntil(() => text.endsWith(`\r\n\r\n/c${i}`), 5000);
+        await waitFor(() => text.endsWith(`\r\n\r\n/c${i}`), 5000);
       }
       s.destroy();
       const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
@@ -323,7 +324,7 @@ routes:
       const r = await get(target);
       expect(r.status).toBe(502);
       expect(r.body).toBe('{"error":"bad_gateway","service":"raw"}');
-      await waitUntil(() => accessLines().some((l) => l['path'] === target));
+      await waitFor(() => accessLines().some((l) => l['path'] === target));
       expect(accessLines().find((l) => l['path'] === target)?.['status']).toBe(502);
     });
   });
@@ -371,7 +372,7 @@ routes:
       expect(r.closedByServer).toBe(true);
       expect(raw.heads.map((h) => h.split('\r\n')[0])).toEqual(['GET /pp1 HTTP/1.1']);
       const mine = (): unknown[][] => accessLines().filter((l) => String(l['path']).startsWith('/pp')).map((l) => [l['path'], l['status']]);
-      await waitUntil(() => mine().length > 0);
+      await waitFor(() => mine().length > 0);
       await new Promise((res) => setTimeout(res, 200));
       expect(mine()).toEqual([['/pp1', 200]]);
     });

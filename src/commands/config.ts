@@ -15,6 +15,7 @@ import type { Etcd3 } from 'etcd3';
 import { parseDocument, stringify } from 'yaml';
 import { checkConfigFile } from '../config/load.js';
 import { DEFAULT_CONFIG_PREFIX, parseSharedConfig, ROUTES_KEY, SERVICES_DIR } from '../config/shared.js';
+import { parseEtcdEndpoints } from '../config/values.js';
 import { formatIssue } from '../core/errors.js';
 import { DEFAULT_CONFIG_FILE } from './check.js';
 
@@ -58,17 +59,14 @@ function normalisePrefix(p: string): string {
 }
 
 async function connect(flags: EtcdFlags): Promise<Etcd3 | undefined> {
-  const endpoints = flags.etcd
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  if (endpoints.length === 0) {
-    process.stderr.write('drover config: --etcd needs at least one endpoint\n');
+  const endpoints = parseEtcdEndpoints(flags.etcd);
+  if (!endpoints.ok) {
+    process.stderr.write(`drover config: --etcd: ${endpoints.reason}\n`);
     return undefined;
   }
   // Loaded on use: the etcd client (gRPC, protobufs) costs most of the CLI's start-up time.
   const { createEtcdClient } = await import('../registry/etcd-client.js');
-  return createEtcdClient({ endpoints, callTimeoutMs: 5000, hostRetryMs: 200 });
+  return createEtcdClient({ endpoints: endpoints.value, callTimeoutMs: 5000, hostRetryMs: 200 });
 }
 
 /**
@@ -126,7 +124,7 @@ export async function planPush(file: string, prefix: string): Promise<{ readonly
   if (issues.length > 0) return { problems: issues.map(formatIssue) };
   const desired = await desiredKeys(file, prefix);
   const parsed = parseSharedConfig({ prefix, revision: '0', values: desired });
-  if (parsed.issues !== undefined) return { problems: parsed.issues.map(formatIssue) };
+  if (!parsed.ok) return { problems: parsed.reason.map(formatIssue) };
   return { desired };
 }
 

@@ -126,7 +126,16 @@ export async function runStart(opts: StartOptions): Promise<number> {
       metrics,
       accessLog: accessLog?.write,
       waitingFor: () => shared.waitingFor(),
-      ...(workers > 1 ? { serve: false, onPoolChange: () => cluster?.poolsChanged() } : {}),
+      // the admin's /metrics and queue depths sum every process (the primary's own until the
+      // workers run: each worker queues on its own)
+      ...(workers > 1
+        ? {
+            serve: false,
+            onPoolChange: () => cluster?.poolsChanged(),
+            metricsText: () => cluster?.metricsText() ?? metrics.metricsText(),
+            queueDepths: (service: string) => cluster?.queueDepth(service),
+          }
+        : {}),
     });
     if (workers > 1) {
       const rt = runtime;

@@ -1,6 +1,7 @@
 /**
- * One connection pool per backend, created when the backend joins and closed gracefully (after
- * its in-flight requests finish) when it leaves. Kept in `Backend.ext` so the per-request lookup
+ * One connection pool per backend, created by its first request (`upstreamOf`, again when the
+ * service's timeouts or TLS settings change) and closed gracefully (after its in-flight requests
+ * finish) when it leaves. Kept in `Backend.ext` so the per-request lookup
  * is a property read. The backend URL's scheme picks the kind: `http://` and `https://` get an
  * undici `Pool` (HTTP/1.1, TLS as `services.<name>.tls` says), `h2c://` an `H2Upstream`
  * (HTTP/2 cleartext on node:http2, see h2-upstream.ts).

@@ -10,6 +10,7 @@
  * (drover's weights are > 0; a 0 record then gets an equal share instead of "almost none").
  */
 import type { MemberSpec } from '../../routing/types.js';
+import { hostPortText } from '../config/values.js';
 
 /** The `source` of every member the DNS registry reports. */
 export const DNS_SOURCE = 'dns';
@@ -39,16 +40,12 @@ export interface Resolution {
   readonly ttl: number;
 }
 
-/** `addr:port` with IPv6 in brackets: the member id, and the origin after `http://`. */
-function hostPort(address: string, port: number): string {
-  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
-}
-
 /** Members for addresses with one port (A/AAAA, or one SRV record). */
 export function addressMembers(addresses: readonly string[], port: number, weight = 1, meta?: Record<string, unknown>, priority?: number): MemberSpec[] {
+  // `addr:port` with IPv6 in brackets, as a backend's default id and URL are written everywhere
   return addresses.map((a) => ({
-    id: hostPort(a, port),
-    url: `http://${hostPort(a, port)}`,
+    id: hostPortText(a, port),
+    url: `http://${hostPortText(a, port)}`,
     weight,
     draining: false,
     source: DNS_SOURCE,

@@ -17,7 +17,7 @@ import net from 'node:net';
 import type { DnsRegistryConfig, ServiceDnsConfig } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import { callSink } from './sink-call.js';
-import { ErrorCodes } from '../core/errors.js';
+import { ErrorCodes, errorMessage } from '../core/errors.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { Registry, RegistrySink } from './types.js';
 import { Backoff } from './backoff.js';
@@ -105,7 +105,7 @@ export class DnsRegistry implements Registry {
     try {
       outcome = await this.lookup(st.target.dns);
     } catch (err) {
-      outcome = { kind: 'failed', reason: err instanceof Error ? err.message : String(err) };
+      outcome = { kind: 'failed', reason: errorMessage(err) };
     }
     if (this.closed) return;
     const sink = this.requireSink();

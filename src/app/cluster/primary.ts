@@ -81,11 +81,7 @@ export class ClusterPrimary {
       serialization: 'advanced',
     });
     cluster.on('message', (worker, m: unknown) => c.onMessage(worker, m));
-    // Each worker queues on its own: the admin API's queue_depth is their sum.
-    opts.runtime.queueDepths = (service) => c.queueDepth(service);
     cluster.on('exit', (worker, code, signal) => c.onExit(worker, code, signal));
-    // The admin's /metrics sums every process.
-    opts.metrics.metricsText = () => c.metricsText();
     const all = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('workers did not start listening in time')), START_TIMEOUT_MS);
       c.onListening = () => {
@@ -270,7 +266,7 @@ export class ClusterPrimary {
   }
 
   /** `/metrics`: the primary's registry plus every listening worker's, summed by prom-client. */
-  private async metricsText(): Promise<string> {
+  async metricsText(): Promise<string> {
     const own = await this.opts.metrics.registry.getMetricsAsJSON();
     const id = ++this.metricsId;
     const targets = [...this.slots.values()].filter((s) => s.listening && s.worker.isConnected());
