@@ -367,7 +367,7 @@ routes:
     // a answers in 30 ms; b holds both of its slots and has answered nothing yet
     for (let i = 0; i < 5; i++) expect((await request(d.port)).body).toBe('a');
     const held = [request(d.port, { path: '/held/1' }), request(d.port, { path: '/held/2' })];
-    await waitUntil(() => gate.held() === 2);
+    await waitFor(() => gate.held() === 2);
     const full = await request(d.port, { path: '/held/3' });
     expect([full.status, JSON.parse(full.body)]).toEqual([503, { error: 'backend_saturated', service: 'held' }]);
 
