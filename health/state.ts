@@ -26,6 +26,7 @@ import type {
   ServiceHealthConfig,
   TransitionListener,
 } from './types.js';
+import { formatDuration } from './duration.js';
 
 /** Longest ejection, whatever the base: 5 minutes (Envoy's default `max_ejection_time`). */
 export const MAX_EJECTION_MS = 300_000;
@@ -50,12 +51,6 @@ export function isPassiveFailure(outcome: PassiveOutcome): boolean {
   return true;
 }
 
-/** Formats ms the way the config writes durations: `250ms`, `30s`, `2m`. */
-export function formatDuration(ms: number): string {
-  if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms >= 1000 && ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${Math.round(ms)}ms`;
-}
 
 /** Result of the latest active probe of a backend. */
 export interface LastCheck {

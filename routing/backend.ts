@@ -23,6 +23,8 @@ export class Backend {
   effectiveWeight: number;
   zone: string | undefined;
   source: string;
+  /** priority level, lower first (0 unless the registry gives one, e.g. SRV priority) */
+  priority: number;
   meta: Readonly<Record<string, unknown>>;
   /**
    * Health's verdict, applied by `ServicePool.setAvailable`. A new backend is `pending` (no
@@ -52,6 +54,7 @@ export class Backend {
     this.effectiveWeight = spec.weight;
     this.zone = spec.zone;
     this.source = spec.source;
+    this.priority = spec.priority ?? 0;
     this.meta = spec.meta ?? {};
     this.availableSince = now;
   }

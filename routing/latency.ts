@@ -26,9 +26,7 @@ export const FAILURE_PENALTY_FLOOR_MS = 250;
 export const FAILURE_PENALTY_FACTOR = 10;
 /**
  * ...but that multiple of the median at most this many ms (30 s, the default `response_headers`
- * timeout). The median is taken over estimates that include the failing backends' own, so with
- * half of a service failing it is itself a penalty: without a ceiling every failure multiplied
- * the estimates by 10 (measured: 4e268 ms after a minute of refused connections).
+ * timeout): a bound whatever the median is.
  */
 export const FAILURE_PENALTY_CEILING_MS = 30_000;
 
@@ -40,6 +38,14 @@ export class PeakEwma {
   private stamp = 0;
   /** false until the first sample: a fresh backend is priced at its service's median instead */
   sampled = false;
+  /**
+   * The same estimate over successful answers only (`okValue`): what the failure penalty is
+   * relative to. Over every sample, penalties would feed the median they are taken from: with
+   * two of three backends failing now and then, each failure lifted the next tenfold.
+   */
+  private okCost = 0;
+  private okStamp = 0;
+  private okSampled = false;
   /**
    * Clock time the backend last made progress: its last response headers, or the moment a
    * request was sent to it while none was waiting for headers. While requests wait (`waiting`),
@@ -62,41 +68,61 @@ export class PeakEwma {
     if (this.waiting > 0) this.waiting--;
   }
 
-  /** Feeds one sample of `rttMs` observed at `now` (ends one `sent` request's wait). */
-  observe(rttMs: number, now: number): void {
+  /**
+   * Feeds one sample of `rttMs` observed at `now` (ends one `sent` request's wait); `ok` false
+   * for a failure's penalty sample (`failurePenalty`), which moves `value` but not `okValue`.
+   */
+  observe(rttMs: number, now: number, ok = true): void {
     if (this.waiting > 0) this.waiting--;
     const rtt = rttMs > 0 ? rttMs : 0;
-    if (!this.sampled) {
-      this.cost = rtt;
-      this.sampled = true;
-    } else {
-      const dt = now > this.stamp ? now - this.stamp : 0;
-      const w = Math.exp(-dt / EWMA_DECAY_MS);
-      const decayed = this.cost * w;
-      this.cost = rtt > decayed ? rtt : decayed + rtt * (1 - w);
-    }
+    this.cost = this.sampled ? peakStep(this.cost, this.stamp, rtt, now) : rtt;
+    this.sampled = true;
     this.stamp = now;
+    if (ok) {
+      this.okCost = this.okSampled ? peakStep(this.okCost, this.okStamp, rtt, now) : rtt;
+      this.okSampled = true;
+      this.okStamp = now;
+    }
     this.progressAt = now;
   }
 
   /** The estimate at `now` (decayed since the last sample), ms; undefined before any sample. */
   value(now: number): number | undefined {
-    if (!this.sampled) return undefined;
-    const dt = now > this.stamp ? now - this.stamp : 0;
-    return dt === 0 ? this.cost : this.cost * Math.exp(-dt / EWMA_DECAY_MS);
+    return this.sampled ? decayed(this.cost, this.stamp, now) : undefined;
   }
+
+  /** The estimate over successful answers only, at `now`; undefined before the first one. */
+  okValue(now: number): number | undefined {
+    return this.okSampled ? decayed(this.okCost, this.okStamp, now) : undefined;
+  }
+}
+
+/** `cost` (as of `stamp`) decayed to `now`. */
+function decayed(cost: number, stamp: number, now: number): number {
+  const dt = now > stamp ? now - stamp : 0;
+  return dt === 0 ? cost : cost * Math.exp(-dt / EWMA_DECAY_MS);
+}
+
+/** The estimate after a sample `rtt` at `now`: a peak is believed at once, a recovery gradually. */
+function peakStep(cost: number, stamp: number, rtt: number, now: number): number {
+  const dt = now > stamp ? now - stamp : 0;
+  const w = Math.exp(-dt / EWMA_DECAY_MS);
+  const d = cost * w;
+  return rtt > d ? rtt : d + rtt * (1 - w);
 }
 
 /**
  * The median of the current estimates of the sampled backends among `backends`, or undefined
  * when none has a sample. `scratch` is reused between calls (no allocation once it is large
- * enough); the result is the lower middle value for an even count.
+ * enough); the result is the lower middle value for an even count. `okOnly`: of the estimates
+ * over successful answers (`okValue`), what a failure's penalty is relative to.
  */
-export function medianLatency(backends: readonly { readonly latency: PeakEwma }[], now: number, scratch: { buf: Float64Array }): number | undefined {
+export function medianLatency(backends: readonly { readonly latency: PeakEwma }[], now: number, scratch: { buf: Float64Array }, okOnly = false): number | undefined {
   if (scratch.buf.length < backends.length) scratch.buf = new Float64Array(backends.length * 2);
   let n = 0;
   for (let i = 0; i < backends.length; i++) {
-    const v = backends[i]!.latency.value(now);
+    const e = backends[i]!.latency;
+    const v = okOnly ? e.okValue(now) : e.value(now);
     if (v !== undefined) scratch.buf[n++] = v;
   }
   if (n === 0) return undefined;
@@ -107,7 +133,8 @@ export function medianLatency(backends: readonly { readonly latency: PeakEwma }[
 /**
  * The sample a failed attempt (connect error, reset, timeout, 5xx answer) feeds into its
  * backend's estimate: the time it took, but at least `FAILURE_PENALTY_FACTOR` x the service's
- * median latency and at least `FAILURE_PENALTY_FLOOR_MS`. A failure that came back fast (a
+ * median latency of successful answers (`medianLatency(..., true)`) and at least
+ * `FAILURE_PENALTY_FLOOR_MS`. A failure that came back fast (a
  * refused connection, an instant 503) must not make a broken backend look like the fastest one
  * (the "fast failure black hole"); being relative to the median keeps the penalty meaningful for
  * services whose normal latency is far above the floor. The relative part stops at

@@ -358,6 +358,10 @@ export class ServicePool {
       b.source = spec.source;
       changed = true;
     }
+    if (b.priority !== (spec.priority ?? 0)) {
+      b.priority = spec.priority ?? 0;
+      changed = true;
+    }
     const meta = spec.meta ?? {};
     if (!sameJson(b.meta, meta)) {
       b.meta = meta;
@@ -420,11 +424,14 @@ export class ServicePool {
       this.changedInBatch = true;
       return;
     }
+    const level = servingLevel(this.entries.values());
+    const members: Backend[] = [];
+    for (const e of this.entries.values()) if (level === undefined || e.backend.priority === level) members.push(e.backend);
     let judged = 0;
     let healthy = 0;
     let pending = 0;
-    for (const e of this.entries.values()) {
-      const a = e.backend.availability;
+    for (const b of members) {
+      const a = b.availability;
       if (a === 'pending') pending++;
       if (a !== 'available' && a !== 'failed') continue;
       judged++;
@@ -436,13 +443,13 @@ export class ServicePool {
     // wait with it, see `whenDecided`): at start, the one judged first must not take everything.
     const panic = judged > 0 && healthy * 100 < this.settings.panicThreshold * judged && (healthy > 0 || pending === 0);
     const next: Backend[] = [];
-    for (const e of this.entries.values()) {
-      const a = e.backend.availability;
-      if (a === 'available' || (panic && a === 'failed')) next.push(e.backend);
+    for (const b of members) {
+      const a = b.availability;
+      if (a === 'available' || (panic && a === 'failed')) next.push(b);
     }
     this.inPanic = panic;
     this.pendingCount = pending;
-    const chosen = zoneCandidates(this.settings.localZone, this.settings.panicThreshold, this.backends(), next);
+    const chosen = zoneCandidates(this.settings.localZone, this.settings.panicThreshold, members, next);
     if (this.weightsDirty || !sameList(this.current, chosen)) {
       this.current = chosen;
       this.weightsDirty = false;
@@ -495,4 +502,22 @@ function sameJson(a: unknown, b: unknown): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * The priority level that serves (RFC 2782's SRV priority, HAProxy's backup servers): the lowest
+ * level with an available member; when none is available, the lowest level with a member still
+ * waiting for its first check (requests wait for its verdict, as at start); when every member
+ * has failed or drains, undefined: every level counts (panic mode decides over all of them).
+ * Pools whose members all have the default level 0 always get 0 or undefined, which select the
+ * same members.
+ */
+export function servingLevel(entries: Iterable<{ readonly backend: Backend }>): number | undefined {
+  let available: number | undefined;
+  let waiting: number | undefined;
+  for (const { backend: b } of entries) {
+    if (b.availability === 'available' && (available === undefined || b.priority < available)) available = b.priority;
+    if (b.availability === 'pending' && (waiting === undefined || b.priority < waiting)) waiting = b.priority;
+  }
+  return available ?? waiting;
 }

@@ -44,6 +44,11 @@ export interface MemberSpec {
   readonly draining: boolean;
   /** `static` | `file` | `etcd` (or another registry's name) */
   readonly source: string;
+  /**
+   * Priority level, lower first (SRV priority); default 0. Only the lowest level with an
+   * available member serves; higher levels are fallbacks (`ServicePool`).
+   */
+  readonly priority?: number | undefined;
   readonly meta?: Readonly<Record<string, unknown>> | undefined;
 }
 

@@ -81,7 +81,7 @@ const load = (async () => {
   }
 })();
 await new Promise((r) => setTimeout(r, Math.max(0, until - Date.now())));
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
 const page = await browser.newPage({ viewport: { width: 1280, height: 760 } });
 await page.goto(`${admin}/#/service/web`);
 await page.waitForTimeout(3000);

@@ -6,7 +6,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { formatAccessLine, isoTime, jsonString } from '../src/observability/access-log.js';
-import type { AccessLogEntry } from '../src/proxy/types.js';
+import type { AccessLogEntry } from '../src/observability/access-log.js';
 
 describe('jsonString', () => {
   it.each([

@@ -3,7 +3,8 @@ import net from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../src/observability/log.js';
 import { Metrics } from '../src/observability/metrics.js';
-import { startAdminServer, redact, REDACTED, type AdminServer } from '../src/admin/server.js';
+import { startAdminServer, type AdminServer } from '../src/admin/server.js';
+import { redact, redactHeader, REDACTED } from '../src/config/redact.js';
 import type { AdminModel, BackendView, EventView, ServiceView } from '../src/admin/model.js';
 import { DroverError, ErrorCodes } from '../src/core/errors.js';
 
@@ -50,6 +51,9 @@ class MemoryModel implements AdminModel {
   }
   ready(): boolean {
     return this.isReady;
+  }
+  notReady(): string[] {
+    return this.isReady ? [] : ['registry etcd: members not listed yet', 'shared config under /c/ not read from etcd yet'];
   }
   effectiveConfig(): unknown {
     return this.config;
@@ -138,7 +142,8 @@ describe('admin server', () => {
 
   it('GET /readyz follows model.ready()', async () => {
     model.isReady = false;
-    expect((await request(port, 'GET', '/readyz')).status).toBe(503);
+    const notReady = await request(port, 'GET', '/readyz');
+    expect([notReady.status, notReady.body]).toEqual([503, 'not ready\n- registry etcd: members not listed yet\n- shared config under /c/ not read from etcd yet\n']);
     model.isReady = true;
     expect((await request(port, 'GET', '/readyz')).status).toBe(200);
     model.isReady = false;
@@ -414,8 +419,23 @@ describe('redact', () => {
     ['url without password kept', { u: 'http://u@h:1' }, { u: 'http://u@h:1' }],
     ['empty secret left as is', { secret: '' }, { secret: '' }],
     ['scalars kept', { n: 1, b: true, z: null }, { n: 1, b: true, z: null }],
+    // one redactor for /api/config and the route view: file paths stay, header values named like credentials go
+    ['tls.key is a file path', { tls: { cert: '/c.pem', key: '/etc/k.pem' } }, { tls: { cert: '/c.pem', key: '/etc/k.pem' } }],
+    ['header pair named like a credential', { set: [{ name: 'X-Auth-Token', value: 'v' }, { name: 'X-Env', value: 'prod' }] }, { set: [{ name: 'X-Auth-Token', value: REDACTED }, { name: 'X-Env', value: 'prod' }] }],
+    ['idempotent', { password: REDACTED, u: `http://u:${REDACTED}@h:1` }, { password: REDACTED, u: `http://u:${REDACTED}@h:1` }],
   ])('%s', (_name, input, expected) => {
     expect(redact(input)).toEqual(expected);
+  });
+
+  it.each([
+    ['Authorization', true],
+    ['X-Api-Key', true],
+    ['Cookie', true],
+    ['X-Auth-User', true],
+    ['X-Env', false],
+    ['Accept', false],
+  ])('a header %s is redacted: %s', (name, secret) => {
+    expect(redactHeader(name, 'v')).toBe(secret ? REDACTED : 'v');
   });
 
   it('survives cycles', () => {

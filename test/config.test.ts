@@ -3,10 +3,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { formatDuration, parseDuration } from '../src/config/duration.js';
 import { renderJsonSchema, JSON_SCHEMA_PATH } from '../src/config/gen-schema.js';
 import { checkConfigFile, loadConfigFile, parseConfig, parseServicesFile } from '../src/config/load.js';
-import { parseBackendUrl, parseListenAddress } from '../src/config/schema.js';
 import { ConfigError, ErrorCodes, formatIssue, type ConfigIssue } from '../src/core/errors.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -31,68 +29,6 @@ function issuesOf(text: string, file = 'drover.yaml'): readonly ConfigIssue[] {
 }
 
 const y = (lines: string[]): string => `${lines.join('\n')}\n`;
-
-describe('parseDuration', () => {
-  it.each([
-    ['250ms', 250],
-    ['5s', 5000],
-    ['2m', 120_000],
-    ['1h', 3_600_000],
-    ['1m30s', 90_000],
-    ['1h2m3s4ms', 3_723_004],
-    ['1.5s', 1500],
-    ['0', 0],
-    ['0s', 0],
-  ])('%s = %d ms', (text, ms) => {
-    expect(parseDuration(text)).toBe(ms);
-  });
-  it.each(['5', '5x', '', 's', '-1s', '1 s', '5S', '1s ms', '600h'])('rejects %j', (text) => {
-    expect(parseDuration(text)).toBeUndefined();
-  });
-  it.each([
-    [0, '0s'],
-    [90_000, '1m30s'],
-    [250, '250ms'],
-  ])('formats %d as %s', (ms, text) => {
-    expect(formatDuration(ms)).toBe(text);
-    expect(parseDuration(text)).toBe(ms);
-  });
-});
-
-describe('address and url parsers', () => {
-  it.each([
-    ['127.0.0.1:8080', { host: '127.0.0.1', port: 8080 }],
-    ['[::1]:0', { host: '::1', port: 0 }],
-    ['Localhost:65535', { host: 'localhost', port: 65535 }],
-  ])('listen address %s', (text, want) => {
-    expect(parseListenAddress(text)).toEqual(want);
-  });
-  it.each(['8080', ':8080', '::1:8080', '127.0.0.1:65536', '127.0.0.1:x', 'a b:1'])('rejects listen address %j', (text) => {
-    expect(typeof parseListenAddress(text)).toBe('string');
-  });
-  it.each([
-    ['http://127.0.0.1:9001', 'http://127.0.0.1:9001', '127.0.0.1:9001'],
-    ['http://Web-1.internal:80/', 'http://web-1.internal:80', 'web-1.internal:80'],
-    ['http://[::1]:9001', 'http://[::1]:9001', '[::1]:9001'],
-    ['HTTPS://Api.Internal:8443', 'https://api.internal:8443', 'api.internal:8443'],
-    ['h2c://127.0.0.1:50051/', 'h2c://127.0.0.1:50051', '127.0.0.1:50051'],
-  ])('backend url %s', (text, url, id) => {
-    expect(parseBackendUrl(text)).toMatchObject({ url, id });
-  });
-  it.each([
-    ['ftp://a:1', /not an http:\/\/, https:\/\/ or h2c:\/\//],
-    ['h2://a:1', /not an http:\/\/, https:\/\/ or h2c:\/\//],
-    ['http://a', /explicit port/],
-    ['h2c://a', /explicit port: h2c:\/\/host:port/],
-    ['https://u:p@a:1', /credentials/],
-    ['http://a:1/x', /path/],
-    ['http://a:0', /not a port/],
-    ['a:1', /not an http/],
-    ['http://u@a:1', /credentials/],
-  ])('rejects backend url %s', (text, msg) => {
-    expect(parseBackendUrl(text)).toMatch(msg);
-  });
-});
 
 describe('valid configs', () => {
   it('an empty file is all defaults', () => {
@@ -303,6 +239,30 @@ describe('valid configs', () => {
   });
 });
 
+describe('backends follow the one value grammar (src/config/values.ts), as registry values do', () => {
+  it('bare host:port (http), fractional weights and weights up to 1 000 000 are accepted', () => {
+    const c = parseConfig(
+      y(['services:', '  web:', '    backends:', '      - {url: "10.0.0.5:8080", weight: 0.5}', '      - {url: "http://10.0.0.6:8080", weight: 65535}', '      - {url: "h2c://10.0.0.7:50051", weight: 1000000}']),
+      '',
+    );
+    expect(c.services[0]?.backends.map((b) => [b.id, b.url, b.weight])).toEqual([
+      ['10.0.0.5:8080', 'http://10.0.0.5:8080', 0.5],
+      ['10.0.0.6:8080', 'http://10.0.0.6:8080', 65535],
+      ['10.0.0.7:50051', 'h2c://10.0.0.7:50051', 1_000_000],
+    ]);
+  });
+
+  it.each([
+    [0, /weight must be > 0/],
+    [-1, /weight must be > 0/],
+    [1_000_001, /1000000/],
+  ])('weight %d is refused', (weight, why) => {
+    const issues = issuesOf(y(['services:', '  web:', '    backends:', `      - {url: "10.0.0.5:8080", weight: ${weight}}`]));
+    expect(issues.map((i) => i.path)).toEqual(['services.web.backends.0.weight']);
+    expect(issues[0]?.message).toMatch(why);
+  });
+});
+
 describe('the result is deeply frozen', () => {
   it('cannot be changed at any depth', () => {
     const c = parseConfig(y(['services:', '  web:', '    backends: [{url: "http://127.0.0.1:1"}]', 'routes: [{match: {headers: {a: b}}, service: web}]']), '');
@@ -364,7 +324,7 @@ describe('errors are located and all reported', () => {
       name: 'bad backend urls',
       text: ['services:', '  web:', '    backends:', '      - url: ftp://10.0.0.1:443', '      - {url: "http://10.0.0.1"}'],
       want: [
-        { line: 4, token: 'ftp', path: 'services.web.backends.0.url', message: /is not an http:\/\/, https:\/\/ or h2c:\/\/ host:port URL/ },
+        { line: 4, token: 'ftp', path: 'services.web.backends.0.url', message: /is not an http:\/\/, https:\/\/ or h2c:\/\/ URL/ },
         { line: 5, token: '"http', path: 'services.web.backends.1.url', message: /explicit port/ },
       ],
     },

@@ -5,6 +5,7 @@
  * show registry changes, reloads and the drain made from the page (with the admin token), and
  * the page is served under a CSP that refuses inline script. Screenshots go to test/artifacts/.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, Page } from 'playwright-core';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
@@ -31,6 +32,17 @@ async function chartData(page: Page, name: string): Promise<(number | null)[][] 
   return (await page.evaluate(js)) as (number | null)[][] | null;
 }
 
+/** A chart's y scale as drawn: [min, max]. */
+async function yRange(page: Page, name: string): Promise<[number, number]> {
+  return (await page.evaluate(`(() => { const y = window.droverCharts[${JSON.stringify(name)}].scales.y; return [y.min, y.max]; })()`)) as [number, number];
+}
+
+/** Cells (CSS selector) whose text does not fit: cut off or ended with an ellipsis. */
+async function clipped(page: Page, selector: string): Promise<string[]> {
+  const js = `Array.from(document.querySelectorAll(${JSON.stringify(selector)})).filter((e) => e.scrollWidth > e.clientWidth).map((e) => e.textContent)`;
+  return (await page.evaluate(js)) as string[];
+}
+
 describe.skipIf(!browserTests)('dashboard of a real drover, in chromium', () => {
   let browser: Browser;
   let a: TestBackend;
@@ -49,9 +61,13 @@ services:
     backends: [{url: ${a.url}, id: a}, {url: ${b.url}, id: b}]
   api:
     backends: [{url: ${c.url}, id: c}]
+  empty:
+    backends: []
 routes:
   - match: {path_prefix: /api}
     service: api
+  - match: {path_prefix: /empty}
+    service: empty
   - match: {path_prefix: /}
     service: web
 ${extra}`;
@@ -111,11 +127,13 @@ ${extra}`;
     const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
     const errors = watchErrors(page);
     await page.goto(`${base}/#/`);
-    await expect.poll(() => page.locator('section.svc').count()).toBe(2);
-    // sparkline data: [t, requests/s, errors/s]; complete seconds only, so wait for them
+    await expect.poll(() => page.locator('section.svc').count()).toBe(3);
+    // sparkline data: [t, requests/s, 5xx/s]; complete seconds only, so wait for them
     await expect.poll(async () => sum((await chartData(page, 'spark:web'))?.[1]), { timeout: 15_000 }).toBe(WEB_REQUESTS);
     await expect.poll(async () => sum((await chartData(page, 'spark:api'))?.[1]), { timeout: 15_000 }).toBe(API_OK + API_FAIL);
     await expect.poll(async () => sum((await chartData(page, 'spark:api'))?.[2])).toBe(API_FAIL);
+    // the y axis starts at 0, so a steady rate is not drawn as cliffs
+    expect((await yRange(page, 'spark:web'))[0]).toBe(0);
     // the service name links to its view
     expect(await page.locator('section[data-service="web"] a.svc-link').getAttribute('href')).toBe('#/service/web');
     await page.screenshot({ path: `${ARTIFACTS}overview.png` });
@@ -164,6 +182,16 @@ ${extra}`;
     await expect.poll(() => rowA.locator('td[data-col="checks"] i.ok').count()).toBeGreaterThan(1);
     expect(await rowA.locator('td[data-col="checks"]').textContent()).toContain('status 200');
     expect(await rowA.locator('td[data-col="weight"]').textContent()).toBe('1');
+    // without the pointer over a chart its legend shows the newest second, not "--"
+    const reqNow = (await chartData(page, 'req'))!;
+    const newest = reqNow[0]!.length - 1;
+    const legend = await page.locator('#chart-req .u-legend .u-value').allTextContents();
+    const hms = new Date((reqNow[0]![newest] as number) * 1000).toTimeString().slice(0, 8);
+    expect(legend).toEqual([hms, ...[1, 2, 3, 4, 5].map((k) => String(reqNow[k]![newest]))]);
+    // no upstream error in web: the errors chart is a line at 0 on a 0..1 axis, not mid-way up 0..100
+    expect(await yRange(page, 'err')).toEqual([0, 1]);
+    // URLs, check results and reasons are read in full, not cut off
+    expect(await clipped(page, '#svc-backends td')).toEqual([]);
     await page.screenshot({ path: `${ARTIFACTS}service.png` });
     expect(errors).toEqual([]);
     await page.close();
@@ -173,12 +201,13 @@ ${extra}`;
     const page = await browser.newPage({ viewport: { width: 1440, height: 600 } });
     await page.goto(`${base}/#/routes`);
     const rows = page.locator('#routes tbody tr');
-    await expect.poll(() => rows.count()).toBe(2);
+    await expect.poll(() => rows.count()).toBe(3);
     expect(await rows.nth(0).locator('td').nth(2).textContent()).toBe('/api*');
     expect(await rows.nth(0).locator('td').nth(5).textContent()).toBe('api');
-    expect(await rows.nth(1).locator('td').nth(5).textContent()).toBe('web');
+    expect(await rows.nth(1).locator('td').nth(5).textContent()).toBe('empty');
+    expect(await rows.nth(2).locator('td').nth(5).textContent()).toBe('web');
     expect(await rows.nth(0).locator('td[data-col="hits"]').textContent()).toBe(String(API_OK + API_FAIL));
-    expect(await rows.nth(1).locator('td[data-col="hits"]').textContent()).toBe(String(WEB_REQUESTS));
+    expect(await rows.nth(2).locator('td[data-col="hits"]').textContent()).toBe(String(WEB_REQUESTS));
     // more traffic shows up without a reload
     await request(drover.port, { path: '/api/ok' });
     await expect.poll(() => rows.nth(0).locator('td[data-col="hits"]').textContent()).toBe(String(API_OK + API_FAIL + 1));
@@ -226,6 +255,8 @@ ${extra}`;
     await expect.poll(text).toContain('reload applied');
     expect(await text()).toContain('reload refused');
     expect(await text()).toContain('bogus_key');
+    // the refused reload's errors are read in full (the reason wraps instead of ending in "...")
+    expect(await clipped(page, '#event-table td')).toEqual([]);
     expect(await page.locator('#event-table tbody tr[data-kind="registry"]').count()).toBe(3); // a, b, c joined
     expect(await text()).toContain('web/b');
     expect(await text()).toMatch(/healthy\s*→\s*draining/);
@@ -255,6 +286,7 @@ ${extra}`;
     expect(all.series.map((s) => [s.service, s.backend])).toEqual([
       ['web', null],
       ['api', null],
+      ['empty', null], // a service's series exists from its start: zeros until it has traffic
     ]);
     const api = all.series[1]!;
     expect(sum(api.req['5xx'])).toBe(API_FAIL);
@@ -273,49 +305,180 @@ ${extra}`;
     expect(checks.backends[0]!.checks.length).toBeLessThanOrEqual(10);
     expect((await fetch(`${base}/api/services/nope/checks`)).status).toBe(404);
   });
+
+  it('service view: a backend that joins ramps up under slow_start (weight with its ramp, from the real pool)', async () => {
+    const d = await startBackend('d');
+    const reloads = (): number => drover.logs.filter((l) => l['msg'] === 'config reloaded').length;
+    const before = reloads();
+    try {
+      drover.writeConfig(config('# reloaded').replace('  web:\n', '  web:\n    slow_start: 60s\n').replace(`{url: ${b.url}, id: b}]`, `{url: ${b.url}, id: b}, {url: ${d.url}, id: d}]`));
+      await expect.poll(reloads, { timeout: 10_000 }).toBe(before + 1);
+      const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+      const errors = watchErrors(page);
+      await page.goto(`${base}/#/service/web`);
+      const weight = page.locator('#svc-backends tr[data-backend="d"] td[data-col="weight"]');
+      // it joins, passes its first check (200 ms), then ramps over 60 s
+      await expect.poll(() => weight.textContent(), { timeout: 10_000 }).toMatch(/^1ramp \d+%$/);
+      const pct = Number(/ramp (\d+)%/.exec((await weight.textContent()) ?? '')?.[1]);
+      expect(pct).toBeGreaterThan(0);
+      expect(pct).toBeLessThan(100);
+      const j = (await (await fetch(`${base}/api/services`)).json()) as { services: { name: string; backends: { id: string; weight: number; effective_weight?: number }[] }[] };
+      const view = j.services.find((s) => s.name === 'web')!.backends.find((x) => x.id === 'd')!;
+      expect(view.weight).toBe(1);
+      expect(view.effective_weight).toBeLessThan(1);
+      // the old members are at full weight: no ramp shown
+      expect(await page.locator('#svc-backends tr[data-backend="a"] td[data-col="weight"]').textContent()).toBe('1');
+      expect(errors).toEqual([]);
+      await page.close();
+    } finally {
+      drover.writeConfig(config('# reloaded'));
+      await expect.poll(reloads, { timeout: 10_000 }).toBe(before + 2);
+      await d.close();
+    }
+  });
+
+  it("overview: a service's req/s, 5xx/s and the header's req/s come from the series, drover's own answers included", async () => {
+    const page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+    const errors = watchErrors(page);
+    await page.goto(`${base}/#/`);
+    const figures = async (): Promise<{ req: number; err: number; total: number }> => {
+      const rate = (await page.locator('section[data-service="empty"] .rate').textContent()) ?? '';
+      const m = /^([\d.]+) req\/s · ([\d.]+) 5xx\/s · p99 /.exec(rate);
+      const total = /([\d.]+) req\/s$/.exec((await page.locator('#totals').textContent()) ?? '');
+      return { req: Number(m?.[1] ?? NaN), err: Number(m?.[2] ?? NaN), total: Number(total?.[1] ?? NaN) };
+    };
+    // `empty` has no backend: drover answers 503 itself, so no backend counter moves; steady
+    // traffic until the page shows it (its figures are the last 5 complete seconds)
+    let stop = false;
+    let sent = 0;
+    const load = (async () => {
+      while (!stop) {
+        expect((await request(drover.port, { path: '/empty/x' })).status).toBe(503);
+        sent++;
+        await sleep(50);
+      }
+    })();
+    try {
+      await expect.poll(async () => (await figures()).err, { timeout: 15_000 }).toBeGreaterThan(1);
+      const f = await figures();
+      // every answer was a 503: the two figures are the same answers
+      expect(f.req).toBe(f.err);
+      expect(f.total).toBeGreaterThanOrEqual(f.req);
+      expect(await page.locator('section[data-service="empty"] .rate').getAttribute('class')).toContain('err');
+    } finally {
+      stop = true;
+      await load;
+    }
+    // the sparkline's red line is the same 5xx answers
+    await expect.poll(async () => sum((await chartData(page, 'spark:empty'))?.[2]), { timeout: 15_000 }).toBe(sent);
+    expect(sum((await chartData(page, 'spark:empty'))?.[1])).toBe(sent);
+    expect(errors).toEqual([]);
+    await page.close();
+  });
 });
 
-describe('series and route hits with workers: 2 (no browser)', () => {
-  it('the primary keeps what every worker counted', async () => {
-    const x = await startBackend('x');
+describe('workers: 2: the primary sums what every worker counted', () => {
+  let x: TestBackend;
+  let g: TestBackend;
+  let p: DroverProcess;
+  let base: string;
+  /** answers `g` holds until `open()` */
+  const held: (() => void)[] = [];
+  let gateOpen = false;
+  const open = (): void => {
+    gateOpen = true;
+    for (const f of held.splice(0)) f();
+  };
+
+  beforeAll(async () => {
+    [x, g] = await Promise.all([startBackend('x'), startBackend('g')]);
     x.behave((req, res) => {
       const fail = (req.url ?? '').startsWith('/fail');
       res.writeHead(fail ? 502 : 200, { 'content-type': 'text/plain' });
       res.end('x');
     });
-    const p = await startDrover(`
+    g.behave((_req, res) => {
+      const answer = (): void => void res.end('g');
+      if (gateOpen) answer();
+      else held.push(answer);
+    });
+    p = await startDrover(`
 listen: [{address: 127.0.0.1:0}]
 admin: {address: 127.0.0.1:0}
 access_log: off
 workers: 2
 services:
   s: {backends: [{url: ${x.url}, id: x}]}
+  gated:
+    max_conns: 1
+    queue: {size: 20, timeout: 20s}
+    backends: [{url: ${g.url}, id: g}]
 routes:
   - match: {path: /fail}
     service: s
+  - match: {path_prefix: /gated}
+    service: gated
   - match: {path_prefix: /}
     service: s
 `);
-    try {
-      const base = `http://127.0.0.1:${p.adminPort}`;
-      // fresh connections: node:cluster spreads them over both workers
-      for (let i = 0; i < 20; i++) expect((await request(p.port, { path: `/ok/${i}` })).status).toBe(200);
-      for (let i = 0; i < 4; i++) expect((await request(p.port, { path: '/fail' })).status).toBe(502);
-      const series = async (): Promise<{ req: Record<string, number[]>; err: Record<string, number[]>; p99_ms: (number | null)[] } | undefined> => {
-        const r = await fetch(`${base}/api/series?service=s&backend=x`);
-        if (r.status !== 200) return undefined;
-        return ((await r.json()) as { series: { req: Record<string, number[]>; err: Record<string, number[]>; p99_ms: (number | null)[] }[] }).series[0];
-      };
-      await expect.poll(async () => sum((await series())?.req['2xx']), { timeout: 15_000 }).toBe(20);
-      const s = (await series())!;
-      expect(sum(s.req['5xx'])).toBe(4);
-      expect(sum(s.err['status'])).toBe(4);
-      expect(s.p99_ms.some((v) => v !== null && v > 0)).toBe(true);
-      const routes = (await (await fetch(`${base}/api/routes`)).json()) as { routes: { index: number; hits: number }[] };
-      expect(routes.routes.map((r) => r.hits)).toEqual([4, 20]);
-    } finally {
-      await p.stop();
-      await x.close();
+    base = `http://127.0.0.1:${p.adminPort}`;
+  });
+
+  afterAll(async () => {
+    open();
+    await p?.stop();
+    await Promise.all([x?.close(), g?.close()]);
+  });
+
+  it('series and route hits', async () => {
+    // fresh connections: node:cluster spreads them over both workers
+    for (let i = 0; i < 20; i++) expect((await request(p.port, { path: `/ok/${i}` })).status).toBe(200);
+    for (let i = 0; i < 4; i++) expect((await request(p.port, { path: '/fail' })).status).toBe(502);
+    const series = async (): Promise<{ req: Record<string, number[]>; err: Record<string, number[]>; p99_ms: (number | null)[] } | undefined> => {
+      const r = await fetch(`${base}/api/series?service=s&backend=x`);
+      if (r.status !== 200) return undefined;
+      return ((await r.json()) as { series: { req: Record<string, number[]>; err: Record<string, number[]>; p99_ms: (number | null)[] }[] }).series[0];
+    };
+    await expect.poll(async () => sum((await series())?.req['2xx']), { timeout: 15_000 }).toBe(20);
+    const s = (await series())!;
+    expect(sum(s.req['5xx'])).toBe(4);
+    expect(sum(s.err['status'])).toBe(4);
+    expect(s.p99_ms.some((v) => v !== null && v > 0)).toBe(true);
+    const routes = (await (await fetch(`${base}/api/routes`)).json()) as { routes: { index: number; hits: number }[] };
+    expect(routes.routes.map((r) => r.hits)).toEqual([4, 0, 20]);
+  });
+
+  it('requests in flight in both workers at once: queue_depth (and the QUEUE flag) is their sum; the charts count every one', async () => {
+    const gated = async (): Promise<{ queue: number; inflight: number }> => {
+      const j = (await (await fetch(`${base}/api/services`)).json()) as { services: { name: string; queue_depth?: number; backends: { inflight: number }[] }[] };
+      const svc = j.services.find((v) => v.name === 'gated');
+      return { queue: svc?.queue_depth ?? -1, inflight: svc?.backends[0]?.inflight ?? -1 };
+    };
+    // six at once on fresh connections: each worker sends one (max_conns 1 per process) and queues the rest
+    const answers = Array.from({ length: 6 }, (_v, i) => request(p.port, { path: `/gated/${i}` }));
+    // 2 in flight with max_conns 1: both workers hold one; the other 4 wait in their queues
+    await expect.poll(gated, { timeout: 15_000 }).toEqual({ queue: 4, inflight: 2 });
+    let page: Page | undefined;
+    let browser: Browser | undefined;
+    if (browserTests) {
+      browser = await launch();
+      page = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+      await page.goto(`${base}/#/`);
+      await expect.poll(() => page!.locator('section[data-service="gated"] .queue').textContent()).toBe('QUEUE 4');
+      expect(await page.locator('section[data-service="gated"] .queue').isVisible()).toBe(true);
     }
+    open();
+    for (const a of answers) expect((await a).status).toBe(200);
+    await expect.poll(gated, { timeout: 15_000 }).toEqual({ queue: 0, inflight: 0 });
+    if (page !== undefined) {
+      await expect.poll(() => page!.locator('section[data-service="gated"] .queue').isVisible()).toBe(false);
+      // the service view's chart: all six, counted in two processes
+      await page.goto(`${base}/#/service/gated`);
+      await expect.poll(async () => sum((await chartData(page!, 'req'))?.[1]), { timeout: 15_000 }).toBe(6);
+      await page.screenshot({ path: `${ARTIFACTS}workers-service.png` });
+    }
+    await browser?.close();
+    const routes = (await (await fetch(`${base}/api/routes`)).json()) as { routes: { hits: number }[] };
+    expect(routes.routes[1]?.hits).toBe(6);
   });
 });

@@ -268,7 +268,15 @@ describe.skipIf(!browserTests)('dashboard in chromium', () => {
       await page.fill('#filter', '10.0.3.15');
       await expect.poll(() => page.locator('section.svc:visible').count()).toBe(1);
       await expect.poll(() => page.locator('section[data-service="svc-03"] tbody tr:visible').count()).toBe(1);
+      // ...and is kept in the URL, which opens the same filtered view
+      expect(await page.evaluate('location.hash')).toBe('#/?q=10.0.3.15');
+      const shared = await browser.newPage({ viewport: { width: 1440, height: 900 } });
+      await shared.goto(`http://127.0.0.1:${bigServer.address.port}/#/?q=10.0.3.15`);
+      await expect.poll(() => shared.locator('section.svc:visible').count()).toBe(1);
+      expect(await shared.locator('#filter').inputValue()).toBe('10.0.3.15');
+      await shared.close();
       await page.fill('#filter', '');
+      expect(await page.evaluate('location.hash')).toBe('#/');
       await expect.poll(() => page.locator('section.svc:visible').count()).toBe(50);
       await page.waitForTimeout(700);
       await page.screenshot({ path: `${ARTIFACTS}overview-1000.png`, fullPage: false });

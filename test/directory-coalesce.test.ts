@@ -9,6 +9,7 @@ import { EtcdRegistry } from '../src/registry/etcd.js';
 import { silentLogger } from '../src/observability/log.js';
 import type { MemberSpec } from '../routing/types.js';
 import { describeEtcd, useSharedEtcd } from './helpers/etcd.js';
+import { waitFor } from './helpers/wait.js';
 
 interface Delivery {
   readonly at: number;
@@ -180,8 +181,7 @@ describeEtcd('ServiceDirectory coalescing with a real etcd burst', () => {
     const reg = new EtcdRegistry({ endpoints: shared.etcd.endpoints, prefix, layout: 'drover' }, silentLogger(), { backoff: { initialMs: 20, maxMs: 200 } });
     await reg.start(dir);
     try {
-      const deadline = Date.now() + 10_000;
-      while (!dir.ready() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await waitFor(() => dir.ready(), { what: 'the directory to be ready', timeoutMs: 10_000 });
       dir.expectSources(['etcd']);
       await new Promise((r) => setTimeout(r, 50));
       deliveries.length = 0;
@@ -190,8 +190,7 @@ describeEtcd('ServiceDirectory coalescing with a real etcd burst', () => {
       // 1 000 puts at once, as a deploy script or a registrator resync writes them.
       await Promise.all(Array.from({ length: 1000 }, (_, i) => shared.kv.put(`${prefix}svc${i % 10}/m${i}`).value(`127.0.0.1:${10_000 + i}`)));
       const writeMs = Date.now() - t0;
-      const end = Date.now() + 5000;
-      while (Date.now() < end && dir.merged('svc9').length < 100) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => dir.merged('svc9').length >= 100, { what: "svc9's 100 members", timeoutMs: 5000 });
       await new Promise((r) => setTimeout(r, DEFAULT_MAX_WAIT_MS + 50));
       const counts = perService(deliveries);
       const bound = burstsPerService(arrivals, DEFAULT_COALESCE_MS, DEFAULT_MAX_WAIT_MS);
@@ -211,8 +210,7 @@ describeEtcd('ServiceDirectory coalescing with a real etcd burst', () => {
       deliveries.length = 0;
       await shared.kv.put(`${prefix}svc0/late`).value('127.0.0.1:9');
       const t1 = Date.now(); // after etcd committed it: its commit latency after 1 000 puts is not drover's
-      const until = Date.now() + 2000;
-      while (deliveries.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 1));
+      await waitFor(() => deliveries.length > 0, { what: 'the lone put delivered', timeoutMs: 2000, everyMs: 1 });
       expect(deliveries.map((d) => d.service)).toEqual(['svc0']);
       expect(Date.now() - t1).toBeLessThan(DEFAULT_MAX_WAIT_MS);
     } finally {

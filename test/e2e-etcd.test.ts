@@ -8,9 +8,10 @@ import { expect, it } from 'vitest';
 import { describeEtcd, useSharedEtcd } from './helpers/etcd.js';
 import { startBackend, request, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { bodies, metric, pool, poolIds, uniq, waitFor } from './helpers/e2e.js';
+import { bodies, metric, pool, poolIds, uniq } from './helpers/e2e.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
+import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
 
@@ -56,7 +57,7 @@ async function pendingOn(port: number, path: string, slowOne: TestBackend): Prom
       answered = true;
     });
     // either another backend answers it or it reaches slowOne (which holds it): no fixed wait
-    await waitFor(() => answered || slowOne.seen.length > before, `a request to ${path} answered or held by ${slowOne.name}`);
+    await waitFor(() => answered || slowOne.seen.length > before, { what: `a request to ${path} answered or held by ${slowOne.name}` });
     if (!answered) return p;
     await p;
   }
@@ -90,7 +91,7 @@ routes:
 `,
       { 'services.yaml': `services:\n  web:\n    backends: [{url: ${f1.url}, id: file-1}]\n` },
     );
-    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, { what: 'readyz' });
     expect(await poolIds(d, 'web')).toBe('etcd-1:unknown,file-1:unknown,static-1:unknown');
     expect(((await pool(d, 'web')) ?? []).map((b) => b.source).sort()).toEqual(['etcd', 'file', 'static']);
     expect(uniq(await bodies(d.port, '/', 9))).toEqual(['etcd-1', 'file-1', 'static-1']);
@@ -99,7 +100,7 @@ routes:
 
     // A watched put adds a member in place.
     await shared.kv.put(`${prefix}web/etcd-2`).value(e2.url);
-    await waitFor(async () => (await poolIds(d, 'web')).includes('etcd-2'), 'etcd-2 in the pool');
+    await waitFor(async () => (await poolIds(d, 'web')).includes('etcd-2'), { what: 'etcd-2 in the pool' });
     expect(uniq(await bodies(d.port, '/', 12))).toEqual(['etcd-1', 'etcd-2', 'file-1', 'static-1']);
     expect(await metric(d, 'drover_registry_events_total', { source: 'etcd', type: 'put' })).toBeGreaterThanOrEqual(1);
 
@@ -107,18 +108,18 @@ routes:
     const invalidBefore = await metric(d, 'drover_registry_invalid_entries_total', { source: 'etcd' });
     await shared.kv.put(`${prefix}web/broken`).value('{"url": 12}');
     await shared.kv.put(`${prefix}web/etcd-2`).value('not a url at all');
-    await waitFor(async () => (await metric(d, 'drover_registry_invalid_entries_total', { source: 'etcd' })) >= invalidBefore + 2, 'invalid entries counted');
+    await waitFor(async () => (await metric(d, 'drover_registry_invalid_entries_total', { source: 'etcd' })) >= invalidBefore + 2, { what: 'invalid entries counted' });
     expect(await poolIds(d, 'web')).toBe('etcd-1:unknown,etcd-2:unknown,file-1:unknown,static-1:unknown');
     const after = await bodies(d.port, '/', 12);
     expect(uniq(after)).toEqual(['etcd-1', 'etcd-2', 'file-1', 'static-1']);
     // Deleting the etcd member of the registry-only service leaves it with no backend.
     await shared.kv.delete().key(`${prefix}regonly/r1`);
-    await waitFor(async () => (await request(d.port, { path: '/reg' })).status === 503, '503 once regonly is empty');
+    await waitFor(async () => (await request(d.port, { path: '/reg' })).status === 503, { what: '503 once regonly is empty' });
     expect(JSON.parse((await request(d.port, { path: '/reg' })).body)).toEqual({ error: 'no_available_backend', service: 'regonly' });
     expect(await metric(d, 'drover_registry_events_total', { source: 'etcd', type: 'delete' })).toBe(1);
     // ... and, configured nowhere, it is retired: no admin entry, and its series go with it
     expect(await pool(d, 'regonly')).toBeUndefined();
-    await waitFor(async () => !(await request(d.adminPort, { path: '/metrics' })).body.includes('service="regonly"'), 'no series of regonly');
+    await waitFor(async () => !(await request(d.adminPort, { path: '/metrics' })).body.includes('service="regonly"'), { what: 'no series of regonly' });
   });
 
   it('a new member of a service with active checks is probed at once and gets traffic as soon as it passes, not before', async () => {
@@ -144,7 +145,7 @@ routes:
 `,
       ),
     );
-    await waitFor(async () => (await poolIds(d, 'act')) === 'old:healthy', 'old healthy');
+    await waitFor(async () => (await poolIds(d, 'act')) === 'old:healthy', { what: 'old healthy' });
 
     const fresh = await backend('fresh');
     const timeline: { what: 'probe' | 'probe-answered' | 'request'; at: number }[] = [];
@@ -171,7 +172,7 @@ routes:
     await new Promise((r) => setTimeout(r, 100));
     const putAt = Date.now();
     await shared.kv.put(`${prefix}act/fresh`).value(fresh.url);
-    await waitFor(() => timeline.some((t) => t.what === 'request'), 'first request on the new member', 4000);
+    await waitFor(() => timeline.some((t) => t.what === 'request'), { what: 'first request on the new member', timeoutMs: 4000 });
     stop = true;
     await client;
     const firstProbe = timeline.find((t) => t.what === 'probe');
@@ -192,7 +193,7 @@ routes:
     const keep = await backend('keep');
     await shared.kv.put(`${prefix}svc/keep`).value(keep.url);
     const d = await drover(baseYaml(shared.etcd.endpoints[0] as string, prefix, `routes:\n  - match: {path_prefix: /}\n    service: svc\n`));
-    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, { what: 'readyz' });
 
     const cases: { name: string; holdMs: number; add: (url: string) => Promise<() => void>; remove: (release: () => void) => Promise<void>; gone: (ids: string) => boolean }[] = [
       {
@@ -250,11 +251,11 @@ routes:
         res.end(victim.name);
       });
       const release = await c.add(victim.url);
-      await waitFor(async () => (await poolIds(d, 'svc')).includes('victim'), `${c.name}: victim in the pool`);
+      await waitFor(async () => (await poolIds(d, 'svc')).includes('victim'), { what: `${c.name}: victim in the pool` });
       const inflight = await pendingOn(d.port, '/slow', victim);
       const seenAtRemoval = victim.seen.length;
       await c.remove(release);
-      await waitFor(async () => c.gone(await poolIds(d, 'svc')), `${c.name}: victim out of rotation`, 8000);
+      await waitFor(async () => c.gone(await poolIds(d, 'svc')), { what: `${c.name}: victim out of rotation`, timeoutMs: 8000 });
       // New requests go to `keep` only, while the slow one is still in flight on the victim.
       expect(uniq(await bodies(d.port, '/n', 10)), c.name).toEqual(['keep']);
       expect(victim.seen.length, `${c.name}: no new request on the victim`).toBe(seenAtRemoval);
@@ -262,7 +263,7 @@ routes:
       expect({ status: answer.status, body: answer.body }, c.name).toEqual({ status: 200, body: `${victim.name}-slow-done` });
       release();
       await shared.kv.delete().key(`${prefix}svc/victim`);
-      await waitFor(async () => !(await poolIds(d, 'svc')).includes('victim'), `${c.name}: cleaned up`);
+      await waitFor(async () => !(await poolIds(d, 'svc')).includes('victim'), { what: `${c.name}: cleaned up` });
     }
   }, 60_000);
 
@@ -290,7 +291,7 @@ routes:
 `,
       { 'services.yaml': `services:\n  web:\n    backends: [{url: ${f1.url}, id: file-1}]\n` },
     );
-    await waitFor(async () => (await poolIds(d, 'web')) === 'file-1:unknown,static-1:unknown', 'file member loaded');
+    await waitFor(async () => (await poolIds(d, 'web')) === 'file-1:unknown,static-1:unknown', { what: 'file member loaded' });
     expect(uniq(await bodies(d.port, '/', 6))).toEqual(['file-1', 'static-1']);
     expect((await request(d.adminPort, { path: '/readyz' })).status).toBe(503);
     expect(await metric(d, 'drover_registry_connected', { source: 'etcd' })).toBe(0);
@@ -299,7 +300,7 @@ routes:
     expect((await request(d.adminPort, { path: '/readyz' })).status).toBe(503);
     expect((await request(d.adminPort, { path: '/healthz' })).status).toBe(200);
     proxy.restore();
-    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz after etcd is back', 15_000);
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, { what: 'readyz after etcd is back', timeoutMs: 15_000 });
     expect(await metric(d, 'drover_registry_connected', { source: 'etcd' })).toBe(1);
     expect(uniq(await bodies(d.port, '/', 9))).toEqual(['etcd-1', 'file-1', 'static-1']);
   }, 60_000);
@@ -312,12 +313,12 @@ routes:
     const proxy = await startTcpProxy({ port: shared.etcd.clientPort });
     later(() => proxy.close());
     const d = await drover(baseYaml(proxy.url, prefix, `routes:\n  - match: {path_prefix: /}\n    service: web\n`));
-    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, { what: 'readyz' });
     const before = await bodies(d.port, '/', 6);
     expect(uniq(before), JSON.stringify(before)).toEqual(['etcd-1', 'etcd-2']);
 
     proxy.cut();
-    await waitFor(async () => (await metric(d, 'drover_registry_connected', { source: 'etcd' })) === 0, 'connected=0 after the cut');
+    await waitFor(async () => (await metric(d, 'drover_registry_connected', { source: 'etcd' })) === 0, { what: 'connected=0 after the cut' });
     // Changes while drover cannot see them.
     await shared.kv.put(`${prefix}web/etcd-3`).value(e3.url);
     await shared.kv.delete().key(`${prefix}web/etcd-1`);
@@ -330,11 +331,7 @@ routes:
 
     proxy.restore();
     let seenPool = '';
-    await waitFor(
-      async () => (seenPool = await poolIds(d, 'web')) === 'etcd-2:unknown,etcd-3:unknown',
-      'changes applied after reconnect',
-      20_000,
-    ).catch((err: Error) => {
+    await waitFor(async () => (seenPool = await poolIds(d, 'web')) === 'etcd-2:unknown,etcd-3:unknown', { what: 'changes applied after reconnect', timeoutMs: 20_000 }).catch((err: Error) => {
       throw new Error(`${err.message}; pool: ${seenPool}; drover log: ${JSON.stringify(d.logs.filter((l) => l['component'] === 'registry').slice(-8))}`);
     });
     expect(await metric(d, 'drover_registry_connected', { source: 'etcd' })).toBe(1);
@@ -346,8 +343,8 @@ routes:
     const olds = await backends('old-0', 'old-1', 'old-2');
     for (const [i, b] of olds.entries()) await shared.kv.put(`${prefix}roll/m${i}`).value(b.url);
     const d = await drover(baseYaml(shared.etcd.endpoints[0] as string, prefix, `services:\n  roll: {retries: 2}\nroutes:\n  - match: {path_prefix: /}\n    service: roll\n`));
-    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
-    await waitFor(async () => (await poolIds(d, 'roll')).split(',').length === 3, 'three members');
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, { what: 'readyz' });
+    await waitFor(async () => (await poolIds(d, 'roll')).split(',').length === 3, { what: 'three members' });
 
     // Load: 16 keep-alive workers; every request is counted by the test itself.
     const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });

@@ -13,7 +13,7 @@ import { describeEtcd, startEtcdCluster, type EtcdCluster } from './helpers/etcd
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { BIN, startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
 import { scrapeSum } from './helpers/metrics.js';
-import { eventually, waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 const BASE = `/fleet${process.pid}`;
 const SERVICES = `${BASE}/services/`;
@@ -113,7 +113,7 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
     for (let i = 0; i < 3; i++) drovers.push(await startDrover(droverYaml()));
-    for (const d of drovers) await waitUntil(async () => (await answer(d.port, '/')) === '200:home', 15_000);
+    for (const d of drovers) await waitFor(async () => (await answer(d.port, '/')) === '200:home', 15_000);
   }, 120_000);
 
   afterAll(async () => {
@@ -129,7 +129,7 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
     expect(pushed.code).toBe(0);
     const revision = /^revision (\d+)$/m.exec(pushed.stdout)?.[1];
     expect(revision).toBeDefined();
-    for (const d of drovers) await waitUntil(async () => (await answer(d.port, '/new')) === '200:fresh');
+    for (const d of drovers) await waitFor(async () => (await answer(d.port, '/new')) === '200:fresh');
     for (const d of drovers) {
       const view = await configView(d.adminPort);
       expect(view.sources.etcd?.revision).toBe(revision);
@@ -193,6 +193,24 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
       ].join('\n'),
     );
     expect(changes.code).toBe(1);
+    // a changed line: the old one, then the new one (as diff(1) and git print it)
+    const renamed = pushFile('renamed.yaml', '  - {match: {path_prefix: /newer}, service: fresh}\n  - {match: {path_prefix: /}, service: home}');
+    const renames = await cli(['config', 'diff', '-c', renamed, '--etcd', endpoints(), '--config-prefix', CONFIG]);
+    expect(renames.stdout).toBe(
+      [
+        `# ${renamed} vs ${CONFIG} at etcd revision ${revision}`,
+        `~~~ ${CONFIG}routes`,
+        '  - match:',
+        '-     path_prefix: /new',
+        '+     path_prefix: /newer',
+        '    service: fresh',
+        '  - match:',
+        '      path_prefix: /',
+        '    service: home',
+        '',
+      ].join('\n'),
+    );
+    expect(renames.code).toBe(1);
     // `config diff` of the same file: nothing left to push
     const diff = await cli(['config', 'diff', '-c', path.join(dir, 'new.yaml'), '--etcd', endpoints(), '--config-prefix', CONFIG]);
     expect(diff.stdout).toMatch(/^no changes/);
@@ -212,7 +230,7 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
     const failures = await Promise.all(drovers.map((d) => scrapeSum(d.adminPort, 'drover_config_reloads_total', { result: 'failure' })));
     await kv.put(`${CONFIG}routes`).value('- match: {path_prefix: /new}\n  service: fresh\n  strip_prefx: /new\n');
     for (const [i, d] of drovers.entries()) {
-      await waitUntil(async () => (await scrapeSum(d.adminPort, 'drover_config_reloads_total', { result: 'failure' })) === (failures[i] ?? 0) + 1);
+      await waitFor(async () => (await scrapeSum(d.adminPort, 'drover_config_reloads_total', { result: 'failure' })) === (failures[i] ?? 0) + 1);
       const refused = await d.waitForLog((l) => l['msg'] === 'shared config from etcd refused: the last good config keeps serving');
       expect(refused['issues']).toEqual([`${CONFIG}routes: routes.0.strip_prefx: unknown key "strip_prefx" (did you mean "strip_prefix"?)`]);
       expect(await answer(d.port, '/new')).toBe('200:fresh');
@@ -224,7 +242,7 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
     // Mended by a valid push: served again.
     const pushed = await push(path.join(dir, 'new.yaml'));
     expect(pushed.code).toBe(0);
-    for (const d of drovers) await waitUntil(async () => (await configView(d.adminPort)).sources.etcd?.revision === /^revision (\d+)$/m.exec(pushed.stdout)?.[1]);
+    for (const d of drovers) await waitFor(async () => (await configView(d.adminPort)).sources.etcd?.revision === /^revision (\d+)$/m.exec(pushed.stdout)?.[1]);
   });
 
   it('a transaction changing several keys is applied as one reload at its revision', async () => {
@@ -235,7 +253,7 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
       .commit();
     const revision = String(res.header.revision);
     for (const d of drovers) {
-      await waitUntil(async () => (await answer(d.port, '/pair')) === '200:fresh');
+      await waitFor(async () => (await answer(d.port, '/pair')) === '200:fresh');
       // the log line is read from the child's stdout and may trail the first answer
       await d.waitForLog((l) => l['msg'] === 'config reloaded' && l['etcdRevision'] === revision);
       const reloads = d.logs.filter((l) => l['msg'] === 'config reloaded' && l['etcdRevision'] === revision);
@@ -267,7 +285,7 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
     await kv.put(`${CONFIG}services/slowsvc`).value(`backends: [{url: "${backends['slow']?.url}"}]\n`);
     const slowRoute = '- {match: {path_prefix: /slow}, service: slowsvc}\n';
     await kv.put(`${CONFIG}routes`).value(`${slowRoute}- {match: {path_prefix: /}, service: home}\n`);
-    for (const d of drovers) await waitUntil(async () => (await configView(d.adminPort)).routes.some((r) => r.match.pathPrefix === '/slow'));
+    for (const d of drovers) await waitFor(async () => (await configView(d.adminPort)).routes.some((r) => r.match.pathPrefix === '/slow'));
     const slow = drovers.map((d) => answer(d.port, '/slow'));
     let last = '';
     for (let n = 0; n < 50; n++) {
@@ -282,7 +300,7 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
       last = String(res.header.revision);
       await new Promise((r) => setTimeout(r, 20));
     }
-    for (const d of drovers) await waitUntil(async () => (await configView(d.adminPort)).sources.etcd?.revision === last, 15_000);
+    for (const d of drovers) await waitFor(async () => (await configView(d.adminPort)).sources.etcd?.revision === last, 15_000);
     for (const d of drovers) expect(await answer(d.port, '/rev-49')).toBe('200:fresh');
     await new Promise((r) => setTimeout(r, 300));
     stop = true;
@@ -316,7 +334,10 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
     try {
       const warned = await restarted.waitForLog((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('shared config not read from etcd yet'));
       expect(warned['msg']).toBe('shared config not read from etcd yet (unreachable?): no routes until it is; /readyz answers 503 until etcd answers');
-      expect((await request(restarted.adminPort, { path: '/readyz' })).status).toBe(503);
+      // /readyz says why, line by line
+      expect(await answer(restarted.adminPort, '/readyz')).toBe(
+        `503:not ready\n- registry etcd: unreachable, members not listed yet\n- shared config under ${CONFIG} not read from etcd yet\n`,
+      );
       expect(await answer(restarted.port, '/')).toBe('404:{"error":"no_route"}');
       // with a local file providing routes: those are served meanwhile
       const localWarned = await local.waitForLog((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('shared config not read from etcd yet'));
@@ -326,11 +347,11 @@ describeEtcd('a fleet of drovers on one 3-member etcd cluster', () => {
       // the two that kept running keep the last good config
       for (const d of drovers.slice(0, 2)) expect(await answer(d.port, '/')).toBe('200:home');
       await Promise.all([0, 1, 2].map((i) => cluster.startMember(i)));
-      await waitUntil(async () => (await request(restarted.adminPort, { path: '/readyz' })).status === 200, 20_000);
+      await waitFor(async () => (await request(restarted.adminPort, { path: '/readyz' })).status === 200, 20_000);
       expect(await answer(restarted.port, '/')).toBe('200:home');
       expect((await configView(restarted.adminPort)).sources.etcd?.revision).toBe(last.sources.etcd?.revision);
       // the local drover: its own route first, the shared ones after it
-      expect(await eventually(async () => (await configView(local.adminPort)).routes.length > 1, 20_000)).toBe(true);
+      await waitFor(async () => (await configView(local.adminPort)).routes.length > 1, 20_000);
       expect((await configView(local.adminPort)).routes[0]).toMatchObject({ service: 'own', source: 'file' });
       expect(await answer(local.port, '/')).toBe('200:fresh');
     } finally {

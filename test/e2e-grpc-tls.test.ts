@@ -8,8 +8,8 @@ import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeWith, testCa } from './helpers/certs.js';
 import { startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
-import { waitUntil } from './helpers/raw-backend.js';
 import { startGrpcServer, TEST_SERVICE, type TestGrpcServer } from './helpers/grpc.js';
+import { waitFor } from './helpers/wait.js';
 
 type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
@@ -63,7 +63,7 @@ routes:
     md.set('x-tenant', 'blue');
     expect(await unary('Unary', 'hi', md)).toEqual({ value: 'g1:hi' });
     expect(backend.calls.at(-1)?.metadata['x-tenant']).toEqual(['blue']);
-    await waitUntil(() => drover.logs.some((l) => l['path'] === '/t.T/Unary'));
+    await waitFor(() => drover.logs.some((l) => l['path'] === '/t.T/Unary'));
     expect(drover.logs.find((l) => l['path'] === '/t.T/Unary')?.['protocol']).toBe('HTTP/2.0');
   });
 

@@ -16,7 +16,7 @@ import { startBackend, type TestBackend } from './helpers/backends.js';
 import { ARTIFACTS, browserTests, launch, noteSkipped, watchErrors } from './helpers/browser.js';
 import { describeWith, testCa } from './helpers/certs.js';
 import { startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 noteSkipped('e2e-h2-browser.test.ts');
 
@@ -102,7 +102,7 @@ routes:
     expect(errors).toEqual([]);
 
     // drover's side: the three requests, each logged as HTTP/2.0 with the backend's status
-    await waitUntil(() => PATHS.every((p) => drover.logs.some((l) => l['path'] === p)));
+    await waitFor(() => PATHS.every((p) => drover.logs.some((l) => l['path'] === p)));
     const logged = PATHS.map((p) => drover.logs.find((l) => l['path'] === p)).map((l) => [l?.['path'], l?.['protocol'], l?.['status']]);
     expect(logged).toEqual(PATHS.map((p) => [p, 'HTTP/2.0', 200]));
     // each once, and nothing else (the page names a data: icon, so no /favicon.ico)

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { REFUSING_PORT, startBackend, type TestBackend } from './helpers/backends.js';
 import { describeWith, testCa, type TestCa } from './helpers/certs.js';
 import { startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 const { NGHTTP2_CANCEL } = http2.constants;
 
@@ -172,7 +172,7 @@ routes:
       const req = s.request({ ':path': '/hang-1' });
       await new Promise<void>((resolve) => req.once('data', () => resolve()));
       req.close(NGHTTP2_CANCEL);
-      await waitUntil(() => aborted.includes('/hang-1'));
+      await waitFor(() => aborted.includes('/hang-1'));
       // the session itself goes on
       const r = await collect(s.request({ ':path': '/after' }));
       expect(r.body).toBe('a GET /after 0');
@@ -200,7 +200,7 @@ routes:
     // Drover sends GOAWAY (ENHANCE_YOUR_CALM) and closes the connection, and says so. Node's
     // client does not always notice: with hundreds of streams queued on its side it can stop
     // reading its socket, so the client session's own state is not asserted here.
-    await waitUntil(() => drover.logs.some((l) => String(l['msg']).startsWith('HTTP/2 session cut off')));
+    await waitFor(() => drover.logs.some((l) => String(l['msg']).startsWith('HTTP/2 session cut off')));
     expect(opened).toBeGreaterThan(100);
     // far from every reset stream reached the backend
     expect(a.seen.length - seenBefore).toBeLessThan(opened);

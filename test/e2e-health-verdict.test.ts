@@ -5,14 +5,14 @@
  * everything else, so any request that reaches one is visible in what it saw.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { parseMetrics } from './helpers/metrics.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
+import { freePort } from './helpers/etcd.js';
 
 const TOKEN = 'test-token-12';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -24,6 +24,8 @@ interface Node {
   readonly backend: TestBackend;
   health: number;
   healthDelayMs: number;
+  /** when set, health checks are answered only once it resolves */
+  gate?: Promise<void>;
   /** every non-health request it saw */
   readonly app: string[];
   readonly probes: number[];
@@ -36,10 +38,12 @@ async function node(name: string, health = 200, healthDelayMs = 0): Promise<Node
     if (req.url === '/healthz') {
       n.probes.push(Date.now());
       const status = n.health;
-      setTimeout(() => {
-        res.writeHead(status, { 'content-type': 'text/plain' });
-        res.end(name);
-      }, n.healthDelayMs);
+      void Promise.resolve(n.gate).then(() =>
+        setTimeout(() => {
+          res.writeHead(status, { 'content-type': 'text/plain' });
+          res.end(name);
+        }, n.healthDelayMs),
+      );
       return;
     }
     n.app.push(req.url ?? '');
@@ -111,15 +115,6 @@ function load(port: number, urlPath: string, loops = 4): { results: Result[]; er
   };
 }
 
-/** A port free right now on 127.0.0.1 (for a drover restarted on the same address). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
 /** A log line's time in epoch ms (pino writes an ISO string or a number). */
 function logTime(line: Record<string, unknown>): number {
   const t = line['time'];
@@ -162,7 +157,7 @@ describe('verdict before traffic, at start', () => {
     later(() => d.stop());
     const traffic = load(d.port, '/app');
     expect(await readyz(d.adminPort)).toBe(503);
-    await waitUntil(async () => (await readyz(d.adminPort)) === 200);
+    await waitFor(async () => (await readyz(d.adminPort)) === 200);
     await sleep(300);
     await traffic.stop();
 
@@ -184,7 +179,7 @@ describe('verdict before traffic, at start', () => {
     const yaml = webYaml(`127.0.0.1:${port}`, good, sick);
     const first = await startDrover(yaml);
     later(() => first.stop());
-    await waitUntil(async () => (await readyz(first.adminPort)) === 200);
+    await waitFor(async () => (await readyz(first.adminPort)) === 200);
     const traffic = load(port, '/app');
     await sleep(400);
     // SIGTERM: the old process stops accepting and finishes what it has in flight. Only while it
@@ -195,7 +190,7 @@ describe('verdict before traffic, at start', () => {
     const secondAt = Date.now();
     const second = await startDrover(yaml);
     later(() => second.stop());
-    await waitUntil(async () => (await readyz(second.adminPort)) === 200);
+    await waitFor(async () => (await readyz(second.adminPort)) === 200);
     await sleep(300);
     await traffic.stop();
 
@@ -229,10 +224,10 @@ services:
 routes: [{match: {path_prefix: /}, service: ramp}]
 `);
     later(() => d.stop());
-    await waitUntil(async () => (await view(d.adminPort, 'ramp', 's2'))?.state === 'unhealthy');
+    await waitFor(async () => (await view(d.adminPort, 'ramp', 's2'))?.state === 'unhealthy');
     await sleep(700);
     s2.health = 200;
-    await waitUntil(async () => (await view(d.adminPort, 'ramp', 's2'))?.state === 'healthy', 5000);
+    await waitFor(async () => (await view(d.adminPort, 'ramp', 's2'))?.state === 'healthy', 5000);
     const recoveredAt = Date.now();
     const first: string[] = [];
     for (let i = 0; i < 40; i++) first.push((await request(d.port, { path: '/r' })).body);
@@ -319,12 +314,12 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
 
   it('a reload that adds a service with a sick backend: requests wait for the verdicts, none reaches the sick one', async () => {
     const traffic = load(d.port, '/late/x');
-    await waitUntil(() => traffic.results.some((r) => r.body === 'w1'));
+    await waitFor(() => traffic.results.some((r) => r.body === 'w1'));
     const reloads = d.logs.filter((l) => l['msg'] === 'config reloaded').length;
     d.writeConfig(yaml(true));
-    await waitUntil(() => d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads);
+    await waitFor(() => d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads);
     const reloaded = d.logs.filter((l) => l['msg'] === 'config reloaded')[reloads] as Record<string, unknown>;
-    await waitUntil(() => traffic.results.filter((r) => r.body === 'late-good').length >= 5);
+    await waitFor(() => traffic.results.filter((r) => r.body === 'late-good').length >= 5);
     await traffic.stop();
     expect(traffic.errors).toEqual([]);
     // before the reload /late/x went to web (the catch-all route), after it to late-good only
@@ -337,11 +332,11 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
 
   it('backends that join through the registry, one of them sick: it gets no request', async () => {
     const traffic = load(d.port, '/reg/x');
-    await waitUntil(() => traffic.results.some((r) => r.status === 503));
+    await waitFor(() => traffic.results.some((r) => r.status === 503));
     writeRegistry({ reg: true, drDraining: false, tmp: true });
     const joined = await d.waitForLog((l) => l['msg'] === 'pool changed' && l['service'] === 'reg');
     const joinedAt = logTime(joined);
-    await waitUntil(() => traffic.results.filter((r) => r.body === 'reg-good').length >= 5);
+    await waitFor(() => traffic.results.filter((r) => r.body === 'reg-good').length >= 5);
     await traffic.stop();
     expect(traffic.errors).toEqual([]);
     const afterJoin = traffic.results.filter((r) => r.sentAt > joinedAt);
@@ -353,7 +348,7 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
 
   it('admin drain, then the registry sets and clears draining: consistent everywhere, no false transition', async () => {
     const dr1 = n['dr1'] as Node;
-    await waitUntil(async () => {
+    await waitFor(async () => {
       const [a, b] = [await view(d.adminPort, 'dr', 'dr1'), await view(d.adminPort, 'dr', 'dr2')];
       return a?.state === 'healthy' && b?.state === 'healthy';
     });
@@ -362,9 +357,9 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
     expect(JSON.parse(drained.body)).toMatchObject({ id: 'dr1', state: 'draining', reason: 'drained through the admin API' });
 
     writeRegistry({ reg: true, drDraining: true, tmp: true });
-    await waitUntil(async () => (await view(d.adminPort, 'dr', 'dr1'))?.reason === 'draining (registry); drained through the admin API');
+    await waitFor(async () => (await view(d.adminPort, 'dr', 'dr1'))?.reason === 'draining (registry); drained through the admin API');
     writeRegistry({ reg: true, drDraining: false, tmp: true });
-    await waitUntil(async () => (await view(d.adminPort, 'dr', 'dr1'))?.reason === 'drained through the admin API');
+    await waitFor(async () => (await view(d.adminPort, 'dr', 'dr1'))?.reason === 'drained through the admin API');
     // health, the pool (who gets requests) and /metrics agree: still drained
     expect((await view(d.adminPort, 'dr', 'dr1'))?.state).toBe('draining');
     const seen = dr1.app.length;
@@ -395,7 +390,7 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
     // the config first: once tmp has left the registry file, a route naming it fails `check`
     const reloads = d.logs.filter((l) => l['msg'] === 'config reloaded').length;
     d.writeConfig(yaml(false));
-    await waitUntil(() => d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads);
+    await waitFor(() => d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads);
     await d.waitForLog((l) => l['msg'] === 'service retired' && l['service'] === 'late');
     writeRegistry({ reg: true, drDraining: false, tmp: false });
     await d.waitForLog((l) => l['msg'] === 'service retired' && l['service'] === 'tmp');
@@ -403,7 +398,7 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
     const names = (await servicesOf(d.adminPort)).map((s) => s.name);
     expect(names).not.toContain('tmp');
     expect(names).not.toContain('late');
-    await waitUntil(async () => !(await hasSeries('tmp')) && !(await hasSeries('late')), 5000);
+    await waitFor(async () => !(await hasSeries('tmp')) && !(await hasSeries('late')), 5000);
     // a route that still names the retired service answers 503, as for any service with no backend
     const a = await request(d.port, { path: '/tmp/x' });
     expect(a.status).toBe(503);
@@ -414,7 +409,11 @@ ${withLate ? '  - {match: {path_prefix: /late}, service: late}\n' : ''}  - {matc
 
 describe('the same rules with workers: 2 (verdicts and drains reach the workers through the primary)', () => {
   it('a sick backend gets no request at start; an admin drain holds through a registry drain and undrain', async () => {
-    const good = await node('good', 200, 500);
+    // good's first check is held until requests have arrived: they come while it is pending and
+    // sick is judged (other serves them; panic must not bring sick in)
+    const good = await node('good');
+    let release = (): void => undefined;
+    good.gate = new Promise((resolve) => (release = resolve));
     const sick = await node('sick', 503);
     const other = await node('other');
     later(() => Promise.all([good.backend.close(), sick.backend.close(), other.backend.close()]));
@@ -429,7 +428,7 @@ registry: {file: services.yaml}
 services:
   web:
     health:
-      active: {path: /healthz, interval: 300ms, timeout: 2s, rise: 2, fall: 3}
+      active: {path: /healthz, interval: 300ms, timeout: 10s, rise: 2, fall: 3}
     backends: [{url: ${good.url}, id: good}, {url: ${sick.url}, id: sick}]
 routes: [{match: {path_prefix: /}, service: web}]
 `,
@@ -437,11 +436,14 @@ routes: [{match: {path_prefix: /}, service: web}]
     );
     later(() => d.stop());
     const traffic = load(d.port, '/app');
-    await waitUntil(async () => (await readyz(d.adminPort)) === 200);
+    await waitFor(() => traffic.results.length >= 10);
+    release();
+    await waitFor(async () => (await readyz(d.adminPort)) === 200);
     await sleep(300);
     await traffic.stop();
     expect(traffic.errors).toEqual([]);
     expect(new Set(traffic.results.map((r) => `${r.status} ${r.body}`))).toEqual(new Set(['200 good', '200 other']));
+    expect(traffic.results.some((r) => r.sentAt < verdictAt(d, 'good'))).toBe(true);
     expect(sick.app).toEqual([]);
 
     expect((await request(d.adminPort, { method: 'POST', path: '/api/services/web/backends/other/drain', headers: AUTH })).status).toBe(200);
@@ -450,7 +452,7 @@ routes: [{match: {path_prefix: /}, service: web}]
       fs.writeFileSync(`${registry}.tmp`, file(draining));
       fs.renameSync(`${registry}.tmp`, registry);
       const want = draining ? 'draining (registry); drained through the admin API' : 'drained through the admin API';
-      await waitUntil(async () => (await view(d.adminPort, 'web', 'other'))?.reason === want);
+      await waitFor(async () => (await view(d.adminPort, 'web', 'other'))?.reason === want);
     }
     await sleep(100); // the primary's snapshot reaches the workers within a turn of its loop
     const seen = other.app.length;

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, startBackend, type Answer, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
+import { eventually, waitFor } from './helpers/wait.js';
 
 const TOKEN = 'test-token-4';
 const AUTH = { authorization: `Bearer ${TOKEN}` };
@@ -76,16 +77,6 @@ async function node(name: string): Promise<Node> {
   return n;
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 async function services(d: DroverProcess): Promise<ServiceView[]> {
   const a = await request(d.adminPort, { path: '/api/services' });
   expect(a.status).toBe(200);
@@ -105,10 +96,10 @@ async function backendView(d: DroverProcess, svc: string, id: string): Promise<B
 }
 
 async function waitState(d: DroverProcess, svc: string, id: string, state: string, timeoutMs = 10_000): Promise<BackendView> {
-  return waitFor(`${svc}/${id} to be ${state}`, async () => {
+  return waitFor(async () => {
     const b = await backendView(d, svc, id);
     return b.state === state ? b : undefined;
-  }, timeoutMs);
+  }, { what: `${svc}/${id} to be ${state}`, timeoutMs: timeoutMs });
 }
 
 /** `n` sequential GETs; the bodies (backend names) in order. */
@@ -202,10 +193,10 @@ routes:
     expect((await bodies(d.port, '/act', 12)).filter((b) => b !== 'a1' && b !== 'a2')).toEqual([]);
     // Its first failed check is its verdict; its checks run on their own jittered schedule, so
     // wait until it has seen 3 probes: no request reached it all along.
-    const neverView = await waitFor('act/never to have been probed 3 times', async () => {
+    const neverView = await waitFor(async () => {
       const b = await backendView(d, 'act', 'never');
       return never.probes.length >= 3 ? b : undefined;
-    });
+    }, { what: 'act/never to have been probed 3 times' });
     expect(neverView).toMatchObject({ state: 'unhealthy', reason: 'first check failed: status 500' });
     expect(never.probes.every((p) => p.status === 500)).toBe(true);
     expect(never.app).toEqual([]);
@@ -268,12 +259,12 @@ routes:
 
     p1.mode = '500';
     const before = p1.app.length;
-    await waitFor('p1 ejected', async () => {
+    await waitFor(async () => {
       const b = await backendView(d, 'passive', 'p1');
       if (b.state === 'ejected') return b;
       await request(d.port, { path: '/passive' });
       return undefined;
-    });
+    }, { what: 'p1 ejected' });
     expect(p1.app.length - before).toBe(3);
     const ejected = await backendView(d, 'passive', 'p1');
     expect(ejected.reason).toBe('ejected: 3 consecutive 500 (for 1s)');
@@ -311,7 +302,7 @@ routes:
     d1.mode = 'slow';
     d2.mode = 'slow';
     const slow = request(d.port, { path: '/drain/slow' });
-    const holder = await waitFor('the slow request to arrive', () => (d1.app.length > 0 ? d1 : d2.app.length > 0 ? d2 : undefined));
+    const holder = await waitFor(() => (d1.app.length > 0 ? d1 : d2.app.length > 0 ? d2 : undefined), { what: 'the slow request to arrive' });
     const other = holder === d1 ? d2 : d1;
     holder.mode = 'ok';
     other.mode = 'ok';
@@ -344,11 +335,11 @@ routes:
     for (const id of ['k2', 'k3', 'k4']) await waitState(d, 'keep', id, 'healthy');
     await waitState(d, 'filed', 'f1', 'healthy');
     k2.mode = '500';
-    await waitFor('k2 ejected', async () => {
+    await waitFor(async () => {
       if ((await backendView(d, 'keep', 'k2')).state === 'ejected') return true;
       await request(d.port, { path: '/keep' });
       return undefined;
-    });
+    }, { what: 'k2 ejected' });
     expect((await admin(d, '/api/services/keep/backends/k3/drain')).status).toBe(200);
     const before = await service(d, 'keep');
     const filedBefore = await backendView(d, 'filed', 'f1');
@@ -370,18 +361,18 @@ routes:
     fs.writeFileSync(d.configFile, yaml(3));
     const reloads = d.logs.filter((l) => l['msg'] === 'config reloaded').length;
     d.child.kill('SIGHUP');
-    await waitFor('the reload', () => (d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads ? true : undefined));
+    await waitFor(() => (d.logs.filter((l) => l['msg'] === 'config reloaded').length > reloads ? true : undefined), { what: 'the reload' });
     const file = path.join(d.dir, 'services.yaml');
     fs.writeFileSync(`${file}.tmp`, registryFile(5));
     fs.renameSync(`${file}.tmp`, file);
-    const filedAfter = await waitFor('the registry weight', async () => {
+    const filedAfter = await waitFor(async () => {
       const b = await backendView(d, 'filed', 'f1');
       return b.weight === 5 ? b : undefined;
-    });
-    const after = await waitFor('k4 weight 3', async () => {
+    }, { what: 'the registry weight' });
+    const after = await waitFor(async () => {
       const s = await service(d, 'keep');
       return s.backends.find((b) => b.id === 'k4')?.weight === 3 ? s : undefined;
-    });
+    }, { what: 'k4 weight 3' });
     const strip = (b: BackendView): unknown => [b.id, b.state, b.reason, b.last_change];
     expect(after.backends.map(strip)).toEqual(before.backends.map(strip));
     expect(strip(filedAfter)).toEqual(strip(filedBefore));
@@ -468,8 +459,8 @@ routes: [{match: {path_prefix: /}, service: web}]
     };
     const killer = (async () => {
       await new Promise((r) => setTimeout(r, 1000));
-      const latest = Date.now() + 10_000;
-      while ((byBackend.get(victim.name) ?? 0) < 15 && Date.now() < latest) await new Promise((r) => setTimeout(r, 10));
+      // killed after 10 s at the latest, whether or not it served 15 by then
+      await eventually(() => (byBackend.get(victim.name) ?? 0) >= 15, { timeoutMs: 10_000, everyMs: 10 });
       victim.child.kill('SIGKILL');
       deadline = Date.now() + 2000;
     })();

@@ -3,15 +3,21 @@
  * of real backends, driven by real clients. Backends name themselves in their bodies and count
  * their own concurrency, so assertions are about who answered and what each backend saw.
  */
+import { execFile } from 'node:child_process';
 import http from 'node:http';
+import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
+import { browserTests, launch, noteSkipped, watchErrors } from './helpers/browser.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
-import { startDrover, type DroverProcess } from './helpers/drover.js';
+import { BIN, startDrover, type DroverProcess } from './helpers/drover.js';
 import { scrapeSum } from './helpers/metrics.js';
-import { adminBackends, waitUntil } from './helpers/raw-backend.js';
+import { adminBackends } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
+const run = promisify(execFile);
+noteSkipped('e2e-hotspot.test.ts (the dashboard part)');
 
 async function backend(name: string): Promise<TestBackend> {
   const b = await startBackend(name);
@@ -111,13 +117,13 @@ routes: [{match: {path_prefix: /}, service: web}]
     const total = (): number => [...window.values()].reduce((s, n) => s + n, 0);
     const l = load(d.port, 8, (body) => window.set(body, (window.get(body) ?? 0) + 1));
     later(() => l.stop());
-    await waitUntil(() => total() >= 150, 20_000);
+    await waitFor(() => total() >= 150, 20_000);
     expect(share('b')).toBeGreaterThan(0.15); // all equal: b has its share
 
     slowB = true;
     await new Promise((r) => setTimeout(r, 1000)); // b's in-flight requests come back slow
     window = new Map();
-    await waitUntil(() => total() >= 300, 30_000);
+    await waitFor(() => total() >= 300, 30_000);
     // round_robin would keep sending b a third; ewma sends it only the odd probe
     expect(share('b')).toBeLessThan(0.12);
     const views = await adminBackends(d.adminPort);
@@ -126,7 +132,7 @@ routes: [{match: {path_prefix: /}, service: web}]
 
     slowB = false;
     // b's estimate decays (tau 10 s) until a probe lands; the probe's fast answer wins it back
-    await waitUntil(async () => {
+    await waitFor(async () => {
       if (total() < 200) return false;
       const recovered = share('b') > 0.2;
       window = new Map();
@@ -198,18 +204,18 @@ routes: [{match: {path_prefix: /}, service: web}]
     const gate = gated(b);
     const d = await drover(one(b, 'queue: {size: 10, timeout: 20s}'));
     const answers: Promise<unknown>[] = [request(d.port, { path: '/r0' })];
-    await waitUntil(() => gate.held() === 1);
+    await waitFor(() => gate.held() === 1);
     for (let i = 1; i <= 5; i++) {
       answers.push(request(d.port, { path: `/r${i}` }));
       // the next one is sent only once this one waits: the arrival order is certain
-      await waitUntil(async () => (await queueDepth(d)) === i);
+      await waitFor(async () => (await queueDepth(d)) === i);
     }
     expect(b.seen.map((s) => s.url)).toEqual(['/r0']);
     const api = (await (await fetch(`http://127.0.0.1:${d.adminPort}/api/services`)).json()) as { services: { name: string; queue_depth?: number }[] };
     expect(api.services.find((s) => s.name === 'web')?.queue_depth).toBe(5);
     for (let i = 1; i <= 5; i++) {
       gate.release();
-      await waitUntil(() => gate.held() === 1);
+      await waitFor(() => gate.held() === 1);
     }
     gate.release();
     const got = (await Promise.all(answers)) as { status: number; body: string }[];
@@ -227,7 +233,7 @@ routes: [{match: {path_prefix: /}, service: web}]
     const gate = gated(b);
     const d = await drover(one(b, queue));
     const first = request(d.port, { path: '/first' });
-    await waitUntil(() => gate.held() === 1);
+    await waitFor(() => gate.held() === 1);
     return {
       d,
       gate,
@@ -256,14 +262,14 @@ routes: [{match: {path_prefix: /}, service: web}]
     const abandoned = http.request({ host: '127.0.0.1', port: d.port, path: '/abandoned', agent: false });
     abandoned.on('error', () => undefined);
     abandoned.end();
-    await waitUntil(async () => (await queueDepth(d)) === 1);
+    await waitFor(async () => (await queueDepth(d)) === 1);
     abandoned.destroy();
     // well before the 20 s timeout: the queue let go of it when the client did
-    await waitUntil(async () => (await queueDepth(d)) === 0, 5_000);
+    await waitFor(async () => (await queueDepth(d)) === 0, 5_000);
     expect(await finish()).toEqual(['/first']);
     // the slot is free again and the next request is served; the abandoned one never was
     const next = request(d.port, { path: '/next' });
-    await waitUntil(() => gate.held() === 1);
+    await waitFor(() => gate.held() === 1);
     gate.release();
     expect((await next).body).toBe('only');
     expect((await finish()).slice(1)).toEqual(['/next']);
@@ -302,17 +308,17 @@ routes: [{match: {path_prefix: /}, service: web}]
       for (let i = 0; i < n; i++) out.push((await request(d.port, { path: '/x' })).body);
       return out;
     };
-    await waitUntil(async () => (await adminBackends(d.adminPort)).every((v) => v.state === 'healthy'));
+    await waitFor(async () => (await adminBackends(d.adminPort)).every((v) => v.state === 'healthy'));
     expect(await bodies(12)).toEqual(Array(12).fill('a1'));
 
     a1Down = true;
-    await waitUntil(async () => (await adminBackends(d.adminPort)).find((v) => v.id === 'a1')?.state === 'unhealthy');
+    await waitFor(async () => (await adminBackends(d.adminPort)).find((v) => v.id === 'a1')?.state === 'unhealthy');
     const spilled = await bodies(12);
     expect(spilled.filter((s) => s !== 'b1' && s !== 'b2')).toEqual([]);
     expect(new Set(spilled)).toEqual(new Set(['b1', 'b2']));
 
     a1Down = false;
-    await waitUntil(async () => (await adminBackends(d.adminPort)).find((v) => v.id === 'a1')?.state === 'healthy');
+    await waitFor(async () => (await adminBackends(d.adminPort)).find((v) => v.id === 'a1')?.state === 'healthy');
     expect(await bodies(12)).toEqual(Array(12).fill('a1'));
   }, 30_000);
 
@@ -335,4 +341,66 @@ routes: [{match: {path_prefix: /}, service: web}]
     for (let i = 0; i < 4; i++) got.push((await request(d.port)).body);
     expect(got).toEqual(['a1', 'b1', 'a1', 'b1']);
   }, 30_000);
+});
+
+describe('each backend\'s EWMA latency and max_conns, as a real drover shows them', () => {
+  it('in /api/services, drover status and the dashboard', async () => {
+    const [a, b] = await Promise.all([backend('a'), backend('b')]);
+    delayed(a, () => 30);
+    const gate = gated(b);
+    const d = await drover(`
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0}
+access_log: off
+services:
+  web:
+    balancer: ewma
+    max_conns: 4
+    backends: [{url: ${a.url}, id: a}]
+  held:
+    max_conns: 2
+    backends: [{url: ${b.url}, id: b}]
+routes:
+  - {match: {path_prefix: /held}, service: held}
+  - {match: {path_prefix: /}, service: web}
+`);
+    // a answers in 30 ms; b holds both of its slots and has answered nothing yet
+    for (let i = 0; i < 5; i++) expect((await request(d.port)).body).toBe('a');
+    const held = [request(d.port, { path: '/held/1' }), request(d.port, { path: '/held/2' })];
+    await waitFor(() => gate.held() === 2);
+    const full = await request(d.port, { path: '/held/3' });
+    expect([full.status, JSON.parse(full.body)]).toEqual([503, { error: 'backend_saturated', service: 'held' }]);
+
+    const api = new Map((await adminBackends(d.adminPort)).map((v) => [v.id, v]));
+    expect(api.get('a')?.latency_ewma_ms).toBeGreaterThanOrEqual(29);
+    expect(api.get('a')?.max_conns).toBe(4);
+    expect(api.get('b')?.latency_ewma_ms).toBeNull();
+    expect([api.get('b')?.inflight, api.get('b')?.max_conns]).toEqual([2, 2]);
+
+    // drover status: SERVICE BACKEND URL STATE WEIGHT INFLIGHT MAX-CONNS REQUESTS EWMA-MS ...
+    const { stdout } = await run(process.execPath, [BIN, 'status', '--admin', `http://127.0.0.1:${d.adminPort}`], { timeout: 10_000 });
+    const rows = stdout.trim().split('\n').map((l) => l.split(/\s+/));
+    expect(rows[0]?.slice(5, 9)).toEqual(['INFLIGHT', 'MAX-CONNS', 'REQUESTS', 'EWMA-MS']);
+    const row = (id: string): string[] => rows.find((r) => r[1] === id) ?? [];
+    expect(row('a').slice(5, 8)).toEqual(['0', '4', '5']);
+    expect(Number(row('a')[8])).toBeGreaterThanOrEqual(29);
+    expect(row('b').slice(5, 9)).toEqual(['2', '2', '2', '-']);
+
+    if (browserTests) {
+      const browser = await launch();
+      later(() => browser.close());
+      const page = await browser.newPage();
+      const errors = watchErrors(page);
+      const cell = (id: string, col: string) => page.locator(`#svc-backends tr[data-backend="${id}"] td[data-col="${col}"]`);
+      await page.goto(`http://127.0.0.1:${d.adminPort}/#/service/web`);
+      await expect.poll(() => cell('a', 'inflight').textContent()).toBe('0 / 4');
+      expect(Number(await cell('a', 'ewma').textContent())).toBeGreaterThanOrEqual(29);
+      await page.goto(`http://127.0.0.1:${d.adminPort}/#/service/held`);
+      await expect.poll(() => cell('b', 'inflight').textContent()).toBe('2 / 2');
+      expect(await cell('b', 'ewma').textContent()).toBe('-');
+      expect(errors).toEqual([]);
+    }
+    gate.release();
+    expect((await Promise.all(held)).map((r) => r.body)).toEqual(['b', 'b']);
+  }, 60_000);
 });

@@ -12,7 +12,7 @@ import { describe, expect, it } from 'vitest';
 import { cleanupAfterEach } from './helpers/cleanup.js';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { BIN, ROOT, startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
-import { eventually } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
 
@@ -79,11 +79,7 @@ function load(port: number, pathName: string, concurrency = 8): Traffic {
     // Waits on a count, not a clock: a busy CI machine may answer few requests per 100 ms.
     more: async (n: number) => {
       const target = answered() + n;
-      const end = Date.now() + 20_000;
-      while (answered() < target) {
-        if (Date.now() > end) throw new Error(`traffic: ${answered()} of ${target} requests answered after 20 s`);
-        await new Promise((r) => setTimeout(r, 5));
-      }
+      await waitFor(() => answered() >= target, { what: `${target} requests answered`, timeoutMs: 20_000, everyMs: 5, detail: () => `traffic: ${answered()} answered` });
     },
     stop: async () => {
       running = false;
@@ -177,7 +173,7 @@ describe('file registry', () => {
     // round robin is in step (a b a b above): the next request goes to alpha, the one after to beta
     expect((await request(d.port)).body).toBe('alpha');
     const slow = request(d.port).then((r) => r.body);
-    expect(await eventually(() => b?.seen.length === 3)).toBe(true);
+    await waitFor(() => b?.seen.length === 3);
     const file = path.join(d.dir, 'services.yaml');
     const tmp = `${file}.tmp`;
     fs.writeFileSync(tmp, reg([a, c]));
@@ -206,7 +202,7 @@ describe('graceful shutdown', () => {
     a?.behave((_req, res) => setTimeout(() => res.end('finished'), 1000));
     const d = await drover(`${head}services:\n  web: {backends: [{url: ${a?.url}}]}\nroutes: [{match: {path_prefix: /}, service: web}]\n`);
     const inflight = request(d.port);
-    expect(await eventually(() => a?.seen.length === 1)).toBe(true); // in flight at the backend
+    await waitFor(() => a?.seen.length === 1); // in flight at the backend
     d.child.kill('SIGTERM');
     await d.waitForLog((l) => l['msg'] === 'listeners closed');
     // new connections are refused while the old request finishes
@@ -223,6 +219,75 @@ describe('graceful shutdown', () => {
     expect(r.status).toBe(200);
     expect(r.body).toBe('finished');
     expect(await d.exited).toBe(0);
+  });
+});
+
+/** A backend that answers every upgrade 101 and echoes what comes through the tunnel. */
+async function echoTunnelBackend(): Promise<number> {
+  const server = await startBackend('echo-tunnel', {
+    upgrade: (_req, socket) => {
+      socket.on('error', () => undefined);
+      socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+      socket.on('data', (d: Buffer) => socket.write(`echo:${d.toString()}`));
+      socket.on('end', () => socket.end());
+    },
+  });
+  later(() => server.close());
+  return server.port;
+}
+
+/** Opens a WebSocket tunnel through drover; resolves with the socket once the 101 arrived. */
+function openTunnel(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () =>
+      s.write('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n'),
+    );
+    let head = '';
+    const onData = (d: Buffer): void => {
+      head += d.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      s.off('data', onData);
+      if (head.startsWith('HTTP/1.1 101')) resolve(s);
+      else reject(new Error(`no upgrade: ${head}`));
+    };
+    s.on('data', onData);
+    s.on('error', reject);
+  });
+}
+
+/** The next chunk the tunnel delivers, as text. */
+const nextChunk = (s: net.Socket): Promise<string> => new Promise((resolve) => s.once('data', (d: Buffer) => resolve(d.toString())));
+
+describe('graceful shutdown with an open WebSocket tunnel', () => {
+  it('SIGTERM waits for the tunnel (which still relays) and exits 0 once it closes', async () => {
+    const port = await echoTunnelBackend();
+    const d = await drover(`${head.replace('shutdown_grace: 5s', 'shutdown_grace: 20s')}services:\n  ws: {backends: [{url: http://127.0.0.1:${port}}]}\nroutes: [{match: {path_prefix: /}, service: ws}]\n`);
+    const tunnel = await openTunnel(d.port);
+    d.child.kill('SIGTERM');
+    await d.waitForLog((l) => l['msg'] === 'listeners closed');
+    const echoed = nextChunk(tunnel);
+    tunnel.write('still-there');
+    expect(await echoed).toBe('echo:still-there');
+    // the listener is closed, the tunnel is not: drover waits for it (a drover that did not would
+    // be through its shutdown and gone within 0.5 s, see start's exit timer)
+    const early = await Promise.race([d.exited.then(() => 'exited'), new Promise((r) => setTimeout(() => r('running'), 1500))]);
+    expect(early).toBe('running');
+    expect(d.logs.some((l) => l['msg'] === 'stopped')).toBe(false);
+    tunnel.end();
+    expect(await d.exited).toBe(0);
+    expect(d.logs.some((l) => l['msg'] === 'shutdown grace expired: closing remaining connections')).toBe(false);
+  });
+
+  it('a tunnel still open when shutdown_grace ends is closed by drover, which exits 0', async () => {
+    const port = await echoTunnelBackend();
+    const d = await drover(`${head.replace('shutdown_grace: 5s', 'shutdown_grace: 300ms')}services:\n  ws: {backends: [{url: http://127.0.0.1:${port}}]}\nroutes: [{match: {path_prefix: /}, service: ws}]\n`);
+    const tunnel = await openTunnel(d.port);
+    const closed = new Promise<void>((r) => tunnel.once('close', () => r()));
+    tunnel.on('error', () => undefined);
+    d.child.kill('SIGTERM');
+    await closed;
+    expect(await d.exited).toBe(0);
+    expect(d.logs.some((l) => l['msg'] === 'shutdown grace expired: closing remaining connections')).toBe(true);
   });
 });
 
@@ -262,13 +327,15 @@ describe('npm start (the newcomer path)', () => {
       });
     });
     // the demo service has active checks (rise 1): wait until both backends passed one
-    const deadline = Date.now() + 5000;
     const names = new Set<string>();
-    while (names.size < 2 && Date.now() < deadline) {
-      const r = await request(8080, { path: '/hello' });
-      if (r.status === 200) names.add((JSON.parse(r.body) as { backend: string }).backend);
-      else await new Promise((res) => setTimeout(res, 100));
-    }
+    await waitFor(
+      async () => {
+        const r = await request(8080, { path: '/hello' });
+        if (r.status === 200) names.add((JSON.parse(r.body) as { backend: string }).backend);
+        return names.size >= 2;
+      },
+      { what: 'both demo backends answering', timeoutMs: 5000, everyMs: 100 },
+    );
     expect([...names].sort()).toEqual(['demo-1', 'demo-2']);
     const page = await request(9901, { path: '/' });
     expect(page.status).toBe(200);

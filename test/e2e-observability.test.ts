@@ -13,6 +13,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { REFUSING_PORT, request, startBackend, type TestBackend } from './helpers/backends.js';
 import { BIN, startDrover, type DroverProcess } from './helpers/drover.js';
 import { parseMetrics, seriesValue, type Series } from './helpers/metrics.js';
+import { waitFor } from './helpers/wait.js';
 
 const run = promisify(execFile);
 const CHROMIUM = '/usr/bin/chromium';
@@ -57,15 +58,6 @@ interface ApiBackend {
 async function apiBackends(d: DroverProcess, service: string): Promise<ApiBackend[]> {
   const body = JSON.parse(await getText(d.adminPort, '/api/services')) as { services: { name: string; backends: ApiBackend[] }[] };
   return body.services.find((s) => s.name === service)?.backends ?? [];
-}
-
-async function waitFor(cond: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (Date.now() < end) {
-    if (await cond()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 function lines(file: string): Record<string, unknown>[] {
@@ -148,8 +140,8 @@ beforeAll(async () => {
   d = await startBackend('d');
   dead = REFUSING_PORT;
   drover = await startDrover(mainConfig(), { files: { 'services.yaml': churnFile(['keep']) } });
-  await waitFor(async () => (await apiBackends(drover, 'web')).every((x) => x.state === 'healthy'), 'web backends healthy');
-  await waitFor(async () => (await apiBackends(drover, 'hc')).every((x) => x.state === 'healthy'), 'hc backend healthy');
+  await waitFor(async () => (await apiBackends(drover, 'web')).every((x) => x.state === 'healthy'), { what: 'web backends healthy' });
+  await waitFor(async () => (await apiBackends(drover, 'hc')).every((x) => x.state === 'healthy'), { what: 'hc backend healthy' });
 });
 
 afterAll(async () => {
@@ -206,7 +198,7 @@ describe('/metrics of the real proxy', () => {
     for (let round = 0; round < 3; round++) {
       const ids = Array.from({ length: 50 }, (_, i) => `r${round}-${i}`);
       writeFileSync(path.join(drover.dir, 'services.yaml'), churnFile(['keep', ...ids]));
-      await waitFor(async () => (await apiBackends(drover, 'churn')).length === 51, `round ${round}: 51 churn backends`);
+      await waitFor(async () => (await apiBackends(drover, 'churn')).length === 51, { what: `round ${round}: 51 churn backends` });
       // 102 requests over 51 backends, round robin: every backend answers twice.
       for (let i = 0; i < 102; i++) expect((await request(drover.port, { path: '/churn' })).body).toBe('a');
       const during = await scrape(drover);
@@ -215,8 +207,8 @@ describe('/metrics of the real proxy', () => {
       expect(churnSeries(during).length).toBeGreaterThanOrEqual(50 * 7); // requests, 4 error kinds, up, inflight
 
       writeFileSync(path.join(drover.dir, 'services.yaml'), churnFile(['keep']));
-      await waitFor(async () => (await apiBackends(drover, 'churn')).length === 1, `round ${round}: churn back to 1 backend`);
-      await waitFor(async () => churnSeries(await scrape(drover)).length === 0, `round ${round}: series of removed backends gone`);
+      await waitFor(async () => (await apiBackends(drover, 'churn')).length === 1, { what: `round ${round}: churn back to 1 backend` });
+      await waitFor(async () => churnSeries(await scrape(drover)).length === 0, { what: `round ${round}: series of removed backends gone` });
       // the drover_ series only: process metrics (GC, handles) vary on their own
       sizes.push((await scrape(drover)).filter((x) => x.name.startsWith('drover_')).length);
     }
@@ -232,7 +224,7 @@ describe('/metrics of the real proxy', () => {
     expect((await apiBackends(drover, 'hc'))[0]?.state).toBe('healthy');
     expect(seriesValue(s0, 'drover_health_transitions_total', { service: 'hc', to: 'unhealthy' })).toBeUndefined();
     await doomed.close();
-    await waitFor(async () => (await apiBackends(drover, 'hc'))[0]?.state === 'unhealthy', 'hc/doomed unhealthy');
+    await waitFor(async () => (await apiBackends(drover, 'hc'))[0]?.state === 'unhealthy', { what: 'hc/doomed unhealthy' });
     const s1 = await scrape(drover);
     expect(seriesValue(s1, 'drover_health_transitions_total', { service: 'hc', to: 'unhealthy' })).toBe(1);
     expect(seriesValue(s1, 'drover_health_transitions_total', { service: 'hc', to: 'healthy' })).toBe(1);
@@ -288,7 +280,7 @@ describe('access log of the real proxy', () => {
     expect((await request(drover.port, { method: 'POST', path: '/web/post', body, headers: { 'x-request-id': 'post-1', 'content-type': 'text/plain' } })).status).toBe(200);
     expect((await request(drover.port, { path: '/nowhere', headers: { 'x-request-id': 'miss-1' } })).status).toBe(404);
     expect((await request(drover.port, { path: '/boom', headers: { 'x-request-id': 'boom-1' } })).status).toBe(500);
-    await waitFor(() => lines(file).length >= start + 8, '8 access log lines');
+    await waitFor(() => lines(file).length >= start + 8, { what: '8 access log lines' });
     await new Promise((r) => setTimeout(r, 200));
     const got = lines(file).slice(start);
     expect(got.map((l) => l['request_id'])).toEqual([...sent, 'post-1', 'miss-1', 'boom-1']);
@@ -310,7 +302,7 @@ describe('access log of the real proxy', () => {
 
     // A retried request: flaky is [dead, a]; one of two consecutive requests goes to dead first.
     for (const id of ['flaky-1', 'flaky-2']) await request(drover.port, { path: '/flaky', headers: { 'x-request-id': id } });
-    await waitFor(() => lines(file).length >= start + 10, 'flaky lines');
+    await waitFor(() => lines(file).length >= start + 10, { what: 'flaky lines' });
     const flaky = lines(file).slice(start + 8);
     expect(flaky.map((l) => [l['backend'], l['status']])).toEqual([
       ['a', 200],
@@ -324,9 +316,9 @@ describe('access log of the real proxy', () => {
     const rotatedCount = lines(rotated).length;
     const reopened = drover.logs.filter((l) => l['msg'] === 'access log reopened').length;
     drover.child.kill('SIGUSR1');
-    await waitFor(() => drover.logs.filter((l) => l['msg'] === 'access log reopened').length > reopened, 'reopen log line');
+    await waitFor(() => drover.logs.filter((l) => l['msg'] === 'access log reopened').length > reopened, { what: 'reopen log line' });
     for (const id of ['after-1', 'after-2', 'after-3']) await request(drover.port, { path: '/web/after', headers: { 'x-request-id': id } });
-    await waitFor(() => lines(file).length >= 3, 'lines in the new file');
+    await waitFor(() => lines(file).length >= 3, { what: 'lines in the new file' });
     await new Promise((r) => setTimeout(r, 200));
     expect(lines(file).map((l) => l['request_id'])).toEqual(['after-1', 'after-2', 'after-3']);
     expect(lines(rotated).length).toBe(rotatedCount);
@@ -350,7 +342,7 @@ ${extra}`;
     try {
       const accessLines = () => p.logs.filter((l) => 'request_id' in l);
       for (const id of ['on-1', 'on-2']) await request(p.port, { path: '/on', headers: { 'x-request-id': id } });
-      await waitFor(() => accessLines().length === 2, 'stdout access lines');
+      await waitFor(() => accessLines().length === 2, { what: 'stdout access lines' });
       expect(accessLines().map((l) => Object.keys(l))).toEqual([FIELDS, FIELDS]);
 
       // good reload: access log off

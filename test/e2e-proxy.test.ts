@@ -7,7 +7,8 @@ import http from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { REFUSING_PORT, request, startBackend, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { adminBackends, eventually } from './helpers/raw-backend.js';
+import { adminBackends } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 let a: TestBackend;
 let b: TestBackend;
@@ -267,18 +268,18 @@ describe('streaming', () => {
 
 describe('WebSocket upgrade', () => {
   it('tunnels bytes both ways after the backend answers 101; each upgrade request gets one access log line', async () => {
-    const wsBackend = http.createServer();
-    wsBackend.on('upgrade', (req, socket) => {
-      if (req.url === '/refused') {
-        socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno');
-        return;
-      }
-      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Backend: ws-echo\r\n\r\n`);
-      socket.on('data', (d: Buffer) => socket.write(`echo:${d.toString()}|${req.headers['x-forwarded-for'] ?? ''}`));
-      socket.on('error', () => undefined);
+    const wsBackend = await startBackend('ws-echo', {
+      upgrade: (req, socket) => {
+        if (req.url === '/refused') {
+          socket.end('HTTP/1.1 403 Forbidden\r\nContent-Length: 2\r\nConnection: close\r\n\r\nno');
+          return;
+        }
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Backend: ws-echo\r\n\r\n`);
+        socket.on('data', (d: Buffer) => socket.write(`echo:${d.toString()}|${req.headers['x-forwarded-for'] ?? ''}`));
+        socket.on('error', () => undefined);
+      },
     });
-    await new Promise<void>((r) => wsBackend.listen(0, '127.0.0.1', () => r()));
-    const port = (wsBackend.address() as net.AddressInfo).port;
+    const port = wsBackend.port;
     const ws = await startDrover(`
 listen: [{address: 127.0.0.1:0}]
 admin: {address: 127.0.0.1:0}
@@ -326,8 +327,7 @@ routes: [{match: {path_prefix: /, headers: {X-Ok: yes}}, service: ws}]
       expect((await refused('/refused', true)).startsWith('HTTP/1.1 403')).toBe(true);
       expect((await refused('/nowhere', false)).startsWith('HTTP/1.1 404')).toBe(true);
       const access = (): Record<string, unknown>[] => ws.logs.filter((l) => 'request_id' in l);
-      const deadline = Date.now() + 5000;
-      while (access().length < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await waitFor(() => access().length >= 3, { what: 'three access log lines', timeoutMs: 5000 });
       const pick = (l: Record<string, unknown>) => [l['request_id'], l['method'], l['path'], l['route'], l['service'], l['backend'], l['status'], l['bytes_in'], l['bytes_out']];
       // one line each, whatever order they ended in (the tunnel's ends when its socket closes)
       expect(access().map(pick).sort((x, y) => String(x[0]).localeCompare(String(y[0])))).toEqual([
@@ -337,7 +337,7 @@ routes: [{match: {path_prefix: /, headers: {X-Ok: yes}}, service: ws}]
       ]);
     } finally {
       await ws.stop();
-      wsBackend.close();
+      await wsBackend.close();
     }
   });
 });
@@ -379,9 +379,9 @@ describe('faults never kill the process', () => {
       sockets.push(s);
     }
     // every request reached a backend (which never answers) before any client goes away
-    expect(await eventually(() => a.seen.length + b.seen.length === 10)).toBe(true);
+    await waitFor(() => a.seen.length + b.seen.length === 10);
     expect(await pairInflight()).toBe(10);
     for (const s of sockets) s.destroy();
-    expect(await eventually(async () => (await pairInflight()) === 0)).toBe(true);
+    await waitFor(async () => (await pairInflight()) === 0);
   });
 });

@@ -15,7 +15,7 @@ import { startBackend, type TestBackend } from './helpers/backends.js';
 import { describeWith, testCa, type LeafFiles, type TestCa } from './helpers/certs.js';
 import { startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
 import { scrapeSum } from './helpers/metrics.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 const run = promisify(execFile);
 
@@ -150,7 +150,7 @@ routes:
     expect(h1.stdout).toMatch(/^HTTP\/1.1 200/);
     expect(h1.stdout).toMatch(/strict-transport-security: max-age=3600/i);
     expect(h1.stdout.trim().endsWith('a GET /hello?x=1 host=site.test:' + drover.port + ' http=1.1')).toBe(true);
-    const lines = await waitUntil(() => drover.logs.filter((l) => l['path'] === '/hello?x=1').length === 2).then(() => drover.logs.filter((l) => l['path'] === '/hello?x=1'));
+    const lines = await waitFor(() => drover.logs.filter((l) => l['path'] === '/hello?x=1').length === 2).then(() => drover.logs.filter((l) => l['path'] === '/hello?x=1'));
     expect(lines.map((l) => l['protocol'])).toEqual(['HTTP/2.0', 'HTTP/1.1']);
   });
 
@@ -186,7 +186,7 @@ routes:
     const before = await scrapeSum(drover.adminPort, 'drover_tls_handshakes_total', { listener: label, result: 'failure' });
     // a client that does not trust drover's CA aborts the handshake
     await expect(handshake(drover.port, other.caPem, { servername: 'site.test' })).rejects.toThrow();
-    await waitUntil(async () => (await scrapeSum(drover.adminPort, 'drover_tls_handshakes_total', { listener: label, result: 'failure' })) === before + 1);
+    await waitFor(async () => (await scrapeSum(drover.adminPort, 'drover_tls_handshakes_total', { listener: label, result: 'failure' })) === before + 1);
     expect(await scrapeSum(drover.adminPort, 'drover_tls_handshakes_total', { listener: label, result: 'success' })).toBeGreaterThan(0);
     const expiry = await scrapeSum(drover.adminPort, 'drover_tls_certificate_expiry_seconds', { name: site.cert });
     // made valid for 2 days
@@ -240,43 +240,51 @@ routes:
       await h2get(open, '/before');
       const oldFp = (open.socket as tls.TLSSocket).getPeerCertificate().fingerprint256;
       expect(await fingerprint()).toBe(oldFp);
-      // load while the certificate changes: requests on new connections and on a kept-alive one
+      // load while the certificate changes: four loops of requests on new connections, one on a
+      // kept-alive connection that must stay the same socket (open connections are untouched)
       let stop = false;
       let ok = 0;
       const failures: string[] = [];
       const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: ca.caPem, servername: 'rot.test' });
-      const load = (async () => {
+      const keptSockets = new Set<tls.TLSSocket>();
+      const one = (fresh: boolean): Promise<number> =>
+        new Promise<number>((resolve) => {
+          const req = https.request({ host: '127.0.0.1', port: p.port, path: '/load', ca: ca.caPem, servername: 'rot.test', headers: { host: 'rot.test' }, agent: fresh ? false : agent }, (res) => {
+            res.resume();
+            res.on('end', () => resolve(res.statusCode ?? 0));
+          });
+          if (!fresh) req.on('socket', (s) => keptSockets.add(s as tls.TLSSocket));
+          req.on('error', (e) => {
+            failures.push(e.message);
+            resolve(0);
+          });
+          req.end();
+        });
+      const loop = async (fresh: boolean): Promise<void> => {
         while (!stop) {
-          for (const fresh of [true, false]) {
-            const r = await new Promise<number>((resolve) => {
-              const req = https.request({ host: '127.0.0.1', port: p.port, path: '/load', ca: ca.caPem, servername: 'rot.test', headers: { host: 'rot.test' }, agent: fresh ? false : agent }, (res) => {
-                res.resume();
-                res.on('end', () => resolve(res.statusCode ?? 0));
-              });
-              req.on('error', (e) => {
-                failures.push(e.message);
-                resolve(0);
-              });
-              req.end();
-            });
-            if (r === 200) ok++;
-            else if (r !== 0) failures.push(`status ${r}`);
-          }
+          const r = await one(fresh);
+          if (r === 200) ok++;
+          else if (r !== 0) failures.push(`status ${r}`);
         }
-      })();
+      };
+      const load = Promise.all([loop(true), loop(true), loop(true), loop(true), loop(false)]);
+      await waitFor(() => ok > 20);
       // a new pair made elsewhere, moved over the old files (key first, then the certificate)
       const staged = tempDir('drover-stage-');
       const c2 = ca.leaf('rot', ['rot.test'], { dir: staged });
       renameSync(c2.key, c1.key);
       renameSync(c2.cert, c1.cert);
-      await waitUntil(async () => (await fingerprint()) !== oldFp, 10_000);
+      await waitFor(async () => (await fingerprint()) !== oldFp, 10_000);
       const okAtSwap = ok;
-      await waitUntil(() => ok > okAtSwap + 10);
+      await waitFor(() => ok > okAtSwap + 40);
       stop = true;
       await load;
-      agent.destroy();
       expect(failures).toEqual([]);
-      expect(ok).toBeGreaterThan(10);
+      // the kept-alive connection: one socket from start to end, still on the old certificate
+      expect(keptSockets.size).toBe(1);
+      const kept = [...keptSockets][0] as tls.TLSSocket;
+      expect([kept.destroyed, kept.getPeerCertificate().fingerprint256]).toEqual([false, oldFp]);
+      agent.destroy();
       // the open session still works, on its old certificate
       const g = await h2get(open, '/after');
       expect(g.status).toBe(200);
@@ -287,7 +295,7 @@ routes:
       const reloadFailures = await scrapeSum(p.adminPort, 'drover_config_reloads_total', { result: 'failure' });
       writeFileSync(path.join(staged, 'k'), site.keyPem);
       renameSync(path.join(staged, 'k'), c1.key);
-      await waitUntil(async () => (await scrapeSum(p.adminPort, 'drover_config_reloads_total', { result: 'failure' })) > reloadFailures, 10_000);
+      await waitFor(async () => (await scrapeSum(p.adminPort, 'drover_config_reloads_total', { result: 'failure' })) > reloadFailures, 10_000);
       expect(await fingerprint()).toBe(newFp);
       expect(p.logs.some((l) => l['msg'] === 'certificate refused: the previous one keeps serving')).toBe(true);
       rmSync(staged, { recursive: true, force: true });

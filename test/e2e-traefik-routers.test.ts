@@ -8,7 +8,7 @@ import { describeEtcd, useSharedEtcd } from './helpers/etcd.js';
 import { request, startBackend } from './helpers/backends.js';
 import { startDrover } from './helpers/drover.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
 
@@ -38,7 +38,7 @@ describeEtcd('layout: traefik routers', () => {
       const r = await request(d.port, { path, headers: { host } });
       return `${r.status}:${r.body}`;
     };
-    await waitUntil(async () => (await get('api.test', '/v1/x')) === '200:api');
+    await waitFor(async () => (await get('api.test', '/v1/x')) === '200:api');
     expect(await get('api.test', '/v2/x')).toBe('200:web');
     expect(await get('other.test', '/v1/x')).toBe('200:web');
     const skipped = await d.waitForLog((l) => l['msg'] === 'traefik routers skipped: the other routers apply');
@@ -47,7 +47,7 @@ describeEtcd('layout: traefik routers', () => {
     ]);
     // a changed rule applies on the next revision
     await kv.put(`${P}http/routers/api/rule`).value('Host(`api.test`) && (PathPrefix(`/v1`) || PathPrefix(`/v2`))');
-    await waitUntil(async () => (await get('api.test', '/v2/x')) === '200:api');
+    await waitFor(async () => (await get('api.test', '/v2/x')) === '200:api');
     const cfg = (await (await fetch(`http://127.0.0.1:${d.adminPort}/api/config`)).json()) as { config: { routes: { service: string; source: string }[] } };
     expect(cfg.config.routes.map((r) => [r.service, r.source])).toEqual([
       ['api', 'etcd'],

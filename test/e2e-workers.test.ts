@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { scrapeSum } from './helpers/metrics.js';
+import { waitFor } from './helpers/wait.js';
 
 let a: TestBackend;
 let b: TestBackend;
@@ -40,16 +41,6 @@ async function adminRequests(): Promise<Map<string, number>> {
 
 async function metricsRequests(): Promise<number> {
   return scrapeSum(drover.adminPort, 'drover_requests_total', { service: 'web' });
-}
-
-async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 5_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let v = await fn();
-  while (!ok(v) && Date.now() < end) {
-    await new Promise((r) => setTimeout(r, 50));
-    v = await fn();
-  }
-  return v;
 }
 
 function workerPids(): number[] {
@@ -114,11 +105,18 @@ describe('workers: 2', () => {
     expect(bodies.filter((x) => x === 'b').length).toBeGreaterThan(10);
     // both workers served: each backend's own count shows it was reached from both processes
     // (one worker alone would alternate a b a b; the admin sums must equal what the backends saw)
-    const counts = await until(adminRequests, (m) => (m.get('a') ?? 0) + (m.get('b') ?? 0) === n);
+    const counts = await waitFor(
+      async () => {
+        const m = await adminRequests();
+        return (m.get('a') ?? 0) + (m.get('b') ?? 0) === n && m;
+      },
+      { what: `the admin API's request counts to sum to ${n}`, timeoutMs: 5_000 },
+    );
     expect(counts.get('a')).toBe(a.seen.length);
     expect(counts.get('b')).toBe(b.seen.length);
     expect((counts.get('a') ?? 0) + (counts.get('b') ?? 0)).toBe(n);
-    expect(await until(metricsRequests, (s) => s === n)).toBe(n);
+    await waitFor(async () => (await metricsRequests()) === n, { what: `/metrics to count ${n} requests`, timeoutMs: 5_000 });
+    expect(await metricsRequests()).toBe(n);
   });
 
   it('keep-alive requests are served on the fast path in the workers (connections arrive as bare handles from the primary)', async () => {
@@ -132,7 +130,8 @@ describe('workers: 2', () => {
       agent.destroy();
     }
     expect(bodies.filter((x) => x !== 'a' && x !== 'b')).toEqual([]);
-    expect(await until(fastServed, (s) => s === before + 20)).toBe(before + 20);
+    await waitFor(async () => (await fastServed()) === before + 20, { what: '20 more requests served on the fast path', timeoutMs: 5_000 });
+    expect(await fastServed()).toBe(before + 20);
   });
 
   it('applies a registry file change in every worker', async () => {
@@ -140,13 +139,13 @@ describe('workers: 2', () => {
     fs.renameSync(path.join(drover.dir, 'services.yaml.tmp'), path.join(drover.dir, 'services.yaml'));
     // each worker applies the primary's update on its own: wait until four fresh connections in a
     // row (dealt to the two workers in turn) all see it, then it must hold for every request
-    await until(
+    await waitFor(
       async () => {
         const four: string[] = [];
         for (let i = 0; i < 4; i++) four.push((await request(drover.port)).body);
-        return four;
+        return four.every((b) => b === 'c');
       },
-      (x) => x.every((b) => b === 'c'),
+      { what: 'four fresh connections in a row answered by c', timeoutMs: 5_000 },
     );
     const bodies: string[] = [];
     for (let i = 0; i < 30; i++) bodies.push((await request(drover.port)).body);

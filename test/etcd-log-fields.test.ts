@@ -11,7 +11,7 @@ import { createLogger } from '../src/observability/log.js';
 import { createRegistries } from '../src/registry/create.js';
 import type { RegistrySink } from '../src/registry/types.js';
 import { REFUSING_PORT } from './helpers/backends.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 describe('etcd registry log lines', () => {
   it('name their component once', async () => {
@@ -23,7 +23,7 @@ describe('etcd registry log lines', () => {
     const sink: RegistrySink = { replaceAll: () => undefined, put: () => undefined, delete: () => undefined, markSynced: () => undefined, connected: () => undefined, invalid: () => undefined } as unknown as RegistrySink;
     await reg?.start(sink);
     try {
-      await waitUntil(() => text.includes('etcd unreachable'), 15_000);
+      await waitFor(() => text.includes('etcd unreachable'), 15_000);
       const line = text.split('\n').find((l) => l.includes('etcd unreachable')) ?? '';
       expect(line.match(/"component":/g)).toHaveLength(1);
       expect(JSON.parse(line)).toMatchObject({ component: 'registry', source: 'etcd' });

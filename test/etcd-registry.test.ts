@@ -11,25 +11,9 @@ import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
 import { REFUSING_PORT } from './helpers/backends.js';
 import { RecordingSink } from './helpers/recording-sink.js';
+import { waitFor } from './helpers/wait.js';
 
 /** Polls `check` until it returns true (or stops throwing), or fails after `timeoutMs`. */
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs = 10_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      if (await check()) return;
-      last = undefined;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last !== undefined ? `: ${(last as Error).message}` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 // Short timings so outages are noticed within a couple of seconds.
 const FAST: EtcdRegistryOptions = {
   backoff: { initialMs: 50, maxMs: 500 },
@@ -69,9 +53,9 @@ async function cutOffRegistry(shared: SharedEtcd, p: string): Promise<{ sink: Re
   const proxy = await startTcpProxy({ port: shared.etcd.clientPort });
   later(() => proxy.close());
   const { sink } = await startRegistry([proxy.url], p);
-  await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+  await waitFor(() => sink.connected.get('etcd') === true, { what: 'connected', timeoutMs: 5000 });
   proxy.cut();
-  await waitFor(() => sink.connected.get('etcd') === false, 5000, 'disconnect noticed');
+  await waitFor(() => sink.connected.get('etcd') === false, { what: 'disconnect noticed', timeoutMs: 5000 });
   return { sink, proxy };
 }
 
@@ -87,7 +71,7 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     await shared.kv.put(`${p}web`).value('127.0.0.1:1'); // too shallow
     await shared.kv.put(`/elsewhere/web/z`).value('127.0.0.1:9999'); // outside the prefix
     const { sink } = await startRegistry(shared.etcd.endpoints, p);
-    await waitFor(() => sink.synced.has('etcd'), 5000, 'initial sync');
+    await waitFor(() => sink.synced.has('etcd'), { what: 'initial sync', timeoutMs: 5000 });
     expect(sink.view()).toEqual({
       api: { x: 'http://127.0.0.1:9100' },
       web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' },
@@ -95,13 +79,13 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     expect(sink.member('web', 'a')).toMatchObject({ weight: 2, zone: 'z1', draining: false, source: 'etcd', meta: { v: 1 } });
     expect(sink.member('web', 'b')).toMatchObject({ weight: 1, draining: false });
     expect(sink.invalid.map((i) => i.key).sort()).toEqual([`${p}web`, `${p}web/bad`]);
-    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    await waitFor(() => sink.connected.get('etcd') === true, { what: 'connected', timeoutMs: 5000 });
 
     await shared.kv.put(`${p}web/c`).value('{"url":"http://127.0.0.1:9003","draining":true}');
     await shared.kv.delete().key(`${p}web/b`);
     await shared.kv.put(`${p}web/a`).value('{"url":"http://127.0.0.1:9001","weight":'); // broken update of a valid key
     await shared.kv.put(`${p}api/y`).value('127.0.0.1:9101');
-    await waitFor(() => sink.member('api', 'y') !== undefined, 5000, 'api/y');
+    await waitFor(() => sink.member('api', 'y') !== undefined, { what: 'api/y', timeoutMs: 5000 });
     expect(sink.view()).toEqual({
       api: { x: 'http://127.0.0.1:9100', y: 'http://127.0.0.1:9101' },
       web: { a: 'http://127.0.0.1:9001', c: 'http://127.0.0.1:9003' },
@@ -113,7 +97,7 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     expect(sink.replaceAllCalls).toBe(1);
 
     await shared.kv.delete().prefix(`${p}api/`);
-    await waitFor(() => sink.view()['api'] === undefined, 5000, 'api gone');
+    await waitFor(() => sink.view()['api'] === undefined, { what: 'api gone', timeoutMs: 5000 });
   });
 
   it('an established watch outlives the call deadline: no reconnect, a put long after creation lands at once', async () => {
@@ -121,11 +105,11 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     // keepalive at production-like values: FAST's 1 s ping timeout would flap on a stalled CI machine,
     // and a flap is exactly what this test looks for
     const { sink } = await startRegistry(shared.etcd.endpoints, p, {}, { ...FAST, callTimeoutMs: 400, keepaliveTimeMs: 10_000, keepaliveTimeoutMs: 5_000 });
-    await waitFor(() => sink.synced.has('etcd'), 5000, 'initial sync');
+    await waitFor(() => sink.synced.has('etcd'), { what: 'initial sync', timeoutMs: 5000 });
     await new Promise((r) => setTimeout(r, 1500)); // more than 3 creation deadlines
     const t0 = Date.now();
     await shared.kv.put(`${p}web/late`).value('127.0.0.1:9001');
-    await waitFor(() => sink.view()['web']?.['late'] !== undefined, 2000, 'the late put');
+    await waitFor(() => sink.view()['web']?.['late'] !== undefined, { what: 'the late put', timeoutMs: 2000 });
     expect(Date.now() - t0).toBeLessThan(2000);
     // One connect, never a flap: the watch was not torn down by its creation timer.
     expect(sink.connectedHistory).toEqual([false, true]);
@@ -140,7 +124,7 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     await shared.kv.put(k('web', '1', 'url')).value('http://127.0.0.1:9002');
     await shared.kv.put(`${p}http/routers/web/rule`).value('Host(`example.com`)');
     const { sink } = await startRegistry(shared.etcd.endpoints, p, { layout: 'traefik' });
-    await waitFor(() => sink.synced.has('etcd'), 5000, 'sync');
+    await waitFor(() => sink.synced.has('etcd'), { what: 'sync', timeoutMs: 5000 });
     expect(sink.view()).toEqual({ web: { '0': 'http://127.0.0.1:9001', '1': 'http://127.0.0.1:9002' } });
     expect(sink.member('web', '0')?.weight).toBe(4);
     expect(sink.member('web', '1')?.weight).toBe(1);
@@ -149,7 +133,7 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     await shared.kv.put(k('web', '1', 'weight')).value('7');
     await shared.kv.put(k('web', '2', 'url')).value('http://127.0.0.1:9003');
     await shared.kv.delete().key(k('web', '0', 'url'));
-    await waitFor(() => sink.member('web', '2') !== undefined && sink.member('web', '0') === undefined, 5000, 'traefik events');
+    await waitFor(() => sink.member('web', '2') !== undefined && sink.member('web', '0') === undefined, { what: 'traefik events', timeoutMs: 5000 });
     expect(sink.member('web', '1')?.weight).toBe(7);
     expect(sink.view()).toEqual({ web: { '1': 'http://127.0.0.1:9002', '2': 'http://127.0.0.1:9003' } });
   });
@@ -169,11 +153,11 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     expect(sink.replaceAllCalls).toBe(0);
     await shared.kv.put(`${p}web/b`).value('127.0.0.1:9002');
     proxy.restore();
-    await waitFor(() => sink.synced.has('etcd'), 5000, 'sync after etcd became reachable');
+    await waitFor(() => sink.synced.has('etcd'), { what: 'sync after etcd became reachable', timeoutMs: 5000 });
     expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
-    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    await waitFor(() => sink.connected.get('etcd') === true, { what: 'connected', timeoutMs: 5000 });
     await shared.kv.put(`${p}web/c`).value('127.0.0.1:9003');
-    await waitFor(() => sink.member('web', 'c') !== undefined, 5000, 'watch after late start');
+    await waitFor(() => sink.member('web', 'c') !== undefined, { what: 'watch after late start', timeoutMs: 5000 });
   });
 
   it('a dead endpoint never blocks close()', async () => {
@@ -195,7 +179,7 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
     expect(sink.replaceAllCalls).toBe(1);
     proxy.restore();
-    await waitFor(() => sink.member('web', 'c') !== undefined && sink.member('web', 'a') === undefined, 8000, 'catch-up');
+    await waitFor(() => sink.member('web', 'c') !== undefined && sink.member('web', 'a') === undefined, { what: 'catch-up', timeoutMs: 8000 });
     expect(sink.view()).toEqual({ web: { b: 'http://127.0.0.1:9002', c: 'http://127.0.0.1:9003' } });
     expect(sink.connected.get('etcd')).toBe(true);
     // resumed from the last revision: no full resync was needed
@@ -211,11 +195,11 @@ describeEtcd('EtcdRegistry (single etcd)', () => {
     const res = await shared.kv.put(`${p}web/b`).value('127.0.0.1:9022').exec();
     await shared.kv.kv.compact({ revision: res.header.revision, physical: true });
     proxy.restore();
-    await waitFor(() => sink.events.resync === 1, 8000, 'resync after compaction');
+    await waitFor(() => sink.events.resync === 1, { what: 'resync after compaction', timeoutMs: 8000 });
     expect(sink.view()).toEqual({ web: { b: 'http://127.0.0.1:9022', d: 'http://127.0.0.1:9004' } });
-    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    await waitFor(() => sink.connected.get('etcd') === true, { what: 'connected', timeoutMs: 5000 });
     await shared.kv.put(`${p}web/e`).value('127.0.0.1:9005');
-    await waitFor(() => sink.member('web', 'e') !== undefined, 5000, 'watch after resync');
+    await waitFor(() => sink.member('web', 'e') !== undefined, { what: 'watch after resync', timeoutMs: 5000 });
   });
 });
 
@@ -232,17 +216,17 @@ describeEtcd('EtcdRegistry (etcd process events)', () => {
     const p = nextPrefix();
     await kv.put(`${p}web/a`).value('127.0.0.1:9001');
     const { sink } = await startRegistry(etcd.endpoints, p);
-    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    await waitFor(() => sink.connected.get('etcd') === true, { what: 'connected', timeoutMs: 5000 });
     etcd.pause();
     try {
-      await waitFor(() => sink.connected.get('etcd') === false, 6000, 'keepalive notices the frozen etcd');
+      await waitFor(() => sink.connected.get('etcd') === false, { what: 'keepalive notices the frozen etcd', timeoutMs: 6000 });
       expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001' } });
     } finally {
       etcd.resume();
     }
     await kv.put(`${p}web/b`).value('127.0.0.1:9002');
-    await waitFor(() => sink.member('web', 'b') !== undefined, 10_000, 'change after resume');
-    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'reconnected');
+    await waitFor(() => sink.member('web', 'b') !== undefined, { what: 'change after resume', timeoutMs: 10_000 });
+    await waitFor(() => sink.connected.get('etcd') === true, { what: 'reconnected', timeoutMs: 5000 });
     expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
   });
 
@@ -255,15 +239,15 @@ describeEtcd('EtcdRegistry (etcd process events)', () => {
     await kv.put(`${p}web/a`).value('127.0.0.1:9001');
     await kv.put(`${p}web/b`).value('127.0.0.1:9002');
     const { sink } = await startRegistry(etcd.endpoints, p);
-    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    await waitFor(() => sink.connected.get('etcd') === true, { what: 'connected', timeoutMs: 5000 });
     expect(Object.keys(sink.view()).sort()).toEqual(['noise', 'web']);
     await etcd.restart({ wipe: true });
     kv = etcd.client();
     await kv.put(`${p}web/z`).value('127.0.0.1:9026');
-    await waitFor(() => sink.events.resync >= 1 && sink.member('web', 'z') !== undefined, 10_000, 'resync after wipe');
+    await waitFor(() => sink.events.resync >= 1 && sink.member('web', 'z') !== undefined, { what: 'resync after wipe', timeoutMs: 10_000 });
     expect(sink.view()).toEqual({ web: { z: 'http://127.0.0.1:9026' } });
     await kv.put(`${p}web/y`).value('127.0.0.1:9025');
-    await waitFor(() => sink.member('web', 'y') !== undefined, 5000, 'watch on the new store');
+    await waitFor(() => sink.member('web', 'y') !== undefined, { what: 'watch on the new store', timeoutMs: 5000 });
   });
 
   it('3-member cluster: stopping any member does not stop updates', async () => {
@@ -271,14 +255,14 @@ describeEtcd('EtcdRegistry (etcd process events)', () => {
     servers.push(cluster);
     const p = nextPrefix();
     const { sink } = await startRegistry(cluster.endpoints, p);
-    await waitFor(() => sink.connected.get('etcd') === true, 5000, 'connected');
+    await waitFor(() => sink.connected.get('etcd') === true, { what: 'connected', timeoutMs: 5000 });
     // Stop each member in turn, so the one the watch is attached to is certainly among them.
     for (let i = 0; i < 3; i++) {
       await cluster.stopMember(i);
       const other = cluster.members[(i + 1) % 3] as EtcdServer;
       const kv = other.client();
       await kv.put(`${p}web/m${i}`).value(`127.0.0.1:${9100 + i}`);
-      await waitFor(() => sink.member('web', `m${i}`) !== undefined, 10_000, `update with member ${i} stopped`);
+      await waitFor(() => sink.member('web', `m${i}`) !== undefined, { what: `update with member ${i} stopped`, timeoutMs: 10_000 });
       await cluster.startMember(i);
     }
     expect(sink.view()).toEqual({ web: { m0: 'http://127.0.0.1:9100', m1: 'http://127.0.0.1:9101', m2: 'http://127.0.0.1:9102' } });
@@ -296,10 +280,10 @@ describeEtcd('EtcdRegistry (etcd process events)', () => {
     const env = { ETCD_U: 'root', ETCD_P: 'rootpw', ETCD_BAD: 'nope' };
     const auth = { usernameEnv: 'ETCD_U', passwordEnv: 'ETCD_P' };
     const { sink } = await startRegistry(etcd.endpoints, p, auth, { ...FAST, env });
-    await waitFor(() => sink.synced.has('etcd'), 5000, 'authenticated sync');
+    await waitFor(() => sink.synced.has('etcd'), { what: 'authenticated sync', timeoutMs: 5000 });
     expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001' } });
     await kv.put(`${p}web/b`).value('127.0.0.1:9002');
-    await waitFor(() => sink.member('web', 'b') !== undefined, 5000, 'authenticated watch');
+    await waitFor(() => sink.member('web', 'b') !== undefined, { what: 'authenticated watch', timeoutMs: 5000 });
 
     const bad = await startRegistry(etcd.endpoints, p, { usernameEnv: 'ETCD_U', passwordEnv: 'ETCD_BAD' }, { ...FAST, env });
     await new Promise((r) => setTimeout(r, 1000));
@@ -316,9 +300,9 @@ describeEtcd('EtcdRegistry (etcd process events)', () => {
     const p = nextPrefix();
     await kv.put(`${p}web/a`).value('127.0.0.1:9001');
     const { sink } = await startRegistry(etcd.endpoints, p, { tls: { ca: tls.ca, cert: tls.clientCert, key: tls.clientKey } });
-    await waitFor(() => sink.synced.has('etcd'), 5000, 'TLS sync');
+    await waitFor(() => sink.synced.has('etcd'), { what: 'TLS sync', timeoutMs: 5000 });
     expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001' } });
     await kv.put(`${p}web/b`).value('127.0.0.1:9002');
-    await waitFor(() => sink.member('web', 'b') !== undefined, 5000, 'TLS watch');
+    await waitFor(() => sink.member('web', 'b') !== undefined, { what: 'TLS watch', timeoutMs: 5000 });
   });
 });

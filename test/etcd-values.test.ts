@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { assembleKeyspace, createKeyspaceModel } from '../src/registry/keyspace.js';
 import {
-  normaliseOrigin,
   parseDroverKey,
   parseMemberValue,
   parseTraefikKey,
@@ -10,45 +9,6 @@ import {
 import { Backoff } from '../src/registry/backoff.js';
 
 const P = '/drover/services/';
-
-describe('normaliseOrigin', () => {
-  const cases: [string, string | null][] = [
-    ['10.0.0.5:8080', 'http://10.0.0.5:8080'],
-    ['  10.0.0.5:8080\n', 'http://10.0.0.5:8080'],
-    ['http://10.0.0.5:8080', 'http://10.0.0.5:8080'],
-    ['http://10.0.0.5:8080/', 'http://10.0.0.5:8080'],
-    ['HTTP://Example.COM:81', 'http://example.com:81'],
-    ['http://example.com:80', 'http://example.com:80'],
-    ['http://example.com', null], // the port is never guessed
-    ['http://h\t1:80', null],
-    ['10.0.0.5:80\x01', null],
-    ['10.0.0.5 :8080', null],
-    ['10.0.0.5:0', null],
-    ['http://10.0.0.5:0', null],
-    ['example.com:80', 'http://example.com:80'],
-    ['[::1]:9000', 'http://[::1]:9000'],
-    ['http://[::1]:9000', 'http://[::1]:9000'],
-    ['example.com', null], // bare form needs its port
-    ['https://10.0.0.5:8443', 'https://10.0.0.5:8443'],
-    ['https://api.internal', null], // nor 443
-    ['https://api.internal:443', 'https://api.internal:443'],
-    ['h2c://10.0.0.5:50051', 'h2c://10.0.0.5:50051'],
-    ['H2C://[::1]:80/', 'h2c://[::1]:80'],
-    ['h2c://10.0.0.5', null], // h2c has no default port
-    ['ftp://10.0.0.5:21', null],
-    ['http://10.0.0.5:8080/api', null],
-    ['http://10.0.0.5:8080?x=1', null],
-    ['http://u:p@10.0.0.5:8080', null],
-    ['10.0.0.5:99999', null],
-    ['', null],
-    ['http://', null],
-  ];
-  it.each(cases)('%j -> %j', (input, want) => {
-    const got = normaliseOrigin(input);
-    if (want === null) expect(got.ok).toBe(false);
-    else expect(got).toEqual({ ok: true, value: want });
-  });
-});
 
 describe('parseMemberValue', () => {
   const cases: [string, unknown][] = [

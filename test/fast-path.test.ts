@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { REFUSING_PORT, startBackend, type TestBackend } from './helpers/backends.js';
 import { scrapeSum } from './helpers/metrics.js';
-import { eventually, ok, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+import { ok, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+import { waitFor, eventually } from './helpers/wait.js';
 
 /** What the scripted backend answers, by request path. */
 const ANSWERS: Record<string, string> = {
@@ -333,7 +334,7 @@ describe('everything else is handed to node:http on the same connection', () => 
     const req = GET('/cl');
     c.send(req.slice(0, 20));
     // handed over on the first read, before the rest is sent
-    expect(await eventually(async () => (await handovers('incomplete')) === before + 1)).toBe(true);
+    await waitFor(async () => (await handovers('incomplete')) === before + 1);
     c.send(req.slice(20));
     expect((await c.read()).body).toBe('hello');
     c.destroy();
@@ -369,7 +370,7 @@ describe('everything else is handed to node:http on the same connection', () => 
     const head = `POST /cl HTTP/1.1\r\nHost: example.test\r\nContent-Length: ${body.length}\r\n\r\n`;
     if (size < 0) {
       c.send(head);
-      expect(await eventually(async () => (await handovers('incomplete')) === before + 1)).toBe(true);
+      await waitFor(async () => (await handovers('incomplete')) === before + 1);
       c.send(body);
     } else c.send(head + body);
     expect((await c.read()).body).toBe('hello');
@@ -505,7 +506,7 @@ describe('requests that arrive while a response is in flight', () => {
     raw.reset();
     const c = new RawClient(fast.port);
     c.send(GET('/slow'));
-    expect(await eventually(() => raw.heads.length === 1)).toBe(true); // read (and forwarded) on its own
+    await waitFor(() => raw.heads.length === 1); // read (and forwarded) on its own
     c.send(GET('/cl'));
     expect((await c.read()).body).toBe('slow');
     expect((await c.read()).body).toBe('hello');
@@ -520,7 +521,7 @@ describe('requests that arrive while a response is in flight', () => {
     raw.reset();
     const c = new RawClient(fast.port);
     c.send(GET('/slow'));
-    expect(await eventually(() => raw.heads.length === 1)).toBe(true);
+    await waitFor(() => raw.heads.length === 1);
     c.send('POST /cl HTTP/1.1\r\nHost: example.test\r\nContent-Length: 4\r\n\r\nbody');
     expect((await c.read()).body).toBe('slow');
     expect((await c.read()).body).toBe('hello');
@@ -532,7 +533,7 @@ describe('requests that arrive while a response is in flight', () => {
     raw.reset();
     const c = new RawClient(fast.port);
     c.send(GET('/slow'));
-    expect(await eventually(() => raw.heads.length === 1)).toBe(true);
+    await waitFor(() => raw.heads.length === 1);
     const n = 1_500;
     let flood = '';
     for (let i = 0; i < n; i++) flood += GET(`/n${i}`);
@@ -580,10 +581,10 @@ describe('fast path connection lifecycle', () => {
       const before = await scrapeSum(d.adminPort, 'drover_requests_total', { code: '499' });
       const c = new RawClient(d.port);
       c.send(GET('/hang'));
-      expect(await eventually(() => raw.heads.length === 1, 3_000)).toBe(true);
+      await waitFor(() => raw.heads.length === 1, 3_000);
       c.halfClose();
       expect(await c.waitClosed(3_000)).toBe(true);
-      expect(await eventually(async () => (await scrapeSum(d.adminPort, 'drover_requests_total', { code: '499' })) === before + 1, 3_000)).toBe(true);
+      await waitFor(async () => (await scrapeSum(d.adminPort, 'drover_requests_total', { code: '499' })) === before + 1, 3_000);
     }
   });
 
@@ -591,9 +592,9 @@ describe('fast path connection lifecycle', () => {
     raw.reset();
     const c = new RawClient(fast.port);
     c.send(GET('/hang'));
-    expect(await eventually(() => raw.heads.length === 1, 3_000)).toBe(true);
+    await waitFor(() => raw.heads.length === 1, 3_000);
     c.destroy();
     // the backend's connection is closed by undici's abort
-    expect(await eventually(async () => (await scrapeSum(fast.adminPort, 'drover_requests_total', { code: '499' })) >= 1, 3_000)).toBe(true);
+    await waitFor(async () => (await scrapeSum(fast.adminPort, 'drover_requests_total', { code: '499' })) >= 1, 3_000);
   });
 });

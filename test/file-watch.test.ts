@@ -8,13 +8,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { watchFile, type FileWatcher } from '../src/core/file-watch.js';
+import { waitFor } from './helpers/wait.js';
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond() && Date.now() < end) await sleep(10);
-}
 
 describe('watchFile', () => {
   let dir = '';
@@ -36,7 +32,7 @@ describe('watchFile', () => {
   it('one write: delivered once', async () => {
     const { file, seen } = setup(30);
     writeFileSync(file, 'two\n');
-    await until(() => seen.length > 0);
+    await waitFor(() => seen.length > 0, 5000);
     await sleep(200);
     expect(seen).toEqual(['two\n']);
   });
@@ -48,7 +44,7 @@ describe('watchFile', () => {
     writeFileSync(file, '');
     await sleep(330);
     writeFileSync(file, 'whole\n');
-    await until(() => seen.length > 0);
+    await waitFor(() => seen.length > 0, 5000);
     await sleep(800);
     expect(seen).toEqual(['whole\n']);
   });
@@ -58,7 +54,7 @@ describe('watchFile', () => {
     const tmp = path.join(dir, 'f.yaml.tmp');
     writeFileSync(tmp, 'renamed\n');
     renameSync(tmp, file);
-    await until(() => seen.length > 0);
+    await waitFor(() => seen.length > 0, 5000);
     expect(seen).toEqual(['renamed\n']);
   });
 

@@ -12,7 +12,8 @@ import { Pool, type Dispatcher } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { H1Upstream, type H1UpstreamOptions } from '../src/proxy/h1-upstream.js';
 import { internals } from '../src/proxy/internals.js';
-import { eventually, ok, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+import { ok, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 interface Outcome {
   status?: number;
@@ -193,7 +194,7 @@ describe.runIf(internals !== undefined)('H1Upstream', () => {
       const u = upstream(raw);
       await call(u, {});
       expect(u.stats.open).toBe(1);
-      expect(await eventually(() => u.stats.open === 0, 3_000)).toBe(true);
+      await waitFor(() => u.stats.open === 0, 3_000);
       expect(raw.open).toBe(0);
     });
 
@@ -202,7 +203,7 @@ describe.runIf(internals !== undefined)('H1Upstream', () => {
       await call(u, {});
       await new Promise((r) => setTimeout(r, 150));
       expect(u.stats.open).toBe(1);
-      expect(await eventually(() => u.stats.open === 0, 2_000)).toBe(true);
+      await waitFor(() => u.stats.open === 0, 2_000);
     });
   });
 
@@ -235,7 +236,7 @@ describe.runIf(internals !== undefined)('H1Upstream', () => {
       expect(r.error?.code).toBe('UND_ERR_HEADERS_TIMEOUT');
       expect(Date.now() - t0).toBeGreaterThanOrEqual(290);
       expect(Date.now() - t0).toBeLessThan(1_500);
-      expect(await eventually(() => raw.open === 0, 2_000)).toBe(true);
+      await waitFor(() => raw.open === 0, 2_000);
     });
 
     it('a stalled body: UND_ERR_BODY_TIMEOUT after bodyTimeout of silence; not while the handler holds it paused', async () => {
@@ -313,7 +314,7 @@ describe.runIf(internals !== undefined)('H1Upstream', () => {
       const u = upstream(raw);
       expect((await call(u, {})).body).toBe('one');
       first?.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nevil');
-      expect(await eventually(() => u.stats.open === 0, 2_000)).toBe(true);
+      await waitFor(() => u.stats.open === 0, 2_000);
       expect((await call(u, {})).body).toBe('one');
       expect(raw.connections).toBe(2);
     });
@@ -326,7 +327,7 @@ describe.runIf(internals !== undefined)('H1Upstream', () => {
       let controller: Dispatcher.DispatchController | undefined;
       const aborted = call(u, {}, undefined);
       void aborted.then(() => undefined);
-      await eventually(() => raw.heads.length === 1, 2_000);
+      await waitFor(() => raw.heads.length === 1, 2_000);
       // the controller the handler was given at the start
       controller = (await Promise.race([aborted, Promise.resolve(undefined)]))?.controller;
       expect(controller).toBeUndefined();
@@ -338,10 +339,10 @@ describe.runIf(internals !== undefined)('H1Upstream', () => {
           // aborted below
         },
       });
-      await eventually(() => raw.heads.length === 2, 2_000);
+      await waitFor(() => raw.heads.length === 2, 2_000);
       controller?.abort(new Error('client left'));
       expect(controller?.aborted).toBe(true);
-      expect(await eventually(() => raw.open === 1, 2_000)).toBe(true);
+      await waitFor(() => raw.open === 1, 2_000);
       await new Promise((r) => setTimeout(r, 200));
       // two connections were opened (one per request); the aborted one closed, none replaced it
       expect([raw.connections, raw.open, u.stats.open]).toEqual([2, 1, 1]);
@@ -371,7 +372,7 @@ describe.runIf(internals !== undefined)('H1Upstream', () => {
       raw.respond((s) => setTimeout(() => s.write(ok('late')), 200));
       const u = upstream(raw);
       const inFlight = call(u, {});
-      await eventually(() => raw.heads.length === 1, 2_000);
+      await waitFor(() => raw.heads.length === 1, 2_000);
       let closed = false;
       const closing = u.close().then(() => (closed = true));
       expect((await call(u, {})).error?.code).toBe('UND_ERR_CLOSED');
@@ -379,14 +380,14 @@ describe.runIf(internals !== undefined)('H1Upstream', () => {
       expect((await inFlight).body).toBe('late');
       await closing;
       expect(u.stats.open).toBe(0);
-      expect(await eventually(() => raw.open === 0, 2_000)).toBe(true);
+      await waitFor(() => raw.open === 0, 2_000);
     });
 
     it('destroy(): a request in flight fails with UND_ERR_DESTROYED', async () => {
       raw.respond(() => undefined);
       const u = upstream(raw);
       const inFlight = call(u, {});
-      await eventually(() => raw.heads.length === 1, 2_000);
+      await waitFor(() => raw.heads.length === 1, 2_000);
       await u.destroy();
       expect((await inFlight).error?.code).toBe('UND_ERR_DESTROYED');
     });

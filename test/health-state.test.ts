@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { ServiceHealth, ejectionDuration, formatDuration, isPassiveFailure } from '../health/state.js';
+import { ServiceHealth, ejectionDuration, isPassiveFailure } from '../health/state.js';
+import { formatDuration } from '../health/duration.js';
 import { HealthStore } from '../health/store.js';
 import type {
   ActiveCheckConfig,
@@ -12,6 +13,7 @@ import type {
   PassiveOutcome,
   ServiceHealthConfig,
 } from '../health/types.js';
+import { waitFor } from './helpers/wait.js';
 
 const ACTIVE: ActiveCheckConfig = {
   path: '/healthz',
@@ -633,17 +635,6 @@ describe('helpers', () => {
   ])('isPassiveFailure($o) = $failed', ({ o, failed }) => {
     expect(isPassiveFailure(o)).toBe(failed);
   });
-
-  it.each([
-    [250, '250ms'],
-    [1000, '1s'],
-    [30_000, '30s'],
-    [90_000, '90s'],
-    [120_000, '2m'],
-    [1500, '1500ms'],
-  ])('formatDuration(%i) = %s', (ms, want) => {
-    expect(formatDuration(ms)).toBe(want);
-  });
 });
 
 describe('invariants under random inputs (fast-check)', () => {
@@ -791,8 +782,7 @@ describe('HealthStore', () => {
     sh.passiveResult('a', CONNECT, Date.now());
     sh.passiveResult('a', CONNECT, Date.now());
     expect(sh.snapshot('a')?.state).toBe('ejected');
-    const deadline = Date.now() + 5000;
-    while (sh.snapshot('a')?.state === 'ejected' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => sh.snapshot('a')?.state !== 'ejected', { what: 'the ejection to end', timeoutMs: 5000, everyMs: 10 });
     expect(sh.snapshot('a')?.state).toBe('unknown');
     expect(trans.map((t) => t.to)).toEqual(['ejected', 'unknown']);
     store.close();
@@ -806,8 +796,7 @@ describe('HealthStore', () => {
     sh.setDraining('a', 'admin', true, Date.now());
     expect(sh.passiveResult('a', CONNECT, Date.now())).toEqual([]);
     expect(sh.snapshot('a')?.ejectedUntil).toBeDefined();
-    const deadline = Date.now() + 5000;
-    while (sh.snapshot('a')?.ejectedUntil !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => sh.snapshot('a')?.ejectedUntil === undefined, { what: 'the ejection to end', timeoutMs: 5000, everyMs: 10 });
     expect(sh.snapshot('a')?.ejectedUntil).toBeUndefined();
     expect(sh.passiveResult('b', CONNECT, Date.now()).map((t) => t.to)).toEqual(['ejected']);
     store.close();
@@ -826,8 +815,7 @@ describe('HealthStore', () => {
     const sh = store.service('web', { passive: { consecutiveFailures: 1, ejection: 20, maxEjectedPercent: 100 } });
     sh.add('a', Date.now());
     sh.passiveResult('a', CONNECT, Date.now());
-    const deadline = Date.now() + 5000;
-    while (errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await waitFor(() => errors.length > 0, { what: 'the listener error', timeoutMs: 5000, everyMs: 10 });
     expect(errors).toHaveLength(1);
     expect(sh.snapshot('a')?.state).toBe('unknown');
     store.close();

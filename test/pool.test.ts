@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { ServicePool, SLOW_START_FLOOR } from '../routing/pool.js';
+import { ServicePool, SLOW_START_FLOOR, servingLevel } from '../routing/pool.js';
 import type { ServicePoolOptions } from '../routing/pool.js';
 import { POLICIES } from '../routing/policies.js';
 import type { Backend } from '../routing/backend.js';
@@ -230,6 +230,52 @@ describe('ServicePool availability (health is its only owner)', () => {
     p.setAvailable('a', 'failed');
     p.setAvailable('a', 'failed');
     expect(changes).toHaveBeenCalledTimes(1);
+  });
+});
+
+describe('ServicePool priority levels (SRV priority: the lowest level with an available member serves)', () => {
+  it.each([
+    // id:flag:priority with a = available, f = failed, p = pending, d = draining
+    { threshold: 0, members: ['a:a:0', 'b:a:0', 'c:a:1'], panic: false, cands: ['a', 'b'], level: 0 },
+    { threshold: 0, members: ['a:f:0', 'b:a:0', 'c:a:1'], panic: false, cands: ['b'], level: 0 },
+    // every member of level 0 down: level 1 serves
+    { threshold: 0, members: ['a:f:0', 'b:f:0', 'c:a:1', 'd:a:2'], panic: false, cands: ['c'], level: 1 },
+    { threshold: 0, members: ['a:d:0', 'b:f:0', 'c:f:1', 'd:a:2'], panic: false, cands: ['d'], level: 2 },
+    // panic is judged within the serving level: 1 of 4 available at level 0 -> level 0's failed serve too, never level 1
+    { threshold: 50, members: ['a:a:0', 'b:f:0', 'c:f:0', 'd:f:0', 'e:a:1'], panic: true, cands: ['a', 'b', 'c', 'd'], level: 0 },
+    // nothing available anywhere: every level counts, panic over all of them
+    { threshold: 50, members: ['a:f:0', 'b:f:1'], panic: true, cands: ['a', 'b'], level: undefined },
+    { threshold: 0, members: ['a:f:0', 'b:f:1'], panic: false, cands: [], level: undefined },
+    // nothing available, level 0 waiting for its first verdict: level 0 (requests wait for it)
+    { threshold: 50, members: ['a:p:0', 'b:f:1'], panic: false, cands: [], level: 0 },
+    // a fallback already available does not wait for level 0's verdicts, and a pending level-0 member does not stop it
+    { threshold: 0, members: ['a:p:0', 'b:a:1'], panic: false, cands: ['b'], level: 1 },
+    { threshold: 0, members: ['a:p:0', 'b:f:0', 'c:a:1'], panic: false, cands: ['c'], level: 1 },
+    // a lower number wins whatever the order of the members
+    { threshold: 0, members: ['a:a:20', 'b:a:10', 'c:a:10'], panic: false, cands: ['b', 'c'], level: 10 },
+  ])('threshold $threshold, members $members', ({ threshold, members, panic, cands, level }) => {
+    const p = pool({ panicThreshold: threshold });
+    p.batch(() => {
+      p.sync(members.map((s) => m(s.split(':')[0]!, { priority: Number(s.split(':')[2]) })));
+      for (const s of members) p.setAvailable(s.split(':')[0]!, AVAILABILITY[s.split(':')[1] as keyof typeof AVAILABILITY]);
+    });
+    expect(servingLevel(p.backends().map((backend) => ({ backend })))).toBe(level);
+    expect(p.panic).toBe(panic);
+    expect(ids(p.candidates())).toEqual(cands);
+    expect(picked(p, 40)).toEqual(cands.length === 0 ? new Set([undefined]) : new Set(cands));
+  });
+
+  it('a fallback serves while the primary level is down and stops once a primary member is back; a priority change applies', () => {
+    const p = pool();
+    up(p, [m('a', { priority: 0 }), m('b', { priority: 1 })]);
+    expect(ids(p.candidates())).toEqual(['a']);
+    p.setAvailable('a', 'failed');
+    expect(ids(p.candidates())).toEqual(['b']);
+    p.setAvailable('a', 'available');
+    expect(ids(p.candidates())).toEqual(['a']);
+    const { updated } = p.sync([m('a', { priority: 2 }), m('b', { priority: 1 })]);
+    expect(ids(updated)).toEqual(['a']);
+    expect(ids(p.candidates())).toEqual(['b']);
   });
 });
 

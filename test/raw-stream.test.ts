@@ -9,7 +9,7 @@ import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { adoptHandle, interceptAccept, internals } from '../src/proxy/internals.js';
 import { RawStream } from '../src/proxy/raw-stream.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 /** A RawStream that records what happens to it. */
 class Recorder extends RawStream {
@@ -72,7 +72,6 @@ async function connect(): Promise<Pair> {
   return pair;
 }
 
-const until = (ok: () => boolean): Promise<void> => waitUntil(ok, 3_000);
 
 function collect(s: net.Socket): { text: () => string; ended: () => boolean; closed: () => boolean } {
   const chunks: Buffer[] = [];
@@ -88,9 +87,9 @@ describe.runIf(internals !== undefined)('RawStream on a bare TCP handle', () => 
   it('reads what the client sends and knows its address', async () => {
     const { client, stream } = await connect();
     client.write('abc');
-    await until(() => stream.text() === 'abc');
+    await waitFor(() => stream.text() === 'abc', 3_000);
     client.write('def');
-    await until(() => stream.text() === 'abcdef');
+    await waitFor(() => stream.text() === 'abcdef', 3_000);
     expect(stream.remoteAddress).toBe('127.0.0.1');
     expect(stream.bytesMoved).toBe(6);
   });
@@ -99,7 +98,7 @@ describe.runIf(internals !== undefined)('RawStream on a bare TCP handle', () => 
     const { client, stream } = await connect();
     const got = collect(client);
     expect([stream.send('HTTP '), stream.send(Buffer.from([0xe9, 0x41])), stream.send('\xff end')]).toEqual([true, true, true]);
-    await until(() => got.text().length === 12);
+    await waitFor(() => got.text().length === 12, 3_000);
     expect(got.text()).toBe('HTTP \xe9A\xff end');
   });
 
@@ -123,7 +122,7 @@ describe.runIf(internals !== undefined)('RawStream on a bare TCP handle', () => 
     let read = 0;
     client.on('data', (d: Buffer) => (read += d.length));
     client.resume();
-    await until(() => read === sent && stream.drains > before);
+    await waitFor(() => read === sent && stream.drains > before, 3_000);
     expect(stream.pendingBytes).toBe(0);
     expect(stream.drains).toBe(before + 1);
   });
@@ -134,7 +133,7 @@ describe.runIf(internals !== undefined)('RawStream on a bare TCP handle', () => 
     const body = 'x'.repeat(300_000);
     stream.send(body);
     stream.endConnection();
-    await until(() => got.ended() && stream.events.includes('close'));
+    await waitFor(() => got.ended() && stream.events.includes('close'), 3_000);
     expect(got.text().length).toBe(body.length);
     expect(stream.send('late')).toBe(false);
   });
@@ -144,7 +143,7 @@ describe.runIf(internals !== undefined)('RawStream on a bare TCP handle', () => 
     const got = collect(client);
     stream.destroy();
     stream.destroy();
-    await until(() => got.closed() && stream.events.includes('close'));
+    await waitFor(() => got.closed() && stream.events.includes('close'), 3_000);
     await new Promise((r) => setTimeout(r, 20));
     expect(stream.events.filter((e) => e === 'close')).toEqual(['close']);
     expect(stream.send('x')).toBe(false);
@@ -154,12 +153,12 @@ describe.runIf(internals !== undefined)('RawStream on a bare TCP handle', () => 
     const { client, stream } = await connect();
     const got = collect(client);
     client.end('bye');
-    await until(() => stream.events.includes('end'));
+    await waitFor(() => stream.events.includes('end'), 3_000);
     expect(stream.events).toEqual(['data', 'end']);
     expect(stream.text()).toBe('bye');
     stream.send('ok');
     stream.endConnection();
-    await until(() => got.ended());
+    await waitFor(() => got.ended(), 3_000);
     expect(got.text()).toBe('ok');
   });
 
@@ -171,24 +170,24 @@ describe.runIf(internals !== undefined)('RawStream on a bare TCP handle', () => 
     expect(stream.chunks).toEqual([]);
     stream.resumeReading();
     stream.resumeReading();
-    await until(() => stream.text() === 'early');
+    await waitFor(() => stream.text() === 'early', 3_000);
     client.write('!');
-    await until(() => stream.text() === 'early!');
+    await waitFor(() => stream.text() === 'early!', 3_000);
     expect(stream.destroyed).toBe(false);
   });
 
   it('release + adoptHandle: a net.Socket on the same connection, the bytes already read first', async () => {
     const { server, client, stream } = await connect();
     client.write('hello ');
-    await until(() => stream.text() === 'hello ');
+    await waitFor(() => stream.text() === 'hello ', 3_000);
     const socket = adoptHandle(server, stream.release().handle, Buffer.from('hello '));
     const got = collect(socket);
     socket.resume();
     client.write('world');
-    await until(() => got.text() === 'hello world');
+    await waitFor(() => got.text() === 'hello world', 3_000);
     socket.write('pong');
     const back = collect(client);
-    await until(() => back.text() === 'pong');
+    await waitFor(() => back.text() === 'pong', 3_000);
     // the stream let go: its events stop, the socket owns the connection
     expect(stream.events).toEqual(['data']);
     socket.destroy();
@@ -198,18 +197,18 @@ describe.runIf(internals !== undefined)('RawStream on a bare TCP handle', () => 
     const { server, client, stream } = await connect();
     stream.shareReads();
     client.write('one ');
-    await until(() => stream.text() === 'one ');
+    await waitFor(() => stream.text() === 'one ', 3_000);
     client.write('two ');
-    await until(() => stream.text() === 'one two ');
+    await waitFor(() => stream.text() === 'one two ', 3_000);
     const { handle, sharedReads } = stream.release();
     expect(sharedReads).toBeInstanceOf(Buffer);
     const socket = adoptHandle(server, handle, Buffer.from('early '), sharedReads);
     const got = collect(socket);
     socket.resume();
     client.write('three');
-    await until(() => got.text() === 'early three');
+    await waitFor(() => got.text() === 'early three', 3_000);
     client.end();
-    await until(() => got.ended());
+    await waitFor(() => got.ended(), 3_000);
     socket.destroy();
   });
 });

@@ -2,14 +2,15 @@
  * `drover register` as a real child process (bin/drover) against a real etcd.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Etcd3 } from 'etcd3';
 import { describeEtcd, startEtcd, type EtcdServer } from './helpers/etcd.js';
-import { defaultInstanceId, parseDurationMs, resolveRegisterFlags } from '../src/commands/register.js';
+import { defaultInstanceId, resolveRegisterFlags } from '../src/commands/register.js';
+import { waitFor } from './helpers/wait.js';
+import { startBackend } from './helpers/backends.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const bin = path.join(root, 'bin/drover');
@@ -42,33 +43,10 @@ afterEach(async () => {
   }
 });
 
-async function waitFor(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, proc?: Proc): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // retry until the deadline
-    }
-    if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${what}${proc !== undefined ? `\nstdout:\n${proc.stdout()}\nstderr:\n${proc.stderr()}` : ''}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
+/** A child's output, for a failed wait's message. */
+const output = (p: Proc): string => `stdout:\n${p.stdout()}\nstderr:\n${p.stderr()}`;
 
 describe('register flags', () => {
-  it.each([
-    ['250ms', 250],
-    ['10s', 10_000],
-    ['2m', 120_000],
-    ['7', 7000],
-    ['x', undefined],
-    ['10 parsecs', undefined],
-  ])('duration %s', (text, want) => {
-    expect(parseDurationMs(text)).toBe(want);
-  });
-
   it('resolves defaults and reports every bad flag', () => {
     const ok = resolveRegisterFlags({ etcd: 'http://a:2379, http://b:2379', service: 'web', url: '127.0.0.1:8080', health: '/healthz', prefix: '/p' });
     expect(ok).toMatchObject({
@@ -86,9 +64,17 @@ describe('register flags', () => {
     expect(defaultInstanceId('http://127.0.0.1:8080', 'host.example')).toBe('host.example-8080');
     const bad = resolveRegisterFlags({ etcd: ' ', service: 'a/b', url: 'ftp://x', ttl: '0s', weight: '-1', health: 'healthz' });
     expect(bad.ok).toBe(false);
-    if (!bad.ok) expect(bad.errors.map((e) => e.split(':')[0])).toEqual(['--etcd', '--url', '--ttl', '--weight']);
-    const badId = resolveRegisterFlags({ etcd: 'e', service: 'web', url: '127.0.0.1:1', id: 'a/b' });
+    if (!bad.ok) expect(bad.reason.map((e) => e.split(':')[0])).toEqual(['--etcd', '--url', '--ttl', '--weight']);
+    // endpoints and servers are checked as the config checks them
+    expect(resolveRegisterFlags({ etcd: 'e', service: 'web', url: '127.0.0.1:1' })).toMatchObject({ ok: false, reason: ['--etcd: "e" is not a URL (e.g. http://127.0.0.1:2379)'] });
+    expect(resolveRegisterFlags({ zookeeper: 'zk1', service: 'web', url: '127.0.0.1:1' })).toMatchObject({ ok: false, reason: [expect.stringMatching(/^--zookeeper: "zk1" is not host:port/)] });
+    expect(resolveRegisterFlags({ zookeeper: '[::1]:2181, zk2:2181', service: 'web', url: '127.0.0.1:1' })).toMatchObject({ ok: true, value: { zookeeper: '[::1]:2181,zk2:2181' } });
+    const badId = resolveRegisterFlags({ etcd: '127.0.0.1:2379', service: 'web', url: '127.0.0.1:1', id: 'a/b' });
     expect(badId.ok).toBe(false);
+    // --ttl and --weight take what the config takes (src/config/values.ts)
+    expect(resolveRegisterFlags({ etcd: '127.0.0.1:2379', service: 'web', url: '127.0.0.1:1', ttl: '1m30s', weight: '0.5' })).toMatchObject({ ok: true, value: { ttlSeconds: 90, weight: 0.5 } });
+    const bareTtl = resolveRegisterFlags({ etcd: '127.0.0.1:2379', service: 'web', url: '127.0.0.1:1', ttl: '10' });
+    expect(bareTtl.ok ? [] : bareTtl.reason).toEqual(['--ttl: "10" is not a duration; write e.g. 250ms, 5s, 2m, 1h or 1m30s (a duration of at least 1s, as in the config: 10s, 1m30s)']);
   });
 });
 
@@ -110,7 +96,7 @@ describeEtcd('drover register (child process, real etcd)', () => {
     const p = prefix();
     const proc = register(['--etcd', etcd.endpoints.join(','), '--service', 'web', '--url', 'http://127.0.0.1:18080', '--id', 'i1', '--ttl', '30s', '--weight', '3', '--zone', 'z1', '--prefix', p]);
     const key = `${p}web/i1`;
-    await waitFor(async () => (await getKv(key)) !== undefined, 8000, 'key', proc);
+    await waitFor(async () => (await getKv(key)) !== undefined, { what: 'key', timeoutMs: 8000, detail: () => output(proc) });
     const got = await getKv(key);
     expect(got?.lease).not.toBe('0');
     expect(JSON.parse(got?.value.toString() ?? '')).toEqual({ url: 'http://127.0.0.1:18080', weight: 3, zone: 'z1', draining: false, meta: {} });
@@ -131,7 +117,7 @@ describeEtcd('drover register (child process, real etcd)', () => {
     const p = prefix();
     const proc = register(['--etcd', etcd.endpoints[0] as string, '--service', 'api', '--url', '127.0.0.1:18081', '--ttl', '30s', '--prefix', p]);
     const key = `${p}api/${defaultInstanceId('http://127.0.0.1:18081', os.hostname())}`;
-    await waitFor(async () => (await getKv(key)) !== undefined, 8000, 'key with default id', proc);
+    await waitFor(async () => (await getKv(key)) !== undefined, { what: 'key with default id', timeoutMs: 8000, detail: () => output(proc) });
     proc.child.kill('SIGINT');
     expect(await proc.exited).toBe(0);
     expect(await getKv(key)).toBeUndefined();
@@ -140,28 +126,28 @@ describeEtcd('drover register (child process, real etcd)', () => {
   it('--health: key removed after 2 failures, back after 2 passes', async () => {
     let status = 200;
     const served: number[] = [];
-    const server = http.createServer((req, res) => {
+    const server = await startBackend('health');
+    server.behave((req, res) => {
       served.push(status);
       res.writeHead(status, { 'content-type': 'text/plain' });
       res.end(req.url);
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
     try {
-      const port = (server.address() as { port: number }).port;
+      const port = server.port;
       const p = prefix();
       const proc = register(['--etcd', etcd.endpoints[0] as string, '--service', 'web', '--url', `http://127.0.0.1:${port}`, '--id', 'h1', '--ttl', '30s', '--health', '/healthz', '--prefix', p]);
       const key = `${p}web/h1`;
-      await waitFor(async () => (await getKv(key)) !== undefined, 8000, 'key after passing checks', proc);
+      await waitFor(async () => (await getKv(key)) !== undefined, { what: 'key after passing checks', timeoutMs: 8000, detail: () => output(proc) });
       expect(served.filter((s) => s === 200).length).toBeGreaterThanOrEqual(2);
 
       status = 500;
       const flip = served.length;
-      await waitFor(async () => (await getKv(key)) === undefined, 8000, 'key removed after failures', proc);
+      await waitFor(async () => (await getKv(key)) === undefined, { what: 'key removed after failures', timeoutMs: 8000, detail: () => output(proc) });
       expect(served.slice(flip).filter((s) => s === 500).length).toBeGreaterThanOrEqual(2);
 
       status = 200;
       const back = served.length;
-      await waitFor(async () => (await getKv(key)) !== undefined, 8000, 'key back after passes', proc);
+      await waitFor(async () => (await getKv(key)) !== undefined, { what: 'key back after passes', timeoutMs: 8000, detail: () => output(proc) });
       expect(served.slice(back).filter((s) => s === 200).length).toBeGreaterThanOrEqual(2);
 
       proc.child.kill('SIGTERM');
@@ -176,7 +162,7 @@ describeEtcd('drover register (child process, real etcd)', () => {
     const p = prefix();
     const proc = register(['--etcd', etcd.endpoints[0] as string, '--service', 'web', '--url', '127.0.0.1:18082', '--id', 'r1', '--ttl', '2s', '--prefix', p]);
     const key = `${p}web/r1`;
-    await waitFor(async () => (await getKv(key)) !== undefined, 8000, 'key', proc);
+    await waitFor(async () => (await getKv(key)) !== undefined, { what: 'key', timeoutMs: 8000, detail: () => output(proc) });
     const lease1 = (await getKv(key))?.lease as string;
 
     // lease revoked by someone else -> a new lease and the key again
@@ -184,23 +170,23 @@ describeEtcd('drover register (child process, real etcd)', () => {
     await waitFor(async () => {
       const cur = await getKv(key);
       return cur !== undefined && cur.lease !== lease1;
-    }, 8000, 'key re-created after lease revoke', proc);
+    }, { what: 'key re-created after lease revoke', timeoutMs: 8000, detail: () => output(proc) });
 
     // key deleted by hand -> put back on the live lease
     await kv.delete().key(key);
-    await waitFor(async () => (await getKv(key)) !== undefined, 8000, 'key re-created after delete', proc);
+    await waitFor(async () => (await getKv(key)) !== undefined, { what: 'key re-created after delete', timeoutMs: 8000, detail: () => output(proc) });
 
     // etcd restarted with the same data: the key outlives 2x its TTL, so keepalives resumed
     await etcd.restart();
     kv = etcd.client();
     await new Promise((r) => setTimeout(r, 4500));
-    await waitFor(async () => (await getKv(key)) !== undefined, 8000, 'key after restart', proc);
+    await waitFor(async () => (await getKv(key)) !== undefined, { what: 'key after restart', timeoutMs: 8000, detail: () => output(proc) });
 
     // etcd wiped: lease and key are gone -> both re-created
     await etcd.restart({ wipe: true });
     kv = etcd.client();
     // The store is new, so a key in it was re-created (possibly before this line runs).
-    await waitFor(async () => (await getKv(key)) !== undefined, 10_000, 'key re-created after wipe', proc);
+    await waitFor(async () => (await getKv(key)) !== undefined, { what: 'key re-created after wipe', timeoutMs: 10_000, detail: () => output(proc) });
     const lease3 = (await getKv(key))?.lease ?? '0';
     expect(Number((await kv.leaseClient.leaseTimeToLive({ ID: lease3 })).TTL)).toBeGreaterThan(0);
 

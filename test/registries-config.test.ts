@@ -107,9 +107,14 @@ describe('skydns layout', () => {
     const { services, invalid } = assembleKeyspace('skydns', '/skydns/', [
       ['/skydns/local/skydns/web/a', '{"host":"10.0.0.1","port":80}'],
       ['/skydns/local/skydns/web/b', '{"host":"10.0.0.2","port":80,"weight":3}'],
+      ['/skydns/local/skydns/web/c', '{"host":"10.0.0.4","port":80,"priority":20}'],
+      ['/skydns/local/skydns/web/d', '{"host":"10.0.0.5","port":80,"priority":0}'],
       ['/skydns/local/skydns/api/c', '{"host":"10.0.0.3"}'],
     ]);
-    expect([...services.entries()].map(([s, ms]) => [s, ms.map((m) => `${m.id}=${m.url}*${m.weight}`)])).toEqual([['web.skydns.local', ['a=http://10.0.0.1:80*1', 'b=http://10.0.0.2:80*3']]]);
+    // priority: as written, or SkyDNS's default 10
+    expect([...services.entries()].map(([s, ms]) => [s, ms.map((m) => `${m.id}=${m.url}*${m.weight}@${m.priority}`)])).toEqual([
+      ['web.skydns.local', ['a=http://10.0.0.1:80*1@10', 'b=http://10.0.0.2:80*3@10', 'c=http://10.0.0.4:80*1@20', 'd=http://10.0.0.5:80*1@0']],
+    ]);
     expect(invalid.map((i) => i.key)).toEqual(['/skydns/local/skydns/api/c']);
   });
 });

@@ -8,7 +8,7 @@ import { expect, it, describe } from 'vitest';
 import { describeEtcd, startEtcd, useSharedEtcd } from './helpers/etcd.js';
 import { startBackend, request, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { bodies, metric, pool, poolIds, uniq, waitFor } from './helpers/e2e.js';
+import { bodies, metric, pool, poolIds, uniq } from './helpers/e2e.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
 import { RemovalGuard } from '../src/registry/removal-guard.js';
 import { parseConfig } from '../src/config/load.js';
@@ -18,6 +18,7 @@ import { silentLogger } from '../src/observability/log.js';
 import { RecordingSink } from './helpers/recording-sink.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
 import type { MemberSpec } from '../routing/types.js';
+import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
 
@@ -128,18 +129,18 @@ describeEtcd('registry.etcd.min_members_ratio end to end', () => {
     const sink = new RecordingSink();
     await reg.start(sink);
     later(() => reg.close());
-    await waitFor(() => sink.connected.get('etcd') === true, 'connected');
+    await waitFor(() => sink.connected.get('etcd') === true, { what: 'connected' });
     proxy.cut();
-    await waitFor(() => sink.connected.get('etcd') === false, 'disconnect noticed');
+    await waitFor(() => sink.connected.get('etcd') === false, { what: 'disconnect noticed' });
     await shared.kv.delete().prefix(p);
     const res = await shared.kv.put('/guard-elsewhere').value('x').exec();
     await shared.kv.kv.compact({ revision: res.header.revision, physical: true });
     proxy.restore();
-    await waitFor(() => sink.events.resync === 1, 'resync after compaction', 8000);
+    await waitFor(() => sink.events.resync === 1, { what: 'resync after compaction', timeoutMs: 8000 });
     expect(sink.guarded).toBe(1);
     expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002', c: 'http://127.0.0.1:9003' } });
     await shared.kv.put(`${p}web/d`).value('127.0.0.1:9004');
-    await waitFor(() => sink.member('web', 'd') !== undefined, 'd applied');
+    await waitFor(() => sink.member('web', 'd') !== undefined, { what: 'd applied' });
     expect(sink.view()).toEqual({ web: { d: 'http://127.0.0.1:9004' } });
     expect(sink.guarded).toBe(1);
   });
@@ -155,12 +156,12 @@ describeEtcd('registry.etcd.min_members_ratio end to end', () => {
     const sink = new RecordingSink();
     await reg.start(sink);
     later(() => reg.close());
-    await waitFor(() => sink.connected.get('etcd') === true && sink.member('web', 'b') !== undefined, 'listed and watching');
+    await waitFor(() => sink.connected.get('etcd') === true && sink.member('web', 'b') !== undefined, { what: 'listed and watching' });
     await kv.delete().prefix(p);
-    await waitFor(() => sink.guarded === 1, 'wipe held');
+    await waitFor(() => sink.guarded === 1, { what: 'wipe held' });
     expect(sink.view()).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
     // no other write: the progress notification (every 1 s here, 10 min by default) confirms it
-    await waitFor(() => Object.keys(sink.view()).length === 0, 'confirmed by a progress notification', 8000);
+    await waitFor(() => Object.keys(sink.view()).length === 0, { what: 'confirmed by a progress notification', timeoutMs: 8000 });
     expect(sink.guarded).toBe(1);
   });
 
@@ -179,33 +180,33 @@ routes:
   - match: {path_prefix: /}
     service: web
 `);
-    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, 'readyz');
+    await waitFor(async () => (await request(d.adminPort, { path: '/readyz' })).status === 200, { what: 'readyz' });
     expect(await poolIds(d, 'web')).toBe('g1:unknown,g2:unknown,g3:unknown,g4:unknown,g5:unknown');
     expect(await metric(d, 'drover_registry_guarded_changes_total', { source: 'etcd' })).toBe(0);
 
     // A normal single removal (1 of 5) applies at once.
     await shared.kv.delete().key(`${prefix}web/g5`);
-    await waitFor(async () => (await poolIds(d, 'web')) === 'g1:unknown,g2:unknown,g3:unknown,g4:unknown', 'g5 removed');
+    await waitFor(async () => (await poolIds(d, 'web')) === 'g1:unknown,g2:unknown,g3:unknown,g4:unknown', { what: 'g5 removed' });
     expect(uniq(await bodies(d.port, '/', 8))).toEqual(['g1', 'g2', 'g3', 'g4']);
 
     // The whole prefix deleted in one revision: held, logged once, counted; traffic flows.
     await shared.kv.delete().prefix(prefix);
-    await waitFor(async () => (await metric(d, 'drover_registry_guarded_changes_total', { source: 'etcd' })) === 1, 'guarded change counted');
+    await waitFor(async () => (await metric(d, 'drover_registry_guarded_changes_total', { source: 'etcd' })) === 1, { what: 'guarded change counted' });
     expect(await poolIds(d, 'web')).toBe('g1:unknown,g2:unknown,g3:unknown,g4:unknown');
     expect(uniq(await bodies(d.port, '/', 8))).toEqual(['g1', 'g2', 'g3', 'g4']);
     const guardLines = (): Record<string, unknown>[] => d.logs.filter((l) => l['code'] === 'E_REGISTRY_GUARDED' && l['removed'] === 4);
-    await waitFor(() => guardLines().length > 0, 'the guard logged');
+    await waitFor(() => guardLines().length > 0, { what: 'the guard logged' });
     expect(guardLines().map((l) => [l['level'], l['members'], l['min_members_ratio']])).toEqual([[40, 4, 0.5]]);
     expect(await metric(d, 'drover_registry_events_total', { source: 'etcd', type: 'delete' })).toBe(5);
 
     // g1 written back (as its sidecar would): applied, and the others stay held.
     const g1 = bs[0] as TestBackend;
     await shared.kv.put(`${prefix}web/g1`).value(JSON.stringify({ url: g1.url, weight: 3 }));
-    await waitFor(async () => ((await pool(d, 'web')) ?? []).some((b) => b.id === 'g1' && (b as { weight?: number }).weight === 3), 'g1 updated');
+    await waitFor(async () => ((await pool(d, 'web')) ?? []).some((b) => b.id === 'g1' && (b as { weight?: number }).weight === 3), { what: 'g1 updated' });
     expect(await poolIds(d, 'web')).toBe('g1:unknown,g2:unknown,g3:unknown,g4:unknown');
     // A later revision that puts none of them back confirms the held removals.
     await shared.kv.put(`${prefix}other/x`).value(g1.url);
-    await waitFor(async () => (await poolIds(d, 'web')) === 'g1:unknown', 'held removals confirmed');
+    await waitFor(async () => (await poolIds(d, 'web')) === 'g1:unknown', { what: 'held removals confirmed' });
     expect(uniq(await bodies(d.port, '/', 4))).toEqual(['g1']);
     expect(await metric(d, 'drover_registry_guarded_changes_total', { source: 'etcd' })).toBe(1);
   });

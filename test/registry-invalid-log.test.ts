@@ -3,8 +3,8 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { createLogger } from '../src/observability/log.js';
 import { ServiceDirectory } from '../src/registry/directory.js';
-import { normaliseOrigin } from '../src/registry/etcd-values.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { parseBackendUrl } from '../src/config/values.js';
+import { waitFor } from './helpers/wait.js';
 
 describe('invalid registry entries in the log', () => {
   it('five 1 MB garbage values under one key write one short line; every one is counted', async () => {
@@ -19,12 +19,12 @@ describe('invalid registry entries in the log', () => {
     });
     const garbage = 'x'.repeat(1024 * 1024);
     for (let i = 0; i < 5; i++) {
-      const parsed = normaliseOrigin(`${garbage} ${i}`);
+      const parsed = parseBackendUrl(`${garbage} ${i}`);
       expect(parsed.ok).toBe(false);
       dir.invalidEntry('etcd', '/drover/services/web/a', parsed.ok ? '' : parsed.reason);
     }
     dir.invalidEntry('etcd', '/drover/services/web/b', 'another reason');
-    await waitUntil(() => text.includes('another reason'));
+    await waitFor(() => text.includes('another reason'));
     const lines = text.trim().split('\n');
     expect(counted).toBe(6);
     expect(lines).toHaveLength(2);

@@ -9,9 +9,10 @@
 import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { ok, startRawBackend, waitUntil, type RawBackend } from './helpers/raw-backend.js';
+import { ok, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
 import { request } from './helpers/backends.js';
 import { parseConfig } from '../src/config/load.js';
+import { waitFor } from './helpers/wait.js';
 
 /** The requests (head, body) of one connection's bytes, framed by Content-Length. */
 function requestsIn(data: string): { head: string; body: string }[] {
@@ -127,7 +128,7 @@ routes:
       for (const c of clients) c.send(1);
       const answers = await Promise.all(clients.map((c) => c.answer));
       for (const a of answers) expect(a).toMatch(/^HTTP\/1\.1 200 [^]*raw$/);
-      await waitUntil(() => raw.heads.length === n + 1);
+      await waitFor(() => raw.heads.length === n + 1);
       const got = raw.data.flatMap(requestsIn).filter((r) => r.head.startsWith('POST '));
       expect(got.map((r) => r.body).sort()).toEqual([...bodies].sort());
       for (const r of got) expect(r.head).toMatch(new RegExp(`^POST /up/${r.body.slice(0, 7)} HTTP/1.1\\r\\n[^]*content-length: ${r.body.length}(\\r\\n|$)`, 'i'));
@@ -143,7 +144,7 @@ routes:
       expect(raw.heads.map((h) => h.split(' ')[1])).toEqual(['/probe']);
       small.send(small.left);
       expect(await small.answer).toMatch(/^HTTP\/1\.1 200 /);
-      await waitUntil(() => raw.data.some((d) => d.endsWith('hello world')));
+      await waitFor(() => raw.data.some((d) => d.endsWith('hello world')));
       const chunkedReq = raw.data.flatMap(requestsIn).find((r) => r.head.startsWith('POST /up/chunked'));
       expect(chunkedReq?.body).toBe('hello world');
       expect(chunkedReq?.head).toMatch(/\r\ncontent-length: 11(\r\n|$)/i);
@@ -164,7 +165,7 @@ routes:
       const part = (c: string): string => `190\r\n${c.repeat(400)}\r\n`;
       const big = await slowClient(drover.port, `POST /up/big HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n${part('a')}${part('b')}${part('c')}0\r\n\r\n`);
       big.send(big.left - 5);
-      await waitUntil(() => raw.heads.length === 1);
+      await waitFor(() => raw.heads.length === 1);
       big.send(5);
       expect(await big.answer).toMatch(/^HTTP\/1\.1 200 /);
       const streamed = raw.data.join('');

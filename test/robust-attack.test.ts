@@ -8,7 +8,8 @@ import net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { scrapeSum } from './helpers/metrics.js';
-import { adminBackends, eventually, fdCount, ok, rawExchange, startRawBackend, waitUntil, type RawBackend } from './helpers/raw-backend.js';
+import { adminBackends, fdCount, ok, rawExchange, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+import { waitFor, eventually } from './helpers/wait.js';
 
 /** The raw backend answers every head with 200 and the request target as the body. */
 function echoTarget(b: RawBackend): void {
@@ -110,16 +111,16 @@ routes:
       const s = net.connect(drover.port, '127.0.0.1');
       s.on('error', () => undefined);
       s.write(`GET /slow HTTP/1.1\r\n${H}\r\nPOST /queued HTTP/1.1\r\n${H}Content-Length: 10\r\n\r\nabc`);
-      await waitUntil(() => raw.heads.length >= 1);
+      await waitFor(() => raw.heads.length >= 1);
       s.destroy();
-      await waitUntil(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0), 5000);
-      await waitUntil(() => raw.open <= 1, 5000);
+      await waitFor(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0), 5000);
+      await waitFor(() => raw.open <= 1, 5000);
     });
 
     it('1 000 such connections leave fds, upstream connections and drover_backend_inflight at baseline', async () => {
       // warm-up: pools, JIT, log stream; then the baseline
       for (let i = 0; i < 20; i++) await rawExchange(drover.port, `GET /warm HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
-      await waitUntil(() => raw.open === 0 || raw.open === 1);
+      await waitFor(() => raw.open === 0 || raw.open === 1);
       const pid = drover.child.pid ?? 0;
       const upstreamBefore = raw.open;
       const fdsBefore = fdCount(pid);
@@ -252,9 +253,65 @@ routes:
     });
   });
 
+  describe('item 7: 1xx from backends are swallowed, 100 Continue included', () => {
+    /** Writes `parts` to `s` one by one, 15 ms apart (separate reads on drover's side). */
+    const trickle = (s: net.Socket, parts: string[]): void => {
+      parts.forEach((p, i) => setTimeout(() => s.writable && s.write(Buffer.from(p, 'latin1')), 15 * i));
+    };
+    const upstreamErrors = (): Promise<number> => scrapeSum(drover.adminPort, 'drover_upstream_errors_total', { backend: 'raw' });
+
+    it('an unsolicited 100 (whole, split across reads, twice, beside a 103) before each answer: every request gets the answer, no backend failure', async () => {
+      const final = (t: string): string => `HTTP/1.1 200 OK\r\nContent-Length: ${t.length}\r\n\r\n${t}`;
+      const answers: ((t: string) => string[])[] = [
+        (t) => [`HTTP/1.1 100 Continue\r\n\r\n${final(t)}`],
+        (t) => ['HTTP/1.1 1', '00 Contin', 'ue\r\n\r', `\n${final(t)}`],
+        (t) => ['HTTP/1.1 100 Continue\r\n\r\n', 'HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 100\r\nX-A: b\r\n\r\n', final(t)],
+      ];
+      raw.respond((s, head, index) => trickle(s, (answers[index % answers.length] as (t: string) => string[])(head.split(' ')[1] ?? '')));
+      const before = await upstreamErrors();
+      // one client connection, requests one after another: each answer on the same upstream connection
+      const s = net.connect(drover.port, '127.0.0.1');
+      s.on('error', () => undefined);
+      let text = '';
+      s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+      for (let i = 1; i <= 9; i++) {
+        s.write(`GET /c${i} HTTP/1.1\r\n${H}\r\n`);
+        await waitFor(() => text.endsWith(`\r\n\r\n/c${i}`), 5000);
+      }
+      s.destroy();
+      const statuses = [...text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
+      expect(statuses).toEqual(Array(9).fill('200'));
+      // all nine on one upstream connection (a kept-alive one from an earlier test, or a new one)
+      expect(raw.data.filter((d) => d.includes('GET /c')).map((d) => d.match(/GET \/c\d/g)?.length)).toEqual([9]);
+      expect(await upstreamErrors()).toBe(before);
+      expect((await adminBackends(drover.adminPort)).find((b) => b.id === 'raw')).toMatchObject({ state: 'unknown', inflight: 0 });
+    });
+
+    it('a POST whose backend sends 100 before reading the body: the body arrives whole, the answer comes back', async () => {
+      raw.respond((s) => {
+        s.write('HTTP/1.1 100 Continue\r\n\r\n');
+        setTimeout(() => s.writable && s.write(ok('stored')), 50);
+      });
+      const body = 'x'.repeat(3000);
+      const r = await rawExchange(drover.port, `POST /up HTTP/1.1\r\n${H}Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`);
+      expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+      expect(r.text.endsWith('\r\n\r\nstored')).toBe(true);
+      expect(raw.data[0]?.endsWith(`\r\n\r\n${body}`)).toBe(true);
+    });
+
+    it('a body that holds a 100 status line is relayed byte for byte', async () => {
+      const inner = 'HTTP/1.1 100 Continue\r\n\r\n';
+      raw.respond((s) => trickle(s, [`HTTP/1.1 200 OK\r\nContent-Length: ${inner.length + 2}\r\n\r\n`, `${inner}ok`]));
+      const r = await get('/inner');
+      expect(r.status).toBe(200);
+      expect(r.body).toBe(`${inner}ok`);
+    });
+  });
+
   describe('item 8: a backend failing before the first body byte gets the client a 502', () => {
     const cases: [string, string][] = [
       ['200 + Content-Length 100, then FIN', 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n'],
+      ['204 with a Content-Length (and a body)', 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello'],
       ['a control byte in the reason phrase', 'HTTP/1.1 200 O\x01K\r\nContent-Length: 2\r\n\r\nok'],
       ['a header value node:http refuses to write', 'HTTP/1.1 200 OK\r\nX-Bad: a\x7fb\r\nContent-Length: 2\r\n\r\nok'],
     ];
@@ -267,7 +324,7 @@ routes:
       const r = await get(target);
       expect(r.status).toBe(502);
       expect(r.body).toBe('{"error":"bad_gateway","service":"raw"}');
-      await waitUntil(() => accessLines().some((l) => l['path'] === target));
+      await waitFor(() => accessLines().some((l) => l['path'] === target));
       expect(accessLines().find((l) => l['path'] === target)?.['status']).toBe(502);
     });
   });
@@ -307,15 +364,17 @@ routes:
 
     it('GET /1 + a request the parser refuses: /1 answered (logged 200), then 400, close', async () => {
       raw.respond((s, head) => setTimeout(() => s.write(ok(head.split(' ')[1] ?? '')), 50));
-      const before = accessLines().length;
-      const r = await rawExchange(drover.port, `GET /1 HTTP/1.1\r\n${H}\r\nGET /2 HTTP/1.1\r\n${H}X-A : b\r\n\r\nGET /3 HTTP/1.1\r\n${H}\r\n`);
+      // paths of their own: access log lines of earlier tests may still be on their way
+      const r = await rawExchange(drover.port, `GET /pp1 HTTP/1.1\r\n${H}\r\nGET /pp2 HTTP/1.1\r\n${H}X-A : b\r\n\r\nGET /pp3 HTTP/1.1\r\n${H}\r\n`);
       const statuses = [...r.text.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => m[1]);
       expect(statuses).toEqual(['200', '400']);
-      expect(r.text).toContain('\r\n\r\n/1');
+      expect(r.text).toContain('\r\n\r\n/pp1');
       expect(r.closedByServer).toBe(true);
-      expect(raw.heads.map((h) => h.split('\r\n')[0])).toEqual(['GET /1 HTTP/1.1']);
-      await waitUntil(() => accessLines().length > before);
-      expect(accessLines().slice(before).map((l) => [l['path'], l['status']])).toEqual([['/1', 200]]);
+      expect(raw.heads.map((h) => h.split('\r\n')[0])).toEqual(['GET /pp1 HTTP/1.1']);
+      const mine = (): unknown[][] => accessLines().filter((l) => String(l['path']).startsWith('/pp')).map((l) => [l['path'], l['status']]);
+      await waitFor(() => mine().length > 0);
+      await new Promise((res) => setTimeout(res, 200));
+      expect(mine()).toEqual([['/pp1', 200]]);
     });
 
     it('two good requests and then a refused one: both answered in order before the 400', async () => {
@@ -326,6 +385,53 @@ routes:
       expect(r.closedByServer).toBe(true);
       await new Promise((res) => setTimeout(res, 100));
       expect(raw.heads.map((h) => h.split('\r\n')[0])).toEqual(['GET /1 HTTP/1.1', 'GET /2 HTTP/1.1']);
+    });
+  });
+});
+
+describe('item 3 with merge_slashes: false: runs of / are kept, for routing and forwarding', () => {
+  let raw: RawBackend;
+  let pub: RawBackend;
+  let drover: DroverProcess;
+  beforeAll(async () => {
+    [raw, pub] = await Promise.all([startRawBackend('raw'), startRawBackend('pub')]);
+    echoTarget(raw);
+    echoTarget(pub);
+    drover = await startDrover(`
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0}
+access_log: off
+merge_slashes: false
+services:
+  raw: {backends: [{url: ${raw.url}, id: raw}]}
+  pub: {backends: [{url: ${pub.url}, id: pub}]}
+routes:
+  - {match: {path_prefix: /public/}, service: pub}
+  - {match: {path_prefix: /v1}, service: raw, strip_prefix: /v1}
+  - {match: {path_prefix: /}, service: raw}
+`);
+  });
+  afterAll(async () => {
+    await drover?.stop();
+    await Promise.all([raw?.close(), pub?.close()]);
+  });
+
+  // [sent, backend, target it receives]; dot-segments are still removed (an empty segment is one)
+  it.each([
+    ['/public//x', 'pub', '/public//x'],
+    ['//public/x', 'raw', '//public/x'],
+    ['/public/a//../b', 'pub', '/public/a/b'],
+    ['/public//../admin', 'pub', '/public/admin'],
+    ['/public/../admin', 'raw', '/admin'],
+    ['/v1//a', 'raw', '//a'],
+  ])('%s -> %s %s', async (target, backend, upstream) => {
+    raw.reset();
+    pub.reset();
+    const r = await rawExchange(drover.port, `GET ${target} HTTP/1.1\r\n${H}Connection: close\r\n\r\n`);
+    expect(r.text).toMatch(/^HTTP\/1\.1 200 /);
+    expect({ raw: raw.heads.map((h) => h.split(' ')[1]), pub: pub.heads.map((h) => h.split(' ')[1]) }).toEqual({
+      raw: backend === 'raw' ? [upstream] : [],
+      pub: backend === 'pub' ? [upstream] : [],
     });
   });
 });

@@ -8,7 +8,8 @@ import { WebSocket } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { request } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { adminBackends, eventually, ok, rawExchange, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+import { adminBackends, ok, rawExchange, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+import { waitFor, eventually } from './helpers/wait.js';
 
 let bad: RawBackend;
 let slow: RawBackend;
@@ -159,7 +160,7 @@ describe('silence and stalls', () => {
     expect(took).toBeGreaterThanOrEqual(450);
     expect(took).toBeLessThan(5000);
     expect(await upstreamErrors('slow', 'timeout')).toBe(timeouts + 1);
-    expect(await eventually(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0))).toBe(true);
+    await waitFor(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0));
   });
 });
 
@@ -241,7 +242,7 @@ describe('WebSocket upgrades that go wrong', () => {
     // open; when the backend goes, drover closes them and releases their in-flight slots
     expect((await adminBackends(drover.adminPort)).find((b) => b.id === 'ws')?.inflight).toBe(2);
     ws.dropConnections();
-    expect(await eventually(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0), 3000)).toBe(true);
+    await waitFor(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0), 3000);
     expect(drover.child.exitCode).toBeNull();
   });
 

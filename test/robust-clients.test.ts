@@ -8,7 +8,9 @@ import net from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { startBackend, type TestBackend } from './helpers/backends.js';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
-import { adminBackends, eventually, fdCount, rawExchange, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+import { adminBackends, fdCount, rawExchange, startRawBackend, type RawBackend } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
+import { abortingClients, type AbortingClients } from '../bench/lib/aborts.js';
 
 let raw: RawBackend;
 let web: TestBackend;
@@ -203,7 +205,7 @@ describe('slow clients', () => {
     expect(text).toMatch(/^HTTP\/1\.1 408 /);
     expect(at - t0).toBeGreaterThanOrEqual(1900);
     expect(at - t0).toBeLessThan(6000);
-    expect(await eventually(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0))).toBe(true);
+    await waitFor(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0));
     expect(web.seen).toHaveLength(0); // the backend never got a complete request
   });
 
@@ -225,8 +227,8 @@ describe('slow clients', () => {
     s.on('error', () => undefined);
     s.write(`GET /web HTTP/1.1\r\n${H}\r\n`);
     s.pause(); // never read
-    expect(await eventually(() => upstreamClosedEarly, 8000)).toBe(true);
-    expect(await eventually(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0))).toBe(true);
+    await waitFor(() => upstreamClosedEarly, 8000);
+    await waitFor(async () => (await adminBackends(drover.adminPort)).every((b) => b.inflight === 0));
     s.destroy();
   });
 
@@ -245,7 +247,7 @@ describe('slow clients', () => {
     expect(sixth.closedByServer).toBe(true);
     held[0]?.destroy();
     // the slot is free once drover has seen that client go: a new connection is then served
-    expect(await eventually(async () => /^HTTP\/1\.1 200 /.test((await rawExchange(p, `GET / HTTP/1.1\r\n${H}Connection: close\r\n\r\n`)).text))).toBe(true);
+    await waitFor(async () => /^HTTP\/1\.1 200 /.test((await rawExchange(p, `GET / HTTP/1.1\r\n${H}Connection: close\r\n\r\n`)).text));
     for (const s of held) s.destroy();
   });
 
@@ -276,17 +278,17 @@ describe('slow clients', () => {
 
 describe('10 000 client aborts mid-request', () => {
   it('aborts every upstream request, brings in-flight back to 0 and leaves no descriptor behind', async () => {
-    const holder = http.createServer();
-    const waiting = new Map<string, () => void>();
+    let clients: AbortingClients | undefined;
     let aborted = 0;
-    holder.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
-      res.on('close', () => {
-        if (!res.writableFinished) aborted++;
-      });
-      waiting.get(req.url ?? '')?.();
+    const holder = await startBackend('holder', {
+      stream: (req, res) => {
+        res.on('close', () => {
+          if (!res.writableFinished) aborted++;
+        });
+        clients?.arrived(req.url);
+      },
     });
-    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', () => r()));
-    const addr = holder.address() as net.AddressInfo;
+    const addr = { port: holder.port };
     const d = await startDrover(`
 listen: [{address: 127.0.0.1:0}]
 admin: {address: 127.0.0.1:0}
@@ -296,33 +298,12 @@ services:
 routes: [{match: {path_prefix: /}, service: hold}]
 `);
     try {
-      let n = 0;
-      const one = (): Promise<void> =>
-        new Promise((resolve) => {
-          const path = `/r${n++}`;
-          const s = net.connect(d.port, '127.0.0.1');
-          s.on('error', () => undefined);
-          s.on('close', () => resolve());
-          waiting.set(path, () => {
-            waiting.delete(path);
-            s.destroy(); // the backend has the request: the client leaves mid-request
-          });
-          s.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
-        });
-      const run = async (count: number): Promise<void> => {
-        let left = count;
-        await Promise.all(
-          Array.from({ length: 100 }, async () => {
-            while (left > 0) {
-              left--;
-              await one();
-            }
-          }),
-        );
-      };
+      const aborting = abortingClients(d.port);
+      clients = aborting;
+      const run = (count: number): Promise<void> => aborting.run(count);
       const settle = async (want: number): Promise<void> => {
-        expect(await eventually(() => aborted === want, 20_000)).toBe(true);
-        expect(await eventually(async () => (await adminBackends(d.adminPort)).every((b) => b.inflight === 0))).toBe(true);
+        await waitFor(() => aborted === want, 20_000);
+        await waitFor(async () => (await adminBackends(d.adminPort)).every((b) => b.inflight === 0));
       };
       await run(2000); // warm-up: JIT, pools, buffers
       await settle(2000);
@@ -333,13 +314,12 @@ routes: [{match: {path_prefix: /}, service: hold}]
       expect(aborted).toBe(10_000);
       // every aborted exchange lets go of its client and upstream sockets: a leak of the
       // per-request state would keep one or the other open (RSS is measured in bench/memory.ts)
-      expect(await eventually(() => fdCount(pid) <= fdsBefore, 5000)).toBe(true);
+      await waitFor(() => fdCount(pid) <= fdsBefore, 5000);
       const metrics = await (await fetch(`http://127.0.0.1:${d.adminPort}/metrics`)).text();
       expect(metrics).toMatch(/drover_backend_inflight\{[^}]*\} 0/);
     } finally {
       await d.stop();
-      holder.closeAllConnections();
-      holder.close();
+      await holder.close();
     }
   }, 60_000);
 });
@@ -384,7 +364,7 @@ routes: [{match: {path_prefix: /}, service: sticky}]
         expect(s.headers['x-forwarded-host']).toBe(`127.0.0.1:${d.port}`);
         expect(s.headers['forwarded']).toBeUndefined();
       }
-      expect(await eventually(() => d.logs.filter((l) => l['status'] === 200).length === 20)).toBe(true);
+      await waitFor(() => d.logs.filter((l) => l['status'] === 200).length === 20);
       expect(new Set(d.logs.filter((l) => l['status'] === 200).map((l) => l['client']))).toEqual(new Set(['127.0.0.1']));
     } finally {
       await d.stop();
@@ -410,7 +390,7 @@ routes: [{match: {path_prefix: /}, service: sticky}]
       expect(seen.map((s) => s.headers['x-forwarded-for']).sort()).toEqual(clients.map((c) => `6.6.6.6, ${c}, 10.1.2.3, 127.0.0.1`).sort());
       expect(a.seen.length).toBeGreaterThan(0); // 20 distinct clients spread over both
       expect(b.seen.length).toBeGreaterThan(0);
-      expect(await eventually(() => d.logs.filter((l) => l['status'] === 200).length === 20)).toBe(true);
+      await waitFor(() => d.logs.filter((l) => l['status'] === 200).length === 20);
       expect(d.logs.filter((l) => l['status'] === 200).map((l) => l['client']).sort()).toEqual([...clients].sort());
       // the same client always lands on the same backend
       const again = await fetch(`http://127.0.0.1:${d.port}/again`, { headers: { 'x-forwarded-for': clients[3] ?? '' } });

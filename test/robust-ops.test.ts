@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { BIN, startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
-import { adminBackends, eventually } from './helpers/raw-backend.js';
+import { adminBackends } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 let a: TestBackend;
 let b: TestBackend;
@@ -67,14 +68,14 @@ routes: [{match: {path_prefix: /}, service: ${body}}]
       // a half-written file, written in place (no rename), as an editor or a copy in progress would
       const full = good('b');
       fs.writeFileSync(d.configFile, full.slice(0, full.indexOf('  b: {backends') + 12));
-      expect(await eventually(async () => (await reloads(d.adminPort, 'failure')) === 2)).toBe(true);
+      await waitFor(async () => (await reloads(d.adminPort, 'failure')) === 2);
       const refused = d.logs.filter((l) => l['msg'] === 'config reload refused: the old config keeps serving');
       expect(refused.length).toBeGreaterThanOrEqual(2);
       expect(String((refused.at(-1)?.['issues'] as string[])[0])).toMatch(new RegExp(`^${d.configFile.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}:\\d+:\\d+: `));
       for (let i = 0; i < 4; i++) expect((await request(d.port)).body).toBe('a');
       // the rest of the file arrives
       fs.writeFileSync(d.configFile, full);
-      expect(await eventually(async () => (await request(d.port)).body === 'b')).toBe(true);
+      await waitFor(async () => (await request(d.port)).body === 'b');
       expect(await reloads(d.adminPort, 'success')).toBeGreaterThanOrEqual(1);
       expect(d.child.exitCode).toBeNull();
     } finally {
@@ -169,43 +170,44 @@ describe('large bodies with a slow reader on the other side', () => {
     let uploadRead = 0;
     /** bytes the backend has handed to its response stream so far */
     let downloadWritten = 0;
-    const backend = http.createServer((req, res) => {
-      if (req.method === 'POST') {
-        // a slow reader: takes 1 MiB, then pauses
-        const h = createHash('sha256');
-        let sinceBreak = 0;
-        req.on('data', (c: Buffer) => {
-          h.update(c);
-          uploadRead += c.length;
-          sinceBreak += c.length;
-          if (sinceBreak >= CHUNK.length) {
-            sinceBreak = 0;
-            req.pause();
-            setTimeout(() => req.resume(), PAUSE_MS);
-          }
-        });
-        req.on('end', () => {
-          upload = { bytes: uploadRead, sha: h.digest('hex') };
-          res.end('stored');
-        });
-        return;
-      }
-      // a fast writer, honouring backpressure
-      res.writeHead(200, { 'content-length': SIZE });
-      const pump = (): void => {
-        while (downloadWritten < SIZE) {
-          downloadWritten += CHUNK.length;
-          if (!res.write(CHUNK)) {
-            res.once('drain', pump);
-            return;
-          }
+    const backend = await startBackend('big', {
+      stream: (req, res) => {
+        if (req.method === 'POST') {
+          // a slow reader: takes 1 MiB, then pauses
+          const h = createHash('sha256');
+          let sinceBreak = 0;
+          req.on('data', (c: Buffer) => {
+            h.update(c);
+            uploadRead += c.length;
+            sinceBreak += c.length;
+            if (sinceBreak >= CHUNK.length) {
+              sinceBreak = 0;
+              req.pause();
+              setTimeout(() => req.resume(), PAUSE_MS);
+            }
+          });
+          req.on('end', () => {
+            upload = { bytes: uploadRead, sha: h.digest('hex') };
+            res.end('stored');
+          });
+          return;
         }
-        res.end();
-      };
-      pump();
+        // a fast writer, honouring backpressure
+        res.writeHead(200, { 'content-length': SIZE });
+        const pump = (): void => {
+          while (downloadWritten < SIZE) {
+            downloadWritten += CHUNK.length;
+            if (!res.write(CHUNK)) {
+              res.once('drain', pump);
+              return;
+            }
+          }
+          res.end();
+        };
+        pump();
+      },
     });
-    await new Promise<void>((r) => backend.listen(0, '127.0.0.1', () => r()));
-    const port = (backend.address() as { port: number }).port;
+    const port = backend.port;
     const d = await startDrover(`
 listen: [{address: 127.0.0.1:0}]
 admin: {address: 127.0.0.1:0}
@@ -278,8 +280,7 @@ routes: [{match: {path_prefix: /}, service: big}]
       expect(downGap).toBeLessThan(MAX_GAP);
     } finally {
       await d.stop();
-      backend.closeAllConnections();
-      backend.close();
+      await backend.close();
     }
   }, 60_000);
 });

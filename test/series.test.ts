@@ -2,6 +2,7 @@
  * The dashboard's per-second series (src/observability/series/): ring arithmetic under a fake clock, quantiles
  * from the per-second histogram, caps, and dropping.
  */
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { bucketUpperMs, latencyBucket, SERIES_SECONDS, SeriesRing, statusClass } from '../src/observability/series/ring.js';
 import { SeriesDeltas } from '../src/observability/series/deltas.js';
@@ -124,9 +125,19 @@ describe('SeriesRing', () => {
     expect(r.read(T0 + 1).req['2xx']).toEqual([65_535]);
   });
 
-  it('states its size', () => {
-    expect(SeriesRing.bytes(16)).toBe(900 * 9 * 2 + 2 * 900 + 192 * 4);
-    expect(SeriesRing.bytes(32)).toBe(900 * 9 * 4 + 2 * 900 + 192 * 4);
+  it.each([
+    [16, 18_768, 'backend'],
+    [32, 34_968, 'service'],
+  ] as const)('%i-bit: holds exactly the typed arrays README counts, %i bytes per %s', (width, bytes, per) => {
+    const ring = new SeriesRing(T0, width);
+    // every typed array the ring holds, counted from the object itself (not from the formula)
+    const held = Object.values(ring)
+      .filter((v): v is ArrayBufferView => ArrayBuffer.isView(v))
+      .reduce((n, v) => n + v.byteLength, 0);
+    expect(held).toBe(bytes);
+    expect(SeriesRing.bytes(width)).toBe(bytes);
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8').replace(/\s+/g, ' ');
+    expect(readme).toContain(`**${String(bytes).replace(/(\d)(\d{3})$/, '$1 $2')} bytes per ${per}**`);
   });
 });
 
@@ -151,6 +162,16 @@ describe('SeriesStore', () => {
     expect(store.backendIds('web')).toEqual(['a']);
   });
 
+  it("backends' rings count in 16 bits (saturating), services' in 32", () => {
+    const clock = fakeClock(T0);
+    const store = new SeriesStore({ clock: clock.now });
+    const rec = store.recorder('web', 'a');
+    for (let i = 0; i < 70_000; i++) rec.request(200);
+    clock.set(T0 + 1);
+    expect(store.read('web', 'a')?.req['2xx']).toEqual([65_535]);
+    expect(store.read('web', undefined)?.req['2xx']).toEqual([70_000]);
+  });
+
   it('caps the number of backend series; the service still counts the rest', () => {
     const clock = fakeClock(T0);
     const store = new SeriesStore({ clock: clock.now, maxBackends: 2 });
@@ -170,6 +191,33 @@ describe('SeriesStore', () => {
 });
 
 describe('SeriesDeltas (cluster workers) into SeriesStore.apply (the primary)', () => {
+  it('caps its cells as the primary caps its rings: a backend beyond the cap counts in its service only', () => {
+    const w = new SeriesDeltas({ maxServices: 2, maxBackends: 2 });
+    for (const id of ['a', 'b', 'c', 'd']) w.recorder('web', id).request(200, 0.001);
+    w.recorder('api', 'x').request(500, 0.001); // beyond maxBackends: api's own cell
+    w.recorder('third').request(200); // beyond maxServices: not counted (the primary keeps none either)
+    expect(w.size).toEqual({ cells: 4, backends: 2 });
+    const d = w.take();
+    expect(d.map((x) => [x.service, x.backend, x.cells[1], x.cells[4]])).toEqual([
+      ['web', 'a', 1, 0],
+      ['web', 'b', 1, 0],
+      ['web', '', 2, 0], // c and d
+      ['api', '', 0, 1],
+    ]);
+    // leaving frees places: api's backend gets a cell now
+    w.dropBackend('web', 'a');
+    w.dropService('web');
+    expect(w.size).toEqual({ cells: 1, backends: 0 });
+    w.recorder('api', 'x').request(500, 0.001);
+    expect(w.take().map((x) => [x.service, x.backend, x.cells[4]])).toEqual([['api', 'x', 1]]);
+    // churn does not grow it: 10 000 backends that come and go
+    for (let i = 0; i < 10_000; i++) {
+      w.recorder('api', `b${i}`).request(200);
+      w.dropBackend('api', `b${i}`);
+    }
+    expect(w.size).toEqual({ cells: 2, backends: 1 });
+  });
+
   it('hands over only what was counted since the last take, and the primary gets exact quantiles from the merged histograms', () => {
     const w1 = new SeriesDeltas();
     const w2 = new SeriesDeltas();

@@ -15,8 +15,8 @@ function snap(values: Record<string, string>, revision = '7'): SharedSnapshot {
 
 function issuesOf(values: Record<string, string>): string[] {
   const r = parseSharedConfig(snap(values));
-  if (r.issues === undefined) throw new Error('expected issues');
-  return r.issues.map(formatIssue);
+  if (r.ok) throw new Error('expected issues');
+  return r.reason.map(formatIssue);
 }
 
 describe('parseSharedConfig', () => {
@@ -28,8 +28,8 @@ describe('parseSharedConfig', () => {
         'services/web': 'balancer: p2c\nbackends:\n  - {url: "http://127.0.0.1:9001", weight: 2}\n',
       }),
     );
-    expect(r.issues).toBeUndefined();
-    const c = r.config!;
+    if (!r.ok) throw new Error(`unexpected issues: ${r.reason.map(formatIssue).join('; ')}`);
+    const c = r.value;
     expect(c.revision).toBe('7');
     expect(c.routes.map((x) => [x.index, x.service, x.match.host, x.match.pathPrefix, x.stripPrefix])).toEqual([
       [0, 'api', 'api.example.com', '/v1', '/v1'],
@@ -52,7 +52,7 @@ describe('parseSharedConfig', () => {
         'services/web': 'balancer: hash\nhash_key: header:X-User\ntimeouts: {connect: 250ms}\nbackends: [{url: "http://127.0.0.1:9001"}]\n',
       }),
     );
-    expect(asJson.config).toBeDefined();
+    expect(asJson.ok).toBe(true);
     expect(asJson).toEqual(asYaml);
     // an invalid JSON value is still reported with its key and path
     expect(issuesOf({ 'services/web': JSON.stringify({ ...web, balancer: 'hsh' }) })).toEqual([
@@ -61,10 +61,11 @@ describe('parseSharedConfig', () => {
   });
 
   it('an empty prefix, an empty routes value and an empty service are valid (defaults)', () => {
-    expect(parseSharedConfig(snap({})).config?.routes).toEqual([]);
+    expect(parseSharedConfig(snap({}))).toMatchObject({ ok: true, value: { routes: [] } });
     const r = parseSharedConfig(snap({ routes: '', 'services/x': '' }));
-    expect(r.config?.routes).toEqual([]);
-    expect(r.config?.services.map((s) => [s.name, s.balancer])).toEqual([['x', 'round_robin']]);
+    if (!r.ok) throw new Error('expected a config');
+    expect(r.value.routes).toEqual([]);
+    expect(r.value.services.map((s) => [s.name, s.balancer])).toEqual([['x', 'round_robin']]);
   });
 
   // Every problem at once, each as `KEY: path: message`, in key order.
@@ -95,7 +96,7 @@ describe('parseSharedConfig', () => {
 
   it('issues keep the line and column inside the value', () => {
     const r = parseSharedConfig(snap({ routes: '- match: {}\n  service: web\n- match: {path: nope}\n  service: web\n' }));
-    expect(r.issues?.map((i) => [i.key, i.path, i.line, i.col])).toEqual([['/drover/config/routes', 'routes.1.match.path', 3, 17]]);
+    expect(r.ok ? [] : r.reason.map((i) => [i.key, i.path, i.line, i.col])).toEqual([['/drover/config/routes', 'routes.1.match.path', 3, 17]]);
   });
 });
 
@@ -104,9 +105,11 @@ describe('mergeSharedConfig', () => {
     'services:\n  web: {balancer: least_conn}\nroutes:\n  - match: {path_prefix: /local}\n    service: web\n',
     '',
   );
-  const shared = parseSharedConfig(
+  const parsed = parseSharedConfig(
     snap({ routes: '- match: {path_prefix: /shared}\n  service: api\n- match: {}\n  service: web\n', 'services/api': '{}', 'services/web': 'balancer: random\n' }, '42'),
-  ).config!;
+  );
+  if (!parsed.ok) throw new Error('expected a config');
+  const shared = parsed.value;
 
   it("puts etcd's routes after the file's (re-indexed) and keeps the file's services when both define one", () => {
     const { config, shadowed } = mergeSharedConfig(local, shared);

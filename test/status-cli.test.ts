@@ -3,7 +3,6 @@
  * server on 127.0.0.1:0 (dist/ is built by the vitest globalSetup).
  */
 import { execFile } from 'node:child_process';
-import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +11,7 @@ import { Metrics } from '../src/observability/metrics.js';
 import { startAdminServer, type AdminServer } from '../src/admin/server.js';
 import type { AdminModel, BackendView, EventView, ServiceView } from '../src/admin/model.js';
 import { formatStatusTable } from '../src/commands/status.js';
-import { REFUSING_PORT } from './helpers/backends.js';
+import { REFUSING_PORT, startBackend } from './helpers/backends.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = path.join(ROOT, 'bin/drover');
@@ -153,32 +152,31 @@ describe('drover status (child process)', () => {
     ['an HTTP error', 500, '{"error":"internal"}', 'answered HTTP 500'],
     ['a non-JSON answer', 200, '<html>', 'not JSON'],
   ])('exits 1 on %s', async (_name, status, body, message) => {
-    const fake = http.createServer((_req, res) => {
+    const fake = await startBackend('fake-admin');
+    fake.behave((_req, res) => {
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(body);
     });
-    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
     try {
-      const r = await drover(['status', '--admin', `http://127.0.0.1:${(fake.address() as { port: number }).port}`]);
+      const r = await drover(['status', '--admin', fake.url]);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain(message);
     } finally {
-      await new Promise<void>((resolve) => fake.close(() => resolve()));
+      await fake.close();
     }
   });
 
   it('exits 1 when the admin API does not answer in time', async () => {
-    const silent = http.createServer(() => {
+    const silent = await startBackend('silent-admin');
+    silent.behave(() => {
       /* never answers */
     });
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
     try {
-      const r = await drover(['status', '--timeout', '300ms', '--admin', `http://127.0.0.1:${(silent.address() as { port: number }).port}`]);
+      const r = await drover(['status', '--timeout', '300ms', '--admin', silent.url]);
       expect(r.code).toBe(1);
       expect(r.stderr).toContain('timed out');
     } finally {
-      silent.closeAllConnections();
-      await new Promise<void>((resolve) => silent.close(() => resolve()));
+      await silent.close();
     }
   });
 

@@ -11,8 +11,9 @@ import http2 from 'node:http2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDrover, type DroverProcess } from './helpers/drover.js';
 import { GrpcFrames, grpcFrame, startGrpcServer, type TestGrpcServer } from './helpers/grpc.js';
-import { adminBackends, eventually } from './helpers/raw-backend.js';
+import { adminBackends } from './helpers/raw-backend.js';
 import { scrapeSum } from './helpers/metrics.js';
+import { waitFor } from './helpers/wait.js';
 
 interface H2cBackend {
   readonly port: number;
@@ -356,14 +357,14 @@ describe('plain HTTP/2 backend (h2c://)', () => {
       plain.dropSessions(graceful);
       // drover learns of the closed session asynchronously; until then a request may still be
       // sent on it and fail (502); once it is gone, requests go out on a new connection
-      expect(await eventually(async () => (await get()) === 200)).toBe(true);
+      await waitFor(async () => (await get()) === 200);
       // and keep doing so: the dead session is not reused
       expect(await Promise.all([get(), get(), get()])).toEqual([200, 200, 200]);
     }
   });
 
   it('active health checks run over h2c and mark the backend healthy', async () => {
-    expect(await eventually(async () => (await adminBackends(drover.adminPort)).some((b) => b.id === 'plain' && b.state === 'healthy'))).toBe(true);
+    await waitFor(async () => (await adminBackends(drover.adminPort)).some((b) => b.id === 'plain' && b.state === 'healthy'));
     expect(plain.seen.some((h) => h[':path'] === '/healthz' && h['user-agent'] === 'drover-health')).toBe(true);
   });
 

@@ -6,17 +6,17 @@
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import https from 'node:https';
 import path from 'node:path';
 import type { TLSSocket } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { request } from './helpers/backends.js';
+import { request, startBackend, type TestBackend } from './helpers/backends.js';
 import { BIN, startDrover, tempDir, type DroverProcess } from './helpers/drover.js';
 import { scrapeSum } from './helpers/metrics.js';
-import { adminBackends, eventually } from './helpers/raw-backend.js';
+import { adminBackends } from './helpers/raw-backend.js';
 import { issueCert, makeCa } from './helpers/tls.js';
+import { waitFor } from './helpers/wait.js';
 
-let server: https.Server;
+let server: TestBackend | undefined;
 let port: number;
 let drover: DroverProcess;
 /** SNI of every TLS connection the backend accepted */
@@ -28,14 +28,13 @@ beforeAll(async () => {
   const ca = makeCa(certDir);
   // only a DNS name: reaching it by IP address verifies only with server_name
   const leaf = issueCert(ca, 'api', ['DNS:api.internal']);
-  server = https.createServer({ cert: fs.readFileSync(leaf.cert), key: fs.readFileSync(leaf.key) }, (req, res) => {
+  server = await startBackend('tls-backend', { tls: { cert: fs.readFileSync(leaf.cert), key: fs.readFileSync(leaf.key) } });
+  server.behave((req, res) => {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end(`tls-backend ${req.url ?? ''}`);
   });
-  server.on('secureConnection', (s: TLSSocket) => sni.push(s.servername));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const addr = server.address();
-  port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+  server.server.on('secureConnection', (s: TLSSocket) => sni.push(s.servername));
+  port = server.port;
   const url = `https://127.0.0.1:${port}`;
   drover = await startDrover(
     `
@@ -73,7 +72,7 @@ routes:
 
 afterAll(async () => {
   await drover?.stop();
-  await new Promise<void>((resolve) => (server === undefined ? resolve() : server.close(() => resolve())));
+  await server?.close();
   if (certDir !== undefined) fs.rmSync(certDir, { recursive: true, force: true });
 });
 
@@ -103,12 +102,10 @@ describe('https:// backends', () => {
   });
 
   it('active health checks use the service TLS settings: healthy with the CA, unhealthy without it', async () => {
-    expect(
-      await eventually(async () => {
+    await waitFor(async () => {
         const b = await adminBackends(drover.adminPort);
         return b.some((x) => x.id === 'good' && x.state === 'healthy') && b.some((x) => x.id === 'noca' && x.state === 'unhealthy');
-      }),
-    ).toBe(true);
+      });
   });
 });
 

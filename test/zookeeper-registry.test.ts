@@ -3,16 +3,17 @@
  * the shared RecordingSink. A TCP proxy between registry and server cuts the registry off while
  * the test keeps writing to the server directly.
  */
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { CreateMode, type Client } from 'node-zookeeper-client';
-import { ZooKeeperRegistry } from '../src/registry/zookeeper.js';
+import { ZooKeeperRegistry, type ZooKeeperRegistryOptions } from '../src/registry/zookeeper.js';
 import type { ZooKeeperRegistryConfig } from '../src/config/types.js';
-import { createLogger, silentLogger } from '../src/observability/log.js';
+import { createLogger, silentLogger, type Logger } from '../src/observability/log.js';
 import { describeZooKeeper, startZooKeeper, zk, type ZooKeeperServer } from './helpers/zookeeper.js';
 import { RecordingSink } from './helpers/recording-sink.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
 import { cleanupAfterEach } from './helpers/cleanup.js';
-import { waitUntil } from './helpers/raw-backend.js';
+import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
 let seq = 0;
@@ -29,9 +30,10 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
     await server?.stop();
   });
 
-  async function startRegistry(config: Partial<ZooKeeperRegistryConfig> & { prefix: string }, servers = server.servers): Promise<RecordingSink> {
+  async function startRegistry(config: Partial<ZooKeeperRegistryConfig> & { prefix: string }, servers = server.servers, options: ZooKeeperRegistryOptions = {}, logger?: Logger): Promise<RecordingSink> {
     const sink = new RecordingSink();
-    const reg = new ZooKeeperRegistry({ servers, layout: 'drover', sessionTimeout: 2000, ...config }, process.env['DEBUG_ZK'] ? createLogger({ level: 'debug' }) : silentLogger(), { spinDelayMs: 100 });
+    const log = logger ?? (process.env['DEBUG_ZK'] ? createLogger({ level: 'debug' }) : silentLogger());
+    const reg = new ZooKeeperRegistry({ servers, layout: 'drover', sessionTimeout: 2000, ...config }, log, { spinDelayMs: 100, ...options });
     later(() => reg.close());
     await reg.start(sink);
     return sink;
@@ -46,7 +48,7 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
     await zk.put(c, `${p}/web/bad`, 'not an address');
     await zk.put(c, `${p}/api/x`, 'http://127.0.0.1:9100', CreateMode.PERSISTENT);
     const sink = await startRegistry({ prefix: p });
-    await waitUntil(() => sink.synced.has('zookeeper'));
+    await waitFor(() => sink.synced.has('zookeeper'));
     expect(sink.view('zookeeper')).toEqual({
       api: { x: 'http://127.0.0.1:9100' },
       web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' },
@@ -61,8 +63,8 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
     await zk.put(c, `${p}/web/bad`, '127.0.0.1:9004'); // fixed
     await zk.mkdirp(c, `${p}/new`);
     await zk.put(c, `${p}/new/n1`, '127.0.0.1:9200');
-    await waitUntil(() => sink.member('new', 'n1', 'zookeeper') !== undefined && sink.member('web', 'bad', 'zookeeper') !== undefined);
-    await waitUntil(() => sink.invalid.some((i) => i.key === `${p}/web/a`));
+    await waitFor(() => sink.member('new', 'n1', 'zookeeper') !== undefined && sink.member('web', 'bad', 'zookeeper') !== undefined);
+    await waitFor(() => sink.invalid.some((i) => i.key === `${p}/web/a`));
     expect(sink.view('zookeeper')).toEqual({
       api: { x: 'http://127.0.0.1:9100' },
       new: { n1: 'http://127.0.0.1:9200' },
@@ -72,7 +74,7 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
 
     await zk.remove(c, `${p}/api/x`);
     await zk.remove(c, `${p}/api`);
-    await waitUntil(() => sink.view('zookeeper')['api'] === undefined);
+    await waitFor(() => sink.view('zookeeper')['api'] === undefined);
     expect(Object.keys(sink.view('zookeeper')).sort()).toEqual(['new', 'web']);
   });
 
@@ -83,7 +85,7 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
     await zk.put(c, `${p}/web/i-2_`, JSON.stringify({ host: '127.0.0.1', port: 9002, name: 'i-2' }), CreateMode.EPHEMERAL_SEQUENTIAL);
     await zk.put(c, `${p}/web/i-3_`, JSON.stringify({ host: '127.0.0.1', name: 'no port' }), CreateMode.EPHEMERAL_SEQUENTIAL);
     const sink = await startRegistry({ prefix: p, layout: 'nerve' });
-    await waitUntil(() => sink.synced.has('zookeeper'));
+    await waitFor(() => sink.synced.has('zookeeper'));
     const web = Object.values(sink.view('zookeeper')['web'] ?? {}).sort();
     expect(web).toEqual(['http://127.0.0.1:9001', 'http://127.0.0.1:9002']);
     const id1 = n1.slice(n1.lastIndexOf('/') + 1);
@@ -91,25 +93,25 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
     expect(sink.member('web', id1, 'zookeeper')).toMatchObject({ weight: 3, zone: 'us-1a', meta: { name: 'i-1', labels: { az: 'us-1a' } } });
     expect(sink.invalid).toHaveLength(1);
     await zk.remove(c, n1);
-    await waitUntil(() => sink.member('web', id1, 'zookeeper') === undefined);
+    await waitFor(() => sink.member('web', id1, 'zookeeper') === undefined);
     expect(Object.values(sink.view('zookeeper')['web'] ?? {})).toEqual(['http://127.0.0.1:9002']);
   });
 
   it('a prefix that does not exist yet: no members, then the services once it is created', async () => {
     const p = nextPrefix();
     const sink = await startRegistry({ prefix: p });
-    await waitUntil(() => sink.synced.has('zookeeper'));
+    await waitFor(() => sink.synced.has('zookeeper'));
     expect(sink.view('zookeeper')).toEqual({});
     await zk.mkdirp(c, `${p}/web`);
     await zk.put(c, `${p}/web/a`, '127.0.0.1:9001');
-    await waitUntil(() => sink.member('web', 'a', 'zookeeper') !== undefined);
+    await waitFor(() => sink.member('web', 'a', 'zookeeper') !== undefined);
   });
 
   it('a burst of 500 znode changes (creates, value changes, deletes) ends with exactly the final set', async () => {
     const p = nextPrefix();
     await zk.mkdirp(c, `${p}/web`);
     const sink = await startRegistry({ prefix: p });
-    await waitUntil(() => sink.synced.has('zookeeper'));
+    await waitFor(() => sink.synced.has('zookeeper'));
     // A deterministic mix over 60 instance names, each change one request, all sent without
     // waiting (ZooKeeper applies one session's requests in order, so the final state is known).
     const expected = new Map<string, number>();
@@ -119,7 +121,8 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
       const name = `i${(i * 7) % 60}`;
       const path = `${p}/web/${name}`;
       const data = Buffer.from(`127.0.0.1:${10_000 + i}`);
-      if (i % 5 === 4 && expected.has(name)) {
+      // i = i0 + 60j for one name: i mod 7 cycles as j grows, so every name mixes value changes and deletes
+      if (i % 7 === 6 && expected.has(name)) {
         expected.delete(name);
         ops.push(new Promise<void>((res, rej) => c.remove(path, cb(res, rej))));
       } else if (expected.has(name)) {
@@ -133,21 +136,29 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
     await Promise.all(ops);
     // The last write is also the marker: wait for it, then for the whole set to settle.
     const want = Object.fromEntries([...expected.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, port]) => [n, `http://127.0.0.1:${port}`]));
-    await waitUntil(() => JSON.stringify(sink.view('zookeeper')['web'] ?? {}) === JSON.stringify(want), 15_000).catch(() => undefined);
+    await waitFor(() => JSON.stringify(sink.view('zookeeper')['web'] ?? {}) === JSON.stringify(want), 15_000).catch(() => undefined);
     expect(sink.view('zookeeper')['web'] ?? {}).toEqual(want);
   });
 
-  it('cut off past its session timeout: keeps the last members, then re-lists and applies what changed meanwhile', async () => {
+  // Two ways back after an expired session: the server's own expiry notice when the client
+  // reconnects (the client is then dead for good: the registry must start a new one), and the
+  // registry's own replacement of a client without a session for longer than the timeout.
+  it.each([
+    ['the server reports the expiry on reconnect', { noSessionReplaceMs: 60_000 }, 'zookeeper session expired: reconnecting and re-listing'],
+    ['no session for longer than the timeout: replaced before reconnecting', {}, 'zookeeper: no session within the session timeout: starting a new one'],
+  ] as const)('cut off past its session timeout (%s): keeps the last members, then re-lists and applies what changed meanwhile', async (_name, options, logged) => {
     const p = nextPrefix();
     await zk.mkdirp(c, `${p}/web`);
     await zk.put(c, `${p}/web/a`, '127.0.0.1:9001');
     await zk.put(c, `${p}/web/b`, '127.0.0.1:9002');
     const proxy = await startTcpProxy({ port: server.port });
     later(() => proxy.close());
-    const sink = await startRegistry({ prefix: p, sessionTimeout: 800 }, `127.0.0.1:${proxy.port}`);
-    await waitUntil(() => sink.synced.has('zookeeper'));
+    const lines: string[] = [];
+    const log = new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(chunk.toString('utf8')), done()) });
+    const sink = await startRegistry({ prefix: p, sessionTimeout: 800 }, `127.0.0.1:${proxy.port}`, options, createLogger({ level: 'info', destination: log }));
+    await waitFor(() => sink.synced.has('zookeeper'));
     proxy.cut();
-    await waitUntil(() => sink.connected.get('zookeeper') === false);
+    await waitFor(() => sink.connected.get('zookeeper') === false);
     await zk.remove(c, `${p}/web/a`);
     await zk.put(c, `${p}/web/c`, '127.0.0.1:9003');
     await zk.put(c, `${p}/web/b`, '127.0.0.1:9012');
@@ -156,12 +167,13 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
     expect(sink.view('zookeeper')).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
     const resyncsBefore = sink.events.resync;
     proxy.restore();
-    await waitUntil(() => sink.events.resync > resyncsBefore);
+    await waitFor(() => sink.events.resync > resyncsBefore);
     expect(sink.connected.get('zookeeper')).toBe(true);
     expect(sink.view('zookeeper')).toEqual({ web: { b: 'http://127.0.0.1:9012', c: 'http://127.0.0.1:9003' } });
+    expect(lines.some((l) => (JSON.parse(l) as { msg?: string }).msg === logged)).toBe(true);
     // Watches of the new session work.
     await zk.put(c, `${p}/web/d`, '127.0.0.1:9004');
-    await waitUntil(() => sink.member('web', 'd', 'zookeeper') !== undefined);
+    await waitFor(() => sink.member('web', 'd', 'zookeeper') !== undefined);
   });
 
   it('the server killed: keeps the last members; follows changes once it is back', async () => {
@@ -169,15 +181,15 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
     await zk.mkdirp(c, `${p}/web`);
     await zk.put(c, `${p}/web/a`, '127.0.0.1:9001', CreateMode.PERSISTENT);
     const sink = await startRegistry({ prefix: p });
-    await waitUntil(() => sink.synced.has('zookeeper'));
+    await waitFor(() => sink.synced.has('zookeeper'));
     await server.kill();
-    await waitUntil(() => sink.connected.get('zookeeper') === false);
+    await waitFor(() => sink.connected.get('zookeeper') === false);
     expect(sink.view('zookeeper')).toEqual({ web: { a: 'http://127.0.0.1:9001' } });
     await server.start();
-    await waitUntil(() => sink.connected.get('zookeeper') === true, 15_000);
+    await waitFor(() => sink.connected.get('zookeeper') === true, 15_000);
     const c2 = await server.client();
     await zk.put(c2, `${p}/web/b`, '127.0.0.1:9002', CreateMode.PERSISTENT);
-    await waitUntil(() => sink.member('web', 'b', 'zookeeper') !== undefined);
+    await waitFor(() => sink.member('web', 'b', 'zookeeper') !== undefined);
     expect(sink.view('zookeeper')).toEqual({ web: { a: 'http://127.0.0.1:9001', b: 'http://127.0.0.1:9002' } });
     c = c2; // the first client's session may have gone with the old process
   });

@@ -132,6 +132,63 @@ export async function startEtcd(): Promise<BenchEtcd> {
   return { endpoint, client, pid: child.pid ?? 0 };
 }
 
+/** A running etcd cluster. */
+export interface BenchEtcdCluster {
+  /** every member's client URL, member 0 first */
+  readonly endpoints: readonly string[];
+  /** a client over every member */
+  readonly client: Etcd3;
+  readonly pids: readonly number[];
+}
+
+/**
+ * `n` etcd members forming one cluster on free loopback ports, with etcd's default heartbeat
+ * (100 ms) and election timeout (1 s), as a production cluster runs; waits until every member
+ * answers.
+ */
+export async function startEtcdCluster(n = 3): Promise<BenchEtcdCluster> {
+  const dir = tempDir('drover-bench-etcd-cluster-');
+  const plans: { name: string; client: string; peer: string }[] = [];
+  for (let i = 0; i < n; i++) plans.push({ name: `m${i}`, client: `http://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}` });
+  const initial = plans.map((p) => `${p.name}=${p.peer}`).join(',');
+  const pids: number[] = [];
+  for (const p of plans) {
+    const child = track(
+      spawn(
+        'etcd',
+        [
+          '--name', p.name, '--data-dir', path.join(dir, p.name),
+          '--listen-client-urls', p.client, '--advertise-client-urls', p.client,
+          '--listen-peer-urls', p.peer, '--initial-advertise-peer-urls', p.peer,
+          '--initial-cluster', initial, '--initial-cluster-state', 'new',
+          '--initial-cluster-token', `drover-bench-${path.basename(dir)}`,
+          '--log-level', 'error', '--logger', 'zap',
+        ],
+        { stdio: 'ignore' },
+      ),
+    );
+    pids.push(child.pid ?? 0);
+  }
+  const endpoints = plans.map((p) => p.client);
+  for (const endpoint of endpoints) {
+    const probe = createEtcdClient({ endpoints: [endpoint], callTimeoutMs: 5000 });
+    try {
+      await waitFor(
+        async () => {
+          await probe.get('probe').string();
+          return true;
+        },
+        `etcd ${endpoint} to answer`,
+        30_000,
+        100,
+      );
+    } finally {
+      probe.close();
+    }
+  }
+  return { endpoints, client: createEtcdClient({ endpoints, callTimeoutMs: 10_000 }), pids };
+}
+
 // ---- backends (child process) ----------------------------------------------------------------
 
 /** Backends living in a child process (see bench/lib/etcd-backends.ts). */

@@ -10,12 +10,19 @@
  * sent more than that: the hot spot a load balancer has to route around. `/healthz` answers at
  * once. The process exits when its stdin closes (its parent died) or on SIGTERM.
  *
- * An optional fourth field changes the service time over time (the hot-spot benchmark):
- * - `stall=PERIOD/STALL`: every PERIOD ms the backend stalls for STALL ms (a GC pause): a request
- *   that would finish during a stall finishes when it ends;
- * - `degrade=RATE`: the service time grows by RATE ms per second since the process started.
+ * An optional fourth field makes the backend a hot spot (the hot-spot benchmark). It takes effect
+ * when the process reads a line `go` on its stdin (the benchmark sends it when its measured run
+ * starts, so the hot spot appears in a pool that was healthy until then); times below count
+ * from that moment:
+ * - `slow=FACTOR`: the service time is FACTOR times as long (a tenth of the capacity at 10);
+ * - `stall=PERIOD/STALL`: every PERIOD ms the backend stalls for STALL ms (a stop-the-world GC
+ *   pause, a CPU-throttled container): nothing in flight on it progresses during a stall, so every
+ *   request in service is held STALL ms longer (one that arrives during a stall starts when it
+ *   ends), and requests waiting for a slot wait behind them;
+ * - `degrade=RATE`: the service time grows by RATE ms per second.
  */
 import http from 'node:http';
+import { stalledHoldMs } from './stall.js';
 
 interface Spec {
   readonly name: string;
@@ -23,37 +30,42 @@ interface Spec {
   readonly serviceMs: number;
   /** concurrent request slots */
   readonly workers: number;
+  /** `slow=`: service time multiplier */
+  readonly slow?: number | undefined;
   /** `stall=`: period and length of the stalls, ms */
   readonly stall?: { readonly period: number; readonly length: number } | undefined;
-  /** `degrade=`: ms added to the service time per second of uptime */
+  /** `degrade=`: ms added to the service time per second */
   readonly degrade?: number | undefined;
 }
 
-const STARTED = Date.now();
+/** Date.now() when `go` was read: the hot-spot modes count from it; undefined before. */
+let goAt: number | undefined;
 
 function parseSpec(arg: string): Spec {
   const [name, ms, workers, mode] = arg.split(':');
   if (name === undefined || name === '') throw new Error(`bad backend spec ${arg}: NAME:SERVICE_MS:WORKERS[:MODE]`);
   const base = { name, serviceMs: Number(ms ?? '0'), workers: Math.max(1, Number(workers ?? '1')) };
+  const slow = /^slow=([\d.]+)$/.exec(mode ?? '');
+  if (slow !== null) return { ...base, slow: Number(slow[1]) };
   const stall = /^stall=(\d+)\/(\d+)$/.exec(mode ?? '');
-  if (stall !== null) return { ...base, stall: { period: Number(stall[1]), length: Number(stall[2]) } };
+  if (stall !== null) {
+    const period = Number(stall[1]);
+    const length = Number(stall[2]);
+    if (length >= period) throw new Error(`bad stall ${mode}: the stall must be shorter than its period`);
+    return { ...base, stall: { period, length } };
+  }
   const degrade = /^degrade=([\d.]+)$/.exec(mode ?? '');
   if (degrade !== null) return { ...base, degrade: Number(degrade[1]) };
-  if (mode !== undefined) throw new Error(`bad backend mode ${mode}: stall=PERIOD/STALL | degrade=RATE`);
+  if (mode !== undefined) throw new Error(`bad backend mode ${mode}: slow=FACTOR | stall=PERIOD/STALL | degrade=RATE`);
   return base;
 }
 
 /** How long a request started now holds its slot, ms. */
 function holdMs(spec: Spec): number {
-  const now = Date.now();
-  let ms = spec.serviceMs + (spec.degrade === undefined ? 0 : (spec.degrade * (now - STARTED)) / 1000);
-  if (spec.stall !== undefined) {
-    const { period, length } = spec.stall;
-    const end = now + ms;
-    const stallStart = end - ((end - STARTED) % period);
-    if (end < stallStart + length) ms = stallStart + length - now;
-  }
-  return ms;
+  if (goAt === undefined) return spec.serviceMs;
+  const since = Date.now() - goAt;
+  const ms = spec.serviceMs * (spec.slow ?? 1) + (spec.degrade === undefined ? 0 : (spec.degrade * since) / 1000);
+  return spec.stall === undefined ? ms : stalledHoldMs(since, ms, spec.stall.period, spec.stall.length);
 }
 
 function serve(spec: Spec): Promise<number> {
@@ -98,9 +110,12 @@ async function main(): Promise<void> {
     const port = await serve(spec);
     process.stdout.write(`${JSON.stringify({ name: spec.name, port })}\n`);
   }
+  process.stdin.setEncoding('utf8');
+  process.stdin.on('data', (d: string) => {
+    if (goAt === undefined && d.split('\n').includes('go')) goAt = Date.now();
+  });
   process.stdin.on('end', () => process.exit(0));
   process.stdin.on('error', () => process.exit(0));
-  process.stdin.resume();
   process.on('SIGTERM', () => process.exit(0));
 }
 

@@ -76,6 +76,8 @@ export async function startBackends(specs: readonly string[]): Promise<BackendPr
 export interface BenchDrover {
   readonly port: number;
   readonly adminPort: number;
+  /** the drover process's id (memory and CPU are read from /proc/PID) */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -115,6 +117,7 @@ export async function startDrover(yaml: string): Promise<BenchDrover> {
   return {
     port: listen[0]?.port ?? 0,
     adminPort: admin.port,
+    pid: child.pid ?? 0,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       await exited;
@@ -130,7 +133,11 @@ export interface AdminBackend {
   readonly reason: string;
   readonly requests: number;
   readonly failures: number;
+  /** requests in flight now */
+  readonly inflight: number;
   readonly last_change: string | null;
+  /** peak-EWMA latency to response headers, ms; null before the first answer */
+  readonly latency_ewma_ms: number | null;
 }
 
 /** The backends of one service from the admin API. */

@@ -23,7 +23,7 @@ function runs(cmd: string): boolean {
 }
 
 /** Starts a tracer attached to `pids`; `stop()` ends it (SIGINT, as ^C would) and resolves with its exit. */
-function attach(cmd: string, args: readonly string[]): { stop(): Promise<void> } {
+export function attach(cmd: string, args: readonly string[]): { stop(): Promise<void> } {
   const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   child.stderr.resume();
   const exited = new Promise<void>((resolve) => {

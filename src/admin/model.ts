@@ -118,6 +118,8 @@ export interface AdminModel {
   setDraining(service: string, id: string, draining: boolean): BackendView | undefined;
   /** `/readyz`: true once config is loaded and every registry has synced once. */
   ready(): boolean;
+  /** Why `ready()` is false, one line each: the body of a 503 `/readyz` (optional; default `not ready`). */
+  notReady?(): readonly string[];
   /** For `GET /api/config`: the effective config, secrets already removed (the server redacts again). */
   effectiveConfig(): unknown;
   /** Recent events, oldest first, newest last: at most 200 health transitions, plus (the runtime) 100 registry changes and 50 reloads. */

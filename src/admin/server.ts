@@ -12,6 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { DroverError, ErrorCodes } from '../core/errors.js';
+import { redact } from '../config/redact.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { AdminModel } from './model.js';
@@ -26,6 +27,11 @@ export interface AdminServerOptions {
   readonly port: number;
   readonly model: AdminModel;
   readonly metrics: Metrics;
+  /**
+   * The text `GET /metrics` answers; default `metrics.metricsText()`, this process's registry (a
+   * cluster primary hands in the sum of its own and its workers').
+   */
+  readonly metricsText?: (() => Promise<string>) | undefined;
   /**
    * Name of the environment variable holding the admin token (default in config:
    * `DROVER_ADMIN_TOKEN`). Read on every request, so setting or rotating it needs no restart;
@@ -125,11 +131,11 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
         return getOnly(() =>
           opts.model.ready()
             ? send(res, 200, 'text/plain; charset=utf-8', 'ready\n')
-            : send(res, 503, 'text/plain; charset=utf-8', 'not ready\n'),
+            : send(res, 503, 'text/plain; charset=utf-8', notReadyBody(opts.model.notReady?.() ?? [])),
         );
       case '/metrics':
         return getOnly(async () => {
-          const text = await opts.metrics.metricsText();
+          const text = await (opts.metricsText ?? (() => opts.metrics.metricsText()))();
           send(res, 200, opts.metrics.contentType, text);
         });
       case '/api/services':
@@ -313,53 +319,7 @@ function authorized(req: IncomingMessage, tokenEnv: string): boolean {
   return timingSafeEqual(given, expected);
 }
 
-/**
- * Keys whose values are secrets. Anchored at the end so that `token_env` / `passwordEnv` (names
- * of variables that hold a secret) and `tls.key` (a file path) stay visible.
- */
-const SECRET_KEY = /(pass(word|wd)?|secret|token|credentials?|authorization|api[_-]?key|private[_-]?key|cookie)$/i;
-
-/** Header names whose values are credentials (besides those `SECRET_KEY` matches). */
-const SECRET_HEADER = /^(proxy-authorization|set-cookie|x-api-key|x-auth-.*|.*-key)$/i;
-
-/** The placeholder that replaces a redacted value. */
-export const REDACTED = '[redacted]';
-
-/**
- * Returns a deep copy of `value` with secret-looking keys' values replaced by `[redacted]` and
- * passwords removed from URLs (`http://user:pw@host`). Defensive: the model should already have
- * removed secrets; this catches what a future config key might add. Cycles become `[circular]`.
- */
-export function redact(value: unknown, seen: WeakSet<object> = new WeakSet()): unknown {
-  if (typeof value === 'string') return redactUrl(value);
-  if (value === null || typeof value !== 'object') {
-    // JSON cannot carry these; keep the output serialisable.
-    if (typeof value === 'bigint') return value.toString();
-    if (typeof value === 'function' || typeof value === 'symbol') return undefined;
-    return value;
-  }
-  if (seen.has(value)) return '[circular]';
-  seen.add(value);
-  try {
-    if (Array.isArray(value)) return value.map((v) => redact(v, seen));
-    if (value instanceof Map) return redact(Object.fromEntries(value), seen);
-    if (value instanceof Set) return redact([...value], seen);
-    const out: Record<string, unknown> = {};
-    // A header as config holds it, `{name: "Authorization", value: "Bearer ..."}` (route
-    // `request_headers.set`, `match.headers`): the secret is in `value`, named by `name`.
-    const pairName = (value as { name?: unknown }).name;
-    const secretPair = typeof pairName === 'string' && 'value' in value && (SECRET_KEY.test(pairName) || SECRET_HEADER.test(pairName));
-    for (const [k, v] of Object.entries(value)) {
-      const secret = SECRET_KEY.test(k) || (secretPair && k === 'value');
-      out[k] = secret && v !== null && v !== undefined && v !== '' ? REDACTED : redact(v, seen);
-    }
-    return out;
-  } finally {
-    seen.delete(value);
-  }
-}
-
-function redactUrl(s: string): string {
-  // Only strings that look like URLs with credentials: `scheme://user:password@host...`.
-  return s.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/:@\s]*):[^/@\s]*@/i, `$1:${REDACTED}@`);
+/** `not ready`, then what drover still waits for, one line each (`- registry etcd: ...`). */
+function notReadyBody(reasons: readonly string[]): string {
+  return `not ready\n${reasons.map((r) => `- ${r}\n`).join('')}`;
 }

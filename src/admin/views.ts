@@ -5,9 +5,8 @@
 import type { LastCheck } from '../../health/state.js';
 import type { RouteConfig } from '../../routing/types.js';
 import type { CheckView, RouteView } from './model.js';
+import { redactHeader } from '../config/redact.js';
 
-/** Header names whose matched value may be a credential (a route keyed on an API key): not shown. */
-const SECRET_HEADER = /(auth|key|token|secret|cookie|pass)/i;
 
 /** One active check result as JSON (`at` as ISO 8601). */
 export function checkView(c: LastCheck): CheckView {
@@ -24,7 +23,7 @@ export function routeViews(routes: readonly RouteConfig[], hits: ArrayLike<numbe
       if (r.match.pathPrefix !== undefined) match.path_prefix = r.match.pathPrefix;
       if (r.match.path !== undefined) match.path = r.match.path;
       if (r.match.method !== undefined) match.method = r.match.method;
-      if (r.match.headers.length > 0) match.headers = Object.fromEntries(r.match.headers.map((h) => [h.name, SECRET_HEADER.test(h.name) ? '[redacted]' : h.value]));
+      if (r.match.headers.length > 0) match.headers = Object.fromEntries(r.match.headers.map((h) => [h.name, redactHeader(h.name, h.value)]));
       const view: RouteView = { index: r.index, match, service: r.service, hits: hits[r.index] ?? 0 };
       if (r.stripPrefix !== undefined) view.strip_prefix = r.stripPrefix;
       return view;

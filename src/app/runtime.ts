@@ -1,81 +1,74 @@
 /**
- * The running proxy: owns the current config, the service pools, health, the registries, the
- * listeners and the admin server, and wires them in the one direction data flows:
+ * A running drover, as wiring: the service table (src/app/service-table.ts), health (store,
+ * monitor), the registries and their directory, the listeners, ACME and the admin server (whose
+ * views are src/app/admin-model.ts), connected in the one direction data flows:
  * registry event -> per-service member list -> pool diff -> health tracking -> policy rebuild.
  *
  * A config reload builds a new immutable `ProxyState` and swaps it in one assignment; pools,
  * backends, connections and health records are kept and reconfigured in place. A service that
  * is neither configured nor has a member left is retired whole (see `retire`).
  */
-import type { Backend } from '../../routing/backend.js';
-import type { PoolDiff } from '../../routing/pool.js';
 import type { MemberSpec } from '../../routing/types.js';
 import { HealthMonitor } from '../../health/monitor.js';
 import { HealthStore } from '../../health/store.js';
 import type { HealthTransition } from '../../health/types.js';
-import type { AdminModel, BackendView, CheckView, ConfigSourcesView, EventView, RouteView, ServiceView } from '../admin/model.js';
-import { checkView, routeViews } from '../admin/views.js';
 import { startAdminServer } from '../admin/server.js';
-import type { DroverConfig, ServiceConfig } from '../config/types.js';
-import { defaultServiceConfig } from '../config/defaults.js';
+import type { DroverConfig } from '../config/types.js';
+import { errorMessage } from '../core/errors.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import { syncAcme, type AcmeManager } from '../acme/manager.js';
 import type { ChallengeResponder } from '../proxy/edge-answers.js';
 import { startListener, type Listener } from '../proxy/listener.js';
 import type { TlsObserver } from '../proxy/tls-front.js';
-import { buildProxyState, ServiceEntry } from '../proxy/service.js';
-import type { AccessLogEntry, ProxyState, ServiceRuntime } from '../proxy/types.js';
-import { destroyUpstream, releaseUpstream } from '../proxy/upstream.js';
-import { openTunnels } from '../proxy/websocket.js';
+import type { ServiceEntry } from '../proxy/service.js';
+import type { ServiceRuntime } from '../proxy/types.js';
+import { drainListeners } from './listeners.js';
+import { ServiceTable, type AccessLogSink } from './service-table.js';
 import { ServiceDirectory, STATIC_SOURCE } from '../registry/directory.js';
 import { createRegistries, registriesKey } from '../registry/create.js';
 import type { Registry } from '../registry/types.js';
-import { redactConfig } from '../config/redact.js';
-import { describeConfig } from '../config/shared.js';
-
-/** A backend's latency estimate for the admin API: ms, one decimal; null without a sample. */
-function latencyView(b: Backend, now: number): number | null {
-  const v = b.latency.value(now);
-  return v === undefined ? null : Math.round(v * 10) / 10;
-}
-
-/** Most state changes kept for `GET /api/events`. */
-const MAX_EVENTS = 200;
-/**
- * Most registry changes and reloads kept besides: in their own logs, so a churning registry
- * never pushes health transitions out of the list.
- */
-const MAX_OTHER_EVENTS: Readonly<Record<'registry' | 'reload', number>> = { registry: 100, reload: 50 };
+import { ProcessAdminModel } from './admin-model.js';
+import { EventLog } from './event-log.js';
 
 export interface RuntimeOptions {
   readonly logger: Logger;
   readonly metrics: Metrics;
   /** where access log lines go; undefined: built from `config.accessLog` by the caller */
-  readonly accessLog?: ((entry: AccessLogEntry) => void) | undefined;
+  readonly accessLog?: AccessLogSink;
   /** false: bind no proxy listener (the cluster primary: workers serve); default true */
   readonly serve?: boolean | undefined;
   /** called after any pool's members, availability, draining or weights changed (cluster primary) */
   readonly onPoolChange?: (() => void) | undefined;
-  /** an extra condition of `/readyz` (the shared config read from etcd once); default always true */
-  readonly readyWhen?: (() => boolean) | undefined;
+  /**
+   * A service's `queue_depth` in `/api/services` when this process does not queue itself (the
+   * cluster primary: its workers' sum); undefined, or answering undefined: this process's own queue
+   */
+  readonly queueDepths?: ((service: string) => number | undefined) | undefined;
+  /** what `GET /metrics` answers (a cluster primary: every process's sum); default this process's registry */
+  readonly metricsText?: (() => Promise<string>) | undefined;
+  /**
+   * An extra condition of `/readyz` (the shared config read from etcd once): what it still waits
+   * for, one line each; empty (the default) when nothing.
+   */
+  readonly waitingFor?: (() => readonly string[]) | undefined;
 }
 
 /** A started drover. */
-export class Runtime implements AdminModel {
+export class Runtime {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly store: HealthStore;
   readonly monitor: HealthMonitor;
-  readonly onPoolChange: (() => void) | undefined;
   private readonly serve: boolean;
-  private readonly readyWhen: () => boolean;
+  private readonly waitingFor: () => readonly string[];
+  private readonly metricsText: (() => Promise<string>) | undefined;
+  private readonly queueDepths: ((service: string) => number | undefined) | undefined;
   private readonly directory: ServiceDirectory;
-  private readonly entries = new Map<string, ServiceEntry>();
-  private readonly eventLog: EventView[] = [];
-  private readonly otherEvents: Record<'registry' | 'reload', EventView[]> = { registry: [], reload: [] };
-  private config: DroverConfig;
-  private state: ProxyState;
+  /** the services, their config and the snapshot the listeners read */
+  private readonly table: ServiceTable;
+  /** health transitions, registry changes and reloads for `GET /api/events` */
+  private readonly eventLog = new EventLog();
   private registries: Registry[] = [];
   private registryKey = '';
   private listeners: Listener[] = [];
@@ -83,7 +76,6 @@ export class Runtime implements AdminModel {
   private acme: AcmeManager | undefined;
   private acmeStarted = false;
   private admin: { address: { host: string; port: number }; close(): Promise<void> } | undefined;
-  private accessLog: ((entry: AccessLogEntry) => void) | undefined;
   private stopping = false;
   /** `start` has run its first registry sync (before that, the directory's readiness means nothing) */
   private startedUp = false;
@@ -91,20 +83,17 @@ export class Runtime implements AdminModel {
   private settled = false;
   /** every backend under active checks had its first verdict once (latched: `/readyz` warm-up) */
   private warm = false;
-  /** per service, releases of departed backends still waiting for their in-flight requests */
-  private readonly releasing = new WeakMap<ServiceEntry, Set<Promise<void>>>();
 
   private constructor(config: DroverConfig, options: RuntimeOptions) {
-    this.config = config;
     this.logger = options.logger;
     this.metrics = options.metrics;
-    this.accessLog = options.accessLog;
     this.serve = options.serve ?? true;
-    this.onPoolChange = options.onPoolChange;
-    this.readyWhen = options.readyWhen ?? (() => true);
+    this.waitingFor = options.waitingFor ?? (() => []);
+    this.metricsText = options.metricsText;
+    this.queueDepths = options.queueDepths;
     this.store = new HealthStore({
       // health is the one owner of availability; the pool only applies it
-      availability: { setAvailable: (service, id, availability) => this.entries.get(service)?.pool.setAvailable(id, availability) },
+      availability: { setAvailable: (service, id, availability) => this.table.get(service)?.pool.setAvailable(id, availability) },
       transitions: { onTransition: (t) => this.onTransition(t) },
       onError: (err) => this.logger.error({ err }, 'health listener failed'),
     });
@@ -119,8 +108,14 @@ export class Runtime implements AdminModel {
       },
       logger: this.logger.child({ component: 'registry' }),
     });
+    this.table = new ServiceTable({
+      config,
+      metrics: this.metrics,
+      accessLog: options.accessLog,
+      passive: (service, id, outcome) => this.monitor.passive(service, id, outcome),
+      onPoolChange: options.onPoolChange,
+    });
     this.metrics.setBackendStates(() => this.backendSamples());
-    this.state = this.buildState(config);
   }
 
   /** Builds the runtime, binds every listener and the admin server, starts the registries. */
@@ -132,12 +127,22 @@ export class Runtime implements AdminModel {
     rt.startedUp = true;
     if (rt.directory.ready()) rt.settled = true;
     try {
-      if (rt.serve) for (const l of config.listen) rt.listeners.push(await startListener(l, () => rt.state, rt.metrics.fastPath, rt.tlsObserver()));
+      if (rt.serve) for (const l of config.listen) rt.listeners.push(await startListener(l, () => rt.table.state, rt.metrics.fastPath, rt.tlsObserver()));
       rt.admin = await startAdminServer({
         host: config.admin.host,
         port: config.admin.port,
-        model: rt,
+        model: new ProcessAdminModel({
+          table: rt.table,
+          store: rt.store,
+          monitor: rt.monitor,
+          events: rt.eventLog,
+          logger: rt.logger,
+          ready: () => rt.ready(),
+          notReady: () => rt.notReady(),
+          queueDepth: rt.queueDepths,
+        }),
         metrics: rt.metrics,
+        metricsText: rt.metricsText,
         tokenEnv: config.admin.tokenEnv,
         allowedHosts: config.admin.allowedHosts,
         logger: rt.logger.child({ component: 'admin' }),
@@ -158,7 +163,7 @@ export class Runtime implements AdminModel {
    */
   startAcme(): void {
     this.acmeStarted = true;
-    this.syncAcme(this.config);
+    this.syncAcme(this.table.config);
   }
 
   /**
@@ -172,7 +177,7 @@ export class Runtime implements AdminModel {
         const served = this.setCertificate(`acme:${domain}`, certPem, keyPem);
         this.logger.info({ component: 'acme', domain, listeners: served }, 'certificate served');
       } catch (err) {
-        this.logger.error({ component: 'acme', domain, err: err instanceof Error ? err.message : String(err) }, 'certificate refused');
+        this.logger.error({ component: 'acme', domain, err: errorMessage(err) }, 'certificate refused');
       }
     });
     const acme = this.acme;
@@ -222,12 +227,12 @@ export class Runtime implements AdminModel {
 
   /** Every service by name (the cluster primary snapshots their pools for its workers). */
   pools(): ReadonlyMap<string, ServiceRuntime> {
-    return this.entries;
+    return this.table.services();
   }
 
   /** The config now in force. */
   currentConfig(): DroverConfig {
-    return this.config;
+    return this.table.config;
   }
 
   /**
@@ -235,13 +240,11 @@ export class Runtime implements AdminModel {
    * addresses are bound at start: a change to them is logged and needs a restart.
    */
   async reload(config: DroverConfig): Promise<void> {
-    const old = this.config;
+    const old = this.table.config;
     if (JSON.stringify(old.listen) !== JSON.stringify(config.listen) || old.admin.address !== config.admin.address) {
       this.logger.warn('listen or admin address changed: takes effect at the next restart');
     }
-    this.config = config;
     this.applyServices(config);
-    this.state = this.buildState(config);
     if (this.acmeStarted) this.syncAcme(config);
     await this.restartRegistries(config);
     this.directory.flush();
@@ -268,44 +271,32 @@ export class Runtime implements AdminModel {
     }
   }
 
-  /** Static members from the config, services created or reconfigured. */
+  /**
+   * A new config's services (created or reconfigured; one that left the config but still has
+   * registry members falls back to defaults) and its static members.
+   */
   private applyServices(config: DroverConfig): void {
+    this.table.setConfig(config);
     const statics = new Map<string, MemberSpec[]>();
     for (const svc of config.services) {
       statics.set(
         svc.name,
         svc.backends.map((b) => ({ id: b.id, url: b.url, weight: b.weight, zone: b.zone, draining: b.draining, source: STATIC_SOURCE })),
       );
-      const entry = this.entries.get(svc.name);
-      if (entry === undefined) this.entries.set(svc.name, this.newEntry(svc, true));
-      else entry.reconfigure(svc, true);
-    }
-    // A service that left the config but still has registry members falls back to defaults.
-    for (const [name, entry] of this.entries) {
-      if (entry.configured && !config.services.some((s) => s.name === name)) entry.reconfigure(defaultServiceConfig(name), false);
     }
     this.directory.replaceAll(STATIC_SOURCE, statics);
     // Applied now rather than at the directory's next flush, so the new settings (health above
     // all) are in force when this returns; that flush then finds nothing left to change.
-    for (const entry of [...this.entries.values()]) this.applyService(entry, this.directory.merged(entry.name));
+    for (const entry of [...this.table.services().values()]) this.applyService(entry, this.directory.merged(entry.name));
   }
 
   private applyMembers(changed: ReadonlyMap<string, readonly MemberSpec[]>): void {
-    let created = false;
     for (const [name, members] of changed) {
-      let entry = this.entries.get(name);
-      if (entry === undefined) {
-        if (members.length === 0) continue;
-        const configured = this.config.services.find((s) => s.name === name);
-        entry = this.newEntry(configured ?? defaultServiceConfig(name), configured !== undefined);
-        this.entries.set(name, entry);
-        created = true;
-      }
+      if (members.length === 0 && this.table.get(name) === undefined) continue;
       this.metrics.poolUpdate(name);
-      this.applyService(entry, members);
+      this.applyService(this.table.open(name), members);
     }
     if (this.startedUp && !this.settled && this.directory.ready()) this.settled = true;
-    if (created) this.state = this.buildState(this.config);
   }
 
   /**
@@ -314,151 +305,54 @@ export class Runtime implements AdminModel {
    * `pending` until health's `add` (in the same batch) says what it may receive.
    */
   private applyService(entry: ServiceEntry, members: readonly MemberSpec[]): void {
-    const pool = entry.pool;
-    let diff: PoolDiff = { added: [], removed: [], updated: [] };
-    pool.batch(() => {
-      diff = pool.sync(members, { initial: !this.settled });
-      this.monitor.sync(entry.name, entry.config.health, members);
-    });
-    for (const b of diff.removed) this.release(entry, b);
-    this.registryEvents(entry.name, diff.added, diff.removed);
+    const diff = this.table.sync(entry, members, { initial: !this.settled }, () => this.monitor.sync(entry.name, entry.config.health, members));
+    this.eventLog.registry(entry.name, diff.added, diff.removed);
     if (diff.added.length + diff.removed.length > 0) {
       this.logger.info(
         { service: entry.name, added: diff.added.map((b) => b.id), removed: diff.removed.map((b) => b.id), members: members.length },
         'pool changed',
       );
     }
-    if (!entry.configured && pool.backends().length === 0) this.retire(entry);
-  }
-
-  /** A backend left its pool: close its connections once its in-flight requests are done. */
-  private release(entry: ServiceEntry, backend: Backend): void {
-    let pending = this.releasing.get(entry);
-    if (pending === undefined) this.releasing.set(entry, (pending = new Set()));
-    const done: Promise<void> = releaseUpstream(backend).then(() => {
-      pending.delete(done);
-      if (entry.pool.get(backend.id) === undefined) this.metrics.forgetBackend(entry.name, backend.id);
-    });
-    pending.add(done);
+    if (!entry.configured && entry.pool.backends().length === 0) this.retire(entry);
   }
 
   /**
    * A service that is not configured and has no member left: its pool, health records and
-   * checker timers, and admin entry go now (new requests for it get 503, as for any unknown
-   * service); its metric series go once the requests it still has in flight are done, unless the
-   * service came back meanwhile (then they are the new one's).
+   * checker timers, and admin entry go now; its metric series once the requests it still has in
+   * flight are done (see `ServiceTable.retire`).
    */
   private retire(entry: ServiceEntry): void {
-    const name = entry.name;
-    if (this.entries.get(name) !== entry) return;
-    this.entries.delete(name);
-    this.monitor.removeService(name);
-    entry.pool.close();
-    void Promise.all([...(this.releasing.get(entry) ?? [])]).then(() => {
-      if (!this.entries.has(name)) this.metrics.forgetService(name);
-    });
-    this.logger.info({ service: name }, 'service retired');
+    if (this.table.get(entry.name) !== entry) return;
+    this.table.retire(entry);
+    this.monitor.removeService(entry.name);
+    this.logger.info({ service: entry.name }, 'service retired');
   }
-
-  private newEntry(config: ServiceConfig, configured: boolean): ServiceEntry {
-    const entry = new ServiceEntry(config, this.metrics, (service, id, outcome) => this.monitor.passive(service, id, outcome), configured);
-    if (this.onPoolChange !== undefined) entry.pool.onChange = this.onPoolChange;
-    return entry;
-  }
-
-  // ---- state for the data path -----------------------------------------------------------
-
-  private buildState(config: DroverConfig): ProxyState {
-    return buildProxyState(config, this.entries, this.accessLog, this.state);
-  }
-
 
   /** Replaces the access log sink (after reopening its file). */
-  setAccessLog(sink: ((entry: AccessLogEntry) => void) | undefined): void {
-    this.accessLog = sink;
-    this.state = this.buildState(this.config);
+  setAccessLog(sink: AccessLogSink): void {
+    this.table.setAccessLog(sink);
   }
 
   // ---- health -----------------------------------------------------------------------------
 
   private onTransition(t: HealthTransition): void {
     this.metrics.healthTransition(t.service, t.to);
-    this.pushEvent({ kind: 'health', at: new Date(t.at).toISOString(), service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason });
+    this.eventLog.health(t);
     this.logger.info({ service: t.service, backend: t.id, from: t.from, to: t.to, reason: t.reason }, 'health transition');
-  }
-
-  private pushEvent(event: EventView): void {
-    const kind = event.kind ?? 'health';
-    const log = kind === 'health' ? this.eventLog : this.otherEvents[kind];
-    log.push(event);
-    if (log.length > (kind === 'health' ? MAX_EVENTS : MAX_OTHER_EVENTS[kind])) log.shift();
-  }
-
-  /** Registry changes for the events list: one event per backend that joined or left a pool. */
-  private registryEvents(service: string, added: readonly Backend[], removed: readonly Backend[]): void {
-    const at = new Date().toISOString();
-    for (const b of added) this.pushEvent({ kind: 'registry', at, service, backend: b.id, from: '', to: 'joined', reason: `${b.source}: ${b.url}` });
-    for (const b of removed) this.pushEvent({ kind: 'registry', at, service, backend: b.id, from: '', to: 'left', reason: `${b.source}: ${b.url}` });
   }
 
   /** A config reload was applied (`ok`) or refused, for the events list; `detail` says what triggered it or why it failed. */
   noteReload(ok: boolean, detail: string): void {
-    this.pushEvent({ kind: 'reload', at: new Date().toISOString(), service: '', backend: '', from: '', to: ok ? 'applied' : 'refused', reason: detail });
+    this.eventLog.reload(ok, detail);
   }
 
   private *backendSamples(): Iterable<{ service: string; backend: string; up: boolean; inflight: number }> {
-    for (const entry of this.entries.values()) {
+    for (const entry of this.table.services().values()) {
       for (const b of entry.pool.backends()) yield { service: entry.name, backend: b.id, up: b.available, inflight: b.inflight };
     }
   }
 
-  // ---- AdminModel ---------------------------------------------------------------------------
-
-  services(): ServiceView[] {
-    const order = new Map(this.config.services.map((s, i) => [s.name, i]));
-    const entries = [...this.entries.values()].sort((a, b) => (order.get(a.name) ?? 1e9) - (order.get(b.name) ?? 1e9) || a.name.localeCompare(b.name));
-    const origin = this.config.origin?.services;
-    return entries.map((e) => ({
-      name: e.name,
-      balancer: e.config.balancer,
-      panic: e.pool.panic,
-      ...(e.config.maxConns > 0 ? { queue_depth: e.queueDepth } : {}),
-      config_source: e.configured ? (origin?.[e.name] ?? 'file') : 'registry',
-      backends: e.pool.backends().map((b) => this.view(e, b)),
-    }));
-  }
-
-  private view(entry: ServiceEntry, b: Backend): BackendView {
-    const h = this.store.snapshot(entry.name, b.id);
-    const view: BackendView = {
-      id: b.id,
-      url: b.url,
-      weight: b.weight,
-      source: b.source,
-      // health's answer, drain included: the one owner of a backend's state
-      state: h?.state ?? 'unknown',
-      inflight: b.inflight,
-      requests: b.requests,
-      failures: b.failures,
-      last_change: h === undefined ? null : new Date(h.since).toISOString(),
-      reason: h?.reason ?? '',
-      latency_ewma_ms: latencyView(b, entry.pool.clock()),
-      max_conns: entry.config.maxConns,
-    };
-    if (b.zone !== undefined) view.zone = b.zone;
-    view.effective_weight = b.effectiveWeight;
-    if (h?.lastCheck !== undefined) view.last_check = checkView(h.lastCheck);
-    return view;
-  }
-
-  setDraining(service: string, id: string, draining: boolean): BackendView | undefined {
-    const entry = this.entries.get(service);
-    const b = entry?.pool.get(id);
-    // Health holds the admin drain (apart from the registry's) and tells the pool.
-    if (entry === undefined || b === undefined || !this.monitor.setDraining(service, id, draining)) return undefined;
-    this.logger.info({ service, backend: id, draining }, draining ? 'backend drained' : 'backend undrained');
-    return this.view(entry, b);
-  }
+  // ---- admin -------------------------------------------------------------------------------
 
   /**
    * Every registry has listed once and, like Envoy's cluster warm-up, every backend under
@@ -466,46 +360,28 @@ export class Runtime implements AdminModel {
    * Once warm, later members do not make drover unready again.
    */
   ready(): boolean {
-    if (this.stopping || !this.directory.ready() || !this.readyWhen()) return false;
+    if (this.stopping || !this.directory.ready() || this.waitingFor().length > 0) return false;
     if (!this.warm) this.warm = this.store.awaitingFirstCheck() === 0;
     return this.warm;
   }
 
-  effectiveConfig(): unknown {
-    return redactConfig(describeConfig(this.config));
-  }
-
-  configSources(): ConfigSourcesView {
-    const etcd = this.config.origin?.etcd;
-    const routes = this.config.origin?.routes ?? [];
-    return {
-      file: this.config.file,
-      etcd: etcd === undefined ? null : { prefix: etcd.prefix, revision: etcd.revision },
-      routes: { file: this.config.routes.length - routes.filter((r) => r === 'etcd').length, etcd: routes.filter((r) => r === 'etcd').length },
-    };
-  }
-
-  events(): EventView[] {
-    // Each log is in time order; ISO 8601 UTC strings sort as times, and the sort is stable.
-    return [...this.eventLog, ...this.otherEvents.registry, ...this.otherEvents.reload].sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0));
+  /** Why `ready()` is false, one line each (empty when ready): the body of a 503 `/readyz`. */
+  notReady(): string[] {
+    if (this.ready()) return [];
+    if (this.stopping) return ['shutting down'];
+    const out = this.directory.unsynced().map((source) =>
+      this.directory.isConnected(source) === false ? `registry ${source}: unreachable, members not listed yet` : `registry ${source}: members not listed yet`,
+    );
+    out.push(...this.waitingFor());
+    const waiting = this.store.awaitingFirstCheck();
+    if (out.length === 0 && waiting > 0) out.push(`${waiting} backend${waiting === 1 ? '' : 's'} waiting for a first health check`);
+    return out;
   }
 
   /** Route hits counted by cluster workers (by route index), added to this process's. */
   addRouteHits(hits: readonly number[]): void {
-    const own = this.state.routeHits;
+    const own = this.table.state.routeHits;
     for (let i = 0; i < hits.length && i < own.length; i++) own[i] = (own[i] ?? 0) + (hits[i] ?? 0);
-  }
-
-  routes(): RouteView[] {
-    const origin = this.config.origin?.routes;
-    return routeViews(this.config.routes, this.state.routeHits).map((r) => ({ ...r, source: origin?.[r.index] ?? 'file' }));
-  }
-
-  checks(service: string): { id: string; checks: CheckView[] }[] | undefined {
-    const entry = this.entries.get(service);
-    if (entry === undefined) return undefined;
-    const health = this.store.get(service);
-    return entry.pool.backends().map((b) => ({ id: b.id, checks: (health?.recentChecks(b.id) ?? []).map(checkView) }));
   }
 
   // ---- shutdown ---------------------------------------------------------------------------
@@ -517,36 +393,16 @@ export class Runtime implements AdminModel {
   async shutdown(graceMs: number): Promise<void> {
     this.stopping = true;
     this.acme?.stop();
-    const closing = Promise.all(this.listeners.map((l) => l.close()));
-    // server.close() stops accepting at once: from here new connections are refused.
+    // server.close() stops accepting at once: from here new connections are refused
+    for (const l of this.listeners) void l.close();
     this.logger.info({ listeners: this.listeners.length }, 'listeners closed');
-    // Keep-alive connections that go idle after their response are closed as they do.
-    const idle = setInterval(() => {
-      for (const l of this.listeners) l.closeIdle();
-    }, 50);
-    let timer: NodeJS.Timeout | undefined;
-    const expired = new Promise<'expired'>((resolve) => {
-      timer = setTimeout(() => resolve('expired'), graceMs);
-    });
-    const drained = (async (): Promise<'drained'> => {
-      await closing;
-      while (openTunnels.size > 0) await new Promise((r) => setTimeout(r, 50));
-      return 'drained';
-    })();
-    const result = await Promise.race([drained, expired]);
-    clearInterval(idle);
-    if (timer !== undefined) clearTimeout(timer);
-    if (result === 'expired') {
+    if ((await drainListeners(this.listeners, graceMs)) === 'expired') {
       this.logger.warn({ graceMs }, 'shutdown grace expired: closing remaining connections');
-      for (const l of this.listeners) l.destroyAll();
     }
     await Promise.all(this.registries.map((r) => r.close().catch(() => undefined)));
     this.directory.close();
     this.monitor.close();
     await this.admin?.close();
-    for (const entry of this.entries.values()) {
-      entry.pool.close();
-      await Promise.all(entry.pool.backends().map((b) => destroyUpstream(b)));
-    }
+    await this.table.close();
   }
 }

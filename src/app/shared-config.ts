@@ -6,6 +6,7 @@
  * reload path (`Runtime.reload`), exactly like a file change.
  */
 import type { ConfigIssue } from '../core/errors.js';
+import { ok } from '../core/result.js';
 import { parseSharedConfig, type SharedConfig, type SharedParse, type SharedSnapshot } from '../config/shared.js';
 import { parseTraefikRouters } from '../config/traefik-routers.js';
 import type { DroverConfig, EtcdRegistryConfig } from '../config/types.js';
@@ -68,6 +69,13 @@ export class SharedConfigSource {
   /** False while a shared config is configured but some part has no valid state yet. */
   ready(): boolean {
     return this.parts.every((p) => p.good !== undefined);
+  }
+
+  /** Why `ready()` is false, one line per part without a valid state (empty when ready). */
+  waitingFor(): string[] {
+    return this.parts
+      .filter((p) => p.good === undefined)
+      .map((p) => (p.answered ? `shared config under ${p.prefix} refused (invalid): waiting for a valid one` : `shared config under ${p.prefix} not read from etcd yet`));
   }
 
   /**
@@ -141,11 +149,11 @@ export class SharedConfigSource {
     if (part.lastValues !== undefined && sameValues(part.lastValues, snapshot.values)) return;
     part.lastValues = snapshot.values;
     const parsed = part.parse(snapshot);
-    if (parsed.config === undefined) {
-      this.handlers.refused(snapshot.revision, parsed.issues);
+    if (!parsed.ok) {
+      this.handlers.refused(snapshot.revision, parsed.reason);
       return;
     }
-    part.good = parsed.config;
+    part.good = parsed.value;
     const current = this.current();
     if (current !== undefined) this.handlers.changed(current);
   }
@@ -162,7 +170,7 @@ function parseRouters(handlers: SharedConfigHandlers): (snapshot: SharedSnapshot
   return (snapshot) => {
     const { routes, skipped } = parseTraefikRouters(snapshot);
     if (skipped.length > 0) handlers.skipped?.(snapshot.revision, skipped);
-    return { config: Object.freeze({ prefix: snapshot.prefix, revision: snapshot.revision, routes, services: [] }) };
+    return ok(Object.freeze({ prefix: snapshot.prefix, revision: snapshot.revision, routes, services: [] }));
   };
 }
 

@@ -15,6 +15,7 @@ import type { Etcd3 } from 'etcd3';
 import { parseDocument, stringify } from 'yaml';
 import { checkConfigFile } from '../config/load.js';
 import { DEFAULT_CONFIG_PREFIX, parseSharedConfig, ROUTES_KEY, SERVICES_DIR } from '../config/shared.js';
+import { parseEtcdEndpoints } from '../config/values.js';
 import { formatIssue } from '../core/errors.js';
 import { DEFAULT_CONFIG_FILE } from './check.js';
 
@@ -58,17 +59,14 @@ function normalisePrefix(p: string): string {
 }
 
 async function connect(flags: EtcdFlags): Promise<Etcd3 | undefined> {
-  const endpoints = flags.etcd
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '');
-  if (endpoints.length === 0) {
-    process.stderr.write('drover config: --etcd needs at least one endpoint\n');
+  const endpoints = parseEtcdEndpoints(flags.etcd);
+  if (!endpoints.ok) {
+    process.stderr.write(`drover config: --etcd: ${endpoints.reason}\n`);
     return undefined;
   }
   // Loaded on use: the etcd client (gRPC, protobufs) costs most of the CLI's start-up time.
   const { createEtcdClient } = await import('../registry/etcd-client.js');
-  return createEtcdClient({ endpoints, callTimeoutMs: 5000, hostRetryMs: 200 });
+  return createEtcdClient({ endpoints: endpoints.value, callTimeoutMs: 5000, hostRetryMs: 200 });
 }
 
 /**
@@ -116,20 +114,67 @@ async function readStored(client: Etcd3, prefix: string): Promise<Stored> {
   return { revision: String(res.header.revision), keys };
 }
 
-/** Checks FILE as `drover check` does, and its shared parts as every drover will; prints problems. */
-async function checkForPush(file: string, prefix: string): Promise<Map<string, string> | undefined> {
+/**
+ * What `config push` would write for FILE (full key -> value under `prefix`), or every problem
+ * found: FILE is checked as `drover check` does, then its shared parts as every drover will
+ * read them. Nothing is written. Exported for bench/config-fleet.ts, which times pushes.
+ */
+export async function planPush(file: string, prefix: string): Promise<{ readonly desired: Map<string, string> } | { readonly problems: string[] }> {
   const issues = await checkConfigFile(file);
-  if (issues.length > 0) {
-    process.stderr.write(`${issues.map(formatIssue).join('\n')}\n${file}: not pushed (nothing was written)\n`);
-    return undefined;
-  }
+  if (issues.length > 0) return { problems: issues.map(formatIssue) };
   const desired = await desiredKeys(file, prefix);
   const parsed = parseSharedConfig({ prefix, revision: '0', values: desired });
-  if (parsed.issues !== undefined) {
-    process.stderr.write(`${parsed.issues.map(formatIssue).join('\n')}\n${file}: not pushed (nothing was written)\n`);
+  if (!parsed.ok) return { problems: parsed.reason.map(formatIssue) };
+  return { desired };
+}
+
+/** `planPush` for the commands: prints the problems (and that nothing was written). */
+async function checkForPush(file: string, prefix: string): Promise<Map<string, string> | undefined> {
+  const plan = await planPush(file, prefix);
+  if ('problems' in plan) {
+    process.stderr.write(`${plan.problems.join('\n')}\n${file}: not pushed (nothing was written)\n`);
     return undefined;
   }
-  return desired;
+  return plan.desired;
+}
+
+/** What `commitPush` did. */
+export interface PushOutcome {
+  /** false: something under the prefix changed since it was read; nothing was written */
+  readonly succeeded: boolean;
+  /** the etcd revision of the transaction */
+  readonly revision: string;
+  /** `services/*` keys deleted because the pushed file no longer has them */
+  readonly deleted: readonly string[];
+  /** keys under the prefix that are not shared-config keys (left alone; drovers refuse them) */
+  readonly foreign: readonly string[];
+}
+
+/**
+ * Writes `desired` (from `planPush`) under `prefix` in ONE transaction that also deletes the
+ * `services/*` keys it does not have. The transaction commits only if nothing under the prefix
+ * changed since it was read here. Exported for bench/config-fleet.ts.
+ */
+export async function commitPush(client: Etcd3, prefix: string, desired: ReadonlyMap<string, string>): Promise<PushOutcome> {
+  const stored = await readStored(client, prefix);
+  const stale = [...stored.keys.keys()].filter((k) => k.startsWith(`${prefix}${SERVICES_DIR}`) && !desired.has(k));
+  const foreign = [...stored.keys.keys()].filter((k) => !desired.has(k) && !stale.includes(k));
+  const { Range } = await import('etcd3');
+  const end = Range.prefix(prefix).end;
+  const res = await client.kv.txn({
+    // Commit only if nothing under the prefix changed since it was read: every key read is
+    // unchanged, and no key was created after that read.
+    compare: [
+      ...[...stored.keys].map(([k, v]) => ({ key: Buffer.from(k), target: 'Mod' as const, result: 'Equal' as const, mod_revision: v.modRevision })),
+      { key: Buffer.from(prefix), range_end: end, target: 'Mod' as const, result: 'Less' as const, mod_revision: String(BigInt(stored.revision) + 1n) },
+    ],
+    success: [
+      ...[...desired].map(([k, v]) => ({ request_put: { key: Buffer.from(k), value: Buffer.from(v) } })),
+      ...stale.map((k) => ({ request_delete_range: { key: Buffer.from(k) } })),
+    ],
+    failure: [],
+  });
+  return { succeeded: res.succeeded, revision: String(res.header.revision), deleted: stale, foreign };
 }
 
 async function push(opts: EtcdFlags & { config: string }): Promise<number> {
@@ -137,32 +182,15 @@ async function push(opts: EtcdFlags & { config: string }): Promise<number> {
   const desired = await checkForPush(opts.config, prefix);
   if (desired === undefined) return 1;
   return withClient(opts, 'push', 1, async (client) => {
-    const stored = await readStored(client, prefix);
-    const stale = [...stored.keys.keys()].filter((k) => k.startsWith(`${prefix}${SERVICES_DIR}`) && !desired.has(k));
-    const others = [...stored.keys.keys()].filter((k) => !desired.has(k) && !stale.includes(k));
-    const { Range } = await import('etcd3');
-    const end = Range.prefix(prefix).end;
-    const res = await client.kv.txn({
-      // Commit only if nothing under the prefix changed since it was read: every key read is
-      // unchanged, and no key was created after that read.
-      compare: [
-        ...[...stored.keys].map(([k, v]) => ({ key: Buffer.from(k), target: 'Mod' as const, result: 'Equal' as const, mod_revision: v.modRevision })),
-        { key: Buffer.from(prefix), range_end: end, target: 'Mod' as const, result: 'Less' as const, mod_revision: String(BigInt(stored.revision) + 1n) },
-      ],
-      success: [
-        ...[...desired].map(([k, v]) => ({ request_put: { key: Buffer.from(k), value: Buffer.from(v) } })),
-        ...stale.map((k) => ({ request_delete_range: { key: Buffer.from(k) } })),
-      ],
-      failure: [],
-    });
+    const res = await commitPush(client, prefix, desired);
     if (!res.succeeded) {
       process.stderr.write(`drover config push: the shared config under ${prefix} changed while pushing; nothing was written, run it again\n`);
       return 1;
     }
-    for (const k of others) process.stderr.write(`drover config push: warning: ${k} is not a shared-config key; drovers refuse the config until it is removed\n`);
+    for (const k of res.foreign) process.stderr.write(`drover config push: warning: ${k} is not a shared-config key; drovers refuse the config until it is removed\n`);
     const services = desired.size - 1;
     process.stdout.write(
-      `${opts.config}: pushed routes and ${services} service${services === 1 ? '' : 's'} to ${prefix}${stale.length > 0 ? `, deleted ${stale.join(', ')}` : ''}\nrevision ${res.header.revision}\n`,
+      `${opts.config}: pushed routes and ${services} service${services === 1 ? '' : 's'} to ${prefix}${res.deleted.length > 0 ? `, deleted ${res.deleted.join(', ')}` : ''}\nrevision ${res.revision}\n`,
     );
     return 0;
   });
@@ -260,12 +288,14 @@ function lcsDiff(a: readonly string[], b: readonly string[]): string[] {
       out.push(`  ${a[i]}`);
       i++;
       j++;
-    } else if (j < m && (i === n || (lcs[i]?.[j + 1] ?? 0) >= (lcs[i + 1]?.[j] ?? 0))) {
-      out.push(`+ ${b[j]}`);
-      j++;
-    } else {
+    } else if (i < n && (j === m || (lcs[i + 1]?.[j] ?? 0) >= (lcs[i]?.[j + 1] ?? 0))) {
+      // a removal first when both keep the common subsequence as long: `-` before `+`, as
+      // diff(1) and git print a changed line
       out.push(`- ${a[i]}`);
       i++;
+    } else {
+      out.push(`+ ${b[j]}`);
+      j++;
     }
   }
   return out;

@@ -11,8 +11,10 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { createLogger } from '../observability/log.js';
 import { ErrorCodes } from '../core/errors.js';
-import { normaliseOrigin, parseDroverKey, parseWeight } from '../registry/etcd-values.js';
+import { parseDroverKey } from '../registry/etcd-values.js';
+import { parseBackendUrl, parseEtcdEndpoints, parseServerList, parseTtlSeconds, parseWeight } from '../config/values.js';
 import type { RegisterOptions } from '../registry/registrar/options.js';
+import { fail, ok, type Result } from '../core/result.js';
 
 /** Raw flag values as commander hands them over. */
 export interface RegisterFlags {
@@ -28,16 +30,6 @@ export interface RegisterFlags {
   prefix?: string;
 }
 
-/** Parses `250ms`, `10s`, `2m`, `1h` (or bare seconds) into ms; undefined when malformed. */
-export function parseDurationMs(text: string): number | undefined {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$/.exec(text);
-  if (m === null) return undefined;
-  const n = Number(m[1]);
-  const unit = m[2] ?? 's';
-  const factor = unit === 'ms' ? 1 : unit === 's' ? 1000 : unit === 'm' ? 60_000 : 3_600_000;
-  return n * factor;
-}
-
 /** The default instance id: `<hostname>-<port of --url>`, stable across restarts of one instance. */
 export function defaultInstanceId(url: string, hostname: string = os.hostname()): string {
   const port = new URL(url).port || '80';
@@ -45,20 +37,27 @@ export function defaultInstanceId(url: string, hostname: string = os.hostname())
 }
 
 /** Validates the flags; returns the settings or the list of problems. */
-export function resolveRegisterFlags(flags: RegisterFlags): { ok: true; value: RegisterOptions } | { ok: false; errors: string[] } {
+export function resolveRegisterFlags(flags: RegisterFlags): Result<RegisterOptions, string[]> {
   const errors: string[] = [];
-  const endpoints = (flags.etcd ?? '').split(',').map((s) => s.trim()).filter((s) => s !== '');
-  const zookeeper = flags.zookeeper?.split(',').map((s) => s.trim()).filter((s) => s !== '').join(',');
+  let endpoints: string[] = [];
+  let zookeeper: string | undefined;
   if (flags.zookeeper !== undefined && flags.etcd !== undefined) errors.push('--etcd/--zookeeper: give one of them, not both');
   else if (flags.zookeeper !== undefined) {
-    if (zookeeper === undefined || !/^[^,:\s]+:\d{1,5}(?:,[^,:\s]+:\d{1,5})*$/.test(zookeeper)) errors.push('--zookeeper: expected host:port[,host:port...]');
-  } else if (endpoints.length === 0) errors.push('--etcd: at least one endpoint is required (or --zookeeper SERVERS)');
-  const origin = normaliseOrigin(flags.url);
-  if (!origin.ok) errors.push(`--url: ${origin.reason}`);
+    const servers = parseServerList(flags.zookeeper);
+    if (servers.ok) zookeeper = servers.value;
+    else errors.push(`--zookeeper: ${servers.reason}`);
+  } else {
+    const etcd = parseEtcdEndpoints(flags.etcd ?? '');
+    if (etcd.ok) endpoints = etcd.value;
+    else errors.push(`--etcd: ${etcd.reason}${flags.etcd === undefined || flags.etcd.trim() === '' ? ' (or --zookeeper SERVERS)' : ''}`);
+  }
+  const backend = parseBackendUrl(flags.url);
+  if (!backend.ok) errors.push(`--url: ${backend.reason}`);
+  const url = backend.ok ? backend.value.url : undefined;
   let prefix = flags.prefix ?? '/drover/services/';
   if (!prefix.endsWith('/')) prefix += '/';
-  const ttlMs = parseDurationMs(flags.ttl ?? '10s');
-  if (ttlMs === undefined || ttlMs < 1000) errors.push(`--ttl: expected a duration of at least 1s, got ${JSON.stringify(flags.ttl)}`);
+  const ttl = parseTtlSeconds(flags.ttl ?? '10s');
+  if (!ttl.ok) errors.push(`--ttl: ${ttl.reason} (a duration of at least 1s, as in the config: 10s, 1m30s)`);
   let weight = 1;
   if (flags.weight !== undefined) {
     const w = parseWeight(flags.weight);
@@ -66,34 +65,31 @@ export function resolveRegisterFlags(flags: RegisterFlags): { ok: true; value: R
     else errors.push(`--weight: ${w.reason}`);
   }
   let healthUrl: string | undefined;
-  if (flags.health !== undefined && origin.ok) {
-    if (flags.health.startsWith('/')) healthUrl = origin.value + flags.health;
+  if (flags.health !== undefined && url !== undefined) {
+    if (flags.health.startsWith('/')) healthUrl = url + flags.health;
     else if (/^https?:\/\//.test(flags.health)) healthUrl = flags.health;
     else errors.push('--health: expected a path starting with / or an http(s):// URL');
   }
-  const id = flags.id ?? (origin.ok ? defaultInstanceId(origin.value) : '');
-  if (origin.ok) {
+  const id = flags.id ?? (url !== undefined ? defaultInstanceId(url) : '');
+  if (url !== undefined) {
     const key = parseDroverKey(prefix, `${prefix}${flags.service}/${id}`);
     if (!key.ok) errors.push(`--service/--id: ${JSON.stringify(flags.service)} and ${JSON.stringify(id)} must be non-empty, without / or spaces`);
   }
-  if (errors.length > 0 || !origin.ok || ttlMs === undefined) return { ok: false, errors };
-  return {
-    ok: true,
-    value: {
-      endpoints,
-      ...(flags.zookeeper !== undefined ? { zookeeper } : {}),
-      service: flags.service,
-      url: origin.value,
-      id,
-      ttlSeconds: Math.ceil(ttlMs / 1000),
-      weight,
-      zone: flags.zone !== undefined && flags.zone !== '' ? flags.zone : undefined,
-      healthUrl,
-      prefix,
-      healthIntervalMs: 1000,
-      healthThreshold: 2,
-    },
-  };
+  if (errors.length > 0 || url === undefined || !ttl.ok) return fail(errors);
+  return ok({
+    endpoints,
+    ...(flags.zookeeper !== undefined ? { zookeeper } : {}),
+    service: flags.service,
+    url,
+    id,
+    ttlSeconds: ttl.value,
+    weight,
+    zone: flags.zone !== undefined && flags.zone !== '' ? flags.zone : undefined,
+    healthUrl,
+    prefix,
+    healthIntervalMs: 1000,
+    healthThreshold: 2,
+  });
 }
 
 /** Adds `drover register` to the program (README "Commands"). */
@@ -104,16 +100,16 @@ export function addRegisterCommand(program: Command): void {
     .option('--etcd <urls>', 'etcd endpoints, comma-separated (http://127.0.0.1:2379)')
     .option('--zookeeper <servers>', 'ZooKeeper servers, comma-separated host:port: writes the ephemeral znode <prefix>/<service>/<id> instead (--ttl is the session timeout)')
     .requiredOption('--service <name>', 'service name')
-    .requiredOption('--url <url>', 'this instance, http://host:port or host:port')
+    .requiredOption('--url <url>', 'this instance: host:port, or http://, https:// or h2c:// host:port (as in the config)')
     .option('--id <id>', 'instance id (default: <hostname>-<port of --url>)')
-    .option('--ttl <duration>', 'lease TTL, e.g. 10s; the key vanishes this long after the process dies', '10s')
-    .option('--weight <n>', 'balancing weight (> 0)', '1')
+    .option('--ttl <duration>', 'lease TTL, a duration as in the config (10s, 1m30s; at least 1s); the key vanishes this long after the process dies', '10s')
+    .option('--weight <n>', 'balancing weight, a number > 0 and at most 1000000 (as in the config)', '1')
     .option('--zone <zone>', 'zone label')
     .option('--health <path-or-url>', 'keep the key only while GET of this path (on --url) or URL answers 2xx/3xx; checked every 1s, 2 results flip it')
     .option('--prefix <prefix>', 'etcd key prefix', '/drover/services/')
     .action(async (flags: RegisterFlags, cmd: Command) => {
       const resolved = resolveRegisterFlags(flags);
-      if (!resolved.ok) cmd.error(resolved.errors.map((e) => `error: ${e}`).join('\n'), { exitCode: 1, code: ErrorCodes.CLI_USAGE });
+      if (!resolved.ok) cmd.error(resolved.reason.map((e) => `error: ${e}`).join('\n'), { exitCode: 1, code: ErrorCodes.CLI_USAGE });
       const log = createLogger().child({ component: 'register' });
       const opts = resolved.value;
       let registrar: { start(): void; stop(): Promise<void> };

@@ -125,8 +125,17 @@ export async function runStart(opts: StartOptions): Promise<number> {
       logger,
       metrics,
       accessLog: accessLog?.write,
-      readyWhen: () => shared.ready(),
-      ...(workers > 1 ? { serve: false, onPoolChange: () => cluster?.poolsChanged() } : {}),
+      waitingFor: () => shared.waitingFor(),
+      // the admin's /metrics and queue depths sum every process (the primary's own until the
+      // workers run: each worker queues on its own)
+      ...(workers > 1
+        ? {
+            serve: false,
+            onPoolChange: () => cluster?.poolsChanged(),
+            metricsText: () => cluster?.metricsText() ?? metrics.metricsText(),
+            queueDepths: (service: string) => cluster?.queueDepth(service),
+          }
+        : {}),
     });
     if (workers > 1) {
       const rt = runtime;

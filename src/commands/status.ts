@@ -4,7 +4,7 @@
  * reached or answers something unexpected, so scripts can rely on the exit status.
  */
 import type { Command } from 'commander';
-import { parseDuration } from '../config/duration.js';
+import { parseDuration } from '../config/values.js';
 import type { BackendView, ServiceView } from '../admin/model.js';
 
 /** Default admin API address (the config default of `admin.address`). */

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node as YamlNode } from 'yaml';
 import type { z } from 'zod';
-import { ConfigError, ErrorCodes, type ConfigIssue, type ErrorCode } from '../core/errors.js';
+import { ConfigError, ErrorCodes, errorMessage, type ConfigIssue, type ErrorCode } from '../core/errors.js';
 import { checkPair } from '../tls/certificate.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { ProbeTls } from '../../health/types.js';
@@ -19,9 +19,9 @@ import {
   servicesFileMapSchema,
   SERVICE_NAME_PATTERN,
   SERVICE_ONLY_KEYS,
-  type HostPort,
   type ParsedConfig,
 } from './schema.js';
+import type { HostPort } from './values.js';
 
 export type { ConfigIssue };
 
@@ -270,7 +270,7 @@ function parseYaml(text: string, file: string, fragment?: { skip: number; key: s
     raw = doc.toJS({ maxAliasCount: 1000 });
   } catch (err) {
     // e.g. an alias bomb ("excessive alias count")
-    issues.push({ ...docIssue(file, ErrorCodes.CONFIG_SYNTAX, `YAML: ${err instanceof Error ? err.message : String(err)}`), ...keyed });
+    issues.push({ ...docIssue(file, ErrorCodes.CONFIG_SYNTAX, `YAML: ${errorMessage(err)}`), ...keyed });
   }
   return { doc, raw, issues, locator };
 }
@@ -279,7 +279,7 @@ async function readText(file: string): Promise<string> {
   try {
     return await readFile(file, 'utf8');
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : err instanceof Error ? err.message : String(err);
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : errorMessage(err);
     throw new ConfigError([docIssue(file, ErrorCodes.CONFIG_READ, `cannot read config: ${reason}`)]);
   }
 }

@@ -8,7 +8,8 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { BALANCER_NAMES } from '../../routing/policies.js';
 import type { BalancerName, HashKeySpec } from '../../routing/types.js';
-import { DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_DURATION_MS, parseDuration, parseLongDuration } from './duration.js';
+import { fail, ok, type Result } from '../core/result.js';
+import { DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_WEIGHT, BACKEND_ID_PATTERN, durationProblem, parseBackendUrl, parseDuration, parseEtcdEndpoint, parseListenAddress, parseLongDuration, parseServerList, type HostPort } from './values.js';
 
 /** Balancer names as written in YAML: owned by the routing layer, re-exported for convenience. */
 export { BALANCER_NAMES };
@@ -18,121 +19,48 @@ void allBalancersListed;
 
 /** Service names end up in etcd keys and admin URLs, hence the conservative alphabet. */
 export const SERVICE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
-/** Backend ids end up in admin URLs (`/api/services/S/backends/ID/drain`): no `/`, no spaces. */
-export const BACKEND_ID_PATTERN = /^[^/\s]+$/;
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** RFC 9110 token: what a header name or method may contain. */
 const TOKEN_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HOST_MATCH_PATTERN = /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 /** A DNS name as written in `services.<name>.dns` (labels may start with `_`, a trailing dot is allowed). */
 const HOSTNAME_PATTERN_DNS = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.?$/;
-const HOSTNAME_PATTERN = /^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 
 // ---------------------------------------------------------------------------------------------
-// Value parsers shared with registries (etcd values use the same backend URL rules).
+// Value parsers of the config alone (addresses, weights and durations: ./values.ts).
 
-/** A `host:port` pair; `host` has no brackets (`::1`, not `[::1]`). */
-export interface HostPort {
-  readonly host: string;
-  readonly port: number;
-}
-
-function parsePort(text: string, min: number): number | undefined {
-  if (!/^\d{1,5}$/.test(text)) return undefined;
-  const port = Number(text);
-  return port >= min && port <= 65535 ? port : undefined;
-}
-
-function parseHost(text: string): string | undefined {
-  if (text.startsWith('[') && text.endsWith(']')) {
-    const inner = text.slice(1, -1);
-    return isIP(inner) === 6 ? inner.toLowerCase() : undefined;
-  }
-  if (isIP(text) === 4) return text;
-  return HOSTNAME_PATTERN.test(text) ? text.toLowerCase() : undefined;
-}
-
-/**
- * Parses a listen/admin address `host:port` or `[v6]:port`; port 0-65535 (0 = any free port).
- * Returns an error message instead when it does not parse.
- */
-export function parseListenAddress(text: string): HostPort | string {
-  const i = text.lastIndexOf(':');
-  if (i <= 0) return `"${text}" is not host:port (e.g. 127.0.0.1:8080, [::1]:8080)`;
-  const host = parseHost(text.slice(0, i));
-  if (host === undefined) return `"${text.slice(0, i)}" is not a valid host (IPv6 needs brackets: [::1]:8080)`;
-  const port = parsePort(text.slice(i + 1), 0);
-  if (port === undefined) return `"${text.slice(i + 1)}" is not a port (0-65535)`;
-  return { host, port };
-}
-
-/** A backend origin, normalised. */
-export interface BackendUrl extends HostPort {
-  /** `scheme://host:port` (scheme http, https or h2c), lower-case host, IPv6 in brackets, no path */
-  readonly url: string;
-  /** `host:port` (IPv6 in brackets): the default backend id */
-  readonly id: string;
-}
-
-/**
- * Schemes a backend URL may use: `http` (HTTP/1.1), `https` (HTTP/1.1 over TLS, see
- * `services.<name>.tls`) and `h2c` (HTTP/2 without TLS, e.g. gRPC servers).
- */
-export const BACKEND_SCHEMES: readonly string[] = ['http', 'https', 'h2c'];
-
-/**
- * Parses a backend URL `scheme://host:port` (a trailing `/` is allowed, nothing else after the
- * port); scheme is one of `BACKEND_SCHEMES`. The port is required so that ids (`host:port`) are
- * never ambiguous. Returns an error message when invalid.
- */
-export function parseBackendUrl(text: string): BackendUrl | string {
-  if (/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*@/i.test(text)) return `"${text}": credentials in a backend URL are not supported`;
-  const m = /^([a-z][a-z0-9+.-]*):\/\/(\[[^\]]*\]|[^/:?#@\s]*)(?::([^/?#]*))?(\/?)(.*)$/i.exec(text);
-  const scheme = m?.[1]?.toLowerCase();
-  if (m === null || scheme === undefined || !BACKEND_SCHEMES.includes(scheme)) return `"${text}" is not an http://, https:// or h2c:// host:port URL`;
-  const [, , rawHost = '', rawPort, , rest = ''] = m;
-  if (rest !== '') return `"${text}" has a path, query or fragment; a backend URL is just ${scheme}://host:port`;
-  const host = parseHost(rawHost);
-  if (host === undefined) return `"${rawHost}" is not a valid host`;
-  if (rawPort === undefined || rawPort === '') return `"${text}" needs an explicit port: ${scheme}://host:port`;
-  const port = parsePort(rawPort, 1);
-  if (port === undefined) return `"${rawPort}" is not a port (1-65535)`;
-  const hostPart = host.includes(':') ? `[${host}]` : host;
-  return { host, port, url: `${scheme}://${hostPart}:${port}`, id: `${hostPart}:${port}` };
-}
-
-/** Checks a trusted-proxy entry: an IPv4/IPv6 address or CIDR. Returns an error message or undefined. */
-export function checkCidr(text: string): string | undefined {
+/** Checks a trusted-proxy entry: an IPv4/IPv6 address or CIDR. */
+export function checkCidr(text: string): Result<string> {
   const [addr = '', bits, ...extra] = text.split('/');
   const family = isIP(addr);
-  if (family === 0 || extra.length > 0) return `"${text}" is not an IP address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`;
-  if (bits === undefined) return undefined;
+  if (family === 0 || extra.length > 0) return fail(`"${text}" is not an IP address or CIDR (e.g. 10.0.0.0/8, fd00::/8)`);
+  if (bits === undefined) return ok(text);
   const max = family === 4 ? 32 : 128;
-  if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) return `"${text}": prefix length must be 0-${max}`;
-  return undefined;
+  if (!/^\d{1,3}$/.test(bits) || Number(bits) > max) return fail(`"${text}": prefix length must be 0-${max}`);
+  return ok(text);
 }
 
 /** Parses `hash_key` (`ip`, `path`, `header:NAME`, `cookie:NAME`); header names are lower-cased. */
-export function parseHashKey(text: string): HashKeySpec | string {
-  if (text === 'ip') return { kind: 'ip' };
-  if (text === 'path') return { kind: 'path' };
+export function parseHashKey(text: string): Result<HashKeySpec> {
+  if (text === 'ip') return ok({ kind: 'ip' });
+  if (text === 'path') return ok({ kind: 'path' });
   const m = /^(header|cookie):(.+)$/.exec(text);
   if (m !== null && TOKEN_PATTERN.test(m[2] ?? '')) {
     const name = m[2] ?? '';
-    return m[1] === 'header' ? { kind: 'header', name: name.toLowerCase() } : { kind: 'cookie', name };
+    return ok(m[1] === 'header' ? { kind: 'header', name: name.toLowerCase() } : { kind: 'cookie', name });
   }
-  return `"${text}" is not a hash key; use ip, path, header:NAME or cookie:NAME`;
+  return fail(`"${text}" is not a hash key; use ip, path, header:NAME or cookie:NAME`);
 }
 
 /** Parses `expect_status`: a status `200` or an inclusive range `200-399`. */
-export function parseStatusRange(value: number | string): { min: number; max: number } | string {
+export function parseStatusRange(value: number | string): Result<{ min: number; max: number }> {
   const m = /^(\d{3})(?:-(\d{3}))?$/.exec(String(value));
   const min = Number(m?.[1]);
   const max = m?.[2] === undefined ? min : Number(m[2]);
   if (m === null || min < 100 || max > 599 || min > max) {
-    return `"${String(value)}" is not a status or range of statuses (e.g. 200, 200-399)`;
+    return fail(`"${String(value)}" is not a status or range of statuses (e.g. 200, 200-399)`);
   }
-  return { min, max };
+  return ok({ min, max });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -144,15 +72,15 @@ export function parseStatusRange(value: number | string): { min: number; max: nu
  */
 const onAnyMap = { when: (p: { value: unknown }): boolean => typeof p.value === 'object' && p.value !== null && !Array.isArray(p.value) };
 
-/** Turns a parser's string result into a zod issue, its value into the output. */
-function parsedBy<T>(parse: (text: string) => T | string) {
+/** Turns a parser's refusal into a zod issue, its value into the output. */
+function parsedBy<T>(parse: (text: string) => Result<T>) {
   return (text: string, ctx: z.RefinementCtx): T => {
     const r = parse(text);
-    if (typeof r === 'string') {
-      ctx.issues.push({ code: 'custom', message: r, input: text });
+    if (!r.ok) {
+      ctx.issues.push({ code: 'custom', message: r.reason, input: text });
       return z.NEVER;
     }
-    return r;
+    return r.value;
   };
 }
 
@@ -161,12 +89,12 @@ function duration(description: string) {
   return z
     .string()
     .regex(DURATION_PATTERN, {
-      error: (iss) => `"${String(iss.input)}" is not a duration; write e.g. 250ms, 5s, 2m, 1h or 1m30s`,
+      error: (iss) => durationProblem(String(iss.input)),
     })
     .transform((text, ctx) => {
       const ms = parseDuration(text);
       if (ms === undefined) {
-        ctx.issues.push({ code: 'custom', message: `"${text}" is too long (at most ${MAX_DURATION_MS} ms, about 596h)`, input: text });
+        ctx.issues.push({ code: 'custom', message: durationProblem(text), input: text });
         return z.NEVER;
       }
       return ms;
@@ -262,11 +190,16 @@ const backendSchema = z
     url: z
       .string()
       .transform(parsedBy(parseBackendUrl))
-      .describe('http://, https:// or h2c:// host:port of the backend (port required)'),
-    weight: z.int().min(1).max(1000).default(1).describe('relative share of traffic, 1-1000 (default 1)'),
+      .describe('host:port (HTTP/1.1), or http://, https:// or h2c:// host:port of the backend (port required)'),
+    weight: z
+      .number()
+      .gt(0, { error: (iss) => `weight must be > 0 (use draining: true to stop new traffic), got ${String(iss.input)}` })
+      .max(MAX_WEIGHT)
+      .default(1)
+      .describe(`relative share of traffic, a number > 0 and at most ${MAX_WEIGHT} (default 1)`),
     id: z
       .string()
-      .regex(BACKEND_ID_PATTERN, { error: (iss) => `"${String(iss.input)}" is not a valid id (no "/" or spaces)` })
+      .regex(BACKEND_ID_PATTERN, { error: (iss) => `"${String(iss.input)}" is not a valid id (no "/", spaces or control characters)` })
       .optional()
       .describe('unique within the service (default host:port of the url)'),
     zone: z.string().min(1).optional().describe('locality label, e.g. an availability zone'),
@@ -486,18 +419,6 @@ const routeSchema = z
 // ---------------------------------------------------------------------------------------------
 // Registry.
 
-function checkEtcdEndpoint(text: string): string | undefined {
-  let u: URL;
-  try {
-    u = new URL(text);
-  } catch {
-    return `"${text}" is not a URL (e.g. http://127.0.0.1:2379)`;
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') return `"${text}" must be an http:// or https:// URL`;
-  if (u.pathname !== '/' || u.search !== '' || u.hash !== '') return `"${text}" must not have a path`;
-  return undefined;
-}
-
 /** Members and shared config must live in disjoint key ranges, or each would read the other's keys. */
 function configPrefixOverlap(v: { prefix?: unknown; layout?: unknown; config_prefix?: unknown }): string | undefined {
   if (typeof v.config_prefix !== 'string' || v.config_prefix === '') return undefined;
@@ -514,13 +435,10 @@ const etcdSchema = z
   .strictObject({
     endpoints: z
       .array(
-        z.string().superRefine((s, ctx) => {
-          const err = checkEtcdEndpoint(s);
-          if (err !== undefined) ctx.addIssue({ code: 'custom', message: err });
-        }),
+        z.string().transform(parsedBy(parseEtcdEndpoint)),
       )
       .min(1, { error: 'needs at least one endpoint' })
-      .describe('etcd client URLs, e.g. [http://127.0.0.1:2379]'),
+      .describe('etcd client URLs (or host:port), e.g. [http://127.0.0.1:2379]'),
     prefix: z
       .string()
       .min(1)
@@ -563,16 +481,11 @@ const etcdSchema = z
   }, onAnyMap)
   .describe('etcd v3 registry');
 
-const ZK_SERVER_PATTERN = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
-
 const zookeeperSchema = z
   .strictObject({
     servers: z
       .string()
-      .superRefine((s, ctx) => {
-        const bad = s.split(',').map((x) => x.trim()).filter((x) => !ZK_SERVER_PATTERN.test(x));
-        if (bad.length > 0) ctx.addIssue({ code: 'custom', message: `"${bad.join(',')}" is not host:port[,host:port...] (e.g. 127.0.0.1:2181)` });
-      })
+      .transform(parsedBy(parseServerList))
       .describe('ZooKeeper servers, comma-separated host:port (e.g. 127.0.0.1:2181)'),
     prefix: z
       .string()
@@ -697,8 +610,8 @@ export const configSchema = z
     trusted_proxies: z
       .array(
         z.string().superRefine((s, ctx) => {
-          const err = checkCidr(s);
-          if (err !== undefined) ctx.addIssue({ code: 'custom', message: err });
+          const r = checkCidr(s);
+          if (!r.ok) ctx.addIssue({ code: 'custom', message: r.reason });
         }),
       )
       .default([])

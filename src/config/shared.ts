@@ -9,6 +9,7 @@
  *   <prefix>services/<name>  one service's YAML/JSON, as a file's `services.<name>`
  */
 import { ErrorCodes, type ConfigIssue } from '../core/errors.js';
+import { fail, ok, type Result } from '../core/result.js';
 import { parseConfigFragments, type ConfigFragment, type ServiceFragment } from './load.js';
 import type { ConfigOrigin, DroverConfig, RouteConfig, ServiceConfig } from './types.js';
 
@@ -37,8 +38,8 @@ export interface SharedConfig {
   readonly services: readonly ServiceConfig[];
 }
 
-/** Outcome of `parseSharedConfig`: a config, or every issue of the snapshot (never both). */
-export type SharedParse = { readonly config: SharedConfig; readonly issues?: undefined } | { readonly config?: undefined; readonly issues: readonly ConfigIssue[] };
+/** Outcome of `parseSharedConfig`: a config, or every issue of the snapshot. */
+export type SharedParse = Result<SharedConfig, readonly ConfigIssue[]>;
 
 /**
  * Validates one snapshot as a whole: every key under the prefix must be `routes` or
@@ -71,8 +72,8 @@ export function parseSharedConfig(snapshot: SharedSnapshot): SharedParse {
   }
   const parsed = parseConfigFragments(routes, services);
   issues.push(...parsed.issues);
-  if (issues.length > 0) return { issues };
-  return { config: Object.freeze({ prefix: snapshot.prefix, revision: snapshot.revision, routes: parsed.routes, services: parsed.services }) };
+  if (issues.length > 0) return fail(issues);
+  return ok(Object.freeze({ prefix: snapshot.prefix, revision: snapshot.revision, routes: parsed.routes, services: parsed.services }));
 }
 
 /** A merged config, and the services defined both locally and in etcd (the file's won). */

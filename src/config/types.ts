@@ -6,8 +6,9 @@
  */
 import type { BalancerName, HashKeySpec, RouteConfig, HeaderMatch } from '../../routing/types.js';
 import type { ServiceHealthConfig } from '../../health/types.js';
+import type { CertificateFiles } from '../tls/cert-files.js';
 
-export type { BalancerName, HashKeySpec, RouteConfig, HeaderMatch };
+export type { BalancerName, HashKeySpec, RouteConfig, HeaderMatch, CertificateFiles };
 
 export interface TlsFiles {
   readonly cert: string;
@@ -15,11 +16,6 @@ export interface TlsFiles {
   readonly ca?: string | undefined;
 }
 
-/** One certificate of a TLS listener: absolute paths of its PEM files. */
-export interface CertificateFiles {
-  readonly cert: string;
-  readonly key: string;
-}
 
 /** `listen[].tls`, resolved (the `{cert, key}` shorthand becomes a one-item `certificates`). */
 export interface ListenerTlsConfig {

@@ -62,6 +62,11 @@ export function formatIssue(issue: ConfigIssue): string {
 }
 
 /** Base class: an error with a stable code. */
+/** The message of anything thrown: an Error's message, or the value as text. */
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
 export class DroverError extends Error {
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {

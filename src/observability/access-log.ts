@@ -27,7 +27,27 @@
  * | `error`      | string         | present only when the request failed: what went wrong            |
  */
 import { pino } from 'pino';
-import type { AccessLogEntry } from '../proxy/types.js';
+
+/** One entry of the access log; built only when the access log is on. */
+export interface AccessLogEntry {
+  readonly requestId: string;
+  readonly client: string;
+  readonly method: string;
+  readonly host: string;
+  readonly path: string;
+  readonly route: number | null;
+  readonly service: string | null;
+  readonly backend: string | null;
+  readonly status: number;
+  /** ms */
+  readonly duration: number;
+  readonly bytesIn: number;
+  readonly bytesOut: number;
+  readonly retries: number;
+  /** `HTTP/1.1` (default when absent) or `HTTP/2.0` */
+  readonly protocol?: string | undefined;
+  readonly error?: string | undefined;
+}
 
 /** An open access log. */
 export interface AccessLog {

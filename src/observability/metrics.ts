@@ -8,7 +8,7 @@
  * runtime registers, so the data path never updates a gauge.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import { FastPathStats } from '../proxy/fast-path-stats.js';
+import { FastPathStats } from './fast-path-stats.js';
 import { SeriesStore, type SeriesSink } from './series/store.js';
 
 /** Kinds of upstream failure, the `kind` label of `drover_upstream_errors_total`. */

@@ -10,7 +10,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { ACME_CHALLENGE_PREFIX } from './edge-hooks.js';
-import type { HandoverReason } from './fast-path-stats.js';
+import type { HandoverReason } from '../observability/fast-path-stats.js';
 import { hostProblem, targetProblem, type HeadLimits } from './validate.js';
 
 /**

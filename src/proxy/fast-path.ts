@@ -21,7 +21,7 @@ import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { LazyBody } from './body.js';
 import type { Downstream, ExchangeSink, RequestHead } from './downstream.js';
 import { classifyHead } from './fast-path-head.js';
-import type { FastPathStats, HandoverReason } from './fast-path-stats.js';
+import type { FastPathStats, HandoverReason } from '../observability/fast-path-stats.js';
 import { Http1ResponseWriter, keepAliveLines } from './fast-path-writer.js';
 import { proxyRequest, type ListenerInfo } from './handler.js';
 import { adoptHandle, interceptAccept, internals, type HttpParser, type Internals } from './internals.js';

@@ -12,13 +12,13 @@ import { afterResponses, markClosing, midRequest, noteRequest } from './connecti
 import type { CertificateStore } from '../tls/store.js';
 import { answerAtEdge, challengeToken, hstsValue, type ChallengeResponder, type EdgeHooks } from './edge-answers.js';
 import { FastFrontEnd } from './fast-path.js';
-import type { FastPathStats } from './fast-path-stats.js';
+import type { FastPathStats } from '../observability/fast-path-stats.js';
 import { probeFastPath } from './internals.js';
 import { createTlsFront, type TlsFront, type TlsObserver } from './tls-front.js';
 import { handleRequest, type ListenerInfo } from './handler.js';
 import { writeRawError } from './respond.js';
 import type { ProxyState } from './types.js';
-import { handleUpgrade, openTunnels } from './websocket.js';
+import { handleUpgrade, Tunnels } from './websocket.js';
 
 /** A bound listener. */
 export interface Listener {
@@ -31,8 +31,10 @@ export interface Listener {
   /** the bound address (port resolved when 0 was asked for) */
   readonly host: string;
   readonly port: number;
-  /** stops accepting; resolves when every connection has closed */
+  /** stops accepting; resolves when every connection has closed (tunnels aside, see `whenDrained`); calls after the first share its promise */
   close(): Promise<void>;
+  /** resolves once `close()` has finished and no WebSocket tunnel is open any more */
+  whenDrained(): Promise<void>;
   /** idle keep-alive connections are closed now; busy ones after their response */
   closeIdle(): void;
   /** destroys every connection (end of the grace period) */
@@ -122,6 +124,8 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   });
   // node:http's connections (the fast path keeps its own until it hands one over)
   const sockets = new Set<Socket>();
+  // upgraded connections: node:http lets go of them, this listener still owns them
+  const tunnels = new Tunnels();
   // The fast path serves plain listeners that only proxy: redirects and added headers go
   // through node:http. It is on once this process's self-test of the internals passed.
   const fast =
@@ -164,7 +168,7 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   });
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     try {
-      handleUpgrade(getState(), info, req, socket, head);
+      handleUpgrade(getState(), info, req, socket, head, tunnels);
     } catch {
       socket.destroy();
     }
@@ -218,6 +222,7 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
     fast?.closeIdle();
     tlsFront?.closeSessions(false);
   };
+  let closing: Promise<void> | undefined;
   return {
     server,
     certificates: tlsFront?.store,
@@ -227,7 +232,7 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
     host: cfg.host,
     port,
     close: () =>
-      new Promise<void>((resolve) => {
+      (closing ??= new Promise<void>((resolve) => {
         if (tlsFront !== undefined) {
           // the TLS server owns the connections: it closes once every one has
           tlsFront.server.close(() => {
@@ -247,13 +252,17 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
           });
         });
         closeIdle();
-      }),
+      })),
+    whenDrained: async () => {
+      await closing;
+      await tunnels.whenEmpty();
+    },
     closeIdle,
     destroyAll: () => {
       for (const s of sockets) s.destroy();
       fast?.destroyAll();
       tlsFront?.destroySessions();
-      for (const t of openTunnels) t.destroy();
+      tunnels.destroyAll();
     },
   };
 }

@@ -155,8 +155,11 @@ export class ServiceEntry implements ServiceRuntime {
       return;
     }
     const now = this.pool.clock();
-    const sample = outcome === 'ok' ? ms : failurePenalty(ms, medianLatency(this.pool.candidates(), now, this.scratch));
-    backend.latency.observe(sample, now);
+    // a failure's penalty is relative to the median of successful answers (not of estimates
+    // that hold earlier penalties: those compounded tenfold per failure)
+    const ok = outcome === 'ok';
+    const sample = ok ? ms : failurePenalty(ms, medianLatency(this.pool.candidates(), now, this.scratch, true));
+    backend.latency.observe(sample, now, ok);
   }
 
   backendCounters(backend: Backend): BackendCounters {

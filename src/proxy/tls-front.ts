@@ -20,7 +20,11 @@ import { loadCertFiles, type CertFiles } from '../tls/cert-files.js';
 import { CertificateStore } from '../tls/store.js';
 import { h2ServerOptions, handleStream, RAW_SOCKET, type H2Context } from './h2.js';
 
-/** ms between session ticket key rotations: tickets older than two rotations need a full handshake. */
+/**
+ * ms between session ticket key rotations. Node takes one ticket key at a time, so a ticket
+ * issued before a rotation no longer resumes after it (clients then do a full handshake); the
+ * ticket's own lifetime (Node's `sessionTimeout`, 300 s) ends most tickets long before.
+ */
 export const TICKET_KEY_ROTATION_MS = 12 * 60 * 60 * 1000;
 
 /** What a TLS listener reports, all optional (workers run without them). */
@@ -32,6 +36,8 @@ export interface TlsObserver {
   readonly logger?: Logger | undefined;
   /** ms between polls of the certificate files (default 1000) */
   readonly pollMs?: number | undefined;
+  /** ms between ticket key rotations (default `TICKET_KEY_ROTATION_MS`; tests use less) */
+  readonly ticketRotationMs?: number | undefined;
 }
 
 /** A running TLS front end. */
@@ -44,6 +50,8 @@ export interface TlsFront {
   closeSessions(all: boolean): void;
   /** destroys every HTTP/2 session */
   destroySessions(): void;
+  /** a new session ticket key: tickets issued until now no longer resume (done by a timer, see `TICKET_KEY_ROTATION_MS`) */
+  rotateTicketKeys(): void;
   /** stops the file watchers and the ticket key timer */
   stop(): void;
 }
@@ -81,10 +89,11 @@ export function createTlsFront(cfg: ListenConfig, tlsCfg: ListenerTlsConfig, htt
   store.onChange((def) => {
     if (def !== undefined) server.setSecureContext({ ...def.options, ticketKeys });
   });
-  const rotation = setInterval(() => {
+  const rotateTicketKeys = (): void => {
     ticketKeys = randomBytes(48);
     server.setTicketKeys(ticketKeys);
-  }, TICKET_KEY_ROTATION_MS);
+  };
+  const rotation = setInterval(rotateTicketKeys, observer.ticketRotationMs ?? TICKET_KEY_ROTATION_MS);
   rotation.unref();
   server.maxConnections = cfg.limits.maxConnections;
 
@@ -129,6 +138,7 @@ export function createTlsFront(cfg: ListenConfig, tlsCfg: ListenerTlsConfig, htt
     destroySessions: () => {
       for (const s of sessions) s.destroy();
     },
+    rotateTicketKeys,
     stop: () => {
       files.close();
       clearInterval(rotation);

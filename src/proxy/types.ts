@@ -11,6 +11,10 @@ import type { ServiceConfig } from '../config/types.js';
 import type { AcmeStorage } from '../acme/storage.js';
 import type { HeaderEdits } from './headers.js';
 import type { Waiter } from './queue.js';
+import type { AccessLogEntry } from '../observability/access-log.js';
+
+/** The access log's entry is the observability layer's; re-exported for the data path. */
+export type { AccessLogEntry };
 
 /**
  * Where one attempt goes: a backend (its slot already taken), or why there is none: `queued`
@@ -78,26 +82,6 @@ export interface ServiceRuntime {
   attemptSettled(backend: Backend, ms: number, outcome: 'ok' | 'failed' | 'none'): void;
 }
 
-/** One entry of the access log; built only when the access log is on. */
-export interface AccessLogEntry {
-  readonly requestId: string;
-  readonly client: string;
-  readonly method: string;
-  readonly host: string;
-  readonly path: string;
-  readonly route: number | null;
-  readonly service: string | null;
-  readonly backend: string | null;
-  readonly status: number;
-  /** ms */
-  readonly duration: number;
-  readonly bytesIn: number;
-  readonly bytesOut: number;
-  readonly retries: number;
-  /** `HTTP/1.1` (default when absent) or `HTTP/2.0` */
-  readonly protocol?: string | undefined;
-  readonly error?: string | undefined;
-}
 
 /** The immutable snapshot the data path reads. */
 export interface ProxyState {

@@ -1,11 +1,12 @@
 /**
- * One connection pool per backend, created on the first request to it and closed gracefully
- * (after its in-flight requests finish) when it leaves. Kept in `Backend.ext` so the
- * per-request lookup is a property read. The backend URL's scheme picks the kind: `http://` to
- * an IP address gets an `H1Upstream` (HTTP/1.1 on bare handles, see h1-upstream.ts) once the
- * fast path's self-test passed, else an undici `Pool`, as `https://` does (TLS as
- * `services.<name>.tls` says); `h2c://` gets an `H2Upstream` (HTTP/2 cleartext on node:http2,
- * see h2-upstream.ts). `DROVER_UPSTREAM=undici` keeps every HTTP/1.1 backend on undici.
+ * One connection pool per backend, created by its first request (`upstreamOf`, again when the
+ * service's timeouts or TLS settings change) and closed gracefully (after its in-flight requests
+ * finish) when it leaves. Kept in `Backend.ext` so the per-request lookup is a property read.
+ * The backend URL's scheme picks the kind: `http://` to an IP address gets an `H1Upstream`
+ * (HTTP/1.1 on bare handles, see h1-upstream.ts) once the fast path's self-test passed, else an
+ * undici `Pool`, as `https://` does (TLS as `services.<name>.tls` says); `h2c://` gets an
+ * `H2Upstream` (HTTP/2 cleartext on node:http2, see h2-upstream.ts).
+ * `DROVER_UPSTREAM=undici` keeps every HTTP/1.1 backend on undici.
  */
 import { isIP } from 'node:net';
 import { Pool, type Dispatcher } from 'undici';
@@ -13,6 +14,7 @@ import type { Backend } from '../../routing/backend.js';
 import type { TimeoutsConfig, UpstreamTlsConfig } from '../config/types.js';
 import { H1Upstream } from './h1-upstream.js';
 import { H2Upstream } from './h2-upstream.js';
+import { interimSwallowingConnector } from './interim.js';
 import { fastPathVerified } from './internals.js';
 import { upstreamTlsOptions } from './upstream-tls.js';
 
@@ -86,7 +88,8 @@ function h2Upstream(url: string, timeouts: TimeoutsConfig): Upstream {
 function poolUpstream(url: string, timeouts: TimeoutsConfig, tls: UpstreamTlsConfig | undefined, secure: boolean): Upstream {
   const undici = (): Pool =>
     new Pool(url, {
-      connect: { timeout: timeouts.connect, noDelay: true, ...(secure ? upstreamTlsOptions(tls) : {}) },
+      // undici's own connector, with a backend's unsolicited `100 Continue` taken out (interim.ts)
+      connect: interimSwallowingConnector({ timeout: timeouts.connect, noDelay: true, ...(secure ? upstreamTlsOptions(tls) : {}) }),
       connectTimeout: timeouts.connect,
       headersTimeout: timeouts.responseHeaders,
       bodyTimeout: timeouts.idle,

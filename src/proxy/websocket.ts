@@ -21,8 +21,42 @@ import type { AccessLogEntry, ProxyState, ServiceRuntime } from './types.js';
 
 const REASONS: Readonly<Record<number, string>> = { 400: 'Bad Request', 414: 'URI Too Long', 431: 'Request Header Fields Too Large', 501: 'Not Implemented', 404: 'Not Found', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout' };
 
-/** Open tunnels, so shutdown can close them after the grace period. */
-export const openTunnels = new Set<Duplex>();
+/**
+ * One listener's open tunnels. Their sockets left node:http at the upgrade, so closing the server
+ * does not wait for them: shutdown waits here (`whenEmpty`) and destroys what is left after the
+ * grace period (`destroyAll`).
+ */
+export class Tunnels {
+  private readonly open = new Set<Duplex>();
+  private waiters: (() => void)[] = [];
+
+  /** Tunnels open now. */
+  get size(): number {
+    return this.open.size;
+  }
+
+  add(client: Duplex): void {
+    this.open.add(client);
+  }
+
+  delete(client: Duplex): void {
+    if (!this.open.delete(client) || this.open.size > 0) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) w();
+  }
+
+  /** Resolves once no tunnel is open (at once when none is). */
+  whenEmpty(): Promise<void> {
+    if (this.open.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Destroys every open tunnel's client side (which closes its backend side too). */
+  destroyAll(): void {
+    for (const t of this.open) t.destroy();
+  }
+}
 
 function refuse(socket: Duplex, status: number, service?: string, name?: string): void {
   writeRawError(socket as import('node:net').Socket, status, REASONS[status] ?? 'Error', errorBody(status, service, name));
@@ -100,7 +134,7 @@ function upgradeProblem(req: IncomingMessage, allowed: readonly string[]): strin
 }
 
 /** Handles the server's `upgrade` event. */
-export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: IncomingMessage, socket: Duplex, head: Buffer): void {
+export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: IncomingMessage, socket: Duplex, head: Buffer, tunnels: Tunnels): void {
   socket.on('error', () => socket.destroy());
   // pipelined after a refusal on this connection: the refusal's end closes it, nothing is sent on
   if (isClosing(socket as import('node:net').Socket)) return;
@@ -155,7 +189,7 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
     return;
   }
   const secure = target.protocol === 'https:';
-  tunnel(svc, backend, socket, head, record, secure, {
+  tunnel(svc, backend, socket, head, record, secure, tunnels, {
     ...(secure ? upstreamTlsOptions(svc.config.tls) : {}),
     host: target.hostname.startsWith('[') ? target.hostname.slice(1, -1) : target.hostname,
     port: Number(target.port || (target.protocol === 'https:' ? 443 : 80)),
@@ -166,7 +200,16 @@ export function handleUpgrade(state: ProxyState, listener: ListenerInfo, req: In
   });
 }
 
-function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buffer, record: UpgradeRecord, secure: boolean, options: https.RequestOptions & { headers: string[] }): void {
+function tunnel(
+  svc: ServiceRuntime,
+  backend: Backend,
+  client: Duplex,
+  head: Buffer,
+  record: UpgradeRecord,
+  secure: boolean,
+  tunnels: Tunnels,
+  options: https.RequestOptions & { headers: string[] },
+): void {
   svc.acquire(backend);
   backend.requests++;
   let released = false;
@@ -239,9 +282,9 @@ function tunnel(svc: ServiceRuntime, backend: Backend, client: Duplex, head: Buf
     if (head.length > 0) upSocket.write(head);
     record.bytesOut += upHead.length;
     record.bytesIn += head.length;
-    openTunnels.add(client);
+    tunnels.add(client);
     const close = (): void => {
-      openTunnels.delete(client);
+      tunnels.delete(client);
       release();
       upSocket.destroy();
       client.destroy();

@@ -84,6 +84,11 @@ export class ServiceDirectory implements RegistrySink {
     return this.expected.every((s) => this.synced.has(s));
   }
 
+  /** The expected sources that have not listed everything once yet. */
+  unsynced(): string[] {
+    return this.expected.filter((s) => !this.synced.has(s));
+  }
+
   /** Whether a source reported itself connected (undefined: never reported). */
   isConnected(source: string): boolean | undefined {
     return this.connectedSources.get(source);

@@ -1,15 +1,16 @@
 /**
- * Pure rules that turn DNS answers into members (test/dns-members.test.ts): SRV priority groups
- * and weights, address records, TTLs. The DNS registry (src/registry/dns.ts) does the queries.
+ * Pure rules that turn DNS answers into members (test/dns-registry.test.ts): SRV priorities and
+ * weights, address records, TTLs. The DNS registry (src/registry/dns.ts) does the queries.
  *
- * SRV (RFC 2782): every record of the lowest priority value whose target resolves to at least
- * one address is used; higher priority values are fallbacks, used only while no record of a lower
- * one resolves. The registry does not see drover's health state, so "available" here means
- * "resolvable": a lower group whose targets resolve but are all down stays selected (the pool's
- * panic threshold and health checks handle that). Weight: the SRV weight, with 0 read as 1
+ * SRV (RFC 2782): every record whose target resolves to at least one address becomes members
+ * (one per address) carrying the rank of the record's priority as the member's `priority`; the pool serves
+ * only the lowest priority with an available member (health checks, passive ejection and drains
+ * included), so higher values are fallbacks that take traffic only while every member of the
+ * lower ones is down (routing/pool.ts `servingLevel`). Weight: the SRV weight, with 0 read as 1
  * (drover's weights are > 0; a 0 record then gets an equal share instead of "almost none").
  */
 import type { MemberSpec } from '../../routing/types.js';
+import { hostPortText } from '../config/values.js';
 
 /** The `source` of every member the DNS registry reports. */
 export const DNS_SOURCE = 'dns';
@@ -39,54 +40,51 @@ export interface Resolution {
   readonly ttl: number;
 }
 
-/** `addr:port` with IPv6 in brackets: the member id, and the origin after `http://`. */
-function hostPort(address: string, port: number): string {
-  return `${address.includes(':') ? `[${address}]` : address}:${port}`;
-}
-
 /** Members for addresses with one port (A/AAAA, or one SRV record). */
-export function addressMembers(addresses: readonly string[], port: number, weight = 1, meta?: Record<string, unknown>): MemberSpec[] {
+export function addressMembers(addresses: readonly string[], port: number, weight = 1, meta?: Record<string, unknown>, priority?: number): MemberSpec[] {
+  // `addr:port` with IPv6 in brackets, as a backend's default id and URL are written everywhere
   return addresses.map((a) => ({
-    id: hostPort(a, port),
-    url: `http://${hostPort(a, port)}`,
+    id: hostPortText(a, port),
+    url: `http://${hostPortText(a, port)}`,
     weight,
     draining: false,
     source: DNS_SOURCE,
+    ...(priority !== undefined ? { priority } : {}),
     ...(meta !== undefined ? { meta } : {}),
   }));
 }
 
-/** The priority values present, lowest first (each is tried in turn by `pickSrvGroup`). */
-export function priorityGroups(records: readonly SrvRecord[]): number[][] {
-  const byPriority = new Map<number, number[]>();
-  records.forEach((r, i) => byPriority.set(r.priority, [...(byPriority.get(r.priority) ?? []), i]));
-  return [...byPriority.entries()].sort((a, b) => a[0] - b[0]).map(([, idx]) => idx);
-}
-
 /**
- * Members of the lowest priority group with at least one resolvable target. `resolve(target)`
- * gives that target's addresses (undefined: it resolved to nothing). Duplicates (same address
- * and port) keep the first. TTL: the lowest of the group's SRV and address TTLs.
+ * Members of every SRV record whose target resolves, lowest priority first. A member's
+ * `priority` is the rank of its record's priority among those of the resolvable records (the
+ * lowest is 0, the next 1...), so the primary group is level 0 like the members of every other
+ * source of the service, and the fallbacks come after them; `meta.priority` keeps the SRV value.
+ * `resolve(target)` gives that target's addresses (undefined: it resolved to nothing). An address
+ * and port named twice keeps its lowest priority (then its first record). TTL: the lowest of the
+ * SRV and address TTLs used.
  */
-export async function pickSrvGroup(records: readonly SrvRecord[], resolve: (target: string) => Promise<Addresses | undefined>): Promise<Resolution> {
-  for (const group of priorityGroups(records)) {
-    const members: MemberSpec[] = [];
-    const seen = new Set<string>();
-    let ttl = Infinity;
-    for (const i of group) {
-      const r = records[i] as SrvRecord;
-      const addrs = await resolve(r.target);
-      if (addrs === undefined || addrs.addresses.length === 0) continue;
-      ttl = Math.min(ttl, r.ttl, addrs.ttl);
-      for (const m of addressMembers(addrs.addresses, r.port, Math.max(1, r.weight), { target: r.target, priority: r.priority, srv_weight: r.weight })) {
-        if (seen.has(m.id)) continue;
-        seen.add(m.id);
-        members.push(m);
-      }
+export async function srvMembers(records: readonly SrvRecord[], resolve: (target: string) => Promise<Addresses | undefined>): Promise<Resolution> {
+  const ordered = records.map((r, i) => ({ r, i })).sort((x, y) => x.r.priority - y.r.priority || x.i - y.i);
+  const members: MemberSpec[] = [];
+  const seen = new Set<string>();
+  let ttl = Infinity;
+  let rank = -1;
+  let rankOf: number | undefined;
+  for (const { r } of ordered) {
+    const addrs = await resolve(r.target);
+    if (addrs === undefined || addrs.addresses.length === 0) continue;
+    if (r.priority !== rankOf) {
+      rankOf = r.priority;
+      rank++;
     }
-    if (members.length > 0) return { members, ttl };
+    ttl = Math.min(ttl, r.ttl, addrs.ttl);
+    for (const m of addressMembers(addrs.addresses, r.port, Math.max(1, r.weight), { target: r.target, priority: r.priority, srv_weight: r.weight }, rank)) {
+      if (seen.has(m.id)) continue;
+      seen.add(m.id);
+      members.push(m);
+    }
   }
-  return { members: [], ttl: Infinity };
+  return { members, ttl };
 }
 
 /** When to resolve next after a good answer: its TTL, within [MIN_TTL_MS, refreshMs]. */

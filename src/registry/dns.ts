@@ -1,6 +1,6 @@
 /**
  * The DNS registry (`registry.dns`, `services.<name>.dns`): members from SRV records (targets,
- * ports, weights; the lowest priority group, see src/registry/dns-members.ts) or from A/AAAA
+ * ports, weights, priorities: see src/registry/dns-members.ts) or from A/AAAA
  * records and a fixed port. Consul (`_web._tcp.service.consul`), Mesos-DNS, SkyDNS/CoreDNS and
  * plain zones all work through it.
  *
@@ -17,12 +17,12 @@ import net from 'node:net';
 import type { DnsRegistryConfig, ServiceDnsConfig } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import { callSink } from './sink-call.js';
-import { ErrorCodes } from '../core/errors.js';
+import { ErrorCodes, errorMessage } from '../core/errors.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { Registry, RegistrySink } from './types.js';
 import { Backoff } from './backoff.js';
 import { RCODE_NXDOMAIN, formatDnsServer, parseDnsServer, queryDns, type DnsAnswer, type DnsRecord, type DnsServer } from './dns-client.js';
-import { DNS_SOURCE, MIN_TTL_MS, addressMembers, emptyConfirmed, nextResolveMs, pickSrvGroup, type Addresses, type Resolution, type SrvRecord } from './dns-members.js';
+import { DNS_SOURCE, MIN_TTL_MS, addressMembers, emptyConfirmed, nextResolveMs, srvMembers, type Addresses, type Resolution, type SrvRecord } from './dns-members.js';
 
 /** `registry.dns` when only services name `dns:`: system resolvers, 5 s refresh, 1 s timeout. */
 export const DEFAULT_DNS_REGISTRY: DnsRegistryConfig = Object.freeze({ servers: [], refresh: 5000, timeout: 1000 });
@@ -105,7 +105,7 @@ export class DnsRegistry implements Registry {
     try {
       outcome = await this.lookup(st.target.dns);
     } catch (err) {
-      outcome = { kind: 'failed', reason: err instanceof Error ? err.message : String(err) };
+      outcome = { kind: 'failed', reason: errorMessage(err) };
     }
     if (this.closed) return;
     const sink = this.requireSink();
@@ -161,7 +161,7 @@ export class DnsRegistry implements Registry {
       }
       for (const [id, m] of after) {
         const prev = before.get(id);
-        if (prev !== undefined && prev.url === m.url && prev.weight === m.weight) continue;
+        if (prev !== undefined && prev.url === m.url && prev.weight === m.weight && prev.priority === m.priority) continue;
         sink.countEvent(DNS_SOURCE, 'put');
         sink.put(DNS_SOURCE, st.target.service, m);
       }
@@ -173,7 +173,7 @@ export class DnsRegistry implements Registry {
       const ans = await this.query(spec.srv, 'SRV');
       const records: SrvRecord[] = ans.answers.filter((a) => a.type === 'SRV').flatMap((a) => srvOf(a));
       if (records.length === 0) return { kind: 'empty' };
-      const resolution = await pickSrvGroup(records, (target) => this.addressesOf(target, ans.additionals));
+      const resolution = await srvMembers(records, (target) => this.addressesOf(target, ans.additionals));
       return resolution.members.length === 0 ? { kind: 'empty' } : { kind: 'members', r: resolution };
     }
     const addrs = await this.addressesOf(spec.a, []);

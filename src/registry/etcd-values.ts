@@ -5,7 +5,8 @@
  *
  * Layouts (README "Registry keys"):
  * - `drover`: `<prefix><service>/<instance-id>` = JSON `{"url","weight","zone","draining","meta"}`,
- *   or bare `host:port`, or `http://host:port` (`https://` and `h2c://` too).
+ *   or bare `host:port`, or `http://host:port` (`https://` and `h2c://` too): addresses and
+ *   weights follow the one grammar of src/config/values.ts.
  * - `traefik`: `<prefix>http/services/<svc>/loadbalancer/servers/<n>/url` and `.../weight`.
  * - `skydns`: `<prefix><reversed domain labels>/<id>` = SkyDNS JSON (src/registry/skydns-values.ts).
  *   The model for a layout comes from src/registry/keyspace.ts.
@@ -14,6 +15,8 @@
  * removes nothing: the last valid member stays (a registry typo never empties a pool).
  */
 import type { MemberSpec } from '../../routing/types.js';
+import { fail, ok, type Result } from '../core/result.js';
+import { isBackendId, parseBackendUrl, parseWeight } from '../config/values.js';
 
 /** Key layouts of the etcd registry (`registry.etcd.layout`). */
 export type EtcdLayout = 'drover' | 'traefik' | 'skydns';
@@ -21,14 +24,6 @@ export type EtcdLayout = 'drover' | 'traefik' | 'skydns';
 /** The `source` of every member the etcd registry reports. */
 export const ETCD_SOURCE = 'etcd';
 
-/** Largest weight accepted from the registry; larger values are treated as typos. */
-export const MAX_WEIGHT = 1_000_000;
-
-/** Result of a parse: a value or the reason it was refused. */
-export type Parsed<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly reason: string };
-
-const ok = <T>(value: T): Parsed<T> => ({ ok: true, value });
-const fail = <T>(reason: string): Parsed<T> => ({ ok: false, reason });
 
 /** The fields of a member that come from a value (everything but `id` and `source`). */
 export interface MemberValue {
@@ -56,70 +51,21 @@ export interface TraefikKey {
   readonly field: 'url' | 'weight';
 }
 
-// Control characters and whitespace in a name segment are almost always a writer's bug.
-const BAD_SEGMENT = /[\s\u0000-\u001f\u007f]/;
-
-/**
- * Normalises a backend address to the origin `scheme://host:port`. Accepts `host:port` (http),
- * `http://host:port`, `https://host:port` and `h2c://host:port`, with an optional trailing `/`;
- * the port is always written out. Refuses other schemes, paths, queries, fragments, credentials,
- * whitespace and control characters: a registry value names a backend, not a URL.
- */
-export function normaliseOrigin(raw: string): Parsed<string> {
-  const text = raw.trim();
-  if (text === '') return fail('empty address');
-  // WHATWG URL parsing strips tabs and newlines inside (`http://h\t1:80` is `http://h1:80`):
-  // a value with whitespace or control characters is a broken write, not an address
-  if (/[\x00-\x20\x7f]/.test(text)) return fail(`whitespace or a control character in ${JSON.stringify(text)}`);
-  const scheme = /^([a-zA-Z][a-zA-Z0-9+.-]*):\/\//.exec(text)?.[1]?.toLowerCase();
-  // h2c is not a scheme WHATWG URL knows (its host would stay opaque): parse it as http.
-  const asHttp = scheme === undefined ? `http://${text}` : scheme === 'h2c' ? `http${text.slice(3)}` : text;
-  let url: URL;
-  try {
-    url = new URL(asHttp);
-  } catch {
-    return fail(`not a host:port or http:// URL: ${JSON.stringify(text)}`);
-  }
-  const protocol = scheme === 'h2c' ? 'h2c:' : url.protocol;
-  if (protocol !== 'http:' && protocol !== 'https:' && protocol !== 'h2c:') {
-    return fail(`unsupported scheme ${protocol.replace(/:$/, '')} (http, https or h2c)`);
-  }
-  if (url.hostname === '') return fail('missing host');
-  if (url.username !== '' || url.password !== '') return fail('credentials are not allowed in a backend URL');
-  if (url.pathname !== '/' && url.pathname !== '') return fail(`a backend URL has no path (got ${url.pathname})`);
-  if (url.search !== '' || url.hash !== '') return fail('a backend URL has no query or fragment');
-  // The port must be written out, 1-65535: registrator writes one, and guessing 80 or 443 hides
-  // mistakes (the URL parser turns an explicit default port into no port, hence the look at the text).
-  const written = /:([0-9]+)\/?$/.exec(text)?.[1];
-  if (written === undefined) return fail('missing port');
-  const port = Number(written);
-  if (port < 1 || port > 65535) return fail(`port ${written} is not in 1-65535`);
-  return ok(`${protocol}//${url.hostname}:${port}`);
-}
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
-}
-
-/** Checks a weight: a finite number in (0, MAX_WEIGHT]. */
-export function parseWeight(v: unknown): Parsed<number> {
-  const n = typeof v === 'string' && v.trim() !== '' ? Number(v) : v;
-  if (typeof n !== 'number' || !Number.isFinite(n)) return fail(`weight must be a number, got ${JSON.stringify(v)}`);
-  if (n <= 0) return fail(`weight must be > 0 (use "draining": true to stop new traffic), got ${n}`);
-  if (n > MAX_WEIGHT) return fail(`weight must be <= ${MAX_WEIGHT}, got ${n}`);
-  return ok(n);
 }
 
 /**
  * Parses a `drover`-layout value: JSON object, bare `host:port` or `http://host:port`.
  * JSON fields other than url/weight/zone/draining/meta are ignored (forward compatibility).
  */
-export function parseMemberValue(raw: string): Parsed<MemberValue> {
+export function parseMemberValue(raw: string): Result<MemberValue> {
   const text = raw.trim();
   if (text === '') return fail('empty value');
   if (!text.startsWith('{')) {
-    const origin = normaliseOrigin(text);
-    return origin.ok ? ok({ url: origin.value, weight: 1, draining: false }) : origin;
+    const backend = parseBackendUrl(text);
+    return backend.ok ? ok({ url: backend.value.url, weight: 1, draining: false }) : backend;
   }
   let doc: unknown;
   try {
@@ -129,8 +75,8 @@ export function parseMemberValue(raw: string): Parsed<MemberValue> {
   }
   if (!isPlainObject(doc)) return fail('value must be a JSON object');
   if (typeof doc['url'] !== 'string') return fail('"url" must be a string');
-  const origin = normaliseOrigin(doc['url']);
-  if (!origin.ok) return fail(`"url": ${origin.reason}`);
+  const backend = parseBackendUrl(doc['url']);
+  if (!backend.ok) return fail(`"url": ${backend.reason}`);
   let weight = 1;
   if (doc['weight'] !== undefined) {
     if (typeof doc['weight'] !== 'number') return fail('"weight" must be a number');
@@ -145,7 +91,7 @@ export function parseMemberValue(raw: string): Parsed<MemberValue> {
   const meta = doc['meta'];
   if (meta !== undefined && meta !== null && !isPlainObject(meta)) return fail('"meta" must be an object');
   return ok({
-    url: origin.value,
+    url: backend.value.url,
     weight,
     zone: typeof zone === 'string' && zone !== '' ? zone : undefined,
     draining: draining === true,
@@ -153,15 +99,16 @@ export function parseMemberValue(raw: string): Parsed<MemberValue> {
   });
 }
 
+/** A key segment naming a service or a member: the id rule (control characters and whitespace are a writer's bug). */
 function validSegment(s: string | undefined): s is string {
-  return s !== undefined && s !== '' && !BAD_SEGMENT.test(s);
+  return isBackendId(s);
 }
 
 /**
  * Splits a `drover`-layout key `<prefix><service>/<instance-id>`. Keys outside the prefix, or
  * deeper or shallower than service/id, are refused (the registry counts them invalid).
  */
-export function parseDroverKey(prefix: string, key: string): Parsed<DroverKey> {
+export function parseDroverKey(prefix: string, key: string): Result<DroverKey> {
   if (!key.startsWith(prefix)) return fail(`key is outside the prefix ${prefix}`);
   const parts = key.slice(prefix.length).split('/');
   if (parts.length !== 2 || !validSegment(parts[0]) || !validSegment(parts[1])) {
@@ -207,7 +154,7 @@ function member(id: string, v: MemberValue, source: string): MemberSpec {
 }
 
 /** Turns one key and its value into a member of one service, or says why not. */
-export type KeyMemberParser = (key: string, value: string) => Parsed<{ readonly service: string; readonly member: MemberSpec }>;
+export type KeyMemberParser = (key: string, value: string) => Result<{ readonly service: string; readonly member: MemberSpec }>;
 
 /**
  * A layout with one key per member (drover, skydns): `parse` reads a key and its value; an
@@ -255,7 +202,7 @@ export function droverModel(prefix: string, source: string): KeyspaceModel {
 }
 
 /** Parses JSON that must be an object. */
-export function parseJsonObject(raw: string): Parsed<Record<string, unknown>> {
+export function parseJsonObject(raw: string): Result<Record<string, unknown>> {
   let doc: unknown;
   try {
     doc = JSON.parse(raw);
@@ -263,15 +210,6 @@ export function parseJsonObject(raw: string): Parsed<Record<string, unknown>> {
     return fail(`invalid JSON: ${(err as Error).message}`);
   }
   return isPlainObject(doc) ? ok(doc) : fail('value must be a JSON object');
-}
-
-/** `http://host:port` from separate JSON fields (`host` a name or IP, IPv6 without brackets; `port` 1-65535). */
-export function hostPortOrigin(host: unknown, port: unknown): Parsed<string> {
-  if (typeof host !== 'string' || host === '') return fail('"host" must be a non-empty string');
-  const p = typeof port === 'string' && /^\d+$/.test(port) ? Number(port) : port;
-  if (typeof p !== 'number' || !Number.isInteger(p) || p < 1 || p > 65535) return fail('"port" must be a whole number 1-65535');
-  const origin = normaliseOrigin(`${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${p}`);
-  return origin.ok ? origin : fail(`"host": ${origin.reason}`);
 }
 
 interface TraefikServer {
@@ -345,11 +283,11 @@ export class TraefikModel implements KeyspaceModel {
   private recompute(key: string, service: string, id: string, s: TraefikServer): ModelEffect[] {
     if (s.url === undefined) return [];
     const effects: ModelEffect[] = [];
-    const origin = normaliseOrigin(s.url);
-    if (!origin.ok) {
+    const backend = parseBackendUrl(s.url);
+    if (!backend.ok) {
       // Report against the url key even when the weight changed: that is what needs fixing.
       const urlKey = key.replace(/weight$/, 'url');
-      return [{ type: 'invalid', key: urlKey, reason: origin.reason }];
+      return [{ type: 'invalid', key: urlKey, reason: backend.reason }];
     }
     let weight = 1;
     if (s.weight !== undefined) {
@@ -357,7 +295,7 @@ export class TraefikModel implements KeyspaceModel {
       if (w.ok) weight = w.value;
       else effects.push({ type: 'invalid', key: key.replace(/url$/, 'weight'), reason: w.reason });
     }
-    const m: MemberSpec = { id, url: origin.value, weight, draining: false, source: this.source };
+    const m: MemberSpec = { id, url: backend.value.url, weight, draining: false, source: this.source };
     s.current = m;
     effects.push({ type: 'put', service, member: m });
     return effects;

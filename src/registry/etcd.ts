@@ -20,7 +20,7 @@ import { Range, castGrpcError, EtcdInvalidAuthTokenError, type Etcd3, type IWatc
 import type { EtcdRegistryConfig } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import { callSink } from './sink-call.js';
-import { DroverError, ErrorCodes } from '../core/errors.js';
+import { DroverError, ErrorCodes, errorMessage } from '../core/errors.js';
 import type { RandomSource } from '../../routing/types.js';
 import type { Registry, RegistrySink } from './types.js';
 import { Backoff, sleep, type BackoffOptions } from './backoff.js';
@@ -76,10 +76,6 @@ function withTimeout<T>(p: Promise<T>, ms: number, what: string, onLate?: (value
 
 /** One event of a watch response. */
 export type WatchEvent = NonNullable<IWatchResponse['events']>[number];
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** The etcd v3 registry (README "Configuration", "Registry keys" and "Metrics"). `source` is `etcd`. */
 export class EtcdRegistry implements Registry {
@@ -178,7 +174,7 @@ export class EtcdRegistry implements Registry {
         const level = this.connected === false && this.warnedUnreachable ? 'debug' : 'warn';
         this.warnedUnreachable = true;
         this.setConnected(false);
-        this.log[level]({ code: ErrorCodes.REGISTRY_UNREACHABLE, err: message(err), endpoints: this.config.endpoints }, 'etcd unreachable; retrying');
+        this.log[level]({ code: ErrorCodes.REGISTRY_UNREACHABLE, err: errorMessage(err), endpoints: this.config.endpoints }, 'etcd unreachable; retrying');
         // A token that etcd stopped accepting is only refreshed by a unary call: re-list.
         if (err instanceof EtcdInvalidAuthTokenError) needList = true;
       }
@@ -264,7 +260,7 @@ export class EtcdRegistry implements Registry {
         } catch (err) {
           // A bug in our handling must not leave the pools stale: start over from a full list.
           this.log.error({ err }, 'etcd watch handling failed; re-listing');
-          finish({ relist: true, reason: message(err) });
+          finish({ relist: true, reason: errorMessage(err) });
         }
       });
       if (this.closed) return finish({ relist: false, reason: 'closed' });

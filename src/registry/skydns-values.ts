@@ -16,7 +16,9 @@
  * a member needs a port. Pure; no I/O.
  */
 import type { MemberSpec } from '../../routing/types.js';
-import { KeyPerMemberModel, MAX_WEIGHT, hostPortOrigin, parseJsonObject, type KeyspaceModel, type Parsed } from './etcd-values.js';
+import { KeyPerMemberModel, parseJsonObject, type KeyspaceModel } from './etcd-values.js';
+import { backendFromFields, isBackendId, parseWeight } from '../config/values.js';
+import type { Result } from '../core/result.js';
 
 /** Where a `skydns`-layout key points. */
 export interface SkyDnsKey {
@@ -26,33 +28,49 @@ export interface SkyDnsKey {
 }
 
 const LABEL = /^[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?$/;
-const ID = /^[^/\s\u0000-\u001f\u007f]+$/;
 
 /** Splits `<prefix><label>/.../<label>/<id>` into the service (labels reversed, joined by `.`) and the id. */
-export function parseSkyDnsKey(prefix: string, key: string): Parsed<SkyDnsKey> {
+export function parseSkyDnsKey(prefix: string, key: string): Result<SkyDnsKey> {
   if (!key.startsWith(prefix)) return { ok: false, reason: `key is outside the prefix ${prefix}` };
   const parts = key.slice(prefix.length).split('/');
   const id = parts.pop();
-  if (id === undefined || !ID.test(id) || parts.length === 0) return { ok: false, reason: `key must be ${prefix}<reversed domain labels>/<id>` };
+  if (id === undefined || !isBackendId(id) || parts.length === 0) return { ok: false, reason: `key must be ${prefix}<reversed domain labels>/<id>` };
   if (!parts.every((l) => LABEL.test(l))) return { ok: false, reason: `key must be ${prefix}<reversed domain labels>/<id> with DNS labels` };
   return { ok: true, value: { service: parts.reverse().join('.').toLowerCase(), id } };
 }
 
 /** Parses a SkyDNS record value into a member's url and weight. */
-export function parseSkyDnsValue(raw: string): Parsed<{ url: string; weight: number; meta: Record<string, unknown> }> {
+export function parseSkyDnsValue(raw: string): Result<{ url: string; weight: number; meta: Record<string, unknown> }> {
   const doc = parseJsonObject(raw);
   if (!doc.ok) return doc;
   const d = doc.value;
   if (d['port'] === undefined) return { ok: false, reason: '"port" is missing (a record without port is an A record, not a member)' };
-  const origin = hostPortOrigin(d['host'], d['port']);
-  if (!origin.ok) return origin;
+  const backend = backendFromFields(d['host'], d['port']);
+  if (!backend.ok) return backend;
+  // SkyDNS: a weight of 0 (or none) means "no weight given", i.e. the default 1
   const w = d['weight'];
-  if (w !== undefined && (typeof w !== 'number' || !Number.isFinite(w) || w < 0 || w > MAX_WEIGHT)) {
-    return { ok: false, reason: `"weight" must be a number 0-${MAX_WEIGHT}` };
+  let weight = 1;
+  if (w !== undefined && w !== 0) {
+    const parsed = typeof w === 'number' ? parseWeight(w) : undefined;
+    if (parsed === undefined || !parsed.ok) return { ok: false, reason: `"weight": ${parsed?.reason ?? `weight must be a number, got ${JSON.stringify(w)}`}` };
+    weight = parsed.value;
   }
   const meta: Record<string, unknown> = {};
   if (typeof d['priority'] === 'number') meta['priority'] = d['priority'];
-  return { ok: true, value: { url: origin.value, weight: typeof w === 'number' && w > 0 ? w : 1, meta } };
+  return { ok: true, value: { url: backend.value.url, weight, meta } };
+}
+
+/** SkyDNS's and CoreDNS's default priority of a record that names none. */
+export const SKYDNS_DEFAULT_PRIORITY = 10;
+
+/**
+ * A record's priority as the member's priority level (the lowest level with an available member
+ * serves, as a DNS client of SkyDNS/CoreDNS would use the SRV answer): an integer >= 0 as given,
+ * anything else the SkyDNS default 10.
+ */
+export function skyDnsPriority(meta: Readonly<Record<string, unknown>>): number {
+  const p = meta['priority'];
+  return typeof p === 'number' && Number.isInteger(p) && p >= 0 ? p : SKYDNS_DEFAULT_PRIORITY;
 }
 
 /** `skydns` layout: one key per member. */
@@ -62,7 +80,7 @@ export function skyDnsModel(prefix: string, source: string): KeyspaceModel {
     if (!k.ok) return k;
     const v = parseSkyDnsValue(value);
     if (!v.ok) return v;
-    const member: MemberSpec = { id: k.value.id, url: v.value.url, weight: v.value.weight, draining: false, source, meta: v.value.meta };
+    const member: MemberSpec = { id: k.value.id, url: v.value.url, weight: v.value.weight, draining: false, source, priority: skyDnsPriority(v.value.meta), meta: v.value.meta };
     return { ok: true, value: { service: k.value.service, member } };
   });
 }

@@ -10,7 +10,9 @@
  *   `labels.az` or `labels.zone`, when a string, becomes the member's zone.
  */
 import type { MemberSpec } from '../../routing/types.js';
-import { hostPortOrigin, parseJsonObject, parseMemberValue, parseWeight, type Parsed } from './etcd-values.js';
+import { parseJsonObject, parseMemberValue } from './etcd-values.js';
+import { backendFromFields, isBackendId, parseWeight } from '../config/values.js';
+import type { Result } from '../core/result.js';
 
 /** The `source` of every member the ZooKeeper registry reports. */
 export const ZOOKEEPER_SOURCE = 'zookeeper';
@@ -18,15 +20,14 @@ export const ZOOKEEPER_SOURCE = 'zookeeper';
 /** Key layouts of the ZooKeeper registry. */
 export type ZooKeeperLayout = 'drover' | 'nerve';
 
-const BAD_ID = /[\s/\u0000-\u001f\u007f]/;
 
 /** Parses Nerve's JSON registration. */
-export function parseNerveValue(raw: string): Parsed<{ url: string; weight: number; zone?: string | undefined; meta: Record<string, unknown> }> {
+export function parseNerveValue(raw: string): Result<{ url: string; weight: number; zone?: string | undefined; meta: Record<string, unknown> }> {
   const doc = parseJsonObject(raw);
   if (!doc.ok) return doc;
   const d = doc.value;
-  const origin = hostPortOrigin(d['host'], d['port']);
-  if (!origin.ok) return origin;
+  const backend = backendFromFields(d['host'], d['port']);
+  if (!backend.ok) return backend;
   let weight = 1;
   if (d['weight'] !== undefined && d['weight'] !== null) {
     const w = parseWeight(d['weight']);
@@ -39,15 +40,15 @@ export function parseNerveValue(raw: string): Parsed<{ url: string; weight: numb
   const meta: Record<string, unknown> = {};
   if (typeof d['name'] === 'string') meta['name'] = d['name'];
   if (labelObj !== undefined) meta['labels'] = labelObj;
-  return { ok: true, value: { url: origin.value, weight, zone: typeof zone === 'string' && zone !== '' ? zone : undefined, meta } };
+  return { ok: true, value: { url: backend.value.url, weight, zone: typeof zone === 'string' && zone !== '' ? zone : undefined, meta } };
 }
 
 /**
  * Turns one instance znode (its name and data) into a member of `source`, or says why not.
  * An empty znode is invalid (a registrant that wrote nothing names no backend).
  */
-export function parseInstanceNode(layout: ZooKeeperLayout, name: string, data: string, source: string = ZOOKEEPER_SOURCE): Parsed<MemberSpec> {
-  if (name === '' || BAD_ID.test(name)) return { ok: false, reason: `instance name ${JSON.stringify(name)} is not a valid member id` };
+export function parseInstanceNode(layout: ZooKeeperLayout, name: string, data: string, source: string = ZOOKEEPER_SOURCE): Result<MemberSpec> {
+  if (!isBackendId(name)) return { ok: false, reason: `instance name ${JSON.stringify(name)} is not a valid member id` };
   if (layout === 'nerve') {
     const v = parseNerveValue(data);
     if (!v.ok) return v;

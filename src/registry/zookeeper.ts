@@ -24,7 +24,7 @@ import { createClient, Exception, type Client, type Event } from 'node-zookeeper
 import type { ZooKeeperRegistryConfig } from '../config/types.js';
 import type { Logger } from '../observability/log.js';
 import { callSink } from './sink-call.js';
-import { ErrorCodes } from '../core/errors.js';
+import { ErrorCodes, errorMessage } from '../core/errors.js';
 import type { MemberSpec } from '../../routing/types.js';
 import type { Registry, RegistrySink } from './types.js';
 import { Backoff, type BackoffOptions } from './backoff.js';
@@ -36,6 +36,12 @@ export interface ZooKeeperRegistryOptions {
   readonly backoff?: BackoffOptions;
   /** ms, longest random wait before retrying the server list (node-zookeeper-client spinDelay); default 1000 */
   readonly spinDelayMs?: number;
+  /**
+   * ms without a session after which the client is replaced by a new one (see
+   * `armHandshakeWatchdog`); default the session timeout + 1000. Tests raise it to reach the
+   * server's own expiry notice instead.
+   */
+  readonly noSessionReplaceMs?: number;
 }
 
 /**
@@ -50,10 +56,6 @@ export function discard(client: Client): void {
 /** A ZooKeeper error code, or undefined for other errors. */
 function zkCode(err: unknown): number | undefined {
   return err instanceof Exception ? err.getCode() : undefined;
-}
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : err instanceof Exception ? err.toString() : String(err);
 }
 
 /** The ZooKeeper registry (README "Registries: ZooKeeper, DNS, SkyDNS"). `source` is `zookeeper`. */
@@ -125,7 +127,7 @@ export class ZooKeeperRegistry implements Registry {
       this.needWalk = true;
       if (this.client !== undefined) discard(this.client);
       this.connect();
-    }, this.config.sessionTimeout + 1000);
+    }, this.options.noSessionReplaceMs ?? this.config.sessionTimeout + 1000);
     this.handshakeTimer.unref();
   }
 
@@ -334,7 +336,7 @@ export class ZooKeeperRegistry implements Registry {
     this.needWalk = true;
     const code = zkCode(err);
     const lost = code === Exception.CONNECTION_LOSS || code === Exception.SESSION_EXPIRED;
-    this.log[lost ? 'debug' : 'warn']({ code: ErrorCodes.REGISTRY_UNREACHABLE, err: message(err) }, 'zookeeper read failed: keeping the last members');
+    this.log[lost ? 'debug' : 'warn']({ code: ErrorCodes.REGISTRY_UNREACHABLE, err: errorMessage(err) }, 'zookeeper read failed: keeping the last members');
     // A lost connection walks on reconnect; any other failure retries after a backoff.
     if (!lost && this.retryTimer === undefined && !this.closed) {
       this.retryTimer = setTimeout(() => {

@@ -9,10 +9,15 @@
  * next change (the key arriving) installs the pair.
  */
 import { readFileSync } from 'node:fs';
-import type { CertificateFiles } from '../config/types.js';
 import { watchFile, type FileWatcher } from '../core/file-watch.js';
 import type { Logger } from '../observability/log.js';
 import type { CertificateStore } from './store.js';
+
+/** One certificate of a TLS listener: absolute paths of its PEM files. */
+export interface CertificateFiles {
+  readonly cert: string;
+  readonly key: string;
+}
 
 /** How a watched pair reports. */
 export interface CertFilesEvents {

@@ -1,8 +1,10 @@
 /**
  * Test backends: real HTTP servers on 127.0.0.1:0 that name themselves in every body, record
- * every request they see, and can be told to misbehave.
+ * every request they see, and can be told to misbehave (`startBackend`, the one factory; raw TCP
+ * backends that write bytes by hand are in ./raw-backend.ts).
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import https from 'node:https';
 import type { Socket } from 'node:net';
 
 /** One request as a backend saw it. */
@@ -16,11 +18,33 @@ export interface SeenRequest {
 
 export type Behaviour = (req: IncomingMessage, res: ServerResponse, body: string) => void;
 
+/** How to start a test backend; every field is optional. */
+export interface BackendOptions {
+  /** default 0: a free port */
+  readonly port?: number;
+  /** any loopback address; default 127.0.0.1 */
+  readonly host?: string;
+  /** serve HTTPS with this certificate and key (PEM) */
+  readonly tls?: { readonly cert: string | Buffer; readonly key: string | Buffer };
+  /**
+   * Sees each request as it arrives, before its body is read (a backend that streams or reads
+   * slowly); the request is recorded in `seen` with an empty body. Default: the whole body is read,
+   * then `behave`'s behaviour (or `200 <name>`) answers.
+   */
+  readonly stream?: (req: IncomingMessage, res: ServerResponse) => void;
+  /** answers Upgrade requests (WebSocket backends); default: none (node:http closes them) */
+  readonly upgrade?: (req: IncomingMessage, socket: Socket, head: Buffer) => void;
+}
+
 export interface TestBackend {
   readonly name: string;
   readonly port: number;
   readonly url: string;
   readonly seen: SeenRequest[];
+  /** the server itself (for what a test needs beyond these helpers) */
+  readonly server: http.Server;
+  /** client connections open now, and the most ever open at once */
+  readonly connections: { open: number; max: number };
   /** replaces how it answers (default: 200 with `name` as the body) */
   behave(b: Behaviour | undefined): void;
   /** closes listener and every connection */
@@ -29,12 +53,22 @@ export interface TestBackend {
   destroyConnections(): void;
 }
 
-/** Starts a backend that answers `200 <name>` unless told otherwise; `host` is any loopback address (default 127.0.0.1). */
-export async function startBackend(name: string, port = 0, host = '127.0.0.1'): Promise<TestBackend> {
+/**
+ * The one factory of test backends: a real HTTP (or HTTPS) server on a free loopback port that
+ * answers `200 <name>` unless told otherwise, and records every request it sees.
+ */
+export async function startBackend(name: string, options: BackendOptions = {}): Promise<TestBackend> {
+  const host = options.host ?? '127.0.0.1';
   const seen: SeenRequest[] = [];
   let behaviour: Behaviour | undefined;
   const sockets = new Set<Socket>();
-  const server = http.createServer((req, res) => {
+  const connections = { open: 0, max: 0 };
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    if (options.stream !== undefined) {
+      seen.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body: '' });
+      options.stream(req, res);
+      return;
+    }
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -48,20 +82,29 @@ export async function startBackend(name: string, port = 0, host = '127.0.0.1'): 
       res.end(name);
     });
     req.on('error', () => undefined);
-  });
-  server.on('connection', (s: Socket) => {
+  };
+  const server: http.Server = options.tls === undefined ? http.createServer(onRequest) : https.createServer({ cert: options.tls.cert, key: options.tls.key }, onRequest);
+  if (options.upgrade !== undefined) server.on('upgrade', options.upgrade);
+  server.on(options.tls === undefined ? 'connection' : 'secureConnection', (s: Socket) => {
     sockets.add(s);
-    s.on('close', () => sockets.delete(s));
+    connections.open++;
+    connections.max = Math.max(connections.max, connections.open);
+    s.on('close', () => {
+      sockets.delete(s);
+      connections.open--;
+    });
   });
   server.on('clientError', (_e, s) => s.destroy());
-  await new Promise<void>((resolve) => server.listen(port, host, () => resolve()));
+  await new Promise<void>((resolve) => server.listen(options.port ?? 0, host, () => resolve()));
   const addr = server.address();
-  const bound = typeof addr === 'object' && addr !== null ? addr.port : port;
+  const bound = typeof addr === 'object' && addr !== null ? addr.port : (options.port ?? 0);
   return {
     name,
     port: bound,
-    url: `http://${host}:${bound}`,
+    url: `${options.tls === undefined ? 'http' : 'https'}://${host}:${bound}`,
     seen,
+    server,
+    connections,
     behave: (b) => {
       behaviour = b;
     },
@@ -70,6 +113,7 @@ export async function startBackend(name: string, port = 0, host = '127.0.0.1'): 
     },
     close: () =>
       new Promise<void>((resolve) => {
+        if (!server.listening) return resolve();
         server.close(() => resolve());
         for (const s of sockets) s.destroy();
       }),

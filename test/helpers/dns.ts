@@ -17,6 +17,7 @@ import path from 'node:path';
 import { describe } from 'vitest';
 import { freePort } from './etcd.js';
 import { queryDns } from '../../src/registry/dns-client.js';
+import { waitFor } from './wait.js';
 
 const DNSMASQ = process.env['DNSMASQ_BIN'] ?? '/usr/sbin/dnsmasq';
 
@@ -80,16 +81,13 @@ export async function startDnsmasq(args: readonly string[], hosts = ''): Promise
     c.on('error', () => undefined);
     child = c;
     // Ready once it answers (any answer).
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (c.exitCode !== null) throw new Error(`dnsmasq exited ${c.exitCode}: ${log}`);
-      try {
-        await queryDns([{ host: '127.0.0.1', port }], 'ready.invalid', 'A', { timeoutMs: 200, attempts: 1 });
-        return;
-      } catch {
-        if (Date.now() > deadline) throw new Error(`dnsmasq not ready: ${log}`);
-      }
-    }
+    await waitFor(async () => (await queryDns([{ host: '127.0.0.1', port }], 'ready.invalid', 'A', { timeoutMs: 200, attempts: 1 }), true), {
+      what: 'dnsmasq to answer',
+      timeoutMs: 10_000,
+      everyMs: 0,
+      detail: () => log,
+      giveUp: () => (c.exitCode !== null ? `dnsmasq exited ${c.exitCode}: ${log}` : undefined),
+    });
   };
   const kill = async (): Promise<void> => {
     const c = child;

@@ -6,22 +6,6 @@ import { request } from './backends.js';
 import type { DroverProcess } from './drover.js';
 import { parseMetrics, seriesValue } from './metrics.js';
 
-/** Polls `fn` until it returns a value (not undefined/false), or fails naming `what`. */
-export async function waitFor<T>(fn: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}${last !== undefined ? `: ${String(last)}` : ''}`);
-}
-
 export interface PoolEntry {
   id: string;
   url: string;

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe } from 'vitest';
 import type { Etcd3 } from 'etcd3';
 import { createEtcdClient } from '../../src/registry/etcd-client.js';
+import { waitFor } from './wait.js';
 
 /**
  * Path of the etcd binary: `$ETCD_BIN` when set (and only that), else /usr/bin/etcd, else the
@@ -246,21 +247,15 @@ class EtcdMember implements EtcdServer {
   }
 
   async waitReady(): Promise<void> {
-    const deadline = Date.now() + (this.options.readyTimeoutMs ?? 15_000);
     const c = this.client();
     try {
-      for (;;) {
-        if (this.child !== undefined && this.child.exitCode !== null) {
-          throw new Error(`etcd ${this.name} exited with ${this.child.exitCode}:\n${this.logs()}`);
-        }
-        try {
-          await c.get('drover-harness-probe').string();
-          return;
-        } catch (err) {
-          if (Date.now() > deadline) throw new Error(`etcd ${this.name} not ready: ${(err as Error).message}\n${this.logs()}`);
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      }
+      await waitFor(async () => (await c.get('drover-harness-probe').string(), true), {
+        what: `etcd ${this.name} to answer`,
+        timeoutMs: this.options.readyTimeoutMs ?? 15_000,
+        everyMs: 100,
+        detail: () => this.logs(),
+        giveUp: () => (this.child !== undefined && this.child.exitCode !== null ? `etcd ${this.name} exited with ${this.child.exitCode}:\n${this.logs()}` : undefined),
+      });
     } finally {
       c.close();
       this.clients = this.clients.filter((x) => x !== c);

@@ -14,8 +14,8 @@ import path from 'node:path';
 import { describe } from 'vitest';
 import { tempDir } from './drover.js';
 import { freePort } from './etcd.js';
-import { eventually } from './raw-backend.js';
 import { issueCert, makeCa } from './tls.js';
+import { eventually } from './wait.js';
 
 const PEBBLE = '/usr/bin/pebble';
 const CHALLTESTSRV = '/usr/bin/pebble-challtestsrv';

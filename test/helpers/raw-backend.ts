@@ -150,21 +150,6 @@ export async function adminBackends(
   );
 }
 
-/** Polls `check` every 50 ms until it returns true or `timeoutMs` passes; returns the last result. */
-export async function eventually(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<boolean> {
-  const until = Date.now() + timeoutMs;
-  for (;;) {
-    if (await check()) return true;
-    if (Date.now() > until) return false;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** `eventually`, failing with the condition's source when `timeoutMs` passes without it. */
-export async function waitUntil(check: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  if (!(await eventually(check, timeoutMs))) throw new Error(`condition not met within ${timeoutMs} ms: ${String(check)}`);
-}
-
 /** Open file descriptors of a process (Linux). */
 export function fdCount(pid: number): number {
   return fs.readdirSync(`/proc/${pid}/fd`).length;

@@ -15,6 +15,7 @@ import path from 'node:path';
 import { describe } from 'vitest';
 import { createClient, CreateMode, Exception, type Client } from 'node-zookeeper-client';
 import { freePort } from './etcd.js';
+import { waitFor } from './wait.js';
 
 const JAR = process.env['ZOOKEEPER_JAR'] ?? '/usr/share/java/zookeeper.jar';
 /** a logger for ZooKeeper's log file (its manifest names every other jar it needs) */
@@ -147,11 +148,7 @@ export async function startZooKeeper(): Promise<ZooKeeperServer> {
   // Ready once `srvr` reports a mode: the server accepts connections before its database is
   // loaded and drops them then ("ZooKeeperServer not running").
   const waitReady = async (): Promise<void> => {
-    const deadline = Date.now() + 20_000;
-    while (!(await fourLetter(port, 'srvr')).includes('Mode:')) {
-      if (Date.now() > deadline) throw new Error(`zookeeper on ${port} not ready after 20 s\n${server.logs()}`);
-      await new Promise((r) => setTimeout(r, 50));
-    }
+    await waitFor(async () => (await fourLetter(port, 'srvr')).includes('Mode:'), { what: `zookeeper on ${port} to report a mode`, timeoutMs: 20_000, everyMs: 50, detail: () => server.logs() });
   };
   const server: ZooKeeperServer = {
     servers,

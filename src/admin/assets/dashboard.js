@@ -5,7 +5,7 @@
  * /api/series (per-second time series kept by drover for 15 minutes, fetched whole once and then
  * only the new seconds), /api/routes and /api/services/{service}/checks. Charts: uPlot.
  *
- * Views, one URL each (the part after #): #/ overview, #/service/NAME (and
+ * Views, one URL each (the part after #): #/ overview (#/?q=TEXT filtered), #/service/NAME (and
  * #/service/NAME/backend/ID for one backend's charts), #/routes, #/events?q=TEXT&kind=health,reload.
  *
  * Every value from the server is written with textContent, never as HTML, and the page's CSP
@@ -25,6 +25,8 @@
   /** seconds shown in the overview sparklines */
   var SPARK = 300;
   var SERIES_POLL_MS = 2000;
+  /** seconds the overview's figures (req/s, 5xx/s, p99) are taken over */
+  var RECENT = 5;
 
   var $ = function (id) { return document.getElementById(id); };
   var servicesEl = $('services');
@@ -133,6 +135,7 @@
       a.classList.toggle('active', a.getAttribute('data-view') === route.view);
     });
     document.body.setAttribute('data-view', route.view);
+    if (route.view === 'overview') filterEl.value = route.params.get('q') || '';
     if (route.view === 'events') {
       $('ev-filter').value = route.params.get('q') || '';
       var kinds = route.params.get('kind');
@@ -213,10 +216,25 @@
     CLASSES.forEach(function (c) { n += s.req[c][i] || 0; });
     return n;
   }
-  function errorsAt(s, i) {
+  /**
+   * A service's current figures from its series: requests/s and 5xx answers/s averaged over the
+   * last RECENT complete seconds (one second alone jitters too much to read), and the highest p99
+   * among them. Counted where the client's answer is counted, so drover's own answers (a queue
+   * timeout's 503, no backend) are in, and a retried request counts once.
+   */
+  function recent(s, now) {
+    var out = { req: 0, err: 0, p99: null };
+    if (!s) return out;
     var n = 0;
-    KINDS.forEach(function (k) { n += s.err[k][i] || 0; });
-    return Math.max(n, s.req['5xx'][i] || 0);
+    for (var i = s.t.length - 1; i >= 0 && s.t[i] > now - 1 - RECENT; i--) {
+      out.req += total(s, i);
+      out.err += s.req['5xx'][i] || 0;
+      if (s.p99[i] !== null && (out.p99 === null || s.p99[i] > out.p99)) out.p99 = s.p99[i];
+      n++;
+    }
+    // every second since the series began is there, zeros included: n is the window's length
+    if (n > 0) { out.req /= n; out.err /= n; }
+    return out;
   }
   function lastValue(arr) {
     for (var i = arr.length - 1; i >= 0; i--) if (arr[i] !== null && arr[i] !== undefined) return arr[i];
@@ -225,25 +243,82 @@
 
   // ---- charts ----------------------------------------------------------------------------------
 
-  function makeChart(name, target, series, opts) {
+  /**
+   * y from 0 (a rate's axis that starts above 0 turns small changes into cliffs) to at least 1 (a
+   * chart of zeros is a flat line at the bottom, not one in the middle of a 0-100 axis).
+   */
+  function fromZero(_u, _min, max) {
+    return [0, max > 1 ? max * 1.05 : 1];
+  }
+
+  /** y axis labels that fit the axis: 1.5k, 10k, 2M (uPlot's default writes 10,000, cut to 0,000). */
+  function shortNumbers(_u, splits) {
+    return splits.map(function (v) {
+      if (v === null || v === undefined) return null;
+      var a = Math.abs(v);
+      if (a >= 1e6) return +(v / 1e6).toPrecision(3) + 'M';
+      if (a >= 1e3) return +(v / 1e3).toPrecision(3) + 'k';
+      return +v.toPrecision(3) + '';
+    });
+  }
+
+  /** A log scale's range out to whole powers of 10, so at least two labelled lines frame the data. */
+  function wholeDecades(_u, min, max) {
+    if (!(min > 0) || !(max > 0)) return [1, 100];
+    var r = uPlot.rangeLog(min, max, 10, true);
+    return r[0] === r[1] ? [r[0], r[0] * 10] : r;
+  }
+
+  /** A log axis's ticks, grid lines and labels at powers of 10 only (not at 2, 3, ... 9 of each decade). */
+  function decades(_u, splits) {
+    return splits.map(function (v) {
+      var e = Math.log10(v);
+      return Math.abs(e - Math.round(e)) < 1e-9 ? v : null;
+    });
+  }
+
+  function makeChart(name, target, series, y) {
     if (charts[name]) charts[name].destroy();
     var width = Math.max(200, (target.parentNode && target.parentNode.clientWidth || 420) - 16);
     var data = [[]];
     series.forEach(function () { data.push([]); });
-    var u = new uPlot(Object.assign({
+    var yAxis = { stroke: '#656d76', size: 48, values: shortNumbers };
+    if (y && y.distr === 3) {
+      yAxis.filter = decades;
+      yAxis.grid = { filter: decades };
+      yAxis.ticks = { filter: decades };
+    }
+    var u = new uPlot({
       width: width,
       height: 190,
-      scales: { x: { time: true } },
-      series: [{}].concat(series),
-      axes: [{ stroke: '#656d76', space: 70, values: clockLabels }, { stroke: '#656d76', size: 48 }],
+      // room on the right for the last time label
+      padding: [8, 24, 0, 0],
+      scales: { x: { time: true }, y: y || { range: fromZero } },
+      // the legend's time: the second's wall-clock time (uPlot's default shows minutes only)
+      series: [{ value: function (_u, t) { return t === null || t === undefined ? '--' : clockLabels(null, [t])[0]; } }].concat(series),
+      axes: [{ stroke: '#656d76', space: 70, values: clockLabels }, yAxis],
       legend: { live: true },
-    }, opts || {}), data, target);
+      // the legend shows the newest second's values unless the pointer is over the chart
+      hooks: { setCursor: [function (c) { if (c.cursor.idx === null || c.cursor.idx === undefined) showNewest(c); }] },
+    }, data, target);
     charts[name] = u;
     return u;
   }
 
+  /** Sets the legend to the newest point (uPlot shows "--" there while the pointer is elsewhere). */
+  function showNewest(u) {
+    var n = u.data[0] ? u.data[0].length : 0;
+    if (n > 0) u.setLegend({ idx: n - 1 }, false);
+  }
+
   function line(label, color, extra) {
-    return Object.assign({ label: label, stroke: color, width: 1.5, points: { show: false } }, extra || {});
+    return Object.assign({ label: label, stroke: color, width: 1.5, points: { show: false }, value: legendValue }, extra || {});
+  }
+
+  /** A legend value: "-" for a second without a sample (uPlot writes nothing), else as the tables write it. */
+  function legendValue(_u, v) {
+    if (v === null || v === undefined) return '-';
+    return Number.isInteger(v) ? String(v) : fmtMs(v);
   }
 
   /** x axis labels: local wall-clock time (uPlot's default adds a date line that crowds small charts) */
@@ -272,7 +347,7 @@
       cursor: { show: false },
       select: { show: false },
       legend: { show: false },
-      scales: { x: { time: false } },
+      scales: { x: { time: false }, y: { range: fromZero } },
       axes: [{ show: false }, { show: false }],
       series: [{}, { stroke: '#1a7f37', width: 1, fill: 'rgba(26,127,55,0.12)', points: { show: false } }, { stroke: '#cf222e', width: 1, points: { show: false } }],
     }, [[], [], []], target);
@@ -331,7 +406,8 @@
     s.head.addEventListener('click', function (ev) { if (ev.target === s.head || ev.target === s.counts) toggle(); });
     s.table = el('table');
     var colgroup = el('colgroup');
-    ['', '', '60px', '86px', '34px', '64px', '56px', '52px', '80px', '80px', '', '84px'].forEach(function (w) {
+    // id and URL get room for an address and port (`http://10.0.12.143:8080`); the reason the rest, wrapped
+    ['12%', '18%', '62px', '88px', '32px', '64px', '52px', '48px', '78px', '72px', '', '70px'].forEach(function (w) {
       var c = el('col'); if (w) c.style.width = w; colgroup.appendChild(c);
     });
     s.table.appendChild(colgroup);
@@ -371,7 +447,7 @@
     r.eps = el('td', 'num');
     r.requests = el('td', 'num');
     r.changed = el('td', 'muted');
-    r.reason = el('td', 'muted');
+    r.reason = el('td', 'muted wrap');
     var act = el('td');
     r.button = drainButton(s.name, id, function () { return r.view; });
     act.appendChild(r.button);
@@ -441,14 +517,12 @@
       s.lastTotal = totalBackends;
       var nameHit = q === '' || svc.name.toLowerCase().indexOf(q) !== -1;
       var counts = { healthy: 0, unhealthy: 0, ejected: 0, draining: 0, unknown: 0 };
-      var svcReq = 0, svcErr = 0, visible = 0;
+      var visible = 0;
       var wantedRows = new Set();
       var prevRow = null;
       var open = isExpanded(svc.name, totalBackends);
       svc.backends.forEach(function (b) {
         counts[b.state] = (counts[b.state] || 0) + 1;
-        var rate = rates.get(keyOf(svc.name, b.id));
-        if (rate) { svcReq += rate.reqRate; svcErr += rate.failRate; }
         if (!nameHit && !matches(q, svc, b)) return;
         visible++;
         if (!open) return;
@@ -473,10 +547,9 @@
       var parts = [n + (n === 1 ? ' backend' : ' backends')];
       STATES.forEach(function (st) { if (counts[st]) parts.push(counts[st] + ' ' + st); });
       setText(s.counts, parts.join(' \u00B7 '));
-      var ser = seriesCache.get(seriesKey(svc.name));
-      var p99 = ser ? lastValue(ser.p99.slice(-5)) : null;
-      setText(s.rate, fmtRate(svcReq) + ' req/s \u00B7 ' + fmtRate(svcErr) + ' err/s \u00B7 p99 ' + fmtMs(p99) + ' ms');
-      s.rate.className = svcErr > 0 ? 'rate err' : 'rate';
+      var fig = recent(seriesCache.get(seriesKey(svc.name)), now / 1000);
+      setText(s.rate, fmtRate(fig.req) + ' req/s \u00B7 ' + fmtRate(fig.err) + ' 5xx/s \u00B7 p99 ' + (fig.p99 === null ? '-' : fmtMs(fig.p99) + ' ms'));
+      s.rate.className = fig.err > 0 ? 'rate err' : 'rate';
       var show = q === '' || visible > 0;
       s.root.style.display = show ? '' : 'none';
       if (show) shown++;
@@ -503,7 +576,7 @@
       if (!s.spark || !ser) return;
       var from = Math.max(0, ser.t.length - SPARK);
       var xs = ser.t.slice(from), ok = [], bad = [];
-      for (var i = from; i < ser.t.length; i++) { ok.push(total(ser, i)); bad.push(errorsAt(ser, i)); }
+      for (var i = from; i < ser.t.length; i++) { ok.push(total(ser, i)); bad.push(ser.req['5xx'][i] || 0); }
       s.spark.setData([xs, ok, bad]);
     });
   }
@@ -563,7 +636,8 @@
       makeChart('req', $('chart-req'), CLASSES.map(function (c) { return line(c, CLASS_COLORS[c]); }));
       // A second with traffic between quiet ones has no line to draw: it gets a point.
       var lonely = { show: true, size: 5, filter: isolated };
-      makeChart('lat', $('chart-lat'), [line('p50', '#0969da', { points: lonely }), line('p99', '#8250df', { points: lonely })]);
+      // log scale: a p99 far above the p50 leaves the p50 readable (not a line on the floor)
+      makeChart('lat', $('chart-lat'), [line('p50', '#0969da', { points: lonely }), line('p99', '#8250df', { points: lonely })], { distr: 3, log: 10, range: wholeDecades });
       makeChart('err', $('chart-err'), KINDS.map(function (k) { return line(k, KIND_COLORS[k]); }));
     } else {
       ['req', 'lat', 'err'].forEach(function (n) { charts[n].setData(charts[n].data.map(function () { return []; })); });
@@ -580,6 +654,7 @@
     charts.req.setData([xs].concat(CLASSES.map(function (c) { return s.req[c].slice(); })));
     charts.lat.setData([xs, s.p50.slice(), s.p99.slice()]);
     charts.err.setData([xs].concat(KINDS.map(function (k) { return s.err[k].slice(); })));
+    ['req', 'lat', 'err'].forEach(function (n) { if (charts[n].cursor.left < 0) showNewest(charts[n]); });
     svcView.drawnKey = key;
   }
 
@@ -707,7 +782,9 @@
       tr.appendChild(el('td', 'mono', m.host || '*'));
       tr.appendChild(el('td', 'mono', path));
       tr.appendChild(el('td', 'mono', m.method || '*'));
-      tr.appendChild(el('td', 'mono', headers));
+      var hc = el('td', 'mono', headers);
+      hc.setAttribute('data-col', 'headers');
+      tr.appendChild(hc);
       var sc = el('td');
       var a = el('a', '', r.service);
       a.href = serviceHref(r.service);
@@ -718,14 +795,29 @@
       hits.setAttribute('data-col', 'hits');
       tr.appendChild(hits);
       tr.appendChild(el('td', 'num', fmtRate(perSec[i])));
-      // where the route came from: the local file, or the shared config in etcd (with the revision in force)
-      var rev = last && last.config && last.config.etcd ? ' @' + last.config.etcd.revision : '';
-      var src = el('td', 'muted', r.source === 'etcd' ? 'etcd' + rev : (r.source || 'file'));
+      // where the route came from: the local file, or the shared config in etcd (with the revision
+      // in force, which comes with the stream: see routeSources)
+      var src = el('td', 'muted', '');
       src.setAttribute('data-col', 'source');
+      src.setAttribute('data-source', r.source || 'file');
       tr.appendChild(src);
       return tr;
     });
     tbody.replaceChildren.apply(tbody, rows);
+    routeSources();
+  }
+
+  /**
+   * Fills the routes' source cells: `file`, or `etcd @<revision>` with the revision the stream
+   * last reported. Called when the routes arrive and on every stream message, so a table fetched
+   * before the stream's first message gets its revision too.
+   */
+  function routeSources() {
+    var rev = last && last.config && last.config.etcd ? ' @' + last.config.etcd.revision : '';
+    document.querySelectorAll('#routes tbody td[data-col="source"]').forEach(function (td) {
+      var source = td.getAttribute('data-source');
+      setText(td, source === 'etcd' ? 'etcd' + rev : source);
+    });
   }
 
   // ---- events view ------------------------------------------------------------------------------
@@ -766,7 +858,9 @@
         change.appendChild(el('span', 'st', kind === 'reload' ? 'reload ' + e.to : e.to));
       }
       tr.appendChild(change);
-      tr.appendChild(el('td', 'muted', e.reason || ''));
+      var rc = el('td', 'muted', e.reason || '');
+      rc.setAttribute('data-col', 'reason');
+      tr.appendChild(rc);
       rows.push(tr);
     }
     if (rows.length === 0) {
@@ -809,18 +903,18 @@
     if (!last) return;
     var now = Date.now();
     var services = last.services;
-    var n = 0, healthy = 0;
+    var n = 0, healthy = 0, sum = 0;
     services.forEach(function (svc) {
       n += svc.backends.length;
       svc.backends.forEach(function (b) { if (b.state === 'healthy') healthy++; });
+      sum += recent(seriesCache.get(seriesKey(svc.name)), now / 1000).req;
     });
-    var sum = 0;
-    rates.forEach(function (r) { sum += r.reqRate; });
     setText(totalsEl, services.length + ' services \u00B7 ' + n + ' backends \u00B7 ' + healthy + ' healthy \u00B7 ' + fmtRate(sum) + ' req/s');
     renderConfigSources(last.config);
     if (route.view === 'overview') renderOverview(now);
     else if (route.view === 'service') renderService(now);
     else if (route.view === 'events') renderEventsView();
+    else if (route.view === 'routes') routeSources();
   }
 
   var polling = false;
@@ -830,10 +924,9 @@
   function poll() {
     if (polling) return Promise.resolve();
     polling = true;
-    var jobs = [];
-    if (route.view === 'overview') {
-      jobs.push(fetchSeries('').then(updateSparklines));
-    } else if (route.view === 'service') {
+    // every service's own series, in every view: the header's req/s is their sum
+    var jobs = [fetchSeries('').then(function () { if (route.view === 'overview') updateSparklines(); })];
+    if (route.view === 'service') {
       var svcQ = 'service=' + encodeURIComponent(route.service);
       jobs.push(fetchSeries(svcQ));
       jobs.push(fetchSeries(svcQ + '&backend=*'));
@@ -845,8 +938,8 @@
       jobs.push(getJson('/api/routes').then(function (data) { renderRoutes(data ? data.routes : []); }));
     }
     return Promise.all(jobs).then(function () {
-      if (route.view === 'service') { drawServiceCharts(); render(); }
-      if (route.view === 'overview') render();
+      if (route.view === 'service') drawServiceCharts();
+      render();
     }).catch(function (err) {
       toast('could not load data: ' + (err && err.message ? err.message : String(err)));
     }).then(function () { polling = false; });
@@ -923,7 +1016,12 @@
     es.onerror = function () { connEl.className = 'down'; setText(connEl, 'reconnecting'); };
   }
 
-  filterEl.addEventListener('input', function () { render(); });
+  // the overview's filter is part of its URL (#/?q=TEXT), so a filtered view can be shared
+  filterEl.addEventListener('input', function () {
+    var q = filterEl.value.trim();
+    history.replaceState(null, '', '#/' + (q ? '?' + new URLSearchParams({ q: q }).toString() : ''));
+    render();
+  });
   $('expand').addEventListener('click', function () {
     sections.forEach(function (_s, name) { expanded.set(name, true); }); render();
   });

@@ -49,6 +49,8 @@ interface WorkerSlot {
   listening: boolean;
   /** `service\0id` -> in-flight count this worker reported last */
   readonly inflight: Map<string, number>;
+  /** service -> requests waiting in this worker's queue, as it reported last */
+  readonly queues: Map<string, number>;
 }
 
 export class ClusterPrimary {
@@ -80,8 +82,6 @@ export class ClusterPrimary {
     });
     cluster.on('message', (worker, m: unknown) => c.onMessage(worker, m));
     cluster.on('exit', (worker, code, signal) => c.onExit(worker, code, signal));
-    // The admin's /metrics sums every process.
-    opts.metrics.metricsText = () => c.metricsText();
     const all = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('workers did not start listening in time')), START_TIMEOUT_MS);
       c.onListening = () => {
@@ -155,7 +155,7 @@ export class ClusterPrimary {
 
   private fork(): void {
     const worker = cluster.fork();
-    this.slots.set(worker.id, { worker, listening: false, inflight: new Map() });
+    this.slots.set(worker.id, { worker, listening: false, inflight: new Map(), queues: new Map() });
     worker.on('error', (err) => this.opts.logger.warn({ err, worker: worker.id }, 'worker channel error'));
   }
 
@@ -231,6 +231,17 @@ export class ClusterPrimary {
     // The dashboard's series and route hits are kept here, from every worker's counts.
     for (const d of m.series ?? []) this.opts.metrics.series.apply(d);
     if (m.routes !== undefined && m.routes.length > 0) this.opts.runtime.addRouteHits(m.routes);
+    for (const q of m.queues ?? []) {
+      if (q.depth > 0) slot.queues.set(q.service, q.depth);
+      else slot.queues.delete(q.service);
+    }
+  }
+
+  /** Requests waiting in `service`'s queues, summed over the workers (each queues on its own). */
+  queueDepth(service: string): number {
+    let n = 0;
+    for (const s of this.slots.values()) n += s.queues.get(service) ?? 0;
+    return n;
   }
 
   private onExit(worker: Worker, code: number | null, signal: string | null): void {
@@ -255,7 +266,7 @@ export class ClusterPrimary {
   }
 
   /** `/metrics`: the primary's registry plus every listening worker's, summed by prom-client. */
-  private async metricsText(): Promise<string> {
+  async metricsText(): Promise<string> {
     const own = await this.opts.metrics.registry.getMetricsAsJSON();
     const id = ++this.metricsId;
     const targets = [...this.slots.values()].filter((s) => s.listening && s.worker.isConnected());

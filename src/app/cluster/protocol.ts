@@ -5,7 +5,8 @@
  * Primary -> worker: `init` (config and the first snapshot), `snapshot` (pools changed),
  * `config` (a reload), `reopen` (SIGUSR1), `metrics` (a /metrics scrape), `stop` (graceful shutdown).
  * Worker -> primary: `hello` (ready for `init`), `listening`, `stats` (per-backend counter deltas
- * and in-flight counts, plus passive-health outcomes in order), `metrics` (the answer).
+ * and in-flight counts, queue depths, passive-health outcomes in order, the dashboard's series and
+ * route hits), `metrics` (the answer).
  */
 import type { DroverConfig } from '../../config/types.js';
 import type { Availability, MemberSpec } from '../../../routing/types.js';
@@ -48,6 +49,13 @@ export interface BackendStats {
   readonly inflight: number;
 }
 
+/** A service's queue (below `max_conns`) in one worker. */
+export interface QueueStats {
+  readonly service: string;
+  /** requests waiting now */
+  readonly depth: number;
+}
+
 /** One passive-health outcome, run-length encoded: consecutive successes collapse into one. */
 export interface PassiveReport {
   readonly service: string;
@@ -66,6 +74,8 @@ export type WorkerMessage =
       readonly series?: readonly SeriesDelta[];
       /** route hits since the last message, by route index ([] when none) */
       readonly routes?: readonly number[];
+      /** requests waiting in each service's queue now (absolute), for services whose depth changed */
+      readonly queues?: readonly QueueStats[];
     }
   /** answer to `metrics`: the worker registry's `getMetricsAsJSON()` */
   | { readonly drover: 'metrics'; readonly id: number; readonly metrics: readonly object[] };

@@ -1,18 +1,16 @@
 /**
- * A serving worker's view of the proxy: the same `ProxyState` the single-process runtime builds,
- * but its pools are fed by the primary's snapshots instead of registries and health checks.
- * Per-request work is the same as in one process; what crosses to the primary is batched
- * (counter deltas and passive outcomes, see `WorkerStats`).
+ * A serving worker's view of the proxy: the same service table as the single-process runtime
+ * (src/app/service-table.ts), but its pools are fed by the primary's snapshots instead of
+ * registries and health checks. Per-request work is the same as in one process; what crosses to
+ * the primary is batched (counter deltas and passive outcomes: `takeStats`, `takePassive`).
  */
 import type { Backend } from '../../../routing/backend.js';
 import type { PassiveOutcome } from '../../../health/types.js';
-import { defaultServiceConfig } from '../../config/defaults.js';
-import type { DroverConfig, ServiceConfig } from '../../config/types.js';
+import type { DroverConfig } from '../../config/types.js';
 import type { Metrics } from '../../observability/metrics.js';
-import { buildProxyState, ServiceEntry } from '../../proxy/service.js';
-import type { AccessLogEntry, ProxyState } from '../../proxy/types.js';
-import { releaseUpstream } from '../../proxy/upstream.js';
-import type { BackendStats, PassiveReport, PoolsSnapshot } from './protocol.js';
+import type { ProxyState } from '../../proxy/types.js';
+import { ServiceTable, type AccessLogSink } from '../service-table.js';
+import type { BackendStats, PassiveReport, PoolsSnapshot, QueueStats } from './protocol.js';
 
 /** Where a worker's passive outcomes go (batched to the primary). */
 export interface PassiveSink {
@@ -28,39 +26,38 @@ interface Reported {
 
 /** The worker's services, routes and state; `state` is what the listeners read. */
 export class WorkerProxy implements PassiveSink {
-  state: ProxyState;
-  private config: DroverConfig;
-  private readonly metrics: Metrics;
-  private readonly services = new Map<string, ServiceEntry>();
-  private accessLog: ((entry: AccessLogEntry) => void) | undefined;
+  /** the services, their config and the snapshot the listeners read */
+  readonly table: ServiceTable;
   private seq = -1;
   private readonly reported = new WeakMap<Backend, Reported>();
   /** passive outcomes not yet sent, in order; successes collapsed per backend */
   private pending: PassiveReport[] = [];
   /** backends whose last pending outcome is a success (a further success adds nothing) */
   private readonly lastWasSuccess = new Set<string>();
+  /** queue depth last sent, per service */
+  private readonly queuesSent = new Map<string, number>();
   /** route hits already sent, for the snapshot they were counted in */
   private hitsSent: { state: ProxyState; hits: Float64Array } | undefined;
   /** called when a failure is queued, so it reaches the primary promptly */
   onFailureQueued: (() => void) | undefined;
 
-  constructor(config: DroverConfig, metrics: Metrics, accessLog: ((entry: AccessLogEntry) => void) | undefined) {
-    this.config = config;
-    this.metrics = metrics;
-    this.accessLog = accessLog;
-    this.state = this.build();
+  constructor(config: DroverConfig, metrics: Metrics, accessLog: AccessLogSink) {
+    this.table = new ServiceTable({ config, metrics, accessLog, passive: (service, id, outcome) => this.passive(service, id, outcome) });
+    this.table.setConfig(config);
+  }
+
+  /** The snapshot the listeners read. */
+  get state(): ProxyState {
+    return this.table.state;
   }
 
   /** A config reload from the primary. */
   setConfig(config: DroverConfig): void {
-    this.config = config;
-    for (const svc of this.services.values()) svc.reconfigure(this.serviceConfig(svc.name));
-    this.state = this.build();
+    this.table.setConfig(config);
   }
 
-  setAccessLog(sink: ((entry: AccessLogEntry) => void) | undefined): void {
-    this.accessLog = sink;
-    this.state = this.build();
+  setAccessLog(sink: AccessLogSink): void {
+    this.table.setAccessLog(sink);
   }
 
   /**
@@ -71,33 +68,13 @@ export class WorkerProxy implements PassiveSink {
   apply(snapshot: PoolsSnapshot): void {
     if (snapshot.seq <= this.seq) return;
     this.seq = snapshot.seq;
-    let changed = false;
     const seen = new Set<string>();
     for (const s of snapshot.services) {
       seen.add(s.name);
-      let svc = this.services.get(s.name);
-      if (svc === undefined) {
-        svc = new ServiceEntry(this.serviceConfig(s.name), this.metrics, (service, id, outcome) => this.passive(service, id, outcome));
-        this.services.set(s.name, svc);
-        changed = true;
-      }
-      const pool = svc.pool;
-      pool.batch(() => {
-        for (const b of pool.sync(s.members).removed) void releaseUpstream(b);
-        s.members.forEach((m, i) => pool.setAvailable(m.id, s.availability[i] ?? 'pending'));
-      });
+      const entry = this.table.open(s.name);
+      this.table.sync(entry, s.members, {}, () => s.members.forEach((m, i) => entry.pool.setAvailable(m.id, s.availability[i] ?? 'pending')));
     }
-    for (const [name, svc] of this.services) {
-      if (seen.has(name)) continue;
-      this.services.delete(name);
-      svc.pool.close();
-      const released = svc.pool.sync([]).removed.map((b) => releaseUpstream(b));
-      void Promise.all(released).then(() => {
-        if (!this.services.has(name)) this.metrics.forgetService(name);
-      });
-      changed = true;
-    }
-    if (changed) this.state = this.build();
+    for (const [name, entry] of this.table.services()) if (!seen.has(name)) this.table.retire(entry);
   }
 
   passive(service: string, id: string, outcome: PassiveOutcome): void {
@@ -151,7 +128,7 @@ export class WorkerProxy implements PassiveSink {
   /** Counter deltas and in-flight counts of backends that changed since the last call. */
   takeStats(): BackendStats[] {
     const out: BackendStats[] = [];
-    for (const svc of this.services.values()) {
+    for (const svc of this.table.services().values()) {
       for (const b of svc.pool.backends()) {
         let r = this.reported.get(b);
         if (r === undefined) {
@@ -168,21 +145,17 @@ export class WorkerProxy implements PassiveSink {
     return out;
   }
 
-  /** Every backend of every pool (for shutdown). */
-  *backends(): Iterable<Backend> {
-    for (const svc of this.services.values()) yield* svc.pool.backends();
+  /** Queue depths (absolute) of the services whose depth changed since the last call. */
+  takeQueues(): QueueStats[] {
+    const out: QueueStats[] = [];
+    const services = this.table.services();
+    for (const [name, svc] of services) {
+      const depth = svc.queueDepth;
+      if (depth === (this.queuesSent.get(name) ?? 0)) continue;
+      out.push({ service: name, depth });
+      this.queuesSent.set(name, depth);
+    }
+    for (const name of this.queuesSent.keys()) if (!services.has(name)) this.queuesSent.delete(name);
+    return out;
   }
-
-  close(): void {
-    for (const svc of this.services.values()) svc.pool.close();
-  }
-
-  private serviceConfig(name: string): ServiceConfig {
-    return this.config.services.find((s) => s.name === name) ?? defaultServiceConfig(name);
-  }
-
-  private build(): ProxyState {
-    return buildProxyState(this.config, this.services, this.accessLog, this.state);
-  }
-
 }

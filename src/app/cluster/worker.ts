@@ -11,8 +11,7 @@ import { createLogger } from '../../observability/log.js';
 import { Metrics } from '../../observability/metrics.js';
 import { SeriesDeltas } from '../../observability/series/deltas.js';
 import { startListener, type Listener } from '../../proxy/listener.js';
-import { destroyUpstream } from '../../proxy/upstream.js';
-import { openTunnels } from '../../proxy/websocket.js';
+import { drainListeners } from '../listeners.js';
 import { isDroverMessage, type PrimaryMessage, type WorkerMessage } from './protocol.js';
 import { WorkerProxy } from './worker-state.js';
 
@@ -42,7 +41,8 @@ function flush(): void {
   const passive = proxy.takePassive();
   const series = seriesDeltas.take();
   const routes = proxy.takeRouteHits();
-  if (backends.length + passive.length + series.length + routes.length > 0) send({ drover: 'stats', backends, passive, series, routes });
+  const queues = proxy.takeQueues();
+  if (backends.length + passive.length + series.length + routes.length + queues.length > 0) send({ drover: 'stats', backends, passive, series, routes, queues });
 }
 
 function queueFlush(): void {
@@ -73,24 +73,9 @@ async function init(config: DroverConfig, m: Extract<PrimaryMessage, { drover: '
 async function stop(graceMs: number): Promise<void> {
   if (stopping) return;
   stopping = true;
-  const closing = Promise.all(listeners.map((l) => l.close()));
-  const idle = setInterval(() => {
-    for (const l of listeners) l.closeIdle();
-  }, 50);
-  const deadline = Date.now() + graceMs;
-  const expired = new Promise<void>((resolve) => setTimeout(resolve, graceMs).unref());
-  await Promise.race([
-    (async () => {
-      await closing;
-      while (openTunnels.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-    })(),
-    expired,
-  ]);
-  clearInterval(idle);
-  for (const l of listeners) l.destroyAll();
+  await drainListeners(listeners, graceMs);
   flush();
-  proxy?.close();
-  if (proxy !== undefined) await Promise.all([...proxy.backends()].map((b) => destroyUpstream(b)));
+  await proxy?.table.close();
   accessLog?.flush();
   process.exit(0);
 }

@@ -6,7 +6,7 @@
  * averaging per-worker quantiles.
  */
 import { CELLS, errorIndex, LATENCY_BUCKETS, latencyBucket, statusClass } from './ring.js';
-import type { SeriesRecorder, SeriesSink } from './store.js';
+import { MAX_BACKEND_SERIES, MAX_SERVICE_SERIES, type SeriesRecorder, type SeriesSink } from './store.js';
 
 /** One service's or backend's counts over one interval, as sent over IPC. */
 export interface SeriesDelta {
@@ -53,29 +53,67 @@ class Cell implements SeriesRecorder {
   }
 }
 
-/** A worker's interval counts; `take()` hands them over and starts the next interval. */
+/** Counts nothing: for services beyond the cap (the primary keeps no series for them either). */
+const NO_RECORDER: SeriesRecorder = { request: () => undefined, error: () => undefined };
+
+/**
+ * A worker's interval counts; `take()` hands them over and starts the next interval. One cell
+ * (804 bytes of typed arrays) per service and per backend that had traffic, capped as the
+ * primary's rings are (`maxServices`, `maxBackends`): a backend beyond the cap is counted in its
+ * service's own cell, so the service's totals stay whole.
+ */
 export class SeriesDeltas implements SeriesSink {
   /** cells touched since the last `take` */
   readonly dirty: Cell[] = [];
   private readonly cells = new Map<string, Cell>();
+  /** service -> how many cells it has (its own and its backends') */
+  private readonly perService = new Map<string, number>();
+  private backendCells = 0;
+  private readonly maxServices: number;
+  private readonly maxBackends: number;
+
+  constructor(options: { readonly maxServices?: number; readonly maxBackends?: number } = {}) {
+    this.maxServices = options.maxServices ?? MAX_SERVICE_SERIES;
+    this.maxBackends = options.maxBackends ?? MAX_BACKEND_SERIES;
+  }
 
   recorder(service: string, id?: string): SeriesRecorder {
     const backend = id ?? '';
     const key = `${service}\u0000${backend}`;
     let c = this.cells.get(key);
-    if (c === undefined) {
-      c = new Cell(service, backend, this);
-      this.cells.set(key, c);
+    if (c !== undefined) return c;
+    const n = this.perService.get(service);
+    if (n === undefined && this.perService.size >= this.maxServices) return NO_RECORDER;
+    if (backend !== '') {
+      if (this.backendCells >= this.maxBackends) return this.recorder(service);
+      this.backendCells++;
     }
+    c = new Cell(service, backend, this);
+    this.cells.set(key, c);
+    this.perService.set(service, (n ?? 0) + 1);
     return c;
   }
 
   dropBackend(service: string, id: string): void {
-    this.cells.delete(`${service}\u0000${id}`);
+    if (id === '' || !this.cells.delete(`${service}\u0000${id}`)) return;
+    this.backendCells--;
+    const n = (this.perService.get(service) ?? 1) - 1;
+    if (n > 0) this.perService.set(service, n);
+    else this.perService.delete(service);
   }
 
   dropService(service: string): void {
-    for (const [key, c] of this.cells) if (c.service === service) this.cells.delete(key);
+    for (const [key, c] of this.cells) {
+      if (c.service !== service) continue;
+      this.cells.delete(key);
+      if (c.backend !== '') this.backendCells--;
+    }
+    this.perService.delete(service);
+  }
+
+  /** Cells held (services' own and backends'), for tests. */
+  get size(): { cells: number; backends: number } {
+    return { cells: this.cells.size, backends: this.backendCells };
   }
 
   /** What was counted since the last call (only cells that counted something), and resets them. */

@@ -5,14 +5,10 @@
  */
 import { EtcdLeaseInvalidError, castGrpcError, type Etcd3 } from 'etcd3';
 import type { Logger } from '../../observability/log.js';
-import { ErrorCodes } from '../../core/errors.js';
+import { ErrorCodes, errorMessage } from '../../core/errors.js';
 import { createEtcdClient } from '../etcd-client.js';
 import { HealthGate } from './health-gate.js';
 import { memberValue, type RegisterOptions } from './options.js';
-
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /**
  * Keeps one instance key in etcd. `start()` begins the loops; `stop()` revokes the lease.
@@ -61,7 +57,7 @@ export class Registrar {
         await this.revoke(this.leaseId);
         this.log.info({ key: this.key }, 'deregistered: lease revoked');
       } catch (err) {
-        this.log.warn({ key: this.key, err: message(err), code: ErrorCodes.REGISTRY_UNREACHABLE }, 'could not revoke the lease; the key expires with its TTL');
+        this.log.warn({ key: this.key, err: errorMessage(err), code: ErrorCodes.REGISTRY_UNREACHABLE }, 'could not revoke the lease; the key expires with its TTL');
       }
     }
     this.client.close();
@@ -79,7 +75,7 @@ export class Registrar {
         if (this.lastError !== undefined) this.log.info({ key: this.key }, 'etcd reachable again');
         this.lastError = undefined;
       } catch (err) {
-        const msg = message(err);
+        const msg = errorMessage(err);
         // Log the first failure of an outage, not every retry.
         if (this.lastError === undefined) this.log.warn({ key: this.key, err: msg, code: ErrorCodes.REGISTRY_UNREACHABLE }, 'etcd unreachable; retrying');
         this.lastError = msg;
