@@ -183,6 +183,23 @@ describe.runIf(internals !== undefined)('H1Upstream', () => {
       expect(raw.connections).toBe(2);
     });
 
+    it.each([
+      ['204 announcing 5 bytes (llhttp reads none)', 'HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello'],
+      ['304 announcing 2 bytes', 'HTTP/1.1 304 Not Modified\r\nContent-Length: 2\r\n\r\n'],
+    ])('%s: UND_ERR_RES_CONTENT_LENGTH_MISMATCH after the head, as undici, and the connection is not reused', async (_name, answer) => {
+      const results = [];
+      for (const d of [upstream(raw), new Pool(raw.url, { pipelining: 1 })]) {
+        if (d instanceof Pool) pools.push(d);
+        raw.respond((s) => s.write(answer));
+        const r = await call(d, {});
+        results.push([r.error?.code, r.body]);
+      }
+      expect(results).toEqual([
+        ['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', ''],
+        ['UND_ERR_RES_CONTENT_LENGTH_MISMATCH', ''],
+      ]);
+    });
+
     it('a head over 16 KiB: a parse error (HPE_HEADER_OVERFLOW)', async () => {
       raw.respond((s) => s.write(`HTTP/1.1 200 OK\r\nX-Big: ${'x'.repeat(20_000)}\r\nContent-Length: 0\r\n\r\n`));
       const r = await call(upstream(raw), {});

@@ -270,6 +270,11 @@ class H1Connection extends RawStream {
   private informational = false;
   /** a message began after the one answering the request (bytes nobody asked for) */
   private extra = false;
+  /** the final response's Content-Length (-1: none, or a HEAD request), and its body bytes so far */
+  private expectedLength = -1;
+  private bodyBytes = 0;
+  /** the body ended short of (or past) its Content-Length: fails as undici does */
+  private lengthMismatch = false;
   /** fields llhttp flushed early (a long head), then the trailers */
   private flushed: string[] | undefined;
 
@@ -313,6 +318,9 @@ class H1Connection extends RawStream {
     this.since = req.sentAt;
     this.completed = false;
     this.extra = false;
+    this.expectedLength = -1;
+    this.bodyBytes = 0;
+    this.lengthMismatch = false;
     this.keepAlive = false;
     const body = req.body;
     if (body === null || body.length === 0) this.sendNow(req.head);
@@ -379,7 +387,8 @@ class H1Connection extends RawStream {
       if (this.req !== req) return;
       // a complete response stands even if what followed it does not parse: those bytes only
       // make the connection unusable
-      if (this.completed) this.finish(parsed === chunk.length && !this.extra);
+      if (this.lengthMismatch) this.failRequest(new UpstreamError('UND_ERR_RES_CONTENT_LENGTH_MISMATCH', 'Response body length does not match content-length header', this.bytesIn));
+      else if (this.completed) this.finish(parsed === chunk.length && !this.extra);
       else if (typeof parsed !== 'number') this.failRequest(new UpstreamError((parsed as Error & { code?: string }).code ?? 'HPE_ERROR', `Parse Error: ${parsed.message}`, this.bytesIn));
     } finally {
       uncork();
@@ -415,9 +424,13 @@ class H1Connection extends RawStream {
     this.keepAlive = keepAlive;
     this.seenBytes = this.bytesIn;
     this.since = sweptAt;
+    const head = req.method === 'HEAD';
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i] as string;
       if (name.length === 10 && name.toLowerCase() === 'keep-alive') this.keepAliveHint(raw[i + 1] as string);
+      // llhttp skips the body of a 204 or 304 whatever its Content-Length says; undici then
+      // fails the response (it read 0 of the bytes announced), and so does this
+      else if (!head && name.length === 14 && name.toLowerCase() === 'content-length') this.expectedLength = Number(raw[i + 1]);
     }
     req.rawHeaders = raw;
     req.handler.onResponseStart?.(req, status, NO_HEADERS, message);
@@ -440,6 +453,7 @@ class H1Connection extends RawStream {
   body(chunk: Buffer): void {
     const req = this.req;
     if (req === undefined || req.done || this.completed) return;
+    this.bodyBytes += chunk.length;
     req.handler.onResponseData?.(req, chunk);
   }
 
@@ -449,6 +463,7 @@ class H1Connection extends RawStream {
       return;
     }
     this.completed = true;
+    if (this.expectedLength >= 0 && this.bodyBytes !== this.expectedLength) this.lengthMismatch = true;
   }
 
   /** The response is complete: the connection goes back to the pool (or closes), then the handler hears. */
