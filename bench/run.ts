@@ -8,7 +8,9 @@
  * Two fast backends (NGINX `return 200`, or Node when NGINX is absent), then every target on the
  * same backends: `direct` (no proxy), `drover` (workers: 1), `drover-2w` (workers: 2),
  * `http-proxy`, `undici-bare`, and `nginx` / `haproxy` when installed. Only when named in
- * --targets: `undici-fwd` (bare undici plus the contract's forwarding headers), `raw-undici`
+ * --targets: `drover-undici` (drover with `DROVER_UPSTREAM=undici`: every backend on undici
+ * instead of its own HTTP/1.1 upstream, so the run shows what that upstream gains; also paired
+ * with drover in the CPU comparison), `undici-fwd` (bare undici plus the contract's forwarding headers), `raw-undici`
  * (an experiment: undici behind a minimal raw-socket HTTP front end instead of node:http) and
  * `tcp-pipe` (not a proxy: bytes relayed to the first backend, the latency floor of a Node
  * process). Rounds are interleaved
@@ -256,6 +258,8 @@ async function main(): Promise<void> {
     if (wanted('direct')) targets.push({ name: 'direct', pid: be.running.pid, url: `http://127.0.0.1:${be.ports[0]}` });
     if (wanted('drover')) targets.push(await startDrover(ROOT, 'drover', be.ports, 1));
     if (wanted('drover-2w')) targets.push(await startDrover(ROOT, 'drover-2w', be.ports, 2));
+    // only when asked for by name: the same drover on undici for every backend (A/B of the upstream)
+    if (o.targets?.includes('drover-undici') === true) targets.push(await startDrover(ROOT, 'drover-undici', be.ports, 1, [], { DROVER_UPSTREAM: 'undici' }));
     if (wanted('http-proxy')) targets.push(await startNodeTarget(ROOT, 'http-proxy', 'http-proxy', be.ports));
     if (wanted('undici-bare')) targets.push(await startNodeTarget(ROOT, 'undici-bare', 'undici-bare', be.ports));
     // only when asked for by name: bare undici plus the contract's forwarding headers
@@ -272,7 +276,7 @@ async function main(): Promise<void> {
     const perRun = o.duration + (useWrk ? o.wrkDuration + 1.5 : 0) + 1;
     const traced = useWrk && o.traceDuration > 0 ? targets.filter((t) => t.name !== 'direct') : [];
     const droverTarget = targets.find((t) => t.name === 'drover');
-    const peers = droverTarget === undefined ? [] : targets.filter((t) => ['undici-bare', 'undici-fwd', 'raw-undici', 'http-proxy', 'nginx', 'haproxy'].includes(t.name));
+    const peers = droverTarget === undefined ? [] : targets.filter((t) => ['drover-undici', 'undici-bare', 'undici-fwd', 'raw-undici', 'http-proxy', 'nginx', 'haproxy'].includes(t.name));
     const total =
       targets.length * 2 + o.rounds * targets.length * perRun + traced.length * (o.traceDuration + 1) + (traced.length > 0 ? o.traceDuration + 6 : 0) + targets.length * (o.lowRounds * (o.lowDuration + 0.5) + o.bigDuration + 0.5) + peers.length * o.pairedRounds * (o.pairedDuration + 0.2) + idleTargets.length * 8;
     const progress = new Progress(total);
@@ -415,6 +419,26 @@ async function main(): Promise<void> {
   }
 }
 
+/**
+ * The performance issue's targets (ratios from wrk in this run) as a table: what is wanted, the
+ * figure, met or not. A ratio whose peer was not measured reads `-` and counts as not met.
+ */
+function issueTargets(drover: TargetSummary, wrkRatios: Readonly<Record<string, { rpsPerRound: number; cpuPerReq: number }>>, lost: number): string[] {
+  const row = (what: string, want: string, value: number | undefined, digits: number, unit: string, met: (v: number) => boolean): string =>
+    `| ${what} | ${want} | ${value === undefined || !Number.isFinite(value) ? '-' : `${fmt(value, digits)}${unit}`} | ${value !== undefined && Number.isFinite(value) && met(value) ? 'met' : 'not met'} |`;
+  return [
+    '| target (wrk) | wanted | this run | |',
+    '|---|---|---:|---|',
+    row('drover user CPU per request', '<= 12 µs', drover.userPerReq, 1, ' µs', (v) => v <= 12),
+    row('total CPU per request / NGINX 1 worker', '<= 1.6x', wrkRatios['nginx']?.cpuPerReq, 2, 'x', (v) => v <= 1.6),
+    row('req/s / NGINX 1 worker (median of per-round ratios)', '>= 0.65x', wrkRatios['nginx']?.rpsPerRound, 2, 'x', (v) => v >= 0.65),
+    row('req/s / http-proxy (median of per-round ratios)', '>= 2x', wrkRatios['http-proxy']?.rpsPerRound, 2, 'x', (v) => v >= 2),
+    row('total CPU per request / bare undici', '<= 0.8x', wrkRatios['undici-bare']?.cpuPerReq, 2, 'x', (v) => v <= 0.8),
+    row('upstream connections opened at steady state (all wrk rounds)', '0', drover.upstreamOpened, 0, '', (v) => v === 0),
+    row('failed requests (all targets, all runs)', '0', lost, 0, '', (v) => v === 0),
+  ];
+}
+
 function report(o: Options, started: Date, backendKind: string, all: TargetSummary[], droverProfile: ProfileSummary | undefined): void {
   const get = (n: string): TargetSummary | undefined => all.find((s) => s.name === n);
   const drover = get('drover');
@@ -472,9 +496,10 @@ function report(o: Options, started: Date, backendKind: string, all: TargetSumma
     }
   }
   const lost = all.reduce((a, s) => a + s.lost, 0);
+  const verdictLines = drover === undefined ? [] : issueTargets(drover, wrkRatios, lost);
   const cmd = `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim();
   const header = `${started.toISOString()} · ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'} · Node ${process.version} · backends: ${backendKind} · ${o.rounds} interleaved rounds, ${o.duration} s each, 50 connections, medians`;
-  const md = [`### drover benchmark`, '', `\`${cmd}\` — ${header}`, '', ...wrkLines, '', '| ratio (wrk) | req/s (median of per-round ratios) | CPU/req | user CPU/req |', '|---|---:|---:|---:|', ...wrkRatioLines, '', ...profileLines, '', ...lines, '', `| ratio | req/s (of medians) | req/s (median of per-round ratios) | CPU/req | CPU/req paired (${o.pairedRate} req/s each, same seconds; median of rounds) | RSS/idle conn |`, '|---|---:|---:|---:|---:|---:|', ...ratioLines, '', `requests lost or not answered 2xx (all targets, all runs; sent - answered - 50 in flight at the stop, plus non-2xx and errors): ${lost}`].join('\n');
+  const md = [`### drover benchmark`, '', `\`${cmd}\` — ${header}`, '', ...wrkLines, '', '| ratio (wrk) | req/s (median of per-round ratios) | CPU/req | user CPU/req |', '|---|---:|---:|---:|', ...wrkRatioLines, '', ...verdictLines, ...(verdictLines.length > 0 ? [''] : []), ...profileLines, '', ...lines, '', `| ratio | req/s (of medians) | req/s (median of per-round ratios) | CPU/req | CPU/req paired (${o.pairedRate} req/s each, same seconds; median of rounds) | RSS/idle conn |`, '|---|---:|---:|---:|---:|---:|', ...ratioLines, '', `requests lost or not answered 2xx (all targets, all runs; sent - answered - 50 in flight at the stop, plus non-2xx and errors): ${lost}`].join('\n');
   process.stdout.write(`\n${md}\n`);
   fs.mkdirSync(o.out, { recursive: true });
   const stamp = started.toISOString().replace(/[:]/g, '-').replace(/\..*$/, '');

@@ -161,8 +161,11 @@ ${NGINX_HTTP_COMMON}  default_type text/plain;
   return { kind: 'node (http.createServer)', ports, running: { name: 'backends', pid: child.pid ?? 0, url: `http://127.0.0.1:${ports[0]}` } };
 }
 
-/** `drover start` with round_robin over the backends, access log off, defaults otherwise. */
-export async function startDrover(root: string, name: string, backends: readonly number[], workers: number, nodeFlags: readonly string[] = []): Promise<Running> {
+/**
+ * `drover start` with round_robin over the backends, access log off, defaults otherwise; `env`
+ * is added to this process's environment (e.g. `DROVER_UPSTREAM: 'undici'`).
+ */
+export async function startDrover(root: string, name: string, backends: readonly number[], workers: number, nodeFlags: readonly string[] = [], env: Readonly<Record<string, string>> = {}): Promise<Running> {
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'drover-bench-drover-'));
   const file = path.join(dir, 'drover.yaml');
@@ -181,7 +184,7 @@ routes:
   - {match: {path_prefix: /}, service: bench}
 `,
   );
-  const child = track(spawn(process.execPath, [...nodeFlags, path.join(root, 'bin', 'drover'), 'start', '-c', file], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] }), name);
+  const child = track(spawn(process.execPath, [...nodeFlags, path.join(root, 'bin', 'drover'), 'start', '-c', file], { cwd: dir, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] }), name);
   const url = `http://127.0.0.1:${port}`;
   await waitHttp(`${url}/`, 30_000);
   return { name, pid: child.pid ?? 0, url };

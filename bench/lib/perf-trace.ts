@@ -93,7 +93,9 @@ export function parsePerfReport(text: string, limit: number): ProfileShare[] {
   for (const line of text.split('\n')) {
     const m = /^\s+([\d.]+)%\s+(.+?)\s*$/.exec(line);
     if (m === null) continue;
-    out.push({ percent: Number(m[1]), name: (m[2] as string).replace(/^\[\.\]\s+|^\[k\]\s+/, '') });
+    // `--sort dso,sym` pads the object's column: one space, and the `[.]`/`[k]` marks dropped
+    const name = (m[2] as string).replace(/(^|\s)\[[.k]\]\s+/g, '$1').replace(/\s{2,}/g, ' ').replace(/file:\/\/\S*?\/dist\//g, 'dist/');
+    out.push({ percent: Number(m[1]), name });
     if (out.length >= limit) break;
   }
   return out;
