@@ -27,6 +27,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Dispatcher } from 'undici';
+import type { PlainDispatcher } from './headers-deadline.js';
 import { internals, uvErrorName, type ConnectReq, type HttpParser, type Internals, type TcpHandle } from './internals.js';
 import { cork, RawStream, uncork } from './raw-stream.js';
 
@@ -45,7 +46,7 @@ export interface H1UpstreamOptions {
   /** ms of silence in a response body when a dispatch names none */
   readonly bodyTimeout: number;
   /** the dispatcher for requests with a streamed body, made on first need */
-  readonly fallback: () => Dispatcher;
+  readonly fallback: () => PlainDispatcher;
 }
 
 /** bytes of a response head (undici's default, Node's `http.maxHeaderSize`) */
@@ -589,7 +590,7 @@ export class H1Upstream {
   private closing = false;
   private destroyed = false;
   private whenClosed: (() => void) | undefined;
-  private fallbackPool: Dispatcher | undefined;
+  private fallbackPool: PlainDispatcher | undefined;
 
   /**
    * @param address the backend's IP address (v4 or v6)
