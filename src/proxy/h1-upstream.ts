@@ -28,7 +28,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Dispatcher } from 'undici';
 import type { PlainDispatcher } from './headers-deadline.js';
-import { internals, uvErrorName, type ConnectReq, type HttpParser, type Internals, type TcpHandle } from './internals.js';
+import { internals, newParser, uvErrorName, type ConnectReq, type HttpParser, type Internals, type TcpHandle } from './internals.js';
 import { cork, RawStream, uncork } from './raw-stream.js';
 
 /** How to talk to one backend. */
@@ -283,15 +283,8 @@ class H1Connection extends RawStream {
     super(handle);
     this.pool = pool;
     this.keepAliveMs = pool.options.keepAliveMs;
-    const P = k.HTTPParser;
-    const parser = new P() as ConnParser;
-    parser.owner = this;
-    parser[P.kOnMessageBegin] = onMessageBegin;
-    parser[P.kOnHeaders] = onHeaders;
-    parser[P.kOnHeadersComplete] = onHeadersComplete;
-    parser[P.kOnBody] = onBody;
-    parser[P.kOnMessageComplete] = onMessageComplete;
-    parser.initialize(P.RESPONSE, {}, MAX_RESPONSE_HEAD_BYTES, P.kLenientNone);
+    const parser = newParser<ConnParser>(k, this, { messageBegin: onMessageBegin, headers: onHeaders, headersComplete: onHeadersComplete, body: onBody, messageComplete: onMessageComplete });
+    parser.initialize(k.HTTPParser.RESPONSE, {}, MAX_RESPONSE_HEAD_BYTES, k.HTTPParser.kLenientNone);
     this.parser = parser;
     // llhttp copies what it hands over (strings, body chunks): nothing keeps a read's bytes
     this.readIntoShared();
