@@ -149,6 +149,41 @@ describe('silence and stalls', () => {
     expect(slow.heads).toHaveLength(1);
   });
 
+  it.each([
+    ['drover’s own HTTP/1.1 upstream', {}],
+    ['undici (https, host names, streamed bodies; here forced)', { DROVER_UPSTREAM: 'undici' }],
+  ])('response_headers 300ms on %s: each 504 comes after 300 ms, not on a coarse clock (undici alone: about 1 s)', async (_name, env) => {
+    const d = await startDrover(
+      `
+listen: [{address: 127.0.0.1:0}]
+admin: {address: 127.0.0.1:0}
+access_log: off
+services:
+  slow: {retries: 0, health: {passive: {consecutive_failures: 1000}}, timeouts: {response_headers: 300ms}, backends: [{url: ${slow.url}}]}
+routes:
+  - {match: {path_prefix: /}, service: slow}
+`,
+      { env },
+    );
+    try {
+      slow.respond(() => undefined);
+      const took: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const t0 = performance.now();
+        const r = await request(d.port, { path: `/slow${i}` });
+        took.push(performance.now() - t0);
+        expect(r.status).toBe(504);
+      }
+      // a correctness bound, not a speed target: late by more than half the timeout is the bug
+      for (const ms of took) {
+        expect(ms).toBeGreaterThanOrEqual(290);
+        expect(ms).toBeLessThan(450);
+      }
+    } finally {
+      await d.stop();
+    }
+  });
+
   it('a body that stalls is aborted after idle (500ms): truncated, connection closed, counted as a timeout', async () => {
     slow.respond((s) => s.write(`HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n${'y'.repeat(10)}`));
     const timeouts = await upstreamErrors('slow', 'timeout');

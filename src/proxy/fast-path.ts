@@ -24,7 +24,7 @@ import { classifyHead } from './fast-path-head.js';
 import type { FastPathStats, HandoverReason } from '../observability/fast-path-stats.js';
 import { Http1ResponseWriter, keepAliveLines } from './fast-path-writer.js';
 import { proxyRequest, type ListenerInfo } from './handler.js';
-import { adoptHandle, interceptAccept, internals, type HttpParser, type Internals } from './internals.js';
+import { adoptHandle, interceptAccept, internals, newParser, type HttpParser, type Internals } from './internals.js';
 import { RawStream, type TcpHandle } from './raw-stream.js';
 import { errorBody, rawErrorText } from './respond.js';
 import type { ProxyState } from './types.js';
@@ -156,15 +156,13 @@ export class FastFrontEnd {
         return hooks?.challenge !== undefined;
       },
     };
-    const P = this.k.HTTPParser;
-    const parser = new P() as FrontParser;
-    parser.owner = this;
-    parser[P.kOnMessageBegin] = onParserMessageBegin;
-    parser[P.kOnHeaders] = onParserHeaders;
-    parser[P.kOnHeadersComplete] = onParserHeadersComplete;
-    parser[P.kOnBody] = onParserBody;
-    parser[P.kOnMessageComplete] = onParserMessageComplete;
-    this.parser = parser;
+    this.parser = newParser<FrontParser>(this.k, this, {
+      messageBegin: onParserMessageBegin,
+      headers: onParserHeaders,
+      headersComplete: onParserHeadersComplete,
+      body: onParserBody,
+      messageComplete: onParserMessageComplete,
+    });
     this.resetParser();
     this.sweepMs = Math.max(50, Math.min(1_000, Math.floor(Math.min(limits.headersTimeout, limits.keepAliveTimeout || Infinity, limits.sendTimeout || Infinity) / 4)));
     this.sweeper = setInterval(() => this.sweep(), this.sweepMs);

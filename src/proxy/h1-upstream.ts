@@ -27,7 +27,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Dispatcher } from 'undici';
-import { internals, uvErrorName, type ConnectReq, type HttpParser, type Internals, type TcpHandle } from './internals.js';
+import type { PlainDispatcher } from './headers-deadline.js';
+import { internals, newParser, uvErrorName, type ConnectReq, type HttpParser, type Internals, type TcpHandle } from './internals.js';
 import { cork, RawStream, uncork } from './raw-stream.js';
 
 /** How to talk to one backend. */
@@ -45,7 +46,7 @@ export interface H1UpstreamOptions {
   /** ms of silence in a response body when a dispatch names none */
   readonly bodyTimeout: number;
   /** the dispatcher for requests with a streamed body, made on first need */
-  readonly fallback: () => Dispatcher;
+  readonly fallback: () => PlainDispatcher;
 }
 
 /** bytes of a response head (undici's default, Node's `http.maxHeaderSize`) */
@@ -282,15 +283,8 @@ class H1Connection extends RawStream {
     super(handle);
     this.pool = pool;
     this.keepAliveMs = pool.options.keepAliveMs;
-    const P = k.HTTPParser;
-    const parser = new P() as ConnParser;
-    parser.owner = this;
-    parser[P.kOnMessageBegin] = onMessageBegin;
-    parser[P.kOnHeaders] = onHeaders;
-    parser[P.kOnHeadersComplete] = onHeadersComplete;
-    parser[P.kOnBody] = onBody;
-    parser[P.kOnMessageComplete] = onMessageComplete;
-    parser.initialize(P.RESPONSE, {}, MAX_RESPONSE_HEAD_BYTES, P.kLenientNone);
+    const parser = newParser<ConnParser>(k, this, { messageBegin: onMessageBegin, headers: onHeaders, headersComplete: onHeadersComplete, body: onBody, messageComplete: onMessageComplete });
+    parser.initialize(k.HTTPParser.RESPONSE, {}, MAX_RESPONSE_HEAD_BYTES, k.HTTPParser.kLenientNone);
     this.parser = parser;
     // llhttp copies what it hands over (strings, body chunks): nothing keeps a read's bytes
     this.readIntoShared();
@@ -589,7 +583,7 @@ export class H1Upstream {
   private closing = false;
   private destroyed = false;
   private whenClosed: (() => void) | undefined;
-  private fallbackPool: Dispatcher | undefined;
+  private fallbackPool: PlainDispatcher | undefined;
 
   /**
    * @param address the backend's IP address (v4 or v6)

@@ -72,6 +72,35 @@ export interface HttpParser {
   [callback: number]: unknown;
 }
 
+/**
+ * llhttp's callbacks, called during `execute` with the parser as `this`; an absent one is not
+ * set. `headersComplete` may return 1 to skip the body (a response to HEAD).
+ */
+export interface ParserCallbacks<P extends HttpParser> {
+  messageBegin?(this: P): void;
+  /** fields flushed before the head ended (a long head, or trailers) */
+  headers?(this: P, fields: string[], url: string): void;
+  headersComplete?(this: P, major: number, minor: number, raw: string[] | undefined, method: number, url: string | undefined, status: number, message: string, upgrade: boolean, keepAlive: boolean): number | void;
+  body?(this: P, chunk: Buffer): void;
+  messageComplete?(this: P): void;
+}
+
+/**
+ * A parser from Node's binding reporting to `owner` through `callbacks`. It still needs
+ * `initialize` (for requests or responses, with the head limit) before its first `execute`.
+ */
+export function newParser<P extends HttpParser>(k: Internals, owner: P['owner'], callbacks: ParserCallbacks<P>): P {
+  const C = k.HTTPParser;
+  const parser = new C() as P;
+  parser.owner = owner;
+  if (callbacks.messageBegin !== undefined) parser[C.kOnMessageBegin] = callbacks.messageBegin;
+  if (callbacks.headers !== undefined) parser[C.kOnHeaders] = callbacks.headers;
+  if (callbacks.headersComplete !== undefined) parser[C.kOnHeadersComplete] = callbacks.headersComplete;
+  if (callbacks.body !== undefined) parser[C.kOnBody] = callbacks.body;
+  if (callbacks.messageComplete !== undefined) parser[C.kOnMessageComplete] = callbacks.messageComplete;
+  return parser;
+}
+
 /** The parser binding's constructor and constants. */
 export interface HttpParserClass {
   new (): HttpParser;
@@ -360,15 +389,16 @@ function selfTest(kit: ProbeKit, k: Internals, server: Server, port: number, han
     const serve = (accepted: TcpHandle): void => {
       handles.push(accepted);
       step = 'request parser';
-      const parser = new k.HTTPParser();
       let request: { method: string; url: string; fields: number } | undefined;
       let complete = false;
-      parser[k.HTTPParser.kOnHeadersComplete] = (_ma: number, _mi: number, raw: string[] | undefined, method: number, url: string | undefined): void => {
-        request = { method: k.methods[method] ?? '?', url: url ?? '', fields: (raw?.length ?? 0) / 2 };
-      };
-      parser[k.HTTPParser.kOnMessageComplete] = (): void => {
-        complete = true;
-      };
+      const parser = newParser(k, undefined, {
+        headersComplete: (_ma, _mi, raw, method, url): void => {
+          request = { method: k.methods[method] ?? '?', url: url ?? '', fields: (raw?.length ?? 0) / 2 };
+        },
+        messageComplete: (): void => {
+          complete = true;
+        },
+      });
       parser.initialize(k.HTTPParser.REQUEST, {}, 16 * 1024, k.HTTPParser.kLenientNone);
       let got = Buffer.alloc(0);
       // client connections read into a buffer of their own too (see raw-stream.ts)
@@ -417,27 +447,28 @@ function selfTest(kit: ProbeKit, k: Internals, server: Server, port: number, han
         if (status !== 0) return fail(uvErrorName(status));
         step = 'write';
         write(k, client, [PROBE_REQUEST]);
-        const parser = new k.HTTPParser();
         let status200 = false;
         let body = '';
-        parser[k.HTTPParser.kOnHeadersComplete] = (_ma: number, _mi: number, _raw: unknown, _m: unknown, _u: unknown, code: number): number => {
-          status200 = code === 200;
-          return 0;
-        };
-        parser[k.HTTPParser.kOnBody] = (chunk: Buffer): void => {
-          body += chunk.toString('latin1');
-        };
-        parser[k.HTTPParser.kOnMessageComplete] = (): void =>
-          guard(() => {
-            if (!status200 || body !== 'hello') return fail(`response parsed as ${status200 ? 200 : 'not 200'} ${JSON.stringify(body)}`);
-            step = 'write after handover';
-            write(k, client, [PROBE_AFTER]);
-            step = 'end after handover';
-            const end = new k.ShutdownWrap();
-            end.handle = client;
-            end.oncomplete = () => undefined;
-            if (client.shutdown(end) !== 0) fail('shutdown failed');
-          });
+        const parser = newParser(k, undefined, {
+          headersComplete: (_ma, _mi, _raw, _m, _u, code): number => {
+            status200 = code === 200;
+            return 0;
+          },
+          body: (chunk): void => {
+            body += chunk.toString('latin1');
+          },
+          messageComplete: (): void =>
+            guard(() => {
+              if (!status200 || body !== 'hello') return fail(`response parsed as ${status200 ? 200 : 'not 200'} ${JSON.stringify(body)}`);
+              step = 'write after handover';
+              write(k, client, [PROBE_AFTER]);
+              step = 'end after handover';
+              const end = new k.ShutdownWrap();
+              end.handle = client;
+              end.oncomplete = () => undefined;
+              if (client.shutdown(end) !== 0) fail('shutdown failed');
+            }),
+        });
         parser.initialize(k.HTTPParser.RESPONSE, {}, 16 * 1024, k.HTTPParser.kLenientNone);
         step = 'response parser';
         // the upstream connections read into a buffer of their own (see raw-stream.ts)

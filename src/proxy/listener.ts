@@ -20,6 +20,13 @@ import { writeRawError } from './respond.js';
 import type { ProxyState } from './types.js';
 import { handleUpgrade, Tunnels } from './websocket.js';
 
+/**
+ * Connections the kernel may hold completed but not yet accepted, per listener. Node's default
+ * (511) overflowed under a burst of new connections (SYN drops seen in the hot-spot bench, and a
+ * dropped SYN costs the client a 1 s retransmit); Linux caps it at net.core.somaxconn (4096 here).
+ */
+const LISTEN_BACKLOG = 4096;
+
 /** A bound listener. */
 export interface Listener {
   /** the node:http server (on a TLS listener: the one HTTP/1.1 connections are handed to) */
@@ -198,7 +205,7 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
     await new Promise<void>((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       bound.once('error', onError);
-      bound.listen({ host: cfg.host, port: cfg.port }, () => {
+      bound.listen({ host: cfg.host, port: cfg.port, backlog: LISTEN_BACKLOG }, () => {
         bound.off('error', onError);
         resolve();
       });

@@ -14,6 +14,7 @@ import type { Backend } from '../../routing/backend.js';
 import type { TimeoutsConfig, UpstreamTlsConfig } from '../config/types.js';
 import { H1Upstream } from './h1-upstream.js';
 import { H2Upstream } from './h2-upstream.js';
+import { HeadersDeadline, type PlainDispatcher } from './headers-deadline.js';
 import { interimSwallowingConnector } from './interim.js';
 import { fastPathVerified } from './internals.js';
 import { upstreamTlsOptions } from './upstream-tls.js';
@@ -86,8 +87,9 @@ function h2Upstream(url: string, timeouts: TimeoutsConfig): Upstream {
 }
 
 function poolUpstream(url: string, timeouts: TimeoutsConfig, tls: UpstreamTlsConfig | undefined, secure: boolean): Upstream {
-  const undici = (): Pool =>
-    new Pool(url, {
+  // response_headers kept to the millisecond (undici's own clock is coarse: headers-deadline.ts)
+  const undici = (): HeadersDeadline =>
+    new HeadersDeadline(new Pool(url, {
       // undici's own connector, with a backend's unsolicited `100 Continue` taken out (interim.ts)
       connect: interimSwallowingConnector({ timeout: timeouts.connect, noDelay: true, ...(secure ? upstreamTlsOptions(tls) : {}) }),
       connectTimeout: timeouts.connect,
@@ -96,7 +98,7 @@ function poolUpstream(url: string, timeouts: TimeoutsConfig, tls: UpstreamTlsCon
       keepAliveTimeout: KEEP_ALIVE_MS,
       keepAliveTimeoutThreshold: KEEP_ALIVE_THRESHOLD_MS,
       pipelining: 1,
-    });
+    }));
   const lean = secure ? undefined : leanUpstream(url, timeouts, undici);
   return { pool: lean ?? undici(), h2: false, connectTimeout: timeouts.connect, tls };
 }
@@ -109,7 +111,7 @@ const KEEP_ALIVE_THRESHOLD_MS = 1_000;
  * self-test passed and `DROVER_UPSTREAM` is not `undici`; undefined otherwise (a host name
  * needs a resolver; undici's connector has one). Streamed request bodies go to `undici()`.
  */
-function leanUpstream(url: string, timeouts: TimeoutsConfig, undici: () => Dispatcher): H1Upstream | undefined {
+function leanUpstream(url: string, timeouts: TimeoutsConfig, undici: () => PlainDispatcher): H1Upstream | undefined {
   if (!fastPathVerified() || process.env['DROVER_UPSTREAM'] === 'undici') return undefined;
   const u = new URL(url);
   const address = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
