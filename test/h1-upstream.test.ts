@@ -315,6 +315,28 @@ describe.runIf(internals !== undefined)('H1Upstream', () => {
       if (r.error?.code === 'UND_ERR_SOCKET') expect(r.error.socket?.bytesRead).toBeGreaterThan(0);
     });
 
+    it('a reused connection the backend closes after a request took it but before its write (the check phase): "other side closed", replayable, never an end without a head', async () => {
+      let first: net.Socket | undefined;
+      raw.respond((s) => {
+        first ??= s;
+        s.write(ok('one'));
+      });
+      const u = upstream(raw);
+      expect((await call(u, {})).body).toBe('one');
+      // from a timer: the backend's close (its fd closed at once, so the FIN is on the wire)
+      // and the dispatch that takes the idle connection happen in one tick; the poll phase then
+      // reads the FIN before the check phase writes the request
+      const second = await new Promise<Outcome>((resolve) =>
+        setTimeout(() => {
+          first?.destroy();
+          void call(u, {}).then(resolve);
+        }, 20),
+      );
+      expect(second.status).toBeUndefined();
+      expect([second.error?.code, second.error?.message]).toEqual(['UND_ERR_SOCKET', 'other side closed']);
+      expect(second.error?.socket?.bytesRead).toBeGreaterThan(0);
+    });
+
     it('a new connection closed before any answer: bytes read 0 (not a stale keep-alive)', async () => {
       raw.respond((s) => s.end());
       const r = await call(upstream(raw), {});

@@ -292,7 +292,13 @@ export class Exchange implements Dispatcher.DispatchHandler, ExchangeSink, Waite
     this.controller?.resume();
   }
 
-  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders | undefined): void {
+  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders | undefined): void {
+    if (!this.responseStarted) {
+      // an upstream that ends without a final head has a bug: the client must still get an
+      // answer (a 502, or a retry), never a response that never starts
+      this.onResponseError(controller, Object.assign(new Error('response ended without a head'), { code: 'DROVER_NO_HEAD' }));
+      return;
+    }
     // gRPC's status travels in trailers; a downstream that cannot carry them drops them
     if (trailers !== undefined && this.down.sendTrailers !== undefined) {
       const t = responseTrailers(trailers);

@@ -299,6 +299,14 @@ class H1Connection extends RawStream {
   assign(req: H1Request, reused: boolean): void {
     this.req = req;
     req.conn = this;
+    // the last response's state goes now, not at the write: the backend may close the
+    // connection before the check phase, and that close must not find the last response complete
+    this.completed = false;
+    this.extra = false;
+    this.expectedLength = -1;
+    this.bodyBytes = 0;
+    this.lengthMismatch = false;
+    this.keepAlive = false;
     this.pool.busyAdd(this);
     if (reused) scheduleWrite(this);
     else this.writeRequest();
@@ -310,12 +318,6 @@ class H1Connection extends RawStream {
     if (req === undefined || req.done || this.destroyed) return;
     req.sentAt = performance.now();
     this.since = req.sentAt;
-    this.completed = false;
-    this.extra = false;
-    this.expectedLength = -1;
-    this.bodyBytes = 0;
-    this.lengthMismatch = false;
-    this.keepAlive = false;
     const body = req.body;
     if (body === null || body.length === 0) this.sendNow(req.head);
     else {
@@ -512,7 +514,7 @@ class H1Connection extends RawStream {
     }
     // a body without framing ends with the connection
     if (req.responded && !this.completed) this.parser.finish();
-    if (this.req === req && this.completed) {
+    if (this.req === req && req.responded && this.completed) {
       this.finish(false);
       return;
     }
