@@ -16,6 +16,15 @@ import { cleanupAfterEach } from './helpers/cleanup.js';
 import { waitFor } from './helpers/wait.js';
 
 const later = cleanupAfterEach();
+
+/** A ZooKeeper getChildren (opcode 8) or getChildren2 (12) request for exactly `path`. */
+function isListingOf(frame: Buffer, path: string): boolean {
+  if (frame.length < 16) return false;
+  const type = frame.readInt32BE(8);
+  if (type !== 8 && type !== 12) return false;
+  const len = frame.readInt32BE(12);
+  return len === Buffer.byteLength(path) && frame.toString('utf8', 16, 16 + len) === path;
+}
 let seq = 0;
 const nextPrefix = (): string => `/t${process.pid}-${++seq}/services`;
 
@@ -138,6 +147,29 @@ describeZooKeeper('ZooKeeperRegistry (real ZooKeeper)', () => {
     const want = Object.fromEntries([...expected.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, port]) => [n, `http://127.0.0.1:${port}`]));
     await waitFor(() => JSON.stringify(sink.view('zookeeper')['web'] ?? {}) === JSON.stringify(want), 15_000).catch(() => undefined);
     expect(sink.view('zookeeper')['web'] ?? {}).toEqual(want);
+  });
+
+  it("a service znode deleted and created again between the registry's read of it and its read of the prefix: the registry still follows the new one", async () => {
+    const p = nextPrefix();
+    await zk.mkdirp(c, `${p}/web`);
+    await zk.put(c, `${p}/web/i0`, '127.0.0.1:10000');
+    const proxy = await startTcpProxy({ port: server.port }, { framed: true });
+    later(() => proxy.close());
+    const sink = await startRegistry({ prefix: p }, `127.0.0.1:${proxy.port}`);
+    await waitFor(() => sink.member('web', 'i0', 'zookeeper') !== undefined);
+    // The registry's next listing of the prefix, and every request after it, wait in the proxy.
+    proxy.holdFrames((frame) => isListingOf(frame, p));
+    await zk.remove(c, `${p}/web/i0`);
+    await zk.remove(c, `${p}/web`);
+    // The deletion set off the service's read (sent first, answered: no such znode) and the
+    // prefix's listing (held).
+    await waitFor(() => proxy.heldFrames > 0 && sink.member('web', 'i0', 'zookeeper') === undefined);
+    await zk.mkdirp(c, `${p}/web`);
+    await zk.put(c, `${p}/web/i1`, '127.0.0.1:10001');
+    proxy.releaseFrames();
+    // The prefix's listing now shows `web` as before: only a watch set when the service's read
+    // found no znode can bring i1 in.
+    await waitFor(() => sink.member('web', 'i1', 'zookeeper') !== undefined, { timeoutMs: 5_000, what: 'web/i1 listed', detail: () => JSON.stringify(sink.view('zookeeper')) });
   });
 
   // Two ways back after an expired session: the server's own expiry notice when the client

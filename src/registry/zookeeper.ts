@@ -265,7 +265,18 @@ export class ZooKeeperRegistry implements Registry {
         if (instances === undefined) return; // removed meanwhile
         if (err !== null && err !== undefined) {
           if (zkCode(err) !== Exception.NO_NODE) return this.failed(err);
-          children = []; // the service znode vanished: the root watch drops it too
+          // The service znode vanished: the root watch drops it too, unless it is created again
+          // before the root is read (the service then looks unchanged there, and a getChildren
+          // that found no node set no watch). An exists watch reads it again once it is back.
+          client.exists(
+            p,
+            this.watcher('c', p),
+            this.track((e: unknown, stat: unknown) => {
+              if (e !== null && e !== undefined) this.failed(e);
+              else if (stat !== null && stat !== undefined) this.readService(service, false); // created in between
+            }),
+          );
+          children = [];
         }
         const now = new Set(children);
         for (const name of [...instances.keys()]) if (!now.has(name)) this.dropInstance(service, name);

@@ -5,6 +5,12 @@
  * `cut()` destroys every proxied connection and resets new ones at once (the client sees a
  * refused/reset connection, as when a network partition is noticed); `restore()` lets
  * connections through again.
+ *
+ * With `{ framed: true }` the client's bytes are read as 4-byte length-prefixed frames (the
+ * ZooKeeper protocol) so that a test can hold requests back: `holdFrames(match)` delays the
+ * first frame `match` accepts and every frame after it (their order kept) until
+ * `releaseFrames()`, while the server's answers still flow. That puts one request after a change
+ * the test makes meanwhile, which is how a race between two reads is made to happen every time.
  */
 import net from 'node:net';
 
@@ -17,14 +23,37 @@ export interface TcpProxy {
   readonly activeConnections: number;
   cut(): void;
   restore(): void;
+  /** framed proxies only: from the first client frame `match` accepts on, frames wait */
+  holdFrames(match: (frame: Buffer) => boolean): void;
+  /** frames held back now */
+  readonly heldFrames: number;
+  /** sends the held frames on, in order, and stops holding */
+  releaseFrames(): void;
   /** Stops listening and destroys every connection. */
   close(): Promise<void>;
 }
 
 /** Starts a proxy forwarding 127.0.0.1:(random port) to `target`. */
-export function startTcpProxy(target: { host?: string; port: number }): Promise<TcpProxy> {
+export function startTcpProxy(target: { host?: string; port: number }, options: { framed?: boolean } = {}): Promise<TcpProxy> {
   const pairs = new Set<net.Socket>();
   let isCut = false;
+  let match: ((frame: Buffer) => boolean) | undefined;
+  let holding = false;
+  const held: { to: net.Socket; frame: Buffer }[] = [];
+  /** Forwards the client's complete frames (or holds them back), keeping a partial one. */
+  const framedPipe = (from: net.Socket, to: net.Socket): void => {
+    let buf = Buffer.alloc(0);
+    from.on('data', (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32BE(0)) {
+        const frame = buf.subarray(0, 4 + buf.readUInt32BE(0));
+        buf = buf.subarray(frame.length);
+        if (!holding && match?.(frame) === true) holding = true;
+        if (holding) held.push({ to, frame });
+        else to.write(frame);
+      }
+    });
+  };
   const server = net.createServer((inbound) => {
     inbound.on('error', () => undefined);
     if (isCut) {
@@ -42,7 +71,8 @@ export function startTcpProxy(target: { host?: string; port: number }): Promise<
     outbound.on('close', () => inbound.destroy());
     pairs.add(inbound);
     pairs.add(outbound);
-    inbound.pipe(outbound);
+    if (options.framed === true) framedPipe(inbound, outbound);
+    else inbound.pipe(outbound);
     outbound.pipe(inbound);
   });
   return new Promise((resolve, reject) => {
@@ -63,6 +93,18 @@ export function startTcpProxy(target: { host?: string; port: number }): Promise<
         },
         restore() {
           isCut = false;
+        },
+        get heldFrames() {
+          return held.length;
+        },
+        holdFrames(m) {
+          if (options.framed !== true) throw new Error('holdFrames needs a framed proxy');
+          match = m;
+        },
+        releaseFrames() {
+          match = undefined;
+          holding = false;
+          for (const { to, frame } of held.splice(0)) if (!to.destroyed) to.write(frame);
         },
         close() {
           for (const s of pairs) s.destroy();
