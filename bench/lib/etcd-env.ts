@@ -32,8 +32,15 @@ export function track(child: ChildProcess): ChildProcess {
   return child;
 }
 
-/** Kills every child started here and removes temp dirs. */
+/**
+ * Stops every child started here and removes temp dirs. SIGTERM first: an nginx master killed
+ * with SIGKILL leaves its workers running (seen: orphaned workers after `bench/tls.js`); SIGKILL
+ * for whatever is still there after 2 s.
+ */
 export async function cleanup(): Promise<void> {
+  for (const c of children) c.kill('SIGTERM');
+  const soft = Date.now() + 2000;
+  while (children.size > 0 && Date.now() < soft) await sleep(20);
   for (const c of children) c.kill('SIGKILL');
   const deadline = Date.now() + 3000;
   while (children.size > 0 && Date.now() < deadline) await sleep(20);
