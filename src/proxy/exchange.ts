@@ -14,7 +14,8 @@ import type { Downstream, ExchangeSink } from './downstream.js';
 import { downstreamResponseHeaders, responseCoding, responseTrailers } from './headers.js';
 import type { Waiter } from './queue.js';
 import type { AccessLogEntry, FailureKind, ProxyState, ServiceRuntime } from './types.js';
-import { upstreamOf, type UpstreamController, type UpstreamDispatchOptions } from './upstream.js';
+import { upstreamOf } from './upstream.js';
+import type { UpstreamController, UpstreamDispatchOptions } from './upstream-types.js';
 import { firstVerdictWithin } from '../../health/active.js';
 
 /** Most replays of one request after stale keep-alive connections (see `isStaleSocket`). */

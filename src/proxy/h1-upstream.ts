@@ -27,7 +27,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { isIPv6 } from 'node:net';
 import type { Dispatcher } from 'undici';
-import type { PlainDispatcher } from './headers-deadline.js';
+import type { UpstreamController, UpstreamDispatcher, UpstreamDispatchOptions } from './upstream-types.js';
 import { internals, newParser, uvErrorName, type ConnectReq, type HttpParser, type Internals, type TcpHandle } from './internals.js';
 import { cork, RawStream, uncork } from './raw-stream.js';
 
@@ -46,7 +46,7 @@ export interface H1UpstreamOptions {
   /** ms of silence in a response body when a dispatch names none */
   readonly bodyTimeout: number;
   /** the dispatcher for requests with a streamed body, made on first need */
-  readonly fallback: () => PlainDispatcher;
+  readonly fallback: () => UpstreamDispatcher;
 }
 
 /** bytes of a response head (undici's default, Node's `http.maxHeaderSize`) */
@@ -135,7 +135,7 @@ function flushWrites(): void {
 }
 
 /** One request to one backend; also its controller (pause, resume, abort). */
-class H1Request implements Dispatcher.DispatchController {
+class H1Request implements UpstreamController {
   /** llhttp parses responses with no lenient flags (see `UpstreamController`) */
   readonly strictHeaders = true;
   readonly pool: H1Upstream;
@@ -585,7 +585,7 @@ export class H1Upstream {
   private closing = false;
   private destroyed = false;
   private whenClosed: (() => void) | undefined;
-  private fallbackPool: PlainDispatcher | undefined;
+  private fallbackPool: UpstreamDispatcher | undefined;
 
   /**
    * @param address the backend's IP address (v4 or v6)
@@ -608,7 +608,7 @@ export class H1Upstream {
     return { open: this.open, idle: this.idle.length, busy: this.busy.length, pending: this.pending.length, connecting: this.connecting };
   }
 
-  dispatch(opts: Dispatcher.DispatchOptions & { readonly headersChecked?: boolean }, handler: Dispatcher.DispatchHandler): boolean {
+  dispatch(opts: UpstreamDispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const body = opts.body;
     if (body !== null && body !== undefined && !Buffer.isBuffer(body)) return (this.fallbackPool ??= this.options.fallback()).dispatch(opts, handler);
     const headersTimeout = opts.headersTimeout ?? this.options.headersTimeout;

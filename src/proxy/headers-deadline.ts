@@ -10,20 +10,16 @@
  * count while a streamed body is still being written (a slow upload is not a slow backend), and
  * its handler API says nothing when the body is done, so those keep undici's timer alone.
  */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { errors, type Dispatcher } from 'undici';
-
-/** What is wrapped and what the wrapper offers: dispatch, close, destroy. */
-export interface PlainDispatcher {
-  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
-  close(): Promise<void>;
-  destroy(): Promise<void>;
-}
+import type { UpstreamDispatcher, UpstreamDispatchOptions } from './upstream-types.js';
 
 /** An undici dispatcher whose `headersTimeout` is kept to the millisecond. */
-export class HeadersDeadline implements PlainDispatcher {
-  constructor(private readonly inner: PlainDispatcher) {}
+export class HeadersDeadline implements UpstreamDispatcher {
+  constructor(private readonly inner: UpstreamDispatcher) {}
 
-  dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+  dispatch(opts: UpstreamDispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const ms = opts.headersTimeout;
     const body = opts.body;
     const whole = body === null || body === undefined || Buffer.isBuffer(body) || typeof body === 'string';
@@ -68,12 +64,12 @@ class TimedHandler implements Dispatcher.DispatchHandler {
     this.handler.onRequestStart?.(controller, context);
   }
 
-  onRequestUpgrade(controller: Dispatcher.DispatchController, statusCode: number, headers: Parameters<NonNullable<Dispatcher.DispatchHandler['onRequestUpgrade']>>[2], socket: Parameters<NonNullable<Dispatcher.DispatchHandler['onRequestUpgrade']>>[3]): void {
+  onRequestUpgrade(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, socket: Duplex): void {
     this.stop();
     this.handler.onRequestUpgrade?.(controller, statusCode, headers, socket);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseStart']>>[2], statusMessage?: string): void {
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: IncomingHttpHeaders, statusMessage?: string): void {
     // a 1xx is not the answer: undici keeps timing the headers after one too
     if (statusCode >= 200) this.stop();
     this.handler.onResponseStart?.(controller, statusCode, headers, statusMessage);
@@ -83,7 +79,7 @@ class TimedHandler implements Dispatcher.DispatchHandler {
     this.handler.onResponseData?.(controller, chunk);
   }
 
-  onResponseEnd(controller: Dispatcher.DispatchController, trailers: Parameters<NonNullable<Dispatcher.DispatchHandler['onResponseEnd']>>[1]): void {
+  onResponseEnd(controller: Dispatcher.DispatchController, trailers: IncomingHttpHeaders): void {
     this.stop();
     this.handler.onResponseEnd?.(controller, trailers);
   }

@@ -9,37 +9,16 @@
  * `DROVER_UPSTREAM=undici` keeps every HTTP/1.1 backend on undici.
  */
 import { isIP } from 'node:net';
-import { Pool, type Dispatcher } from 'undici';
+import { Pool } from 'undici';
 import type { Backend } from '../../routing/backend.js';
 import type { TimeoutsConfig, UpstreamTlsConfig } from '../config/types.js';
 import { H1Upstream } from './h1-upstream.js';
 import { H2Upstream } from './h2-upstream.js';
-import { HeadersDeadline, type PlainDispatcher } from './headers-deadline.js';
+import { HeadersDeadline } from './headers-deadline.js';
 import { interimSwallowingConnector } from './interim.js';
 import { fastPathVerified } from './internals.js';
+import type { UpstreamDispatcher } from './upstream-types.js';
 import { upstreamTlsOptions } from './upstream-tls.js';
-
-/** undici's dispatch options, and what drover's own upstreams read besides. */
-export interface UpstreamDispatchOptions extends Dispatcher.DispatchOptions {
-  /** every header name and value is known good: an upstream need not check them again */
-  readonly headersChecked?: boolean;
-}
-
-/** undici's controller, and what drover's own upstreams tell besides. */
-export interface UpstreamController extends Dispatcher.DispatchController {
-  /**
-   * the response's fields came through a strict HTTP/1.1 parser (tokens for names, no control
-   * characters in values): the client side need not check them again
-   */
-  readonly strictHeaders?: boolean;
-}
-
-/** What the Exchange needs of a backend's connections: undici's `Pool`, `H1Upstream` and `H2Upstream` fit. */
-export interface UpstreamDispatcher {
-  dispatch(opts: UpstreamDispatchOptions, handler: Dispatcher.DispatchHandler): boolean;
-  close(): Promise<void>;
-  destroy(): Promise<void>;
-}
 
 /** The data path's per-backend slot, stored in `Backend.ext`. */
 export interface Upstream {
@@ -111,7 +90,7 @@ const KEEP_ALIVE_THRESHOLD_MS = 1_000;
  * self-test passed and `DROVER_UPSTREAM` is not `undici`; undefined otherwise (a host name
  * needs a resolver; undici's connector has one). Streamed request bodies go to `undici()`.
  */
-function leanUpstream(url: string, timeouts: TimeoutsConfig, undici: () => PlainDispatcher): H1Upstream | undefined {
+function leanUpstream(url: string, timeouts: TimeoutsConfig, undici: () => UpstreamDispatcher): H1Upstream | undefined {
   if (!fastPathVerified() || process.env['DROVER_UPSTREAM'] === 'undici') return undefined;
   const u = new URL(url);
   const address = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
