@@ -54,14 +54,16 @@ describe('register flags', () => {
       value: {
         endpoints: ['http://a:2379', 'http://b:2379'],
         url: 'http://127.0.0.1:8080',
-        id: defaultInstanceId('http://127.0.0.1:8080'),
+        id: defaultInstanceId(8080),
         ttlSeconds: 10,
         weight: 1,
         healthUrl: 'http://127.0.0.1:8080/healthz',
         prefix: '/p/',
       },
     });
-    expect(defaultInstanceId('http://127.0.0.1:8080', 'host.example')).toBe('host.example-8080');
+    expect(defaultInstanceId(8080, 'host.example')).toBe('host.example-8080');
+    // the port of --url as written, the scheme's default included
+    expect(resolveRegisterFlags({ etcd: 'http://a:2379', service: 'web', url: 'https://127.0.0.1:443' })).toMatchObject({ ok: true, value: { id: defaultInstanceId(443) } });
     const bad = resolveRegisterFlags({ etcd: ' ', service: 'a/b', url: 'ftp://x', ttl: '0s', weight: '-1', health: 'healthz' });
     expect(bad.ok).toBe(false);
     if (!bad.ok) expect(bad.reason.map((e) => e.split(':')[0])).toEqual(['--etcd', '--url', '--ttl', '--weight']);
@@ -116,7 +118,7 @@ describeEtcd('drover register (child process, real etcd)', () => {
   it('SIGINT also deregisters; the default id is <hostname>-<port>', async () => {
     const p = prefix();
     const proc = register(['--etcd', etcd.endpoints[0] as string, '--service', 'api', '--url', '127.0.0.1:18081', '--ttl', '30s', '--prefix', p]);
-    const key = `${p}api/${defaultInstanceId('http://127.0.0.1:18081', os.hostname())}`;
+    const key = `${p}api/${defaultInstanceId(18081, os.hostname())}`;
     await waitFor(async () => (await getKv(key)) !== undefined, { what: 'key with default id', timeoutMs: 8000, detail: () => output(proc) });
     proc.child.kill('SIGINT');
     expect(await proc.exited).toBe(0);

@@ -11,8 +11,7 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { createLogger } from '../observability/log.js';
 import { ErrorCodes } from '../core/errors.js';
-import { parseDroverKey } from '../registry/etcd-values.js';
-import { parseBackendUrl, parseEtcdEndpoints, parseServerList, parseTtlSeconds, parseWeight } from '../config/values.js';
+import { isBackendId, parseBackendUrl, parseEtcdEndpoints, parseServerList, parseTtlSeconds, parseWeight } from '../config/values.js';
 import type { RegisterOptions } from '../registry/registrar/options.js';
 import { fail, ok, type Result } from '../core/result.js';
 
@@ -30,9 +29,11 @@ export interface RegisterFlags {
   prefix?: string;
 }
 
-/** The default instance id: `<hostname>-<port of --url>`, stable across restarts of one instance. */
-export function defaultInstanceId(url: string, hostname: string = os.hostname()): string {
-  const port = new URL(url).port || '80';
+/**
+ * The default instance id: `<hostname>-<port of --url>`, stable across restarts of one instance.
+ * @param port the port of the parsed `--url` (explicit there: `https://h:443` gives 443)
+ */
+export function defaultInstanceId(port: number, hostname: string = os.hostname()): string {
   return `${hostname}-${port}`.replace(/[^A-Za-z0-9._-]/g, '-');
 }
 
@@ -54,6 +55,7 @@ export function resolveRegisterFlags(flags: RegisterFlags): Result<RegisterOptio
   const backend = parseBackendUrl(flags.url);
   if (!backend.ok) errors.push(`--url: ${backend.reason}`);
   const url = backend.ok ? backend.value.url : undefined;
+  const port = backend.ok ? backend.value.port : undefined;
   let prefix = flags.prefix ?? '/drover/services/';
   if (!prefix.endsWith('/')) prefix += '/';
   const ttl = parseTtlSeconds(flags.ttl ?? '10s');
@@ -70,10 +72,10 @@ export function resolveRegisterFlags(flags: RegisterFlags): Result<RegisterOptio
     else if (/^https?:\/\//.test(flags.health)) healthUrl = flags.health;
     else errors.push('--health: expected a path starting with / or an http(s):// URL');
   }
-  const id = flags.id ?? (url !== undefined ? defaultInstanceId(url) : '');
+  const id = flags.id ?? (port !== undefined ? defaultInstanceId(port) : '');
   if (url !== undefined) {
-    const key = parseDroverKey(prefix, `${prefix}${flags.service}/${id}`);
-    if (!key.ok) errors.push(`--service/--id: ${JSON.stringify(flags.service)} and ${JSON.stringify(id)} must be non-empty, without / or spaces`);
+    // the two segments of its registry key (`<prefix><service>/<id>`), checked as keys are read
+    if (!isBackendId(flags.service) || !isBackendId(id)) errors.push(`--service/--id: ${JSON.stringify(flags.service)} and ${JSON.stringify(id)} must be non-empty, without / or spaces`);
   }
   if (errors.length > 0 || url === undefined || !ttl.ok) return fail(errors);
   return ok({

@@ -61,12 +61,12 @@ export function formatIssue(issue: ConfigIssue): string {
   return `${issue.file}:${issue.line}:${issue.col}: ${what}`;
 }
 
-/** Base class: an error with a stable code. */
 /** The message of anything thrown: an Error's message, or the value as text. */
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** Base class: an error with a stable code. */
 export class DroverError extends Error {
   readonly code: ErrorCode;
   constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {

@@ -99,19 +99,16 @@ export function parseMemberValue(raw: string): Result<MemberValue> {
   });
 }
 
-/** A key segment naming a service or a member: the id rule (control characters and whitespace are a writer's bug). */
-function validSegment(s: string | undefined): s is string {
-  return isBackendId(s);
-}
-
 /**
  * Splits a `drover`-layout key `<prefix><service>/<instance-id>`. Keys outside the prefix, or
  * deeper or shallower than service/id, are refused (the registry counts them invalid).
  */
 export function parseDroverKey(prefix: string, key: string): Result<DroverKey> {
+  // each segment, the service and the member, follows the id rule (control characters and
+  // whitespace are a writer's bug)
   if (!key.startsWith(prefix)) return fail(`key is outside the prefix ${prefix}`);
   const parts = key.slice(prefix.length).split('/');
-  if (parts.length !== 2 || !validSegment(parts[0]) || !validSegment(parts[1])) {
+  if (parts.length !== 2 || !isBackendId(parts[0]) || !isBackendId(parts[1])) {
     return fail(`key must be ${prefix}<service>/<instance-id>`);
   }
   return ok({ service: parts[0], id: parts[1] });
@@ -129,7 +126,7 @@ export function parseTraefikKey(prefix: string, key: string): TraefikKey | undef
     return undefined;
   }
   const field = p[6];
-  if ((field !== 'url' && field !== 'weight') || !validSegment(p[2]) || !validSegment(p[5])) return undefined;
+  if ((field !== 'url' && field !== 'weight') || !isBackendId(p[2]) || !isBackendId(p[5])) return undefined;
   return { service: p[2], server: p[5], field };
 }
 

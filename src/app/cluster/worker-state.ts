@@ -155,7 +155,13 @@ export class WorkerProxy implements PassiveSink {
       out.push({ service: name, depth });
       this.queuesSent.set(name, depth);
     }
-    for (const name of this.queuesSent.keys()) if (!services.has(name)) this.queuesSent.delete(name);
+    for (const [name, depth] of this.queuesSent) {
+      if (services.has(name)) continue;
+      // a retired service: the primary forgets the depth it last heard (a service of that name
+      // added again later must not start with it)
+      if (depth > 0) out.push({ service: name, depth: 0 });
+      this.queuesSent.delete(name);
+    }
     return out;
   }
 }
