@@ -222,6 +222,16 @@ describe.runIf(internals !== undefined)('H1Upstream', () => {
       expect(u.stats.open).toBe(1);
       await waitFor(() => u.stats.open === 0, 2_000);
     });
+    it('a hint holds for the response that gave it: the next one without a hint brings the default (300 ms) back, as on undici', async () => {
+      let n = 0;
+      raw.respond((s) => s.write(n++ === 0 ? 'HTTP/1.1 200 OK\r\nKeep-Alive: timeout=60\r\nContent-Length: 2\r\n\r\nok' : ok('plain')));
+      const u = upstream(raw, { keepAliveMs: 300 });
+      await call(u, {});
+      expect((await call(u, {})).body).toBe('plain');
+      expect(raw.connections).toBe(1);
+      // with the 59 s hint kept, it would stay open
+      await waitFor(() => u.stats.open === 0, 2_000);
+    });
   });
 
   describe('backpressure', () => {
@@ -441,5 +451,17 @@ describe.runIf(internals !== undefined)('H1Upstream', () => {
     expect(r.body).toBe('streamed');
     expect(u.stats.open).toBe(0);
     expect(raw.data.join('')).toMatch(/transfer-encoding: chunked/);
+  });
+
+  it('after close() a streamed body makes no fallback: UND_ERR_CLOSED; destroy() with a fallback made resolves', async () => {
+    raw.respond((s) => s.write(ok('streamed')));
+    const u = upstream(raw);
+    const streamed = (): Partial<Dispatcher.DispatchOptions> => ({ method: 'POST', headers: ['host', 'h'], body: Readable.from([Buffer.from('ab')]) });
+    expect((await call(u, streamed())).body).toBe('streamed');
+    await expect(u.destroy()).resolves.toBeUndefined();
+    const closed = upstream(raw);
+    await closed.close();
+    expect((await call(closed, streamed())).error?.code).toBe('UND_ERR_CLOSED');
+    expect(pools.length).toBe(3); // the two upstreams and the first one's fallback: none for the closed one
   });
 });

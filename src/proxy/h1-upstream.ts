@@ -421,6 +421,8 @@ class H1Connection extends RawStream {
     this.seenBytes = this.bytesIn;
     this.since = sweptAt;
     const head = req.method === 'HEAD';
+    // each response says its keep-alive afresh: without a hint, the default again (as undici)
+    this.keepAliveMs = this.pool.options.keepAliveMs;
     for (let i = 0; i < raw.length; i += 2) {
       const name = raw[i] as string;
       if (name.length === 10 && name.toLowerCase() === 'keep-alive') this.keepAliveHint(raw[i + 1] as string);
@@ -430,7 +432,7 @@ class H1Connection extends RawStream {
     }
     req.rawHeaders = raw;
     req.handler.onResponseStart?.(req, status, NO_HEADERS, message);
-    return req.method === 'HEAD' ? 1 : 0;
+    return head ? 1 : 0;
   }
 
   /** `Keep-Alive: timeout=N` from the backend, as undici reads it. */
@@ -610,10 +612,12 @@ export class H1Upstream {
 
   dispatch(opts: UpstreamDispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
     const body = opts.body;
-    if (body !== null && body !== undefined && !Buffer.isBuffer(body)) return (this.fallbackPool ??= this.options.fallback()).dispatch(opts, handler);
+    // (a closing pool makes no fallback: the request fails below, as any other would)
+    const streamed = body !== null && body !== undefined && !Buffer.isBuffer(body);
+    if (streamed && !this.closing) return (this.fallbackPool ??= this.options.fallback()).dispatch(opts, handler);
     const headersTimeout = opts.headersTimeout ?? this.options.headersTimeout;
     const bodyTimeout = opts.bodyTimeout ?? this.options.bodyTimeout;
-    const req = new H1Request(this, handler, opts.method, body ?? null, headersTimeout, bodyTimeout);
+    const req = new H1Request(this, handler, opts.method, Buffer.isBuffer(body) ? body : null, headersTimeout, bodyTimeout);
     handler.onRequestStart?.(req, undefined);
     if (req.done) return true; // aborted at once (the client had left)
     if (this.closing) {
@@ -802,7 +806,8 @@ export class H1Upstream {
 
   /** Closes gracefully: nothing new is taken; requests in flight and queued finish first. */
   close(): Promise<void> {
-    const fallback = this.fallbackPool?.close();
+    // after destroy() the fallback is destroyed already (undici refuses to close it then)
+    const fallback = this.destroyed ? undefined : this.fallbackPool?.close();
     if (!this.closing) {
       this.closing = true;
       for (const c of this.idle.splice(0)) c.destroy();
