@@ -20,7 +20,7 @@
 import type { IncomingHttpHeaders, Server } from 'node:http';
 import type { LazyBody } from './body.js';
 import type { Downstream, ExchangeSink, RequestHead } from './downstream.js';
-import { classifyHead } from './fast-path-head.js';
+import { classifyHead, type HeadContext } from './fast-path-head.js';
 import type { FastPathStats, HandoverReason } from '../observability/fast-path-stats.js';
 import { Http1ResponseWriter, keepAliveLines } from './fast-path-writer.js';
 import { proxyRequest, type ListenerInfo } from './handler.js';
@@ -130,7 +130,7 @@ export class FastFrontEnd {
   /** body bytes of the request being parsed (llhttp hands over copies) */
   private bodyParts: Buffer[] = [];
   /** what `classifyHead` needs of the listener */
-  private readonly headContext: { readonly maxUrlBytes: number; readonly maxHeaders: number; readonly challenges: boolean };
+  private readonly headContext: HeadContext;
 
   /**
    * A front end for `server`; `attach` puts it between the server and its accepted connections

@@ -133,10 +133,13 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   const sockets = new Set<Socket>();
   // upgraded connections: node:http lets go of them, this listener still owns them
   const tunnels = new Tunnels();
+  // The self-test of the internals runs before any listener serves, whatever its kind: the
+  // plain-HTTP upstream connections (H1Upstream) lean on its verdict too, TLS listeners' included.
+  const fastPath = await probeFastPath();
   // The fast path serves plain listeners that only proxy: redirects and added headers go
-  // through node:http. It is on once this process's self-test of the internals passed.
+  // through node:http.
   const fast =
-    cfg.tls === undefined && !cfg.redirectHttps && hsts === undefined && (await probeFastPath()) === 'on'
+    cfg.tls === undefined && !cfg.redirectHttps && hsts === undefined && fastPath === 'on'
       ? new FastFrontEnd(
           server,
           info,

@@ -30,11 +30,6 @@ export class Tunnels {
   private readonly open = new Set<Duplex>();
   private waiters: (() => void)[] = [];
 
-  /** Tunnels open now. */
-  get size(): number {
-    return this.open.size;
-  }
-
   add(client: Duplex): void {
     this.open.add(client);
   }
