@@ -232,14 +232,7 @@ export class ZooKeeperRegistry implements Registry {
         if (err !== null && err !== undefined) {
           if (zkCode(err) !== Exception.NO_NODE) return this.failed(err);
           // No prefix yet: no services. Watch for its creation.
-          client.exists(
-            root,
-            this.watcher('c', root),
-            this.track((e: unknown, stat: unknown) => {
-              if (e !== null && e !== undefined) this.failed(e);
-              else if (stat !== null && stat !== undefined) this.readRoot(false); // created in between
-            }),
-          );
+          this.watchCreation(client, root, () => this.readRoot(false));
           children = [];
         }
         const now = new Set(children);
@@ -249,6 +242,22 @@ export class ZooKeeperRegistry implements Registry {
           if (!known) this.model.set(service, new Map());
           if (!known || walk) this.readService(service, walk);
         }
+      }),
+    );
+  }
+
+  /**
+   * A listing found no znode at `path`, and a getChildren that finds none sets no watch: an
+   * exists watch waits for its creation (its firing lists `path` again, as any children watch
+   * does); `reread` runs at once if it was created in between.
+   */
+  private watchCreation(client: Client, path: string, reread: () => void): void {
+    client.exists(
+      path,
+      this.watcher('c', path),
+      this.track((e: unknown, stat: unknown) => {
+        if (e !== null && e !== undefined) this.failed(e);
+        else if (stat !== null && stat !== undefined) reread();
       }),
     );
   }
@@ -266,16 +275,8 @@ export class ZooKeeperRegistry implements Registry {
         if (err !== null && err !== undefined) {
           if (zkCode(err) !== Exception.NO_NODE) return this.failed(err);
           // The service znode vanished: the root watch drops it too, unless it is created again
-          // before the root is read (the service then looks unchanged there, and a getChildren
-          // that found no node set no watch). An exists watch reads it again once it is back.
-          client.exists(
-            p,
-            this.watcher('c', p),
-            this.track((e: unknown, stat: unknown) => {
-              if (e !== null && e !== undefined) this.failed(e);
-              else if (stat !== null && stat !== undefined) this.readService(service, false); // created in between
-            }),
-          );
+          // before the root is read (the service then looks unchanged there).
+          this.watchCreation(client, p, () => this.readService(service, false));
           children = [];
         }
         const now = new Set(children);
