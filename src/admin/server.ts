@@ -13,6 +13,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { DroverError, ErrorCodes } from '../core/errors.js';
 import { redact } from '../config/redact.js';
+import { hostPortText } from '../config/values.js';
 import type { Logger } from '../observability/log.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { AdminModel } from './model.js';
@@ -224,7 +225,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       reject(
         new DroverError(
           ErrorCodes.LISTEN_FAILED,
-          `admin: cannot listen on ${formatHostPort(opts.host, opts.port)}: ${err.code ?? err.message}`,
+          `admin: cannot listen on ${hostPortText(opts.host, opts.port)}: ${err.code ?? err.message}`,
           { cause: err },
         ),
       );
@@ -240,7 +241,7 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
 
   const bound = server.address() as AddressInfo;
   const address = { host: bound.address, port: bound.port };
-  log.info({ address: formatHostPort(address.host, address.port) }, 'admin listening');
+  log.info({ address: hostPortText(address.host, address.port) }, 'admin listening');
 
   let closing: Promise<void> | undefined;
   return {
@@ -257,10 +258,6 @@ export async function startAdminServer(opts: AdminServerOptions): Promise<AdminS
       return closing;
     },
   };
-}
-
-function formatHostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 function send(res: ServerResponse, status: number, contentType: string, body: string): void {

@@ -21,7 +21,7 @@ import {
   SERVICE_ONLY_KEYS,
   type ParsedConfig,
 } from './schema.js';
-import type { HostPort } from './values.js';
+import { hostPortText } from './values.js';
 
 export type { ConfigIssue };
 
@@ -706,15 +706,11 @@ function backendOf(b: ParsedBackend): StaticBackendConfig {
   };
 }
 
-function formatHostPort(a: HostPort): string {
-  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
-}
-
 function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, serviceOrder: readonly string[]): DroverConfig {
   const abs = (f: string): string => path.resolve(baseDir, f);
   const listen = p.listen.map(
     (l): ListenConfig => ({
-      address: formatHostPort(l.address),
+      address: hostPortText(l.address.host, l.address.port),
       host: l.address.host,
       port: l.address.port,
       ...(l.tls === undefined ? {} : { tls: resolveListenerTls(l.tls, abs) }),
@@ -799,7 +795,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
     accessLog: p.access_log === 'off' || p.access_log === 'stdout' ? p.access_log : abs(p.access_log),
     shutdownGrace: p.shutdown_grace,
     workers: p.workers,
-    admin: { address: formatHostPort(p.admin.address), host: p.admin.address.host, port: p.admin.address.port, tokenEnv: p.admin.token_env,
+    admin: { address: hostPortText(p.admin.address.host, p.admin.address.port), host: p.admin.address.host, port: p.admin.address.port, tokenEnv: p.admin.token_env,
       ...(p.admin.allowed_hosts === undefined ? {} : { allowedHosts: p.admin.allowed_hosts.map((h) => h.toLowerCase()) }) },
     registry: {
       ...(p.registry.file === undefined ? {} : { file: abs(p.registry.file) }),
@@ -829,7 +825,7 @@ function resolveConfig(p: ParsedConfig, absFile: string, baseDir: string, servic
         ? {}
         : {
             zookeeper: {
-              servers: zk.servers.split(',').map((x) => x.trim()).join(','),
+              servers: zk.servers, // normalised by the schema (parseServerList)
               prefix: zk.prefix.length > 1 ? zk.prefix.replace(/\/$/, '') : zk.prefix,
               layout: zk.layout,
               sessionTimeout: zk.session_timeout,

@@ -8,6 +8,7 @@ import type net from 'node:net';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { ListenConfig, ListenerLimits } from '../config/types.js';
+import { hostPortText } from '../config/values.js';
 import { afterResponses, markClosing, midRequest, noteRequest } from './connection-state.js';
 import type { CertificateStore } from '../tls/store.js';
 import { answerAtEdge, challengeToken, hstsValue, type ChallengeResponder, type EdgeHooks } from './edge-answers.js';
@@ -225,7 +226,7 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
   }
   const addr = bound.address();
   const port = typeof addr === 'object' && addr !== null ? addr.port : cfg.port;
-  if (tlsFront !== undefined) tlsFront.label = cfg.host.includes(':') ? `[${cfg.host}]:${port}` : `${cfg.host}:${port}`;
+  if (tlsFront !== undefined) tlsFront.label = hostPortText(cfg.host, port);
   // every front end: node:http's connections, the fast path's, HTTP/2 sessions
   const closeIdle = (): void => {
     server.closeIdleConnections();

@@ -11,6 +11,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomInt } from 'node:crypto';
 import * as packet from 'dns-packet';
+import { hostPortText } from '../config/values.js';
 
 /** A DNS server: an IP address and a port. */
 export interface DnsServer {
@@ -62,7 +63,7 @@ export function parseDnsServer(text: string): DnsServer {
 
 /** `host:port` for logs (`[v6]:port`). */
 export function formatDnsServer(s: DnsServer): string {
-  return `${s.host.includes(':') ? `[${s.host}]` : s.host}:${s.port}`;
+  return hostPortText(s.host, s.port);
 }
 
 function toRecords(list: readonly packet.Answer[] | undefined): DnsRecord[] {
