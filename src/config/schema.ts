@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { BALANCER_NAMES } from '../../routing/policies.js';
 import type { BalancerName, HashKeySpec } from '../../routing/types.js';
 import { fail, ok, type Result } from '../core/result.js';
-import { DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_WEIGHT, BACKEND_ID_PATTERN, durationProblem, parseBackendUrl, parseDuration, parseEtcdEndpoint, parseListenAddress, parseLongDuration, parseServerList, type HostPort } from './values.js';
+import { HTTP_TOKEN, DURATION_PATTERN, LONG_DURATION_PATTERN, MAX_WEIGHT, BACKEND_ID_PATTERN, durationProblem, parseBackendUrl, parseDuration, parseEtcdEndpoint, parseListenAddress, parseLongDuration, parseServerList, type HostPort } from './values.js';
 
 /** Balancer names as written in YAML: owned by the routing layer, re-exported for convenience. */
 export { BALANCER_NAMES };
@@ -20,8 +20,6 @@ void allBalancersListed;
 /** Service names end up in etcd keys and admin URLs, hence the conservative alphabet. */
 export const SERVICE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const ENV_NAME_PATTERN = /^[A-Za-z_][A-Za-z0-9_]*$/;
-/** RFC 9110 token: what a header name or method may contain. */
-const TOKEN_PATTERN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const HOST_MATCH_PATTERN = /^(?:\*\.)?[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 /** A DNS name as written in `services.<name>.dns` (labels may start with `_`, a trailing dot is allowed). */
 const HOSTNAME_PATTERN_DNS = /^(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.)*[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9])?\.?$/;
@@ -45,7 +43,7 @@ export function parseHashKey(text: string): Result<HashKeySpec> {
   if (text === 'ip') return ok({ kind: 'ip' });
   if (text === 'path') return ok({ kind: 'path' });
   const m = /^(header|cookie):(.+)$/.exec(text);
-  if (m !== null && TOKEN_PATTERN.test(m[2] ?? '')) {
+  if (m !== null && HTTP_TOKEN.test(m[2] ?? '')) {
     const name = m[2] ?? '';
     return ok(m[1] === 'header' ? { kind: 'header', name: name.toLowerCase() } : { kind: 'cookie', name });
   }
@@ -134,7 +132,7 @@ const envName = (description: string) =>
 
 const headerName = z
   .string()
-  .regex(TOKEN_PATTERN, { error: (iss) => `"${String(iss.input)}" is not a valid header name` });
+  .regex(HTTP_TOKEN, { error: (iss) => `"${String(iss.input)}" is not a valid header name` });
 
 /** Header values: YAML turns `2` or `true` into non-strings, which users mean as text. */
 const headerValue = z
@@ -389,7 +387,7 @@ const routeSchema = z
         path: urlPath('request path equals this (query ignored)').optional(),
         method: z
           .string()
-          .regex(TOKEN_PATTERN, { error: (iss) => `"${String(iss.input)}" is not an HTTP method` })
+          .regex(HTTP_TOKEN, { error: (iss) => `"${String(iss.input)}" is not an HTTP method` })
           .optional()
           .describe('HTTP method, e.g. GET'),
         headers: z.record(headerName, headerValue).optional().describe('request headers that must have exactly these values'),
@@ -403,7 +401,7 @@ const routeSchema = z
     service: z.string().min(1).describe('the service that handles matching requests'),
     strip_prefix: urlPath('removed from the start of the path before forwarding').optional(),
     upgrades: z
-      .array(z.string().regex(TOKEN_PATTERN, { error: (iss) => `"${String(iss.input)}" is not an Upgrade protocol token` }))
+      .array(z.string().regex(HTTP_TOKEN, { error: (iss) => `"${String(iss.input)}" is not an Upgrade protocol token` }))
       .optional()
       .describe('Upgrade protocols tunnelled on this route (default [websocket]; others get 400)'),
     request_headers: z

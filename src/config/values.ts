@@ -176,6 +176,17 @@ export function parseServerList(text: string): Result<string> {
   return ok(parts.join(','));
 }
 
+// ---- HTTP fields ----------------------------------------------------------------------------
+
+/** An HTTP token (RFC 9110 5.6.2): what a header name (and a method) is made of. */
+export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * A character a header value or a reason phrase may not hold: anything but tab, visible ASCII
+ * and obs-text (what node:http and undici refuse).
+ */
+export const FIELD_VALUE_UNSAFE = /[^\t\x20-\x7e\x80-\xff]/;
+
 // ---- ids ------------------------------------------------------------------------------------
 
 /**

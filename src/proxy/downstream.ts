@@ -8,6 +8,7 @@ import { validateHeaderName, validateHeaderValue, type IncomingHttpHeaders, type
 import { hasRequestBody, LazyBody } from './body.js';
 import { buffersBody, readBody } from './buffering.js';
 import { sendError } from './respond.js';
+import { FIELD_VALUE_UNSAFE } from '../config/values.js';
 
 /** The parts of a request head that routing and the forwarding headers read. */
 export interface RequestHead {
@@ -101,9 +102,6 @@ export interface Downstream {
    */
   sendError(status: number, service: string | undefined, closeAfter: boolean, name?: string): void;
 }
-
-/** What may not appear in a reason phrase (node:http refuses the same). */
-const STATUS_LINE_UNSAFE = /[^\t\x20-\x7e\x80-\xff]/;
 
 /** True when a `TE` request header lists `trailers`. */
 function acceptsTrailers(te: string | string[] | undefined): boolean {
@@ -202,7 +200,7 @@ export class NodeDownstream implements Downstream {
 
   writeHead(status: number, message: string | undefined, headers: string[]): void {
     // the checks node:http's writeHead makes, now, so that a refused header fails here
-    if (message !== undefined && STATUS_LINE_UNSAFE.test(message)) throw new Error('invalid character in status message');
+    if (message !== undefined && FIELD_VALUE_UNSAFE.test(message)) throw new Error('invalid character in status message');
     for (let i = 0; i < headers.length; i += 2) {
       validateHeaderName(headers[i] as string);
       validateHeaderValue(headers[i] as string, headers[i + 1] as string);

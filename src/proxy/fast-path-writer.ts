@@ -6,14 +6,13 @@
  * the first body bytes (or the end) so both leave in one write, and can be taken back until then.
  */
 import { STATUS_CODES, validateHeaderName, validateHeaderValue } from 'node:http';
+import { FIELD_VALUE_UNSAFE } from '../config/values.js';
 
 /** Where the writer's bytes go: latin1 strings and buffers, in order. */
 export interface ByteSink {
   /** false: wait for a drain before sending more */
   send(chunk: string | Buffer): boolean;
 }
-
-const STATUS_LINE_UNSAFE = /[^\t\x20-\x7e\x80-\xff]/;
 
 let dateSecond = -1;
 let dateText = '';
@@ -72,7 +71,7 @@ export class Http1ResponseWriter {
    */
   writeHead(status: number, message: string | undefined, headers: readonly string[], last: boolean, checked = false): void {
     const reason = message !== undefined && message !== '' ? message : (STATUS_CODES[status] ?? 'unknown');
-    if (!checked && STATUS_LINE_UNSAFE.test(reason)) throw new Error('invalid character in status message');
+    if (!checked && FIELD_VALUE_UNSAFE.test(reason)) throw new Error('invalid character in status message');
     let head = `HTTP/1.1 ${status} ${reason}\r\n`;
     let length = false;
     let date = false;

@@ -26,6 +26,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { isIPv6 } from 'node:net';
+import { FIELD_VALUE_UNSAFE, HTTP_TOKEN } from '../config/values.js';
 import type { Dispatcher } from 'undici';
 import type { UpstreamController, UpstreamDispatcher, UpstreamDispatchOptions } from './upstream-types.js';
 import { internals, newParser, uvErrorName, type ConnectReq, type HttpParser, type Internals, type TcpHandle } from './internals.js';
@@ -66,9 +67,6 @@ export class UpstreamError extends Error {
 
 /** Methods undici sends `content-length: 0` for when they carry no body. */
 const EXPECTS_PAYLOAD: ReadonlySet<string> = new Set(['PUT', 'POST', 'PATCH', 'QUERY', 'PROPFIND', 'PROPPATCH']);
-/** What undici refuses in a header value, and in a name (not a token). */
-const VALUE_UNSAFE = /[^\t\x20-\x7e\x80-\xff]/;
-const TOKEN = /^[\^_`a-zA-Z\-0-9!#$%&'*+.|~]+$/;
 /** What undici refuses in a request target. */
 const PATH_UNSAFE = /[^\u0021-\u00ff]/;
 const NO_HEADERS: IncomingHttpHeaders = Object.freeze({}) as IncomingHttpHeaders;
@@ -656,7 +654,7 @@ export class H1Upstream {
       for (let i = 0; i < headers.length; i += 2) {
         const name = headers[i] as string;
         const value = headers[i + 1] as string;
-        if (!checked && (!TOKEN.test(name) || VALUE_UNSAFE.test(value))) throw new UpstreamError('UND_ERR_INVALID_ARG', `invalid ${name} header`);
+        if (!checked && (!HTTP_TOKEN.test(name) || FIELD_VALUE_UNSAFE.test(value))) throw new UpstreamError('UND_ERR_INVALID_ARG', `invalid ${name} header`);
         // undici writes these two itself: Host first, Content-Length as the body says
         if (name.length === 4 && name.toLowerCase() === 'host') {
           if (host !== undefined) throw new UpstreamError('UND_ERR_INVALID_ARG', 'duplicate host header');

@@ -8,6 +8,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
+import { FIELD_VALUE_UNSAFE } from '../config/values.js';
 
 /** Lower-cased names that never cross the proxy in either direction. */
 const HOP_BY_HOP: ReadonlySet<string> = new Set([
@@ -55,8 +56,6 @@ export interface HeaderEdits {
 
 export const NO_EDITS: HeaderEdits = { set: [], remove: new Set(), checked: true };
 
-/** What a header value may not hold (what node:http and undici refuse). */
-const VALUE_UNSAFE = /[^\t\x20-\x7e\x80-\xff]/;
 
 /** Names listed in a `Connection` header value, lower-cased ("close" and "keep-alive" included). */
 function connectionTokens(value: string | undefined, named: Set<string> | undefined): Set<string> | undefined {
@@ -270,7 +269,7 @@ export function compileEdits(set: readonly { name: string; value: string }[], re
   return {
     set: set.map((s) => ({ name: s.name, lower: s.name.toLowerCase(), value: s.value })),
     remove: new Set(remove.map((r) => r.toLowerCase())),
-    checked: set.every((s) => !VALUE_UNSAFE.test(s.value)),
+    checked: set.every((s) => !FIELD_VALUE_UNSAFE.test(s.value)),
   };
 }
 
