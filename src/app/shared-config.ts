@@ -66,12 +66,10 @@ export class SharedConfigSource {
     return this.parts[0]?.prefix;
   }
 
-  /** False while a shared config is configured but some part has no valid state yet. */
-  ready(): boolean {
-    return this.parts.every((p) => p.good !== undefined);
-  }
-
-  /** Why `ready()` is false, one line per part without a valid state (empty when ready). */
+  /**
+   * Why drover is not ready on the shared config's account: one line per part without a valid
+   * state yet (empty when every part has one, or when no shared config is configured).
+   */
   waitingFor(): string[] {
     return this.parts
       .filter((p) => p.good === undefined)
