@@ -215,6 +215,8 @@ export async function startListener(cfg: ListenConfig, getState: () => ProxyStat
       });
     });
   } catch (err) {
+    // nothing will serve: the fast path's sweep timer and the TLS front's timers stop with it
+    fast?.stop();
     tlsFront?.stop();
     throw err;
   }
